@@ -1,0 +1,73 @@
+//! The commands behind `main.rs`: each takes parsed arguments, prints, and
+//! returns the process exit status.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use crate::check;
+use crate::diagnostic::{self, Format, Severity};
+use crate::validate::Options;
+
+/// Exit statuses shared by every command.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FINDINGS: u8 = 1;
+    pub const USAGE: u8 = 2;
+}
+
+/// Colour only on a terminal, never under `NO_COLOR`.
+pub fn use_color(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `orch validate`.
+pub fn validate(paths: &[PathBuf], format: Format, strict: bool) -> u8 {
+    let files = match check::collect_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", describe(paths));
+            return exit::USAGE;
+        }
+    };
+    if files.is_empty() {
+        eprintln!("error: no *.kdl files in {}", describe(paths));
+        return exit::USAGE;
+    }
+    let mut reports = Vec::new();
+    for f in &files {
+        match check::check_file(f, &Options::default()) {
+            Ok(c) => reports.push(c.report),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", f.display());
+                return exit::USAGE;
+            }
+        }
+    }
+    let out = diagnostic::render(&reports, format, use_color(std::io::stdout().is_terminal()));
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`orch validate | head`) is not an error of the pipeline.
+    let _ = stdout.write_all(out.as_bytes());
+    let failed = reports
+        .iter()
+        .flat_map(|r| &r.findings)
+        .any(|f| f.severity == Severity::Error || (strict && f.severity == Severity::Warning));
+    if failed {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    }
+}
+
+fn describe(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `orch schema`.
+pub fn schema() -> u8 {
+    let _ = std::io::stdout().write_all(crate::schema::SCHEMA.as_bytes());
+    exit::OK
+}

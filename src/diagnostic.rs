@@ -1,0 +1,356 @@
+//! Findings about a pipeline file, and the one place they are rendered.
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+/// One finding: a stable code, a message, a label on a span, maybe a help line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    pub span: SourceSpan,
+    pub label: String,
+    pub help: Option<String>,
+}
+
+impl Finding {
+    pub fn error(code: &'static str, span: SourceSpan, message: impl Into<String>) -> Self {
+        Finding {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            span,
+            label: "here".to_string(),
+            help: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, span: SourceSpan, message: impl Into<String>) -> Self {
+        Finding {
+            severity: Severity::Warning,
+            ..Finding::error(code, span, message)
+        }
+    }
+
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn maybe_help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+}
+
+/// `did you mean `x`?` for the closest candidate, if one is close enough.
+pub fn did_you_mean<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(wanted, c);
+        if score > 0.8 && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// A pipeline file's text with its line starts, for line:column look-ups.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: String,
+    pub text: Arc<String>,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> Self {
+        let text: String = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile {
+            path: path.into(),
+            text: Arc::new(text),
+            line_starts,
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let start = self.line_starts[line];
+        let col = self
+            .text
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(offset - start);
+        (line + 1, col + 1)
+    }
+}
+
+/// A finding bound to its file, which is what miette renders.
+struct Rendered<'a> {
+    finding: &'a Finding,
+    source: NamedSource<Arc<String>>,
+    location: String,
+}
+
+impl fmt::Debug for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rendered")
+            .field("finding", self.finding)
+            .finish()
+    }
+}
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.finding.message)
+    }
+}
+
+impl std::error::Error for Rendered<'_> {}
+
+impl Diagnostic for Rendered<'_> {
+    fn code<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        Some(Box::new(self.finding.code))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.finding.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+    fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
+        self.finding
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        Some(&self.source)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            Some(self.finding.label.clone()),
+            self.finding.span,
+        ))))
+    }
+}
+
+/// How findings are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// miette's report with the source snippet.
+    Human,
+    /// One JSON document.
+    Json,
+    /// GitHub Actions workflow commands (`::error file=…`).
+    Github,
+}
+
+/// The findings of one file.
+pub struct FileReport {
+    pub source: SourceFile,
+    pub findings: Vec<Finding>,
+}
+
+/// Renders findings of one or more files in the chosen format.
+pub fn render(reports: &[FileReport], format: Format, color: bool) -> String {
+    match format {
+        Format::Human => render_human(reports, color),
+        Format::Json => render_json(reports),
+        Format::Github => render_github(reports),
+    }
+}
+
+fn render_human(reports: &[FileReport], color: bool) -> String {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    let (mut errors, mut warnings) = (0, 0);
+    for report in reports {
+        for f in &report.findings {
+            match f.severity {
+                Severity::Error => errors += 1,
+                Severity::Warning => warnings += 1,
+            }
+            let (line, col) = report.source.line_col(f.span.offset());
+            let rendered = Rendered {
+                finding: f,
+                source: NamedSource::new(&report.source.path, report.source.text.clone()),
+                location: format!("{}:{}:{}", report.source.path, line, col),
+            };
+            // Writing into a String cannot fail.
+            let _ = handler.render_report(&mut out, &rendered);
+            out.push('\n');
+        }
+    }
+    let files = reports.len();
+    out.push_str(&format!(
+        "{} file{} checked: {} error{}, {} warning{}\n",
+        files,
+        plural(files),
+        errors,
+        plural(errors),
+        warnings,
+        plural(warnings)
+    ));
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    code: &'a str,
+    severity: Severity,
+    message: &'a str,
+    label: &'a str,
+    help: Option<&'a str>,
+    path: &'a str,
+    line: usize,
+    column: usize,
+    end_line: usize,
+    end_column: usize,
+    offset: usize,
+    length: usize,
+}
+
+fn render_json(reports: &[FileReport]) -> String {
+    let mut findings = Vec::new();
+    for report in reports {
+        for f in &report.findings {
+            let (line, column) = report.source.line_col(f.span.offset());
+            let (end_line, end_column) = report.source.line_col(f.span.offset() + f.span.len());
+            findings.push(JsonFinding {
+                code: f.code,
+                severity: f.severity,
+                message: &f.message,
+                label: &f.label,
+                help: f.help.as_deref(),
+                path: &report.source.path,
+                line,
+                column,
+                end_line,
+                end_column,
+                offset: f.span.offset(),
+                length: f.span.len(),
+            });
+        }
+    }
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let doc = serde_json::json!({
+        "version": 1,
+        "files": reports.iter().map(|r| r.source.path.as_str()).collect::<Vec<_>>(),
+        "errors": errors,
+        "warnings": findings.len() - errors,
+        "findings": findings,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Escapes for a workflow command's message (`%`, CR, LF) and, with
+/// `property`, for a property value (also `:` and `,`).
+fn gh_escape(s: &str, property: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '\r' => out.push_str("%0D"),
+            '\n' => out.push_str("%0A"),
+            ':' if property => out.push_str("%3A"),
+            ',' if property => out.push_str("%2C"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn render_github(reports: &[FileReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        for f in &report.findings {
+            let (line, col) = report.source.line_col(f.span.offset());
+            let (end_line, end_col) = report.source.line_col(f.span.offset() + f.span.len());
+            let kind = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            let mut message = f.message.clone();
+            if let Some(h) = &f.help {
+                message.push_str(&format!(" (help: {h})"));
+            }
+            out.push_str(&format!(
+                "::{kind} file={},line={line},col={col},endLine={end_line},endColumn={end_col},title={}::{}\n",
+                gh_escape(&report.source.path, true),
+                gh_escape(f.code, true),
+                gh_escape(&message, false),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters() {
+        let s = SourceFile::new("x.kdl", "ab\nçd\n");
+        assert_eq!(s.line_col(0), (1, 1));
+        assert_eq!(s.line_col(3), (2, 1));
+        assert_eq!(s.line_col(5), (2, 2));
+        assert_eq!(s.line_col(100), (3, 1));
+    }
+
+    #[test]
+    fn did_you_mean_picks_the_closest() {
+        assert_eq!(
+            did_you_mean("testng", ["analysis", "testing", "deploy"]).as_deref(),
+            Some("did you mean `testing`?")
+        );
+        assert_eq!(did_you_mean("zzz", ["analysis"]), None);
+    }
+
+    #[test]
+    fn github_escapes_properties_and_messages() {
+        assert_eq!(gh_escape("a:b,c%\n", true), "a%3Ab%2Cc%25%0A");
+        assert_eq!(gh_escape("a:b,c", false), "a:b,c");
+    }
+}

@@ -1,0 +1,16 @@
+//! `orch`: a declarative pipeline-as-config interpreter.
+//!
+//! Flow: text → KDL syntax tree ([`loader`]) → shape checks ([`schema`]) →
+//! typed model ([`model`]) → semantic checks ([`validate`], [`graph`]) →
+//! findings ([`diagnostic`]).
+
+pub mod check;
+pub mod cli;
+pub mod diagnostic;
+pub mod duration;
+pub mod graph;
+pub mod loader;
+pub mod model;
+pub mod schema;
+pub mod template;
+pub mod validate;

@@ -1,0 +1,1307 @@
+//! Text → KDL syntax tree → typed [`Pipeline`].
+//!
+//! The loader parses with the `kdl` crate (KDL 2.0), checks the document's
+//! shape twice over (the JSON Schema in `schema.rs`, and this decoder, which
+//! must agree with it), and decodes into the model. Shape errors are
+//! "structural" findings; duplicate settings are found here too since only
+//! the decoder sees them.
+
+use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+use miette::SourceSpan;
+use std::time::Duration;
+
+use crate::diagnostic::{did_you_mean, Finding, SourceFile};
+use crate::duration;
+use crate::model::*;
+use crate::template::{Template, TemplateError};
+
+pub mod codes {
+    pub const SYNTAX: &str = "orch::syntax";
+    pub const UNKNOWN_NODE: &str = "orch::unknown-node";
+    pub const UNKNOWN_PROPERTY: &str = "orch::unknown-property";
+    pub const INVALID_VALUE: &str = "orch::invalid-value";
+    pub const MISSING_VALUE: &str = "orch::missing-value";
+    pub const TOO_MANY_ARGUMENTS: &str = "orch::too-many-arguments";
+    pub const BAD_DURATION: &str = "orch::bad-duration";
+    pub const BAD_EXIT_CODE: &str = "orch::bad-exit-code";
+    pub const MISSING_PIPELINE: &str = "orch::missing-pipeline";
+    pub const DUPLICATE_PIPELINE: &str = "orch::duplicate-pipeline";
+    pub const DUPLICATE_SETTING: &str = "orch::duplicate-setting";
+    pub const DUPLICATE_PROPERTY: &str = "orch::duplicate-property";
+    pub const UNKNOWN_PLACEHOLDER: &str = "orch::unknown-placeholder";
+}
+
+/// What the loader made of a file.
+pub struct Loaded {
+    pub source: SourceFile,
+    /// `None` when the text is not KDL.
+    pub document: Option<KdlDocument>,
+    pub pipeline: Pipeline,
+    /// Findings of the KDL parse and of the decoder's shape checks.
+    pub structural: Vec<Finding>,
+    /// Other findings the decoder made (duplicates, placeholders).
+    pub semantic: Vec<Finding>,
+}
+
+/// Parses and decodes `text`. Never fails: every problem is a finding.
+pub fn load(path: &str, text: &str) -> Loaded {
+    let source = SourceFile::new(path, text);
+    match KdlDocument::parse_v2(text) {
+        Err(err) => {
+            let structural = err
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    let span = clamp(d.span, text.len());
+                    Finding::error(
+                        codes::SYNTAX,
+                        span,
+                        d.message
+                            .clone()
+                            .unwrap_or_else(|| "invalid KDL".to_string()),
+                    )
+                    .label(d.label.clone().unwrap_or_else(|| "here".to_string()))
+                    .maybe_help(d.help.clone())
+                })
+                .collect();
+            Loaded {
+                source,
+                document: None,
+                pipeline: Pipeline::default(),
+                structural,
+                semantic: Vec::new(),
+            }
+        }
+        Ok(doc) => {
+            let mut d = Decoder {
+                text,
+                structural: Vec::new(),
+                semantic: Vec::new(),
+            };
+            let pipeline = d.document(&doc);
+            Loaded {
+                source,
+                document: Some(doc),
+                pipeline,
+                structural: d.structural,
+                semantic: d.semantic,
+            }
+        }
+    }
+}
+
+fn clamp(span: SourceSpan, len: usize) -> SourceSpan {
+    let start = span.offset().min(len);
+    let end = (span.offset() + span.len()).min(len);
+    (start, end - start).into()
+}
+
+/// Node names and the properties, arguments and children each takes. The
+/// JSON Schema states the same shape; a test holds the two together.
+pub const TOP_LEVEL: &[&str] = &[
+    "pipeline",
+    "transport",
+    "artifact",
+    "gate",
+    "runner",
+    "call-site",
+    "stage",
+    "end",
+    "alert",
+];
+
+pub fn value_kind(v: &KdlValue) -> &'static str {
+    match v {
+        KdlValue::String(_) => "a string",
+        KdlValue::Integer(_) => "an integer",
+        KdlValue::Float(_) => "a number",
+        KdlValue::Bool(_) => "a boolean",
+        KdlValue::Null => "#null",
+    }
+}
+
+struct Decoder<'t> {
+    text: &'t str,
+    structural: Vec<Finding>,
+    semantic: Vec<Finding>,
+}
+
+fn name_span(node: &KdlNode) -> SourceSpan {
+    node.name().span()
+}
+
+fn args(node: &KdlNode) -> impl Iterator<Item = &KdlEntry> {
+    node.entries().iter().filter(|e| e.name().is_none())
+}
+
+impl Decoder<'_> {
+    fn err(&mut self, f: Finding) {
+        self.structural.push(f);
+    }
+
+    /// Reports properties not in `allowed` and duplicated ones; returns the
+    /// node's properties.
+    fn check_props(&mut self, node: &KdlNode, allowed: &[&str]) {
+        let mut seen: Vec<&str> = Vec::new();
+        for e in node.entries() {
+            let Some(key) = e.name() else { continue };
+            let key = key.value();
+            if !allowed.contains(&key) && !allowed.contains(&"*") {
+                let f = Finding::error(
+                    codes::UNKNOWN_PROPERTY,
+                    e.span(),
+                    format!("unknown property `{key}` on `{}`", node.name().value()),
+                )
+                .label("not a property of this node")
+                .maybe_help(did_you_mean(key, allowed.iter().copied()).or_else(|| {
+                    if allowed.is_empty() {
+                        Some(format!("`{}` takes no properties", node.name().value()))
+                    } else {
+                        Some(format!("expected one of: {}", allowed.join(", ")))
+                    }
+                }));
+                self.err(f);
+            } else if seen.contains(&key) {
+                self.semantic.push(
+                    Finding::error(
+                        codes::DUPLICATE_PROPERTY,
+                        e.span(),
+                        format!("property `{key}` is given twice"),
+                    )
+                    .label("second value")
+                    .help("remove one of them; KDL keeps only the last"),
+                );
+            } else {
+                seen.push(key);
+            }
+        }
+    }
+
+    fn prop<'n>(&self, node: &'n KdlNode, key: &str) -> Option<&'n KdlEntry> {
+        node.entries()
+            .iter()
+            .rev()
+            .find(|e| e.name().map(|n| n.value()) == Some(key))
+    }
+
+    fn missing(&mut self, node: &KdlNode, what: &str) {
+        let f = Finding::error(
+            codes::MISSING_VALUE,
+            name_span(node),
+            format!("`{}` is missing {what}", node.name().value()),
+        )
+        .label(format!("needs {what}"));
+        self.err(f);
+    }
+
+    fn wrong_type(&mut self, e: &KdlEntry, what: &str, expected: &str) {
+        let f = Finding::error(
+            codes::INVALID_VALUE,
+            e.span(),
+            format!("{what} must be {expected}, found {}", value_kind(e.value())),
+        )
+        .label(format!("expected {expected}"));
+        self.err(f);
+    }
+
+    fn string_of(&mut self, e: &KdlEntry, what: &str) -> Option<Spanned<String>> {
+        match e.value() {
+            KdlValue::String(s) => Some(Spanned::new(s.clone(), e.span())),
+            _ => {
+                self.wrong_type(e, what, "a string");
+                None
+            }
+        }
+    }
+
+    fn req_string_prop(&mut self, node: &KdlNode, key: &str) -> Option<Spanned<String>> {
+        match self.prop(node, key) {
+            Some(e) => self.string_of(e, &format!("`{key}`")),
+            None => {
+                self.missing(node, &format!("the property `{key}`"));
+                None
+            }
+        }
+    }
+
+    fn opt_string_prop(&mut self, node: &KdlNode, key: &str) -> Option<Spanned<String>> {
+        let e = self.prop(node, key)?;
+        self.string_of(e, &format!("`{key}`"))
+    }
+
+    fn bool_of(&mut self, e: &KdlEntry, what: &str) -> Option<bool> {
+        match e.value() {
+            KdlValue::Bool(b) => Some(*b),
+            _ => {
+                self.wrong_type(e, what, "#true or #false");
+                None
+            }
+        }
+    }
+
+    fn number_of(&mut self, e: &KdlEntry, what: &str, min: f64) -> Option<f64> {
+        let v = match e.value() {
+            KdlValue::Integer(i) => *i as f64,
+            KdlValue::Float(f) => *f,
+            _ => {
+                self.wrong_type(e, what, "a number");
+                return None;
+            }
+        };
+        if !v.is_finite() || v < min {
+            self.err(
+                Finding::error(
+                    codes::INVALID_VALUE,
+                    e.span(),
+                    format!("{what} must be at least {min}, found {v}"),
+                )
+                .label("out of range"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    fn int_of(&mut self, e: &KdlEntry, what: &str, min: i128, max: i128) -> Option<i128> {
+        match e.value() {
+            KdlValue::Integer(i) if (min..=max).contains(i) => Some(*i),
+            KdlValue::Integer(i) => {
+                self.err(
+                    Finding::error(
+                        codes::INVALID_VALUE,
+                        e.span(),
+                        format!("{what} must be between {min} and {max}, found {i}"),
+                    )
+                    .label("out of range"),
+                );
+                None
+            }
+            _ => {
+                self.wrong_type(e, what, "an integer");
+                None
+            }
+        }
+    }
+
+    /// Checks the argument count; returns the arguments.
+    fn arg_count<'n>(
+        &mut self,
+        node: &'n KdlNode,
+        min: usize,
+        max: Option<usize>,
+        what: &str,
+    ) -> Vec<&'n KdlEntry> {
+        let a: Vec<&KdlEntry> = args(node).collect();
+        if a.len() < min {
+            self.missing(node, what);
+        }
+        if let Some(max) = max {
+            for extra in a.iter().skip(max) {
+                let f = Finding::error(
+                    codes::TOO_MANY_ARGUMENTS,
+                    extra.span(),
+                    format!(
+                        "`{}` takes {} argument{}",
+                        node.name().value(),
+                        if max == 0 {
+                            "no".to_string()
+                        } else {
+                            format!("at most {max}")
+                        },
+                        if max == 1 { "" } else { "s" }
+                    ),
+                )
+                .label("unexpected argument");
+                self.err(f);
+            }
+        }
+        a
+    }
+
+    /// The node's one name argument.
+    fn name(&mut self, node: &KdlNode) -> Option<Name> {
+        let a = self.arg_count(node, 1, Some(1), "a name");
+        let e = a.first()?;
+        let s = self.string_of(e, "a name")?;
+        if s.value.is_empty() {
+            self.err(
+                Finding::error(codes::INVALID_VALUE, e.span(), "a name must not be empty")
+                    .label("empty name"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    /// One string argument (like `timeout "30s"`).
+    fn one_string(&mut self, node: &KdlNode, what: &str) -> Option<Spanned<String>> {
+        let a = self.arg_count(node, 1, Some(1), what);
+        let e = a.first()?;
+        self.string_of(e, what)
+    }
+
+    fn children<'n>(&mut self, node: &'n KdlNode, allowed: &[&str]) -> Vec<&'n KdlNode> {
+        let Some(doc) = node.children() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for child in doc.nodes() {
+            let name = child.name().value();
+            if allowed.contains(&name) {
+                out.push(child);
+            } else {
+                let f = Finding::error(
+                    codes::UNKNOWN_NODE,
+                    name_span(child),
+                    format!("unknown node `{name}` in `{}`", node.name().value()),
+                )
+                .label("not allowed here")
+                .maybe_help(did_you_mean(name, allowed.iter().copied()).or_else(|| {
+                    if allowed.is_empty() {
+                        Some(format!("`{}` takes no children", node.name().value()))
+                    } else {
+                        Some(format!("expected one of: {}", allowed.join(", ")))
+                    }
+                }));
+                self.err(f);
+            }
+        }
+        out
+    }
+
+    /// Records a second occurrence of a child that may appear once.
+    fn once<T>(&mut self, slot: &Option<T>, child: &KdlNode) -> bool {
+        if slot.is_some() {
+            self.semantic.push(
+                Finding::error(
+                    codes::DUPLICATE_SETTING,
+                    name_span(child),
+                    format!("`{}` is given twice", child.name().value()),
+                )
+                .label("second occurrence")
+                .help("keep one of them"),
+            );
+            false
+        } else {
+            true
+        }
+    }
+
+    fn duration(&mut self, s: &Spanned<String>) -> Option<Spanned<Duration>> {
+        match duration::parse(&s.value) {
+            Ok(d) => Some(Spanned::new(d, s.span)),
+            Err(msg) => {
+                self.err(
+                    Finding::error(codes::BAD_DURATION, s.span, msg)
+                        .label("not a duration")
+                        .help("write a number and a unit: \"500ms\", \"30s\", \"15m\", \"2h\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration_child(&mut self, child: &KdlNode) -> Option<Spanned<Duration>> {
+        let s = self.one_string(child, "a duration")?;
+        self.duration(&s)
+    }
+
+    fn template(&mut self, s: &Spanned<String>) -> Template {
+        // Placeholder spans are exact when the source holds the string verbatim.
+        let start = s.span.offset();
+        let end = start + s.span.len();
+        let inner = self
+            .text
+            .get(start..end)
+            .filter(|raw| raw.len() == s.value.len() + 2 && raw[1..raw.len() - 1] == s.value)
+            .map(|_| start + 1);
+        let (t, errors) = Template::parse(&s.value, s.span, inner);
+        for TemplateError {
+            message,
+            span,
+            name,
+        } in errors
+        {
+            let help = name
+                .as_deref()
+                .and_then(|n| did_you_mean(n, ["task", "stage", "attempt", "worktree", "task-dir"]))
+                .unwrap_or_else(|| {
+                    "placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {var.NAME} and {env.NAME}".to_string()
+                });
+            self.semantic.push(
+                Finding::error(codes::UNKNOWN_PLACEHOLDER, span, message)
+                    .label("unknown placeholder")
+                    .help(help),
+            );
+        }
+        t
+    }
+
+    fn command(&mut self, child: &KdlNode) -> Option<Command> {
+        self.check_props(child, &[]);
+        self.children(child, &[]);
+        let a = self.arg_count(child, 1, None, "a program to run");
+        let mut argv = Vec::new();
+        for e in a {
+            if let Some(s) = self.string_of(e, "a command argument") {
+                argv.push(self.template(&s));
+            }
+        }
+        if argv.is_empty() {
+            return None;
+        }
+        Some(Command {
+            argv,
+            span: child.span(),
+        })
+    }
+
+    fn env(&mut self, child: &KdlNode, out: &mut Vec<EnvVar>) {
+        self.check_props(child, &["*"]);
+        self.children(child, &[]);
+        self.arg_count(child, 0, Some(0), "");
+        for e in child.entries() {
+            let Some(key) = e.name() else { continue };
+            if let Some(v) = self.string_of(e, &format!("`{}`", key.value())) {
+                let value = self.template(&v);
+                out.push(EnvVar {
+                    key: Spanned::new(key.value().to_string(), key.span()),
+                    value,
+                });
+            }
+        }
+    }
+
+    fn retry(&mut self, child: &KdlNode) -> Option<Retry> {
+        self.check_props(child, &["attempts", "delay", "backoff", "max-delay"]);
+        self.children(child, &[]);
+        let on = self.one_string(child, "the verdict it retries (\"tool-error\")");
+        if let Some(on) = &on {
+            if on.value != TOOL_ERROR {
+                self.err(
+                    Finding::error(
+                        codes::INVALID_VALUE,
+                        on.span,
+                        format!("`retry` applies to \"tool-error\" only, found \"{}\"", on.value),
+                    )
+                    .label("expected \"tool-error\"")
+                    .help("a verdict the producer gave is final; only a producer that did not execute is retried"),
+                );
+            }
+        }
+        let mut retry = Retry::none();
+        retry.span = child.span();
+        match self.prop(child, "attempts") {
+            Some(e) => {
+                if let Some(n) = self.int_of(e, "`attempts`", 1, 1000) {
+                    retry.attempts = n as u32;
+                }
+            }
+            None => self.missing(child, "the property `attempts`"),
+        }
+        if let Some(s) = self.opt_string_prop(child, "delay") {
+            if let Some(d) = self.duration(&s) {
+                retry.delay = d.value;
+            }
+        }
+        if let Some(e) = self.prop(child, "backoff") {
+            if let Some(b) = self.number_of(e, "`backoff`", 1.0) {
+                retry.backoff = b;
+            }
+        }
+        if let Some(s) = self.opt_string_prop(child, "max-delay") {
+            retry.max_delay = self.duration(&s).map(|d| d.value);
+        }
+        on.map(|_| retry)
+    }
+
+    fn verdict_prop(&mut self, child: &KdlNode) -> Option<Spanned<String>> {
+        self.check_props(child, &["verdict"]);
+        self.children(child, &[]);
+        let v = self.req_string_prop(child, "verdict")?;
+        if v.value.trim().is_empty() {
+            self.err(
+                Finding::error(codes::INVALID_VALUE, v.span, "a verdict must not be empty")
+                    .label("empty verdict"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    fn document(&mut self, doc: &KdlDocument) -> Pipeline {
+        let mut p = Pipeline::default();
+        let mut pipeline_nodes = 0;
+        for node in doc.nodes() {
+            let kind = node.name().value();
+            match kind {
+                "pipeline" => {
+                    pipeline_nodes += 1;
+                    let header = self.header(node);
+                    if pipeline_nodes > 1 {
+                        self.err(
+                            Finding::error(
+                                codes::DUPLICATE_PIPELINE,
+                                name_span(node),
+                                "a file holds exactly one `pipeline` node",
+                            )
+                            .label("second `pipeline`"),
+                        );
+                    } else {
+                        p.header = header;
+                    }
+                }
+                "transport" => {
+                    if let Some(t) = self.transport(node) {
+                        p.transports.push(t)
+                    }
+                }
+                "artifact" => {
+                    if let Some(a) = self.artifact(node) {
+                        p.artifacts.push(a)
+                    }
+                }
+                "gate" => {
+                    if let Some(g) = self.gate(node) {
+                        p.gates.push(g)
+                    }
+                }
+                "runner" => {
+                    if let Some(r) = self.runner(node) {
+                        p.runners.push(r)
+                    }
+                }
+                "call-site" => {
+                    if let Some(c) = self.call_site(node) {
+                        p.call_sites.push(c)
+                    }
+                }
+                "stage" => {
+                    if let Some(s) = self.stage(node) {
+                        p.stages.push(s)
+                    }
+                }
+                "end" => {
+                    if let Some(e) = self.end(node) {
+                        p.ends.push(e)
+                    }
+                }
+                "alert" => {
+                    if let Some(a) = self.alert(node) {
+                        p.alerts.push(a)
+                    }
+                }
+                other => {
+                    let f = Finding::error(
+                        codes::UNKNOWN_NODE,
+                        name_span(node),
+                        format!("unknown node `{other}`"),
+                    )
+                    .label("not a pipeline node")
+                    .maybe_help(
+                        did_you_mean(other, TOP_LEVEL.iter().copied())
+                            .or_else(|| Some(format!("expected one of: {}", TOP_LEVEL.join(", ")))),
+                    );
+                    self.err(f);
+                }
+            }
+        }
+        if pipeline_nodes == 0 {
+            self.err(
+                Finding::error(
+                    codes::MISSING_PIPELINE,
+                    (0, 0).into(),
+                    "the file has no `pipeline` node",
+                )
+                .label("expected `pipeline \"NAME\" start=\"STAGE\"`")
+                .help("add `pipeline \"NAME\" start=\"FIRST-STAGE\"` at the top"),
+            );
+        }
+        p
+    }
+
+    fn header(&mut self, node: &KdlNode) -> Option<Header> {
+        self.check_props(node, &["start", "single-transport"]);
+        let name = self.name(node);
+        let start = self.req_string_prop(node, "start");
+        let single_transport = match self.prop(node, "single-transport") {
+            Some(e) => self.bool_of(e, "`single-transport`").unwrap_or(false),
+            None => false,
+        };
+        let mut description = None;
+        let mut vars: Vec<Var> = Vec::new();
+        for child in self.children(node, &["description", "var"]) {
+            self.check_props(child, &[]);
+            self.children(child, &[]);
+            match child.name().value() {
+                "description" => {
+                    let d = self.one_string(child, "a description");
+                    if self.once(&description, child) {
+                        description = d.map(|d| d.value);
+                    }
+                }
+                _ => {
+                    let a = self.arg_count(child, 2, Some(2), "a name and a default value");
+                    let n = a.first().and_then(|e| self.string_of(e, "a variable name"));
+                    let v = a.get(1).and_then(|e| self.string_of(e, "a default value"));
+                    if let (Some(name), Some(default)) = (n, v) {
+                        vars.push(Var {
+                            name,
+                            default: default.value,
+                        });
+                    }
+                }
+            }
+        }
+        Some(Header {
+            name: name?,
+            start: start?,
+            single_transport,
+            description,
+            vars,
+            span: node.span(),
+        })
+    }
+
+    fn transport(&mut self, node: &KdlNode) -> Option<Transport> {
+        self.check_props(node, &[]);
+        let name = self.name(node);
+        let mut t = Transport {
+            name: Spanned::new(String::new(), name_span(node)),
+            command: None,
+            prompt: PromptMode::Stdin,
+            timeout: None,
+            idle_timeout: None,
+            grace: DEFAULT_GRACE,
+            cwd: None,
+            env: Vec::new(),
+            retry: Retry::none(),
+            cost_per_call: None,
+            span: node.span(),
+        };
+        let mut seen_prompt = None;
+        let mut seen_grace = None;
+        let mut seen_retry = None;
+        let mut seen_cost = None;
+        for child in self.children(
+            node,
+            &[
+                "command",
+                "prompt",
+                "timeout",
+                "idle-timeout",
+                "grace",
+                "cwd",
+                "env",
+                "retry",
+                "cost-per-call",
+            ],
+        ) {
+            match child.name().value() {
+                "command" => {
+                    let c = self.command(child);
+                    if self.once(&t.command, child) {
+                        t.command = c;
+                    }
+                }
+                "prompt" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    if let Some(s) = self.one_string(child, "\"stdin\" or \"arg\"") {
+                        let mode = match s.value.as_str() {
+                            "stdin" => Some(PromptMode::Stdin),
+                            "arg" => Some(PromptMode::Arg),
+                            other => {
+                                self.err(
+                                    Finding::error(
+                                        codes::INVALID_VALUE,
+                                        s.span,
+                                        format!("`prompt` must be \"stdin\" or \"arg\", found \"{other}\""),
+                                    )
+                                    .label("expected \"stdin\" or \"arg\"")
+                                    .maybe_help(did_you_mean(other, ["stdin", "arg"])),
+                                );
+                                None
+                            }
+                        };
+                        if self.once(&seen_prompt, child) {
+                            if let Some(m) = mode {
+                                t.prompt = m;
+                            }
+                            seen_prompt = Some(());
+                        }
+                    }
+                }
+                "timeout" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let d = self.duration_child(child);
+                    if self.once(&t.timeout, child) {
+                        t.timeout = d;
+                    }
+                }
+                "idle-timeout" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let d = self.duration_child(child);
+                    if self.once(&t.idle_timeout, child) {
+                        t.idle_timeout = d;
+                    }
+                }
+                "grace" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let d = self.duration_child(child);
+                    if self.once(&seen_grace, child) {
+                        seen_grace = Some(());
+                        if let Some(d) = d {
+                            t.grace = d.value;
+                        }
+                    }
+                }
+                "cwd" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let c = self
+                        .one_string(child, "a directory")
+                        .map(|s| self.template(&s));
+                    if self.once(&t.cwd, child) {
+                        t.cwd = c;
+                    }
+                }
+                "env" => self.env(child, &mut t.env),
+                "retry" => {
+                    let r = self.retry(child);
+                    if self.once(&seen_retry, child) {
+                        seen_retry = Some(());
+                        if let Some(r) = r {
+                            t.retry = r;
+                        }
+                    }
+                }
+                _ => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let a = self.arg_count(child, 1, Some(1), "a cost");
+                    let c = a
+                        .first()
+                        .and_then(|e| self.number_of(e, "`cost-per-call`", 0.0));
+                    if self.once(&seen_cost, child) {
+                        seen_cost = Some(());
+                        t.cost_per_call = c;
+                    }
+                }
+            }
+        }
+        t.name = name?;
+        Some(t)
+    }
+
+    fn artifact(&mut self, node: &KdlNode) -> Option<Artifact> {
+        self.check_props(node, &["path"]);
+        let name = self.name(node);
+        let path = self.req_string_prop(node, "path");
+        let mut fields = Vec::new();
+        for child in self.children(node, &["field"]) {
+            self.check_props(child, &["required"]);
+            self.children(child, &[]);
+            let a = self.arg_count(child, 1, None, "a key");
+            let key = a.first().and_then(|e| self.string_of(e, "a field key"));
+            let mut allowed = Vec::new();
+            for e in a.iter().skip(1) {
+                if let Some(s) = self.string_of(e, "an allowed value") {
+                    allowed.push(s);
+                }
+            }
+            let required = match self.prop(child, "required") {
+                Some(e) => self.bool_of(e, "`required`").unwrap_or(true),
+                None => true,
+            };
+            if let Some(key) = key {
+                fields.push(Field {
+                    key,
+                    allowed,
+                    required,
+                });
+            }
+        }
+        Some(Artifact {
+            name: name?,
+            path: path?,
+            fields,
+            span: node.span(),
+        })
+    }
+
+    fn gate(&mut self, node: &KdlNode) -> Option<Gate> {
+        self.check_props(node, &["artifact"]);
+        let name = self.name(node);
+        let artifact = self.req_string_prop(node, "artifact");
+        let mut expects = Vec::new();
+        for child in self.children(node, &["expect"]) {
+            self.check_props(child, &["matches"]);
+            self.children(child, &[]);
+            let a = self.arg_count(child, 1, Some(2), "a key");
+            let key = a.first().and_then(|e| self.string_of(e, "a field key"));
+            let value = a
+                .get(1)
+                .and_then(|e| self.string_of(e, "the expected value"));
+            let matches = self.opt_string_prop(child, "matches");
+            let expectation = match (value, matches) {
+                (Some(v), None) => Some(Expectation::Equals(v)),
+                (None, Some(m)) => Some(Expectation::Matches(m)),
+                (Some(_), Some(m)) => {
+                    self.err(
+                        Finding::error(
+                            codes::INVALID_VALUE,
+                            m.span,
+                            "`expect` takes either a value or `matches=`, not both",
+                        )
+                        .label("second expectation"),
+                    );
+                    None
+                }
+                (None, None) => {
+                    if a.len() < 2 {
+                        self.missing(child, "an expected value or `matches=\"REGEX\"`");
+                    }
+                    None
+                }
+            };
+            if let (Some(key), Some(expectation)) = (key, expectation) {
+                expects.push(Expect {
+                    key,
+                    expectation,
+                    span: child.span(),
+                });
+            }
+        }
+        Some(Gate {
+            name: name?,
+            artifact: artifact?,
+            expects,
+            span: node.span(),
+        })
+    }
+
+    fn runner(&mut self, node: &KdlNode) -> Option<Runner> {
+        self.check_props(node, &[]);
+        let name = self.name(node);
+        let mut r = Runner {
+            name: Spanned::new(String::new(), name_span(node)),
+            command: None,
+            cwd: None,
+            env: Vec::new(),
+            timeout: None,
+            idle_timeout: None,
+            grace: DEFAULT_GRACE,
+            exit_codes: Vec::new(),
+            on_timeout: None,
+            otherwise: None,
+            retry: Retry::none(),
+            enabled: None,
+            scope: None,
+            writes: None,
+            span: node.span(),
+        };
+        let mut seen_grace = None;
+        let mut seen_retry = None;
+        for child in self.children(
+            node,
+            &[
+                "command",
+                "cwd",
+                "env",
+                "timeout",
+                "idle-timeout",
+                "grace",
+                "exit-code",
+                "on-timeout",
+                "otherwise",
+                "retry",
+                "enabled",
+                "scope",
+                "writes",
+            ],
+        ) {
+            match child.name().value() {
+                "command" => {
+                    let c = self.command(child);
+                    if self.once(&r.command, child) {
+                        r.command = c;
+                    }
+                }
+                "cwd" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let c = self
+                        .one_string(child, "a directory")
+                        .map(|s| self.template(&s));
+                    if self.once(&r.cwd, child) {
+                        r.cwd = c;
+                    }
+                }
+                "env" => self.env(child, &mut r.env),
+                "timeout" | "idle-timeout" | "grace" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let d = self.duration_child(child);
+                    match child.name().value() {
+                        "timeout" => {
+                            if self.once(&r.timeout, child) {
+                                r.timeout = d;
+                            }
+                        }
+                        "idle-timeout" => {
+                            if self.once(&r.idle_timeout, child) {
+                                r.idle_timeout = d;
+                            }
+                        }
+                        _ => {
+                            if self.once(&seen_grace, child) {
+                                seen_grace = Some(());
+                                if let Some(d) = d {
+                                    r.grace = d.value;
+                                }
+                            }
+                        }
+                    }
+                }
+                "exit-code" => {
+                    let verdict = self.verdict_prop(child);
+                    let a = self.arg_count(child, 1, None, "an exit code");
+                    let mut codes_ = Vec::new();
+                    for e in a {
+                        match e.value() {
+                            KdlValue::Integer(i) if (0..=255).contains(i) => {
+                                codes_.push(Spanned::new(*i as i32, e.span()))
+                            }
+                            KdlValue::Integer(i) => self.err(
+                                Finding::error(
+                                    codes::BAD_EXIT_CODE,
+                                    e.span(),
+                                    format!("exit codes are 0 to 255, found {i}"),
+                                )
+                                .label("out of range")
+                                .help("a process can only exit with a code from 0 to 255"),
+                            ),
+                            _ => self.wrong_type(e, "an exit code", "an integer"),
+                        }
+                    }
+                    if let Some(verdict) = verdict {
+                        if !codes_.is_empty() {
+                            r.exit_codes.push(ExitMapping {
+                                codes: codes_,
+                                verdict,
+                            });
+                        }
+                    }
+                }
+                "on-timeout" => {
+                    self.arg_count(child, 0, Some(0), "");
+                    let v = self.verdict_prop(child);
+                    if self.once(&r.on_timeout, child) {
+                        r.on_timeout = v;
+                    }
+                }
+                "otherwise" => {
+                    self.arg_count(child, 0, Some(0), "");
+                    let v = self.verdict_prop(child);
+                    if self.once(&r.otherwise, child) {
+                        r.otherwise = v;
+                    }
+                }
+                "retry" => {
+                    let rt = self.retry(child);
+                    if self.once(&seen_retry, child) {
+                        seen_retry = Some(());
+                        if let Some(rt) = rt {
+                            r.retry = rt;
+                        }
+                    }
+                }
+                "enabled" => {
+                    self.check_props(child, &["env"]);
+                    self.children(child, &[]);
+                    let a = self.arg_count(child, 1, Some(1), "#true or #false");
+                    let on = a.first().and_then(|e| self.bool_of(e, "`enabled`"));
+                    let env = self.opt_string_prop(child, "env");
+                    let s = on.map(|enabled| Switch {
+                        enabled,
+                        env,
+                        span: child.span(),
+                    });
+                    if self.once(&r.enabled, child) {
+                        r.enabled = s;
+                    }
+                }
+                "scope" => {
+                    self.check_props(child, &["env"]);
+                    self.children(child, &[]);
+                    let mut repos = Vec::new();
+                    for e in args(child) {
+                        if let Some(s) = self.string_of(e, "a repository name") {
+                            repos.push(s.value);
+                        }
+                    }
+                    let env = self.opt_string_prop(child, "env");
+                    let s = Some(Scope {
+                        repos,
+                        env,
+                        span: child.span(),
+                    });
+                    if self.once(&r.scope, child) {
+                        r.scope = s;
+                    }
+                }
+                _ => {
+                    self.check_props(child, &["field"]);
+                    self.children(child, &[]);
+                    let artifact = self.one_string(child, "an artifact name");
+                    let field = self.opt_string_prop(child, "field");
+                    let w = artifact.map(|artifact| Writes {
+                        artifact,
+                        field,
+                        span: child.span(),
+                    });
+                    if self.once(&r.writes, child) {
+                        r.writes = w;
+                    }
+                }
+            }
+        }
+        r.name = name?;
+        Some(r)
+    }
+
+    fn enum_prop<T: Copy>(
+        &mut self,
+        node: &KdlNode,
+        key: &str,
+        options: &[(&str, T)],
+    ) -> Option<Spanned<T>> {
+        let s = self.req_string_prop(node, key)?;
+        match options.iter().find(|(n, _)| *n == s.value) {
+            Some((_, v)) => Some(Spanned::new(*v, s.span)),
+            None => {
+                let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+                self.err(
+                    Finding::error(
+                        codes::INVALID_VALUE,
+                        s.span,
+                        format!(
+                            "`{key}` must be one of {}, found \"{}\"",
+                            names
+                                .iter()
+                                .map(|n| format!("\"{n}\""))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            s.value
+                        ),
+                    )
+                    .label("not an allowed value")
+                    .maybe_help(did_you_mean(&s.value, names.iter().copied())),
+                );
+                None
+            }
+        }
+    }
+
+    fn call_site(&mut self, node: &KdlNode) -> Option<CallSite> {
+        self.check_props(node, &["axis", "verdict", "mode"]);
+        let name = self.name(node);
+        let axis = self.enum_prop(node, "axis", &[("C", Axis::C), ("P", Axis::P)]);
+        let verdict = self.enum_prop(
+            node,
+            "verdict",
+            &[
+                ("machine", VerdictKind::Machine),
+                ("judgement", VerdictKind::Judgement),
+            ],
+        );
+        let mode = self.enum_prop(
+            node,
+            "mode",
+            &[
+                ("llm", Mode::Llm),
+                ("runner", Mode::Runner),
+                ("hybrid", Mode::Hybrid),
+            ],
+        );
+        let mut runner = None;
+        let mut llm = None;
+        let mut why = None;
+        for child in self.children(node, &["runner", "llm", "why"]) {
+            match child.name().value() {
+                "runner" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let r = self.one_string(child, "a runner name");
+                    if self.once(&runner, child) {
+                        runner = r;
+                    }
+                }
+                "llm" => {
+                    self.check_props(child, &["transport", "prompt"]);
+                    self.children(child, &[]);
+                    self.arg_count(child, 0, Some(0), "");
+                    let t = self.req_string_prop(child, "transport");
+                    let p = self.req_string_prop(child, "prompt");
+                    let l = match (t, p) {
+                        (Some(transport), Some(prompt)) => Some(Llm {
+                            transport,
+                            prompt,
+                            span: child.span(),
+                        }),
+                        _ => None,
+                    };
+                    if self.once(&llm, child) {
+                        llm = l;
+                    }
+                }
+                _ => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let w = self.one_string(child, "a justification");
+                    if self.once(&why, child) {
+                        why = w;
+                    }
+                }
+            }
+        }
+        Some(CallSite {
+            name: name?,
+            axis: axis?,
+            verdict: verdict?,
+            mode: mode?,
+            runner,
+            llm,
+            why,
+            span: node.span(),
+        })
+    }
+
+    fn transition(&mut self, child: &KdlNode, props: &[&str]) -> Option<Transition> {
+        self.check_props(child, props);
+        self.children(child, &[]);
+        let target = self.one_string(child, "a target stage or end");
+        let budget = match self.prop(child, "budget") {
+            Some(e) if props.contains(&"budget") => self
+                .int_of(e, "`budget`", 0, 1_000_000)
+                .map(|b| Spanned::new(b as u32, e.span())),
+            _ => None,
+        };
+        let alert = if props.contains(&"alert") {
+            self.opt_string_prop(child, "alert")
+        } else {
+            None
+        };
+        Some(Transition {
+            target: target?,
+            budget,
+            alert,
+            span: child.span(),
+        })
+    }
+
+    fn stage(&mut self, node: &KdlNode) -> Option<Stage> {
+        self.check_props(node, &["call-site", "gate"]);
+        let name = self.name(node);
+        let call_site = self.req_string_prop(node, "call-site");
+        let gate = self.req_string_prop(node, "gate");
+        let mut pass = None;
+        let mut fail = None;
+        let mut exhausted = None;
+        let mut serial: Option<bool> = None;
+        for child in self.children(node, &["pass", "fail", "exhausted", "serial"]) {
+            match child.name().value() {
+                "pass" => {
+                    let t = self.transition(child, &[]);
+                    if self.once(&pass, child) {
+                        pass = t;
+                    }
+                }
+                "fail" => {
+                    let t = self.transition(child, &["budget"]);
+                    if self.once(&fail, child) {
+                        fail = t;
+                    }
+                }
+                "exhausted" => {
+                    let t = self.transition(child, &["alert"]);
+                    if self.once(&exhausted, child) {
+                        exhausted = t;
+                    }
+                }
+                _ => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let a = self.arg_count(child, 1, Some(1), "#true or #false");
+                    let s = a.first().and_then(|e| self.bool_of(e, "`serial`"));
+                    if self.once(&serial, child) {
+                        serial = s;
+                    }
+                }
+            }
+        }
+        Some(Stage {
+            name: name?,
+            call_site: call_site?,
+            gate: gate?,
+            pass,
+            fail,
+            exhausted,
+            serial: serial.unwrap_or(false),
+            span: node.span(),
+        })
+    }
+
+    fn end(&mut self, node: &KdlNode) -> Option<End> {
+        self.check_props(node, &["outcome"]);
+        self.children(node, &[]);
+        let name = self.name(node);
+        let outcome = self.enum_prop(
+            node,
+            "outcome",
+            &[("success", Outcome::Success), ("failure", Outcome::Failure)],
+        );
+        Some(End {
+            name: name?,
+            outcome: outcome?.value,
+            span: node.span(),
+        })
+    }
+
+    fn alert(&mut self, node: &KdlNode) -> Option<Alert> {
+        self.check_props(node, &[]);
+        let name = self.name(node);
+        let mut command = None;
+        let mut timeout: Option<Spanned<Duration>> = None;
+        for child in self.children(node, &["command", "timeout"]) {
+            if child.name().value() == "command" {
+                let c = self.command(child);
+                if self.once(&command, child) {
+                    command = c;
+                }
+            } else {
+                self.check_props(child, &[]);
+                self.children(child, &[]);
+                let d = self.duration_child(child);
+                if self.once(&timeout, child) {
+                    timeout = d;
+                }
+            }
+        }
+        Some(Alert {
+            name: name?,
+            command,
+            timeout: timeout.map(|t| t.value).unwrap_or(DEFAULT_ALERT_TIMEOUT),
+            span: node.span(),
+        })
+    }
+}
+
+/// SIGTERM → SIGKILL delay when a producer states no `grace`.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+/// How long an alert may run when it states no `timeout`.
+pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(60);

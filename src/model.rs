@@ -1,0 +1,390 @@
+//! The typed pipeline model, decoded from KDL by the loader.
+//!
+//! Every value a user wrote keeps its source span, so that the checks and
+//! the engine can point back into the file without re-reading any text.
+
+use miette::SourceSpan;
+use std::time::Duration;
+
+use crate::template::Template;
+
+/// A value together with where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub span: SourceSpan,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, span: SourceSpan) -> Self {
+        Spanned { value, span }
+    }
+}
+
+impl Spanned<String> {
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+}
+
+pub type Name = Spanned<String>;
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Default)]
+pub struct Pipeline {
+    pub header: Option<Header>,
+    pub transports: Vec<Transport>,
+    pub artifacts: Vec<Artifact>,
+    pub gates: Vec<Gate>,
+    pub runners: Vec<Runner>,
+    pub call_sites: Vec<CallSite>,
+    pub stages: Vec<Stage>,
+    pub ends: Vec<End>,
+    pub alerts: Vec<Alert>,
+}
+
+/// The `pipeline "NAME" start="STAGE"` node.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub name: Name,
+    pub start: Name,
+    pub single_transport: bool,
+    pub description: Option<String>,
+    pub vars: Vec<Var>,
+    /// Span of the whole node.
+    pub span: SourceSpan,
+}
+
+#[derive(Debug, Clone)]
+pub struct Var {
+    pub name: Name,
+    pub default: String,
+}
+
+/// A command line: argv0 and its arguments, each a template.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub argv: Vec<Template>,
+    pub span: SourceSpan,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvVar {
+    pub key: Name,
+    pub value: Template,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptMode {
+    Stdin,
+    Arg,
+}
+
+/// `retry "tool-error" attempts=N delay=D backoff=F max-delay=D`.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Total attempts, the first one included.
+    pub attempts: u32,
+    pub delay: Duration,
+    pub backoff: f64,
+    pub max_delay: Option<Duration>,
+    pub span: SourceSpan,
+}
+
+impl Retry {
+    /// No retry: one attempt.
+    pub fn none() -> Self {
+        Retry {
+            attempts: 1,
+            delay: Duration::ZERO,
+            backoff: 1.0,
+            max_delay: None,
+            span: (0, 0).into(),
+        }
+    }
+
+    /// The delay before attempt `next` (2-based: the first retry is attempt 2).
+    pub fn delay_before(&self, next: u32) -> Duration {
+        let exp = next.saturating_sub(2).min(64) as i32;
+        let secs = self.delay.as_secs_f64() * self.backoff.powi(exp);
+        let mut d = if secs.is_finite() && secs < 1.0e9 {
+            Duration::from_secs_f64(secs.max(0.0))
+        } else {
+            Duration::from_secs(1_000_000_000)
+        };
+        if let Some(max) = self.max_delay {
+            d = d.min(max);
+        }
+        d
+    }
+}
+
+/// How an LLM is invoked.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub name: Name,
+    pub command: Option<Command>,
+    pub prompt: PromptMode,
+    pub timeout: Option<Spanned<Duration>>,
+    pub idle_timeout: Option<Spanned<Duration>>,
+    pub grace: Duration,
+    pub cwd: Option<Template>,
+    pub env: Vec<EnvVar>,
+    pub retry: Retry,
+    pub cost_per_call: Option<f64>,
+    pub span: SourceSpan,
+}
+
+/// One `field "KEY" "ALLOWED"…` of an artifact contract.
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub key: Name,
+    /// Empty: any non-empty value.
+    pub allowed: Vec<Spanned<String>>,
+    pub required: bool,
+}
+
+impl Field {
+    pub fn allows(&self, value: &str) -> bool {
+        if self.allowed.is_empty() {
+            !value.trim().is_empty()
+        } else {
+            self.allowed.iter().any(|a| a.value == value)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub name: Name,
+    pub path: Spanned<String>,
+    pub fields: Vec<Field>,
+    pub span: SourceSpan,
+}
+
+impl Artifact {
+    pub fn field(&self, key: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.key.value == key)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Expectation {
+    Equals(Spanned<String>),
+    Matches(Spanned<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Expect {
+    pub key: Name,
+    pub expectation: Expectation,
+    pub span: SourceSpan,
+}
+
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub name: Name,
+    pub artifact: Name,
+    pub expects: Vec<Expect>,
+    pub span: SourceSpan,
+}
+
+/// `exit-code 1 5 verdict="FAIL"`.
+#[derive(Debug, Clone)]
+pub struct ExitMapping {
+    pub codes: Vec<Spanned<i32>>,
+    pub verdict: Spanned<String>,
+}
+
+/// `enabled #true env="VAR"`: the kill-switch.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub enabled: bool,
+    pub env: Option<Name>,
+    pub span: SourceSpan,
+}
+
+/// `scope "repo" … env="VAR"`.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub repos: Vec<String>,
+    pub env: Option<Name>,
+    pub span: SourceSpan,
+}
+
+/// `writes "ARTIFACT" field="KEY"`.
+#[derive(Debug, Clone)]
+pub struct Writes {
+    pub artifact: Name,
+    /// The verdict field; the artifact's first field when not given.
+    pub field: Option<Name>,
+    pub span: SourceSpan,
+}
+
+/// A deterministic producer.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub name: Name,
+    pub command: Option<Command>,
+    pub cwd: Option<Template>,
+    pub env: Vec<EnvVar>,
+    pub timeout: Option<Spanned<Duration>>,
+    pub idle_timeout: Option<Spanned<Duration>>,
+    pub grace: Duration,
+    pub exit_codes: Vec<ExitMapping>,
+    pub on_timeout: Option<Spanned<String>>,
+    pub otherwise: Option<Spanned<String>>,
+    pub retry: Retry,
+    pub enabled: Option<Switch>,
+    pub scope: Option<Scope>,
+    pub writes: Option<Writes>,
+    pub span: SourceSpan,
+}
+
+impl Runner {
+    /// The verdict for a finished process's exit code.
+    pub fn verdict_for_exit(&self, code: i32) -> &str {
+        self.exit_codes
+            .iter()
+            .find(|m| m.codes.iter().any(|c| c.value == code))
+            .map(|m| m.verdict.value.as_str())
+            .or(self.otherwise.as_ref().map(|o| o.value.as_str()))
+            .unwrap_or(TOOL_ERROR)
+    }
+
+    /// The verdict when the attempt timed out.
+    pub fn verdict_on_timeout(&self) -> &str {
+        self.on_timeout
+            .as_ref()
+            .map(|o| o.value.as_str())
+            .unwrap_or(TOOL_ERROR)
+    }
+
+    /// Every verdict this runner can give, with where it is written.
+    pub fn verdicts(&self) -> impl Iterator<Item = &Spanned<String>> {
+        self.exit_codes
+            .iter()
+            .map(|m| &m.verdict)
+            .chain(self.on_timeout.iter())
+            .chain(self.otherwise.iter())
+    }
+}
+
+/// The reserved verdict: the producer did not execute.
+pub const TOOL_ERROR: &str = "tool-error";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    C,
+    P,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerdictKind {
+    Machine,
+    Judgement,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Llm,
+    Runner,
+    Hybrid,
+}
+
+/// `llm transport="T" prompt="prompts/x.md"`.
+#[derive(Debug, Clone)]
+pub struct Llm {
+    pub transport: Name,
+    pub prompt: Spanned<String>,
+    pub span: SourceSpan,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallSite {
+    pub name: Name,
+    pub axis: Spanned<Axis>,
+    pub verdict: Spanned<VerdictKind>,
+    pub mode: Spanned<Mode>,
+    pub runner: Option<Name>,
+    pub llm: Option<Llm>,
+    pub why: Option<Spanned<String>>,
+    pub span: SourceSpan,
+}
+
+/// A `pass`, `fail` or `exhausted` edge.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub target: Name,
+    pub budget: Option<Spanned<u32>>,
+    pub alert: Option<Name>,
+    pub span: SourceSpan,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: Name,
+    pub call_site: Name,
+    pub gate: Name,
+    pub pass: Option<Transition>,
+    pub fail: Option<Transition>,
+    pub exhausted: Option<Transition>,
+    pub serial: bool,
+    pub span: SourceSpan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+#[derive(Debug, Clone)]
+pub struct End {
+    pub name: Name,
+    pub outcome: Outcome,
+    pub span: SourceSpan,
+}
+
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub name: Name,
+    pub command: Option<Command>,
+    pub timeout: Duration,
+    pub span: SourceSpan,
+}
+
+impl Pipeline {
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name.value == name)
+    }
+    pub fn end(&self, name: &str) -> Option<&End> {
+        self.ends.iter().find(|s| s.name.value == name)
+    }
+    pub fn call_site(&self, name: &str) -> Option<&CallSite> {
+        self.call_sites.iter().find(|s| s.name.value == name)
+    }
+    pub fn gate(&self, name: &str) -> Option<&Gate> {
+        self.gates.iter().find(|s| s.name.value == name)
+    }
+    pub fn artifact(&self, name: &str) -> Option<&Artifact> {
+        self.artifacts.iter().find(|s| s.name.value == name)
+    }
+    pub fn runner(&self, name: &str) -> Option<&Runner> {
+        self.runners.iter().find(|s| s.name.value == name)
+    }
+    pub fn transport(&self, name: &str) -> Option<&Transport> {
+        self.transports.iter().find(|s| s.name.value == name)
+    }
+    pub fn alert(&self, name: &str) -> Option<&Alert> {
+        self.alerts.iter().find(|s| s.name.value == name)
+    }
+    pub fn var_default(&self, name: &str) -> Option<&str> {
+        self.header
+            .as_ref()?
+            .vars
+            .iter()
+            .find(|v| v.name.value == name)
+            .map(|v| v.default.as_str())
+    }
+}

@@ -1,0 +1,248 @@
+//! Strings with `{placeholder}`s: parsed once by the loader, rendered by the engine.
+//!
+//! `{{` and `}}` stand for literal braces.
+
+use miette::SourceSpan;
+use std::collections::HashMap;
+
+/// A placeholder the language knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placeholder {
+    Task,
+    Stage,
+    Attempt,
+    Worktree,
+    TaskDir,
+    Var(String),
+    Env(String),
+}
+
+pub const PLACEHOLDER_NAMES: &[&str] = &[
+    "task", "stage", "attempt", "worktree", "task-dir", "var.NAME", "env.NAME",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Literal(String),
+    Placeholder(Placeholder, SourceSpan),
+}
+
+/// A problem found while parsing a template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateError {
+    pub message: String,
+    pub span: SourceSpan,
+    /// The text between the braces, for did-you-mean.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub raw: String,
+    pub parts: Vec<Part>,
+    pub span: SourceSpan,
+}
+
+/// Values for rendering.
+#[derive(Debug, Default, Clone)]
+pub struct Context {
+    pub task: String,
+    pub stage: String,
+    pub attempt: u32,
+    pub worktree: String,
+    pub task_dir: String,
+    pub vars: HashMap<String, String>,
+}
+
+impl Template {
+    /// Parses `raw`. `span` is the span of the string value in the source and
+    /// `inner_offset` the byte offset of its first character when the source
+    /// text is the string verbatim between quotes (then placeholder spans are
+    /// exact); otherwise every finding points at the whole value.
+    pub fn parse(
+        raw: &str,
+        span: SourceSpan,
+        inner_offset: Option<usize>,
+    ) -> (Template, Vec<TemplateError>) {
+        let mut parts = Vec::new();
+        let mut errors = Vec::new();
+        let mut lit = String::new();
+        let sub_span = |start: usize, end: usize| -> SourceSpan {
+            match inner_offset {
+                Some(o) => (o + start, end - start).into(),
+                None => span,
+            }
+        };
+        let bytes = raw.as_bytes();
+        let mut i = 0;
+        while i < raw.len() {
+            let c = bytes[i];
+            if c == b'{' && bytes.get(i + 1) == Some(&b'{') {
+                lit.push('{');
+                i += 2;
+            } else if c == b'}' && bytes.get(i + 1) == Some(&b'}') {
+                lit.push('}');
+                i += 2;
+            } else if c == b'{' {
+                match raw[i + 1..].find(['}', '{']) {
+                    Some(rel) if bytes[i + 1 + rel] == b'}' => {
+                        let end = i + 1 + rel;
+                        let name = &raw[i + 1..end];
+                        let ph_span = sub_span(i, end + 1);
+                        match parse_placeholder(name) {
+                            Some(p) => {
+                                if !lit.is_empty() {
+                                    parts.push(Part::Literal(std::mem::take(&mut lit)));
+                                }
+                                parts.push(Part::Placeholder(p, ph_span));
+                            }
+                            None => errors.push(TemplateError {
+                                message: format!("unknown placeholder `{{{name}}}`"),
+                                span: ph_span,
+                                name: Some(name.to_string()),
+                            }),
+                        }
+                        i = end + 1;
+                    }
+                    _ => {
+                        errors.push(TemplateError {
+                            message: "unclosed `{` in a template (write `{{` for a literal brace)"
+                                .to_string(),
+                            span: sub_span(i, i + 1),
+                            name: None,
+                        });
+                        lit.push('{');
+                        i += 1;
+                    }
+                }
+            } else if c == b'}' {
+                errors.push(TemplateError {
+                    message: "unmatched `}` in a template (write `}}` for a literal brace)"
+                        .to_string(),
+                    span: sub_span(i, i + 1),
+                    name: None,
+                });
+                lit.push('}');
+                i += 1;
+            } else {
+                // Copy one whole UTF-8 character.
+                let ch_len = raw[i..].chars().next().map(char::len_utf8).unwrap_or(1);
+                lit.push_str(&raw[i..i + ch_len]);
+                i += ch_len;
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Literal(lit));
+        }
+        (
+            Template {
+                raw: raw.to_string(),
+                parts,
+                span,
+            },
+            errors,
+        )
+    }
+
+    /// A template holding only literal text.
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
+    }
+
+    pub fn placeholders(&self) -> impl Iterator<Item = (&Placeholder, SourceSpan)> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Placeholder(ph, span) => Some((ph, *span)),
+            Part::Literal(_) => None,
+        })
+    }
+
+    /// Renders the template. An `{env.NAME}` that is not set, or a `{var.NAME}`
+    /// without a value, is an error: a command must not run with a silently
+    /// empty argument.
+    pub fn render(&self, ctx: &Context) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Placeholder(p, _) => match p {
+                    Placeholder::Task => out.push_str(&ctx.task),
+                    Placeholder::Stage => out.push_str(&ctx.stage),
+                    Placeholder::Attempt => out.push_str(&ctx.attempt.to_string()),
+                    Placeholder::Worktree => out.push_str(&ctx.worktree),
+                    Placeholder::TaskDir => out.push_str(&ctx.task_dir),
+                    Placeholder::Var(name) => match ctx.vars.get(name) {
+                        Some(v) => out.push_str(v),
+                        None => return Err(format!("variable `{name}` has no value")),
+                    },
+                    Placeholder::Env(name) => match std::env::var(name) {
+                        Ok(v) => out.push_str(&v),
+                        Err(_) => return Err(format!("environment variable `{name}` is not set")),
+                    },
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_placeholder(name: &str) -> Option<Placeholder> {
+    let valid_ident = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+    };
+    Some(match name {
+        "task" => Placeholder::Task,
+        "stage" => Placeholder::Stage,
+        "attempt" => Placeholder::Attempt,
+        "worktree" => Placeholder::Worktree,
+        "task-dir" => Placeholder::TaskDir,
+        _ => {
+            if let Some(v) = name.strip_prefix("var.").filter(|v| valid_ident(v)) {
+                Placeholder::Var(v.to_string())
+            } else if let Some(v) = name.strip_prefix("env.").filter(|v| valid_ident(v)) {
+                Placeholder::Env(v.to_string())
+            } else {
+                return None;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> (Template, Vec<TemplateError>) {
+        Template::parse(s, (0, s.len() + 2).into(), Some(1))
+    }
+
+    #[test]
+    fn renders_known_placeholders_and_escapes() {
+        let (t, errs) = parse("{task}/{stage}#{attempt} {{x}} {var.target}");
+        assert!(errs.is_empty(), "{errs:?}");
+        let mut ctx = Context {
+            task: "t1".into(),
+            stage: "build".into(),
+            attempt: 2,
+            ..Context::default()
+        };
+        ctx.vars.insert("target".into(), "tests/".into());
+        assert_eq!(t.render(&ctx).unwrap(), "t1/build#2 {x} tests/");
+    }
+
+    #[test]
+    fn unknown_and_unclosed_placeholders_are_errors_with_exact_spans() {
+        let (_, errs) = parse("a {tsk} b {task");
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0].span, SourceSpan::from((3, 5)));
+        assert_eq!(errs[0].name.as_deref(), Some("tsk"));
+        assert!(errs[1].message.contains("unclosed"));
+    }
+
+    #[test]
+    fn missing_variable_is_a_render_error() {
+        let (t, _) = parse("{var.nope}");
+        assert!(t.render(&Context::default()).is_err());
+    }
+}

@@ -1,0 +1,908 @@
+//! Semantic checks on the typed model: references, contracts, the C/P rules,
+//! timeouts, regexes, placeholders, the transition graph and warnings.
+
+use miette::SourceSpan;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use crate::diagnostic::{did_you_mean, Finding};
+use crate::graph;
+use crate::model::*;
+use crate::template::{Placeholder, Template};
+
+pub mod codes {
+    pub const DUPLICATE_NAME: &str = "orch::duplicate-name";
+    pub const UNKNOWN_STAGE: &str = "orch::unknown-stage";
+    pub const START_NOT_STAGE: &str = "orch::start-not-stage";
+    pub const UNKNOWN_CALL_SITE: &str = "orch::unknown-call-site";
+    pub const UNKNOWN_GATE: &str = "orch::unknown-gate";
+    pub const UNKNOWN_ARTIFACT: &str = "orch::unknown-artifact";
+    pub const UNKNOWN_RUNNER: &str = "orch::unknown-runner";
+    pub const UNKNOWN_TRANSPORT: &str = "orch::unknown-transport";
+    pub const UNKNOWN_ALERT: &str = "orch::unknown-alert";
+    pub const UNKNOWN_FIELD: &str = "orch::unknown-field";
+    pub const UNKNOWN_VARIABLE: &str = "orch::unknown-variable";
+    pub const DUPLICATE_FIELD: &str = "orch::duplicate-field";
+    pub const DUPLICATE_EXIT_CODE: &str = "orch::duplicate-exit-code";
+    pub const VERDICT_NOT_ALLOWED: &str = "orch::verdict-not-allowed";
+    pub const EXPECT_NEVER_HOLDS: &str = "orch::expect-never-holds";
+    pub const ARTIFACT_MISMATCH: &str = "orch::artifact-mismatch";
+    pub const MISSING_TIMEOUT: &str = "orch::missing-timeout";
+    pub const MISSING_COMMAND: &str = "orch::missing-command";
+    pub const MISSING_WRITES: &str = "orch::missing-writes";
+    pub const MISSING_PRODUCER: &str = "orch::missing-producer";
+    pub const IGNORED_PRODUCER: &str = "orch::ignored-producer";
+    pub const MISSING_TRANSITION: &str = "orch::missing-transition";
+    pub const MISSING_JUSTIFICATION: &str = "orch::missing-justification";
+    pub const JUDGEMENT_RUNNER: &str = "orch::judgement-runner";
+    pub const MULTIPLE_TRANSPORTS: &str = "orch::multiple-transports";
+    pub const BAD_REGEX: &str = "orch::bad-regex";
+    pub const BAD_PATH: &str = "orch::bad-path";
+    pub const UNREACHABLE_STAGE: &str = "orch::unreachable-stage";
+    pub const NO_PATH_TO_END: &str = "orch::no-path-to-end";
+    pub const UNBOUNDED_CYCLE: &str = "orch::unbounded-cycle";
+    pub const EXECUTABLE_NOT_FOUND: &str = "orch::executable-not-found";
+    pub const PROMPT_NOT_FOUND: &str = "orch::prompt-not-found";
+    pub const UNUSED: &str = "orch::unused";
+}
+
+/// Names a file declares, harvested even from nodes that failed to decode,
+/// so that one broken node does not make every reference to it an error.
+#[derive(Debug, Default)]
+pub struct Declared {
+    pub names: HashMap<&'static str, HashSet<String>>,
+}
+
+impl Declared {
+    pub fn from_document(doc: &kdl::KdlDocument) -> Self {
+        let mut d = Declared::default();
+        for node in doc.nodes() {
+            let kind = match node.name().value() {
+                "stage" | "end" => "stage",
+                "transport" => "transport",
+                "artifact" => "artifact",
+                "gate" => "gate",
+                "runner" => "runner",
+                "call-site" => "call-site",
+                "alert" => "alert",
+                _ => continue,
+            };
+            if let Some(name) = node
+                .entries()
+                .iter()
+                .find(|e| e.name().is_none())
+                .and_then(|e| e.value().as_string())
+            {
+                d.names.entry(kind).or_default().insert(name.to_string());
+            }
+        }
+        d
+    }
+
+    fn has(&self, kind: &str, name: &str) -> bool {
+        self.names.get(kind).is_some_and(|s| s.contains(name))
+    }
+
+    fn candidates(&self, kind: &str) -> impl Iterator<Item = &str> {
+        self.names
+            .get(kind)
+            .into_iter()
+            .flat_map(|s| s.iter().map(String::as_str))
+    }
+}
+
+/// Options that change what is checked.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Skip the checks that look at the machine (PATH, prompt files).
+    pub offline: bool,
+}
+
+struct Checker<'a> {
+    p: &'a Pipeline,
+    declared: &'a Declared,
+    dir: &'a Path,
+    out: Vec<Finding>,
+}
+
+/// Runs every semantic check. `structural_ok` says the file's shape is sound,
+/// which the graph checks need to say anything true.
+pub fn check(
+    p: &Pipeline,
+    declared: &Declared,
+    pipeline_dir: &Path,
+    structural_ok: bool,
+    opts: &Options,
+) -> Vec<Finding> {
+    let mut c = Checker {
+        p,
+        declared,
+        dir: pipeline_dir,
+        out: Vec::new(),
+    };
+    c.duplicate_names();
+    c.header();
+    c.artifacts();
+    c.gates();
+    c.runners();
+    c.transports();
+    c.call_sites();
+    c.stages();
+    c.alerts();
+    c.placeholders();
+    if structural_ok {
+        c.out.extend(graph::check(p));
+        c.unused();
+        if !opts.offline {
+            c.machine();
+        }
+    }
+    c.out
+}
+
+impl Checker<'_> {
+    fn push(&mut self, f: Finding) {
+        self.out.push(f);
+    }
+
+    fn reference(&mut self, kind: &'static str, code: &'static str, r: &Name, what: &str) -> bool {
+        if self.declared.has(kind, &r.value) {
+            return true;
+        }
+        let help = did_you_mean(&r.value, self.declared.candidates(kind));
+        self.push(
+            Finding::error(code, r.span, format!("{what} `{}` is not defined", r.value))
+                .label(format!("no {what} of this name"))
+                .maybe_help(help),
+        );
+        false
+    }
+
+    fn duplicate_names(&mut self) {
+        let p = self.p;
+        let groups: [(&str, Vec<&Name>); 7] = [
+            (
+                "stage or end",
+                p.stages
+                    .iter()
+                    .map(|s| &s.name)
+                    .chain(p.ends.iter().map(|e| &e.name))
+                    .collect(),
+            ),
+            ("transport", p.transports.iter().map(|x| &x.name).collect()),
+            ("artifact", p.artifacts.iter().map(|x| &x.name).collect()),
+            ("gate", p.gates.iter().map(|x| &x.name).collect()),
+            ("runner", p.runners.iter().map(|x| &x.name).collect()),
+            ("call-site", p.call_sites.iter().map(|x| &x.name).collect()),
+            ("alert", p.alerts.iter().map(|x| &x.name).collect()),
+        ];
+        for (what, mut names) in groups {
+            names.sort_by_key(|n| n.span.offset());
+            let mut first: HashSet<&str> = HashSet::new();
+            for n in names {
+                if first.contains(n.value.as_str()) {
+                    self.push(
+                        Finding::error(
+                            codes::DUPLICATE_NAME,
+                            n.span,
+                            format!("{what} `{}` is defined twice", n.value),
+                        )
+                        .label("second definition")
+                        .help("names must be unique; rename or remove one of them"),
+                    );
+                } else {
+                    first.insert(&n.value);
+                }
+            }
+        }
+        if let Some(h) = &p.header {
+            let mut seen = HashSet::new();
+            for v in &h.vars {
+                if !seen.insert(v.name.value.as_str()) {
+                    self.push(
+                        Finding::error(
+                            codes::DUPLICATE_NAME,
+                            v.name.span,
+                            format!("variable `{}` is defined twice", v.name.value),
+                        )
+                        .label("second definition"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn header(&mut self) {
+        let Some(h) = &self.p.header else { return };
+        if self.p.end(&h.start.value).is_some() {
+            self.push(
+                Finding::error(
+                    codes::START_NOT_STAGE,
+                    h.start.span,
+                    format!("`start` names the end `{}`, not a stage", h.start.value),
+                )
+                .label("an end cannot be the first state"),
+            );
+        } else {
+            self.reference("stage", codes::UNKNOWN_STAGE, &h.start, "stage");
+        }
+        if h.single_transport && self.p.transports.len() > 1 {
+            for t in &self.p.transports[1..] {
+                self.push(
+                    Finding::error(
+                        codes::MULTIPLE_TRANSPORTS,
+                        t.name.span,
+                        format!(
+                            "transport `{}` is a second transport, but the pipeline says `single-transport=#true`",
+                            t.name.value
+                        ),
+                    )
+                    .label("second transport")
+                    .help(format!(
+                        "route every LLM call through `{}`, or drop `single-transport=#true`",
+                        self.p.transports[0].name.value
+                    )),
+                );
+            }
+        }
+    }
+
+    fn artifacts(&mut self) {
+        for a in &self.p.artifacts {
+            let path = Path::new(&a.path.value);
+            if path.is_absolute()
+                || path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                self.push(
+                    Finding::error(
+                        codes::BAD_PATH,
+                        a.path.span,
+                        format!(
+                            "artifact path `{}` must stay inside the task directory",
+                            a.path.value
+                        ),
+                    )
+                    .label("absolute or escaping path")
+                    .help("write a relative path such as \"13-test-report.md\""),
+                );
+            }
+            let mut seen = HashSet::new();
+            for f in &a.fields {
+                if !seen.insert(f.key.value.as_str()) {
+                    self.push(
+                        Finding::error(
+                            codes::DUPLICATE_FIELD,
+                            f.key.span,
+                            format!("field `{}` is declared twice", f.key.value),
+                        )
+                        .label("second declaration"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn gates(&mut self) {
+        for g in &self.p.gates {
+            if !self.reference("artifact", codes::UNKNOWN_ARTIFACT, &g.artifact, "artifact") {
+                continue;
+            }
+            let artifact = self.p.artifact(&g.artifact.value);
+            for e in &g.expects {
+                if let Expectation::Matches(re) = &e.expectation {
+                    if let Err(err) = regex::Regex::new(&re.value) {
+                        self.push(
+                            Finding::error(
+                                codes::BAD_REGEX,
+                                re.span,
+                                format!(
+                                    "the regex does not compile: {}",
+                                    first_line(&err.to_string())
+                                ),
+                            )
+                            .label("invalid regex"),
+                        );
+                    }
+                }
+                let Some(a) = artifact else { continue };
+                let Some(field) = a.field(&e.key.value) else {
+                    self.push(
+                        Finding::error(
+                            codes::UNKNOWN_FIELD,
+                            e.key.span,
+                            format!("artifact `{}` has no field `{}`", a.name.value, e.key.value),
+                        )
+                        .label("not a field of the artifact")
+                        .maybe_help(did_you_mean(
+                            &e.key.value,
+                            a.fields.iter().map(|f| f.key.value.as_str()),
+                        )),
+                    );
+                    continue;
+                };
+                if let Expectation::Equals(v) = &e.expectation {
+                    if !field.allowed.is_empty() && !field.allows(&v.value) {
+                        self.push(
+                            Finding::error(
+                                codes::EXPECT_NEVER_HOLDS,
+                                v.span,
+                                format!(
+                                    "`{}` can never be \"{}\": the artifact allows {}",
+                                    e.key.value,
+                                    v.value,
+                                    list(&field.allowed)
+                                ),
+                            )
+                            .label("not an allowed value")
+                            .maybe_help(did_you_mean(
+                                &v.value,
+                                field.allowed.iter().map(|a| a.value.as_str()),
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn runners(&mut self) {
+        for r in &self.p.runners {
+            if r.command.is_none() {
+                self.push(
+                    Finding::error(
+                        codes::MISSING_COMMAND,
+                        r.name.span,
+                        format!("runner `{}` has no `command`", r.name.value),
+                    )
+                    .label("nothing to run")
+                    .help("add `command \"PROGRAM\" \"ARG\"…`"),
+                );
+            }
+            if r.timeout.is_none() {
+                self.push(
+                    Finding::error(
+                        codes::MISSING_TIMEOUT,
+                        r.name.span,
+                        format!("runner `{}` has no `timeout`", r.name.value),
+                    )
+                    .label("could hang forever")
+                    .help("add `timeout \"15m\"`: every producer states how long it may run"),
+                );
+            }
+            let mut codes_seen: HashMap<i32, SourceSpan> = HashMap::new();
+            for m in &r.exit_codes {
+                for c in &m.codes {
+                    if codes_seen.insert(c.value, c.span).is_some() {
+                        self.push(
+                            Finding::error(
+                                codes::DUPLICATE_EXIT_CODE,
+                                c.span,
+                                format!("exit code {} is mapped twice", c.value),
+                            )
+                            .label("second mapping")
+                            .help("each exit code maps to one verdict"),
+                        );
+                    }
+                }
+            }
+            let Some(w) = &r.writes else {
+                self.push(
+                    Finding::error(
+                        codes::MISSING_WRITES,
+                        r.name.span,
+                        format!(
+                            "runner `{}` does not say which artifact it writes",
+                            r.name.value
+                        ),
+                    )
+                    .label("no `writes`")
+                    .help("add `writes \"ARTIFACT\"`"),
+                );
+                continue;
+            };
+            if !self.reference("artifact", codes::UNKNOWN_ARTIFACT, &w.artifact, "artifact") {
+                continue;
+            }
+            let Some(a) = self.p.artifact(&w.artifact.value) else {
+                continue;
+            };
+            let field = match &w.field {
+                Some(f) => match a.field(&f.value) {
+                    Some(field) => field,
+                    None => {
+                        self.push(
+                            Finding::error(
+                                codes::UNKNOWN_FIELD,
+                                f.span,
+                                format!("artifact `{}` has no field `{}`", a.name.value, f.value),
+                            )
+                            .label("not a field of the artifact")
+                            .maybe_help(did_you_mean(
+                                &f.value,
+                                a.fields.iter().map(|f| f.key.value.as_str()),
+                            )),
+                        );
+                        continue;
+                    }
+                },
+                None => match a.fields.first() {
+                    Some(f) => f,
+                    None => {
+                        self.push(
+                            Finding::error(
+                                codes::UNKNOWN_FIELD,
+                                w.artifact.span,
+                                format!(
+                                    "artifact `{}` has no field for the runner's verdict",
+                                    a.name.value
+                                ),
+                            )
+                            .label("artifact without fields")
+                            .help("declare `field \"result\" \"PASS\" \"FAIL\"` in the artifact"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            for v in r.verdicts() {
+                if v.value != TOOL_ERROR && !field.allows(&v.value) {
+                    self.push(
+                        Finding::error(
+                            codes::VERDICT_NOT_ALLOWED,
+                            v.span,
+                            format!(
+                                "verdict \"{}\" is not an allowed value of `{}` in artifact `{}` (allowed: {})",
+                                v.value,
+                                field.key.value,
+                                a.name.value,
+                                list(&field.allowed)
+                            ),
+                        )
+                        .label("not an allowed value")
+                        .maybe_help(did_you_mean(
+                            &v.value,
+                            field
+                                .allowed
+                                .iter()
+                                .map(|a| a.value.as_str())
+                                .chain(std::iter::once(TOOL_ERROR)),
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
+    fn transports(&mut self) {
+        for t in &self.p.transports {
+            if t.command.is_none() {
+                self.push(
+                    Finding::error(
+                        codes::MISSING_COMMAND,
+                        t.name.span,
+                        format!("transport `{}` has no `command`", t.name.value),
+                    )
+                    .label("nothing to run")
+                    .help("add `command \"PROGRAM\" \"ARG\"…`"),
+                );
+            }
+            if t.timeout.is_none() {
+                self.push(
+                    Finding::error(
+                        codes::MISSING_TIMEOUT,
+                        t.name.span,
+                        format!("transport `{}` has no `timeout`", t.name.value),
+                    )
+                    .label("could hang forever")
+                    .help("add `timeout \"30m\"`: every producer states how long it may run"),
+                );
+            }
+        }
+    }
+
+    fn call_sites(&mut self) {
+        for c in &self.p.call_sites {
+            let mode = c.mode.value;
+            let needs_runner = matches!(mode, Mode::Runner | Mode::Hybrid);
+            let needs_llm = matches!(mode, Mode::Llm | Mode::Hybrid);
+            match (&c.runner, needs_runner) {
+                (Some(r), _) => {
+                    self.reference("runner", codes::UNKNOWN_RUNNER, r, "runner");
+                    if !needs_runner {
+                        self.push(
+                            Finding::warning(
+                                codes::IGNORED_PRODUCER,
+                                r.span,
+                                format!(
+                                    "call-site `{}` has mode=\"llm\", so its runner is never used",
+                                    c.name.value
+                                ),
+                            )
+                            .label("ignored")
+                            .help("set mode=\"hybrid\" to let the runner decide"),
+                        );
+                    }
+                }
+                (None, true) => self.push(
+                    Finding::error(
+                        codes::MISSING_PRODUCER,
+                        c.mode.span,
+                        format!(
+                            "call-site `{}` has mode=\"{}\" but no `runner`",
+                            c.name.value,
+                            mode_name(mode)
+                        ),
+                    )
+                    .label("needs a runner")
+                    .help("add `runner \"NAME\"` to the call-site"),
+                ),
+                (None, false) => {}
+            }
+            match (&c.llm, needs_llm) {
+                (Some(l), _) => {
+                    self.reference(
+                        "transport",
+                        codes::UNKNOWN_TRANSPORT,
+                        &l.transport,
+                        "transport",
+                    );
+                    if !needs_llm {
+                        self.push(
+                            Finding::warning(
+                                codes::IGNORED_PRODUCER,
+                                l.span,
+                                format!(
+                                    "call-site `{}` has mode=\"runner\", so its LLM is never used",
+                                    c.name.value
+                                ),
+                            )
+                            .label("ignored")
+                            .help("set mode=\"hybrid\" to keep the LLM as the fallback"),
+                        );
+                    }
+                }
+                (None, true) => self.push(
+                    Finding::error(
+                        codes::MISSING_PRODUCER,
+                        c.mode.span,
+                        format!(
+                            "call-site `{}` has mode=\"{}\" but no `llm`",
+                            c.name.value,
+                            mode_name(mode)
+                        ),
+                    )
+                    .label("needs an LLM")
+                    .help("add `llm transport=\"NAME\" prompt=\"prompts/FILE.md\"`"),
+                ),
+                (None, false) => {}
+            }
+            if c.axis.value == Axis::C && c.verdict.value == VerdictKind::Judgement {
+                if mode == Mode::Llm && c.why.is_none() {
+                    self.push(
+                        Finding::error(
+                            codes::MISSING_JUSTIFICATION,
+                            c.name.span,
+                            format!(
+                                "call-site `{}` keeps an LLM on the control path without saying why",
+                                c.name.value
+                            ),
+                        )
+                        .label("axis=\"C\" verdict=\"judgement\" mode=\"llm\"")
+                        .help("add `why \"…\"`: the judgement this LLM call makes"),
+                    );
+                }
+                if mode != Mode::Llm {
+                    self.push(
+                        Finding::error(
+                            codes::JUDGEMENT_RUNNER,
+                            c.mode.span,
+                            format!(
+                                "call-site `{}` needs a judgement, which a runner cannot give",
+                                c.name.value
+                            ),
+                        )
+                        .label(format!("mode=\"{}\"", mode_name(mode)))
+                        .help("use mode=\"llm\", or verdict=\"machine\" if the verdict can be computed"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn stages(&mut self) {
+        for s in &self.p.stages {
+            self.reference(
+                "call-site",
+                codes::UNKNOWN_CALL_SITE,
+                &s.call_site,
+                "call-site",
+            );
+            self.reference("gate", codes::UNKNOWN_GATE, &s.gate, "gate");
+            for t in [&s.pass, &s.fail, &s.exhausted].into_iter().flatten() {
+                self.reference("stage", codes::UNKNOWN_STAGE, &t.target, "stage or end");
+                if let Some(a) = &t.alert {
+                    self.reference("alert", codes::UNKNOWN_ALERT, a, "alert");
+                }
+            }
+            for (slot, what) in [(&s.pass, "pass"), (&s.exhausted, "exhausted")] {
+                if slot.is_none() {
+                    self.push(
+                        Finding::error(
+                            codes::MISSING_TRANSITION,
+                            s.name.span,
+                            format!("stage `{}` has no `{what}` transition", s.name.value),
+                        )
+                        .label(format!("needs `{what}`"))
+                        .help(if what == "pass" {
+                            "add `pass \"NEXT\"`: where the task goes when the gate holds"
+                        } else {
+                            "add `exhausted \"END\"`: where the task goes when it fails closed"
+                        }),
+                    );
+                }
+            }
+            // The runner must write the artifact the gate reads.
+            let runner = self
+                .p
+                .call_site(&s.call_site.value)
+                .filter(|c| c.mode.value != Mode::Llm)
+                .and_then(|c| c.runner.as_ref())
+                .and_then(|r| self.p.runner(&r.value));
+            let gate = self.p.gate(&s.gate.value);
+            if let (Some(r), Some(g)) = (runner, gate) {
+                if let Some(w) = &r.writes {
+                    if w.artifact.value != g.artifact.value {
+                        self.push(
+                            Finding::error(
+                                codes::ARTIFACT_MISMATCH,
+                                s.gate.span,
+                                format!(
+                                    "gate `{}` reads artifact `{}`, but runner `{}` writes `{}`",
+                                    g.name.value, g.artifact.value, r.name.value, w.artifact.value
+                                ),
+                            )
+                            .label("the gate would never see the runner's verdict")
+                            .help("make the gate read the artifact the runner writes"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn alerts(&mut self) {
+        for a in &self.p.alerts {
+            if a.command.is_none() {
+                self.push(
+                    Finding::error(
+                        codes::MISSING_COMMAND,
+                        a.name.span,
+                        format!("alert `{}` has no `command`", a.name.value),
+                    )
+                    .label("nothing to run")
+                    .help("add `command \"PROGRAM\" \"ARG\"…`"),
+                );
+            }
+        }
+    }
+
+    /// `{var.NAME}` must name a declared variable.
+    fn placeholders(&mut self) {
+        let vars: HashSet<&str> = self
+            .p
+            .header
+            .iter()
+            .flat_map(|h| h.vars.iter().map(|v| v.name.value.as_str()))
+            .collect();
+        let mut templates: Vec<&Template> = Vec::new();
+        let p = self.p;
+        for r in &p.runners {
+            templates.extend(r.command.iter().flat_map(|c| c.argv.iter()));
+            templates.extend(r.cwd.iter());
+            templates.extend(r.env.iter().map(|e| &e.value));
+        }
+        for t in &p.transports {
+            templates.extend(t.command.iter().flat_map(|c| c.argv.iter()));
+            templates.extend(t.cwd.iter());
+            templates.extend(t.env.iter().map(|e| &e.value));
+        }
+        for a in &p.alerts {
+            templates.extend(a.command.iter().flat_map(|c| c.argv.iter()));
+        }
+        for t in templates {
+            for (ph, span) in t.placeholders() {
+                if let Placeholder::Var(name) = ph {
+                    if !vars.contains(name.as_str()) {
+                        self.push(
+                            Finding::error(
+                                codes::UNKNOWN_VARIABLE,
+                                span,
+                                format!("variable `{name}` is not declared"),
+                            )
+                            .label("unknown variable")
+                            .maybe_help(
+                                did_you_mean(name, vars.iter().copied()).or_else(|| {
+                                    Some(format!(
+                                        "declare it in the pipeline: `var \"{name}\" \"DEFAULT\"`"
+                                    ))
+                                }),
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn unused(&mut self) {
+        let p = self.p;
+        let used_cs: HashSet<&str> = p
+            .stages
+            .iter()
+            .map(|s| s.call_site.value.as_str())
+            .collect();
+        let used_gates: HashSet<&str> = p.stages.iter().map(|s| s.gate.value.as_str()).collect();
+        let used_artifacts: HashSet<&str> = p
+            .gates
+            .iter()
+            .map(|g| g.artifact.value.as_str())
+            .chain(
+                p.runners
+                    .iter()
+                    .filter_map(|r| r.writes.as_ref().map(|w| w.artifact.value.as_str())),
+            )
+            .collect();
+        let used_runners: HashSet<&str> = p
+            .call_sites
+            .iter()
+            .filter_map(|c| c.runner.as_ref().map(|r| r.value.as_str()))
+            .collect();
+        let used_transports: HashSet<&str> = p
+            .call_sites
+            .iter()
+            .filter_map(|c| c.llm.as_ref().map(|l| l.transport.value.as_str()))
+            .collect();
+        let used_alerts: HashSet<&str> = p
+            .stages
+            .iter()
+            .flat_map(|s| [&s.pass, &s.fail, &s.exhausted])
+            .flatten()
+            .filter_map(|t| t.alert.as_ref().map(|a| a.value.as_str()))
+            .collect();
+        let mut unused = |what: &str, name: &Name, used: &HashSet<&str>| {
+            if !used.contains(name.value.as_str()) {
+                self.out.push(
+                    Finding::warning(
+                        codes::UNUSED,
+                        name.span,
+                        format!("{what} `{}` is never used", name.value),
+                    )
+                    .label("unused")
+                    .help(format!(
+                        "remove it, or refer to it from a {}",
+                        user_of(what)
+                    )),
+                );
+            }
+        };
+        for x in &p.call_sites {
+            unused("call-site", &x.name, &used_cs);
+        }
+        for x in &p.gates {
+            unused("gate", &x.name, &used_gates);
+        }
+        for x in &p.artifacts {
+            unused("artifact", &x.name, &used_artifacts);
+        }
+        for x in &p.runners {
+            unused("runner", &x.name, &used_runners);
+        }
+        for x in &p.transports {
+            unused("transport", &x.name, &used_transports);
+        }
+        for x in &p.alerts {
+            unused("alert", &x.name, &used_alerts);
+        }
+    }
+
+    /// Warnings about this machine: executables on PATH, prompt files.
+    fn machine(&mut self) {
+        let p = self.p;
+        let commands = p
+            .runners
+            .iter()
+            .filter_map(|r| r.command.as_ref().map(|c| ("runner", &r.name, c)))
+            .chain(
+                p.transports
+                    .iter()
+                    .filter_map(|t| t.command.as_ref().map(|c| ("transport", &t.name, c))),
+            )
+            .chain(
+                p.alerts
+                    .iter()
+                    .filter_map(|a| a.command.as_ref().map(|c| ("alert", &a.name, c))),
+            );
+        let mut found = Vec::new();
+        for (what, name, cmd) in commands {
+            let Some(argv0) = cmd.argv.first() else {
+                continue;
+            };
+            if !argv0.is_literal() || argv0.raw.contains('/') {
+                // Relative and templated paths resolve at run time, in the producer's cwd.
+                continue;
+            }
+            if which::which(&argv0.raw).is_err() {
+                found.push(
+                    Finding::warning(
+                        codes::EXECUTABLE_NOT_FOUND,
+                        argv0.span,
+                        format!(
+                            "{what} `{}` runs `{}`, which is not on PATH here",
+                            name.value, argv0.raw
+                        ),
+                    )
+                    .label("not found on PATH")
+                    .help("install it, or the stage will fail with a tool-error when it runs"),
+                );
+            }
+        }
+        for c in &p.call_sites {
+            let Some(l) = &c.llm else { continue };
+            if !self.dir.join(&l.prompt.value).is_file() {
+                found.push(
+                    Finding::warning(
+                        codes::PROMPT_NOT_FOUND,
+                        l.prompt.span,
+                        format!(
+                            "prompt file `{}` does not exist (looked in {})",
+                            l.prompt.value,
+                            self.dir.display()
+                        ),
+                    )
+                    .label("no such file")
+                    .help("prompt paths are relative to the pipeline file"),
+                );
+            }
+        }
+        self.out.extend(found);
+    }
+}
+
+fn user_of(what: &str) -> &'static str {
+    match what {
+        "call-site" | "gate" => "stage",
+        "artifact" => "gate or runner",
+        "runner" | "transport" => "call-site",
+        _ => "stage's `exhausted` transition",
+    }
+}
+
+pub fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Llm => "llm",
+        Mode::Runner => "runner",
+        Mode::Hybrid => "hybrid",
+    }
+}
+
+fn list(values: &[Spanned<String>]) -> String {
+    if values.is_empty() {
+        return "any non-empty value".to_string();
+    }
+    values
+        .iter()
+        .map(|v| format!("\"{}\"", v.value))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .last()
+        .unwrap_or(s)
+        .to_string()
+}
