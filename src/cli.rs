@@ -71,3 +71,74 @@ pub fn schema() -> u8 {
     let _ = std::io::stdout().write_all(crate::schema::SCHEMA.as_bytes());
     exit::OK
 }
+
+/// Arguments of `orch run`, as parsed.
+pub struct RunArgs {
+    pub task: String,
+    pub pipeline: PathBuf,
+    pub worktree: PathBuf,
+    pub vars: Vec<(String, String)>,
+    pub state_dir: PathBuf,
+    pub json: bool,
+    pub resume: bool,
+    pub restart: bool,
+    pub allow_changed_pipeline: bool,
+    pub verbose: bool,
+}
+
+fn init_tracing(verbose: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if verbose { "orch=debug" } else { "warn" })
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `orch run`.
+pub fn run(a: RunArgs) -> u8 {
+    init_tracing(a.verbose);
+    // Refuse a bad task name before anything is created.
+    if let Err(e) = crate::engine::check_task_name(&a.task) {
+        eprintln!("error: {e}");
+        return e.exit_code();
+    }
+    let tty = std::io::stdout().is_terminal();
+    let style = if a.json {
+        crate::report::Style::Json
+    } else if tty {
+        crate::report::Style::Live
+    } else {
+        crate::report::Style::Plain
+    };
+    let opts = crate::engine::RunOptions {
+        task: a.task,
+        pipeline: a.pipeline,
+        worktree: a.worktree,
+        vars: a.vars,
+        state_dir: a.state_dir,
+        style,
+        color: use_color(tty) && !a.json,
+        resume: a.resume,
+        restart: a.restart,
+        allow_changed_pipeline: a.allow_changed_pipeline,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return exit::USAGE;
+        }
+    };
+    match runtime.block_on(crate::engine::run(opts)) {
+        Ok(f) => f.exit_code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -34,8 +34,50 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Take a task through the pipeline.
+    Run(RunArgs),
     /// Print the JSON Schema of the pipeline language.
     Schema,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The task: letters, digits, '.', '_' and '-', not starting with '.'.
+    task: String,
+    /// The pipeline file.
+    #[arg(short, long, default_value = "pipeline.kdl")]
+    pipeline: PathBuf,
+    /// The directory producers work in (`{worktree}`).
+    #[arg(long, default_value = ".")]
+    worktree: PathBuf,
+    /// Set a pipeline variable (repeatable); `repo` names the repository for runner scopes.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Where runs, logs and artifacts are kept.
+    #[arg(long, default_value = ".orch")]
+    state_dir: PathBuf,
+    /// Print JSON-lines events instead of the human view.
+    #[arg(long)]
+    json: bool,
+    /// Continue the task's interrupted run at its first unfinished attempt.
+    #[arg(long, conflicts_with = "restart")]
+    resume: bool,
+    /// Start a new run even if the task has one.
+    #[arg(long)]
+    restart: bool,
+    /// Resume even though the pipeline file changed since the run began.
+    #[arg(long, requires = "resume")]
+    allow_changed_pipeline: bool,
+    /// Debug logs on stderr (or set RUST_LOG).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, found {s:?}")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -54,6 +96,18 @@ fn main() -> ExitCode {
             };
             cli::validate(&paths, format, strict)
         }
+        Command::Run(a) => cli::run(cli::RunArgs {
+            task: a.task,
+            pipeline: a.pipeline,
+            worktree: a.worktree,
+            vars: a.vars,
+            state_dir: a.state_dir,
+            json: a.json,
+            resume: a.resume,
+            restart: a.restart,
+            allow_changed_pipeline: a.allow_changed_pipeline,
+            verbose: a.verbose,
+        }),
         Command::Schema => cli::schema(),
     };
     ExitCode::from(code)

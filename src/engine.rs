@@ -1,0 +1,1155 @@
+//! `orch run`: the state machine that takes a task through the pipeline.
+//!
+//! Every step is recorded in the store before the engine acts on it, so the
+//! engine can be killed at any moment and resumed from the rows alone:
+//! attempt row → spawn → exit and verdict → artifact → gate → transition.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use crate::check;
+use crate::diagnostic::{self, did_you_mean, Format};
+use crate::model::*;
+use crate::process::{self, Exit};
+use crate::producer::{self, Kind};
+use crate::report::{Event, Reporter, Style};
+use crate::store::{self, AttemptRow, Step, Store, StoreError};
+use crate::template::Context;
+use crate::validate::Options;
+
+/// Exit statuses of `orch run`.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const INTERRUPTED: u8 = 3;
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub task: String,
+    pub pipeline: PathBuf,
+    pub worktree: PathBuf,
+    pub vars: Vec<(String, String)>,
+    pub state_dir: PathBuf,
+    pub style: Style,
+    pub color: bool,
+    pub resume: bool,
+    pub restart: bool,
+    pub allow_changed_pipeline: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Usage(String),
+    /// The validator's rendered report.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Busy(_) => exit::INTERRUPTED,
+            _ => exit::INVALID,
+        }
+    }
+}
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> RunError {
+    move |e| RunError::Io(format!("{what}: {e}"))
+}
+
+/// A task name: letters, digits, `.`, `_`, `-`, not starting with `.`.
+pub fn check_task_name(task: &str) -> Result<(), RunError> {
+    let ok = !task.is_empty()
+        && !task.starts_with('.')
+        && task
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(RunError::Usage(format!(
+            "invalid task name {task:?}: use letters, digits, '.', '_' and '-', not starting with '.'"
+        )))
+    }
+}
+
+/// `*.kdl` files in the directory of a missing pipeline, for the error.
+fn nearby_pipelines(path: &Path) -> String {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut found: Vec<String> = Vec::new();
+    for d in [dir.to_path_buf(), dir.join("pipelines")] {
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "kdl") {
+                    found.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; pipelines nearby: {} (pass one with -p)",
+            found.join(", ")
+        )
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn file_sha256(path: &Path) -> Option<String> {
+    let mut f = File::open(path).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    Some(sha256_hex(&buf))
+}
+
+/// A lock file held for as long as the value lives; the OS releases it when
+/// the holder dies, so a dead holder's lock is simply taken over.
+pub struct Lock {
+    _file: File,
+}
+
+/// Tries to take `path`; on failure returns what the holder wrote there.
+fn try_lock(path: &Path, holder: &str) -> Result<Result<Lock, String>, RunError> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_err(format!("cannot open lock {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|_| file.write_all(holder.as_bytes()))
+                .map_err(io_err(format!("cannot write lock {}", path.display())))?;
+            Ok(Ok(Lock { _file: file }))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut s = String::new();
+            let _ = file.read_to_string(&mut s);
+            Ok(Err(s.trim().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(RunError::Io(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+fn holder_line() -> String {
+    format!(
+        "pid {} on {} since {}",
+        std::process::id(),
+        hostname(),
+        store::now_ms() / 1000
+    )
+}
+
+/// Names what differs between two pipeline texts, node by node.
+fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
+    fn nodes(text: &str) -> Option<Vec<(String, String)>> {
+        let mut doc = kdl::KdlDocument::parse_v2(text).ok()?;
+        doc.clear_format_recursive();
+        Some(
+            doc.nodes()
+                .iter()
+                .map(|n| {
+                    let name = n
+                        .entries()
+                        .iter()
+                        .find(|e| e.name().is_none())
+                        .map(|e| e.value().to_string())
+                        .unwrap_or_default();
+                    (format!("{} {name}", n.name().value()), n.to_string())
+                })
+                .collect(),
+        )
+    }
+    let (Some(a), Some(b)) = (nodes(old), nodes(new)) else {
+        return vec!["the file's text".into()];
+    };
+    let old_map: HashMap<&str, &str> = a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let new_map: HashMap<&str, &str> = b.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut out = Vec::new();
+    for (k, v) in &a {
+        match new_map.get(k.as_str()) {
+            None => out.push(format!("removed `{k}`")),
+            Some(n) if n != v => out.push(format!("changed `{k}`")),
+            _ => {}
+        }
+    }
+    for (k, _) in &b {
+        if !old_map.contains_key(k.as_str()) {
+            out.push(format!("added `{k}`"));
+        }
+    }
+    if out.is_empty() {
+        out.push("formatting or comments only".into());
+    }
+    out
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub exit_code: u8,
+}
+
+enum Flow {
+    Continue,
+    Interrupted,
+}
+
+struct Engine {
+    p: std::sync::Arc<Pipeline>,
+    opts: RunOptions,
+    pipeline_path: PathBuf,
+    store: Store,
+    run_id: i64,
+    task_dir: PathBuf,
+    logs: PathBuf,
+    locks: PathBuf,
+    worktree: PathBuf,
+    vars: HashMap<String, String>,
+    repo: String,
+    reporter: Reporter,
+    cancel: watch::Receiver<bool>,
+    serial: Option<(String, Lock)>,
+}
+
+/// Runs (or resumes) a task. Errors come back for the caller to print.
+pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
+    check_task_name(&opts.task)?;
+    let text = match std::fs::read_to_string(&opts.pipeline) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(RunError::Usage(format!(
+                "cannot read pipeline {}: {e}{}",
+                opts.pipeline.display(),
+                nearby_pipelines(&opts.pipeline)
+            )))
+        }
+    };
+    let path_str = opts.pipeline.display().to_string();
+    let checked = check::check_text(&path_str, &text, &Options { offline: true });
+    if checked.has_errors() {
+        let rendered = diagnostic::render(&[checked.report], Format::Human, opts.color);
+        return Err(RunError::Invalid(format!(
+            "{rendered}the pipeline is invalid; nothing was run"
+        )));
+    }
+    let p = checked.pipeline;
+    let header = p
+        .header
+        .clone()
+        .ok_or_else(|| RunError::Usage("the pipeline has no header".into()))?;
+
+    let mut vars: HashMap<String, String> = header
+        .vars
+        .iter()
+        .map(|v| (v.name.value.clone(), v.default.clone()))
+        .collect();
+    for (k, v) in &opts.vars {
+        if !vars.contains_key(k) && k != "repo" {
+            let help = did_you_mean(k, header.vars.iter().map(|v| v.name.value.as_str()))
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            return Err(RunError::Usage(format!(
+                "--var {k}: the pipeline declares no variable `{k}`{help}"
+            )));
+        }
+        vars.insert(k.clone(), v.clone());
+    }
+    let worktree = std::fs::canonicalize(&opts.worktree)
+        .ok()
+        .filter(|w| w.is_dir())
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "worktree {} is not a directory",
+                opts.worktree.display()
+            ))
+        })?;
+    let repo = vars.get("repo").cloned().unwrap_or_else(|| {
+        worktree
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let pipeline_path = std::fs::canonicalize(&opts.pipeline).unwrap_or(opts.pipeline.clone());
+
+    std::fs::create_dir_all(&opts.state_dir).map_err(io_err(format!(
+        "cannot create state dir {}",
+        opts.state_dir.display()
+    )))?;
+    let state_dir = std::fs::canonicalize(&opts.state_dir).map_err(io_err("state dir"))?;
+    let locks = state_dir.join("locks");
+    std::fs::create_dir_all(&locks).map_err(io_err("cannot create locks dir"))?;
+    let task_lock = match try_lock(
+        &locks.join(format!("task.{}.lock", opts.task)),
+        &holder_line(),
+    )? {
+        Ok(l) => l,
+        Err(holder) => {
+            return Err(RunError::Busy(format!(
+                "task {} is already running ({holder})",
+                opts.task
+            )))
+        }
+    };
+    let store = Store::open(&state_dir.join("orch.db"))?;
+    let task_dir = state_dir.join("tasks").join(&opts.task);
+    let logs = task_dir.join("logs");
+
+    let hash = sha256_hex(text.as_bytes());
+    let vars_json = serde_json::to_string(&vars).unwrap_or_default();
+    let latest = store.latest_run(&opts.task)?;
+    let mut notes = Vec::new();
+    let (run_id, resumed) = match latest {
+        Some(run) if run.status == "finished" && !opts.restart => {
+            let outcome = run.outcome.clone().unwrap_or_default();
+            println!(
+                "task {} already finished: {outcome} (end `{}`); use --restart to run it again",
+                opts.task,
+                run.end_name.unwrap_or_default()
+            );
+            return Ok(Finished {
+                exit_code: if outcome == "success" {
+                    exit::SUCCESS
+                } else {
+                    exit::FAILURE
+                },
+            });
+        }
+        Some(run) if run.status != "finished" && run.status != "abandoned" && !opts.restart => {
+            if !opts.resume {
+                return Err(RunError::Usage(format!(
+                    "task {} has an unfinished run (#{}, {}): use --resume to continue it or --restart to start over",
+                    opts.task, run.id, run.status
+                )));
+            }
+            if run.pipeline_hash != hash && !opts.allow_changed_pipeline {
+                return Err(RunError::Usage(format!(
+                    "the pipeline changed since run #{} began ({}); refusing to resume (use --allow-changed-pipeline to resume anyway)",
+                    run.id,
+                    pipeline_changes(&run.pipeline_text, &text).join(", ")
+                )));
+            }
+            if run.pipeline_hash != hash {
+                notes.push(format!(
+                    "resuming with a changed pipeline: {}",
+                    pipeline_changes(&run.pipeline_text, &text).join(", ")
+                ));
+            }
+            store.set_run_status(run.id, "running")?;
+            (run.id, true)
+        }
+        previous => {
+            if let Some(run) = previous {
+                if run.status != "finished" {
+                    store.set_run_status(run.id, "abandoned")?;
+                }
+                if task_dir.exists() {
+                    let archive = state_dir
+                        .join("archive")
+                        .join(&opts.task)
+                        .join(format!("run-{}", run.id));
+                    if let Some(parent) = archive.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(io_err("cannot create archive dir"))?;
+                    }
+                    std::fs::rename(&task_dir, &archive)
+                        .map_err(io_err(format!("cannot archive {}", task_dir.display())))?;
+                }
+            }
+            let id = store.create_run(
+                &opts.task,
+                &pipeline_path.display().to_string(),
+                &hash,
+                &text,
+                &vars_json,
+                &worktree.display().to_string(),
+                &hostname(),
+            )?;
+            (id, false)
+        }
+    };
+    std::fs::create_dir_all(&logs).map_err(io_err(format!(
+        "cannot create task dir {}",
+        task_dir.display()
+    )))?;
+
+    process::become_subreaper();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let _ = cancel_tx.send(true);
+    });
+
+    let mut engine = Engine {
+        p: std::sync::Arc::new(p),
+        reporter: Reporter::new(opts.style, opts.color),
+        opts,
+        pipeline_path,
+        store,
+        run_id,
+        task_dir,
+        logs,
+        locks,
+        worktree,
+        vars,
+        repo,
+        cancel: cancel_rx,
+        serial: None,
+    };
+    engine.emit(Event::RunStarted {
+        task: engine.opts.task.clone(),
+        run_id,
+        pipeline: path_str,
+        resumed,
+    });
+    for n in notes {
+        engine.emit(Event::Note { message: n });
+    }
+    let result = engine.drive(resumed).await;
+    drop(task_lock);
+    result
+}
+
+impl Engine {
+    fn emit(&mut self, e: Event) {
+        tracing::debug!(?e, "event");
+        self.reporter.event(&e);
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    fn context(&self, stage: &str, attempt: i64) -> Context {
+        Context {
+            task: self.opts.task.clone(),
+            stage: stage.to_string(),
+            attempt: attempt.max(0) as u32,
+            worktree: self.worktree.display().to_string(),
+            task_dir: self.task_dir.display().to_string(),
+            vars: self.vars.clone(),
+        }
+    }
+
+    fn interrupted(&mut self) -> Result<Finished, RunError> {
+        self.store.set_run_status(self.run_id, "interrupted")?;
+        self.emit(Event::Note {
+            message: format!(
+                "interrupted; resume with `orch run {} --resume`",
+                self.opts.task
+            ),
+        });
+        Ok(Finished {
+            exit_code: exit::INTERRUPTED,
+        })
+    }
+
+    /// Checks what a resumed run left behind: stale producer groups and
+    /// artifacts whose digest no longer matches.
+    async fn recover(&mut self) -> Result<(), RunError> {
+        let attempts = self.store.attempts(self.run_id)?;
+        for a in &attempts {
+            if matches!(a.step, Step::Started | Step::Interrupted) {
+                if let Some(pgid) = a.pgid.filter(|g| *g > 1) {
+                    if process::terminate_stale_group(pgid as u32, Duration::from_secs(5)).await {
+                        self.emit(Event::Note {
+                            message: format!(
+                                "terminated the producer group {pgid} left running by the interrupted attempt {} of {}",
+                                a.attempt, a.stage
+                            ),
+                        });
+                    }
+                }
+                if a.step == Step::Started {
+                    self.store.set_step(a.id, Step::Interrupted)?;
+                }
+            }
+        }
+        // The latest recorded digest of each artifact file must still hold.
+        let mut latest: HashMap<PathBuf, (&AttemptRow, &str)> = HashMap::new();
+        for a in &attempts {
+            if let Some(sha) = a.artifact_sha256.as_deref() {
+                if let Some(path) = self.artifact_path_of_stage(&a.stage) {
+                    latest.insert(path, (a, sha));
+                }
+            }
+        }
+        let mut notes = Vec::new();
+        for (path, (a, sha)) in latest {
+            match file_sha256(&path) {
+                Some(now) if now == sha => {}
+                Some(_) => notes.push(format!(
+                    "artifact {} changed since attempt {} of {} recorded it",
+                    path.display(),
+                    a.attempt,
+                    a.stage
+                )),
+                None => notes.push(format!(
+                    "artifact {} recorded by attempt {} of {} is gone",
+                    path.display(),
+                    a.attempt,
+                    a.stage
+                )),
+            }
+        }
+        for n in notes {
+            self.emit(Event::Note { message: n });
+        }
+        Ok(())
+    }
+
+    fn artifact_path_of_stage(&self, stage: &str) -> Option<PathBuf> {
+        let s = self.p.stage(stage)?;
+        let g = self.p.gate(&s.gate.value)?;
+        let a = self.p.artifact(&g.artifact.value)?;
+        Some(self.task_dir.join(&a.path.value))
+    }
+
+    async fn drive(&mut self, resumed: bool) -> Result<Finished, RunError> {
+        let started = Instant::now();
+        if resumed {
+            self.recover().await?;
+        }
+        self.run_pending_alerts().await?;
+        loop {
+            if self.cancelled() {
+                return self.interrupted();
+            }
+            let transitions = self.store.transitions(self.run_id)?;
+            let current = match transitions.last() {
+                Some(t) => t.to_stage.clone(),
+                None => self
+                    .p
+                    .header
+                    .as_ref()
+                    .map(|h| h.start.value.clone())
+                    .unwrap_or_default(),
+            };
+            if let Some(end_outcome) = self.p.end(&current).map(|e| e.outcome) {
+                let outcome = match end_outcome {
+                    Outcome::Success => "success",
+                    Outcome::Failure => "failure",
+                };
+                self.serial = None;
+                self.store.finish_run(self.run_id, outcome, &current)?;
+                self.emit(Event::RunFinished {
+                    task: self.opts.task.clone(),
+                    outcome: outcome.into(),
+                    end: current.clone(),
+                    duration_ms: started.elapsed().as_millis() as u64,
+                });
+                return Ok(Finished {
+                    exit_code: if end_outcome == Outcome::Success {
+                        exit::SUCCESS
+                    } else {
+                        exit::FAILURE
+                    },
+                });
+            }
+            let Some(stage) = self.p.stage(&current).cloned() else {
+                return Err(RunError::Usage(format!(
+                    "the run is at `{current}`, which the pipeline no longer defines"
+                )));
+            };
+            if stage.serial && !self.holds_serial(&stage.name.value) {
+                if !self.take_serial(&stage.name.value).await? {
+                    return self.interrupted();
+                }
+            } else if !stage.serial {
+                self.serial = None;
+            }
+            match self.step_stage(&stage, &transitions).await? {
+                Flow::Continue => {}
+                Flow::Interrupted => return self.interrupted(),
+            }
+        }
+    }
+
+    fn holds_serial(&self, stage: &str) -> bool {
+        self.serial.as_ref().is_some_and(|(s, _)| s == stage)
+    }
+
+    /// Waits for a serial stage's lock; false when interrupted meanwhile.
+    async fn take_serial(&mut self, stage: &str) -> Result<bool, RunError> {
+        self.serial = None;
+        let path = self.locks.join(format!("stage.{stage}.lock"));
+        let holder = format!("task {} ({})", self.opts.task, holder_line());
+        let mut announced = false;
+        loop {
+            match try_lock(&path, &holder)? {
+                Ok(lock) => {
+                    self.serial = Some((stage.to_string(), lock));
+                    return Ok(true);
+                }
+                Err(other) => {
+                    if !announced {
+                        announced = true;
+                        self.emit(Event::Waiting {
+                            stage: stage.to_string(),
+                            reason: format!("held by {other}"),
+                        });
+                    }
+                    if self.cancelled() {
+                        return Ok(false);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Advances the current stage by one step: an attempt (new or resumed),
+    /// then its gate and transition.
+    async fn step_stage(
+        &mut self,
+        stage: &Stage,
+        transitions: &[store::TransitionRow],
+    ) -> Result<Flow, RunError> {
+        let attempts = self.store.attempts(self.run_id)?;
+        let visit = transitions.len() as i64;
+        let current = attempts
+            .last()
+            .filter(|a| a.stage == stage.name.value && a.visit == visit)
+            .cloned();
+        let attempt_no = attempts
+            .iter()
+            .filter(|a| a.stage == stage.name.value)
+            .count() as i64
+            + 1;
+        let (row, defers) = match current {
+            Some(a) if matches!(a.step, Step::Exited | Step::Artifact | Step::Gated) => {
+                let defers = a.defers;
+                (a, defers)
+            }
+            Some(a) => {
+                // Done (deferred) or interrupted: a new attempt in the same visit.
+                let defers = if a.step == Step::Done {
+                    a.defers + 1
+                } else {
+                    a.defers
+                };
+                match self.start_attempt(stage, attempt_no, visit, defers).await? {
+                    Some(row) => (row, defers),
+                    None => return Ok(self.flow_after_start()),
+                }
+            }
+            None => match self.start_attempt(stage, attempt_no, visit, 0).await? {
+                Some(row) => (row, 0),
+                None => return Ok(self.flow_after_start()),
+            },
+        };
+        self.finish_attempt(stage, row, defers, transitions).await
+    }
+
+    fn flow_after_start(&self) -> Flow {
+        if self.cancelled() {
+            Flow::Interrupted
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Chooses the producer, records the attempt, runs it, records its exit.
+    /// `None` when the stage failed closed before anything ran, or when the
+    /// attempt was interrupted.
+    async fn start_attempt(
+        &mut self,
+        stage: &Stage,
+        attempt_no: i64,
+        visit: i64,
+        defers: i64,
+    ) -> Result<Option<AttemptRow>, RunError> {
+        let name = stage.name.value.clone();
+        let Some(cs) = self.p.call_site(&stage.call_site.value).cloned() else {
+            return Err(RunError::Usage(format!(
+                "call-site `{}` is not defined",
+                stage.call_site.value
+            )));
+        };
+        let env = |k: &str| std::env::var(k).ok();
+        let p = self.p.clone();
+        let choice = match producer::choose(&p, &cs, &self.repo, &env) {
+            Ok(c) => c,
+            Err(reason) => {
+                self.fail_closed(stage, None, &reason).await?;
+                return Ok(None);
+            }
+        };
+        let ctx = self.context(&name, attempt_no);
+        let log = self.logs.join(format!("{name}.{attempt_no}.log"));
+        let (kind, producer_name, spec) = match choice.kind {
+            Kind::Runner => {
+                let r = choice
+                    .runner
+                    .ok_or_else(|| RunError::Usage("no runner".into()))?;
+                (
+                    Kind::Runner,
+                    r.name.value.clone(),
+                    producer::runner_spec(r, &ctx, &self.pipeline_path, log.clone()),
+                )
+            }
+            Kind::Llm => {
+                let (t, l) = choice
+                    .llm
+                    .ok_or_else(|| RunError::Usage("no transport".into()))?;
+                (
+                    Kind::Llm,
+                    t.name.value.clone(),
+                    producer::llm_spec(t, l, &ctx, &self.pipeline_path, log.clone()),
+                )
+            }
+        };
+        let argv = spec.as_ref().map(|s| s.argv.clone()).unwrap_or_default();
+        let log_str = log.display().to_string();
+        let id = self.store.insert_attempt(&store::NewAttempt {
+            run_id: self.run_id,
+            task: &self.opts.task,
+            stage: &name,
+            attempt: attempt_no,
+            visit,
+            call_site: &cs.name.value,
+            producer: kind.as_str(),
+            producer_name: &producer_name,
+            argv: &argv,
+            defers,
+            log_path: &log_str,
+        })?;
+        // A stale artifact from an earlier visit must never pass this gate.
+        if let Some(path) = self.artifact_path_of_stage(&name) {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(RunError::Io(format!(
+                        "cannot remove stale {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        self.emit(Event::AttemptStarted {
+            stage: name.clone(),
+            attempt: attempt_no,
+            producer: kind.as_str().into(),
+            name: producer_name.clone(),
+            argv: argv.clone(),
+            reason: choice.reason.clone(),
+        });
+        let outcome = match spec {
+            Ok(spec) => {
+                let store = &self.store;
+                let mut pgid_err = None;
+                let o = process::run(
+                    &spec,
+                    |pgid| {
+                        if let Err(e) = store.set_pgid(id, pgid) {
+                            pgid_err = Some(e);
+                        }
+                    },
+                    self.cancel.clone(),
+                )
+                .await;
+                if let Some(e) = pgid_err {
+                    return Err(e.into());
+                }
+                o
+            }
+            Err(reason) => {
+                let _ = std::fs::write(
+                    &log,
+                    format!("orch: could not build the command: {reason}\n"),
+                );
+                process::Outcome {
+                    exit: Exit::SpawnFailed(reason),
+                    duration: Duration::ZERO,
+                    tail: Vec::new(),
+                    leaks: Vec::new(),
+                }
+            }
+        };
+        if outcome.exit == Exit::Interrupted {
+            self.store.set_step(id, Step::Interrupted)?;
+            return Ok(None);
+        }
+        let verdict = match kind {
+            Kind::Runner => producer::runner_verdict(
+                choice
+                    .runner
+                    .ok_or_else(|| RunError::Usage("no runner".into()))?,
+                &outcome.exit,
+            ),
+            Kind::Llm => producer::llm_verdict(&outcome.exit),
+        };
+        let leaks: Vec<String> = outcome
+            .leaks
+            .iter()
+            .map(|l| format!("pid {} `{}`", l.pid, l.command))
+            .collect();
+        let exit_text = outcome.exit.describe();
+        self.store.record_exit(
+            id,
+            outcome.exit.code(),
+            &exit_text,
+            &verdict,
+            &leaks,
+            outcome.duration,
+            &outcome.tail,
+        )?;
+        self.emit(Event::AttemptFinished {
+            stage: name.clone(),
+            attempt: attempt_no,
+            producer: kind.as_str().into(),
+            name: producer_name,
+            exit: exit_text,
+            exit_code: outcome.exit.code(),
+            verdict,
+            duration_ms: outcome.duration.as_millis() as u64,
+            defers,
+            leaked: leaks,
+            log: log_str,
+        });
+        let rows = self.store.attempts(self.run_id)?;
+        Ok(rows.into_iter().rev().find(|r| r.id == id))
+    }
+
+    /// From a recorded exit: defer, or write the artifact, gate, transition.
+    async fn finish_attempt(
+        &mut self,
+        stage: &Stage,
+        mut row: AttemptRow,
+        defers: i64,
+        transitions: &[store::TransitionRow],
+    ) -> Result<Flow, RunError> {
+        let name = stage.name.value.clone();
+        let verdict = row.verdict.clone().unwrap_or_else(|| TOOL_ERROR.into());
+        if row.step == Step::Exited && verdict == TOOL_ERROR {
+            let retry = if row.producer == Kind::Runner.as_str() {
+                self.p.runner(&row.producer_name).map(|r| r.retry.clone())
+            } else {
+                self.p
+                    .transport(&row.producer_name)
+                    .map(|t| t.retry.clone())
+            }
+            .unwrap_or_else(Retry::none);
+            let used = defers + 1;
+            if used < retry.attempts as i64 {
+                let delay = retry.delay_before(used as u32 + 1);
+                self.store.set_step(row.id, Step::Done)?;
+                self.emit(Event::Deferred {
+                    stage: name.clone(),
+                    attempt: row.attempt,
+                    reason: format!(
+                        "tool-error ({})",
+                        row.exit.clone().unwrap_or_else(|| "did not run".into())
+                    ),
+                    delay_ms: delay.as_millis() as u64,
+                    attempts_left: retry.attempts as i64 - used,
+                });
+                let mut cancel = self.cancel.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.wait_for(|c| *c) => return Ok(Flow::Interrupted),
+                }
+                return Ok(Flow::Continue);
+            }
+            let reason = format!(
+                "tool-error on {used} attempt(s): the retry budget is spent ({})",
+                row.exit.clone().unwrap_or_default()
+            );
+            self.fail_closed(stage, Some(row.id), &reason).await?;
+            return Ok(Flow::Continue);
+        }
+        let artifact_path = self.artifact_path_of_stage(&name);
+        if row.step == Step::Exited {
+            // Write the runner's verdict into its artifact; an agent wrote its own.
+            if row.producer == Kind::Runner.as_str() {
+                let runner = self.p.runner(&row.producer_name).cloned();
+                if let (Some(r), Some(w)) = (
+                    runner.as_ref(),
+                    runner.as_ref().and_then(|r| r.writes.clone()),
+                ) {
+                    let a = self.p.artifact(&w.artifact.value).cloned();
+                    if let Some(a) = a {
+                        let key = w
+                            .field
+                            .as_ref()
+                            .map(|f| f.value.clone())
+                            .or_else(|| a.fields.first().map(|f| f.key.value.clone()))
+                            .unwrap_or_else(|| "result".into());
+                        let body = producer::runner_artifact(
+                            &key,
+                            &verdict,
+                            &r.name.value,
+                            &row.argv,
+                            row.exit.as_deref().unwrap_or(""),
+                            Duration::from_millis(row.duration_ms.unwrap_or(0).max(0) as u64),
+                            &row.tail,
+                        );
+                        let path = self.task_dir.join(&a.path.value);
+                        let tmp = path.with_extension("orch-tmp");
+                        std::fs::write(&tmp, body.as_bytes())
+                            .and_then(|_| std::fs::rename(&tmp, &path))
+                            .map_err(io_err(format!("cannot write artifact {}", path.display())))?;
+                    }
+                }
+            }
+            let sha = artifact_path.as_deref().and_then(file_sha256);
+            self.store.record_artifact(row.id, sha.as_deref())?;
+            row.step = Step::Artifact;
+        }
+        if row.step == Step::Artifact {
+            let g = self.p.gate(&stage.gate.value).cloned();
+            let a = g
+                .as_ref()
+                .and_then(|g| self.p.artifact(&g.artifact.value))
+                .cloned();
+            let verdict = match (g.as_ref(), a, artifact_path.as_deref()) {
+                (Some(g), Some(a), Some(path)) => crate::gate::evaluate(g, &a, path),
+                _ => crate::gate::Verdict {
+                    pass: false,
+                    reason: "the gate or its artifact is not defined".into(),
+                },
+            };
+            self.store
+                .record_gate(row.id, verdict.pass, &verdict.reason)?;
+            self.emit(Event::Gate {
+                stage: name.clone(),
+                gate: stage.gate.value.clone(),
+                pass: verdict.pass,
+                reason: verdict.reason.clone(),
+            });
+            row.gate_pass = Some(verdict.pass);
+            row.gate_reason = Some(verdict.reason);
+            row.step = Step::Gated;
+        }
+        // Gated: take the transition.
+        let pass = row.gate_pass.unwrap_or(false);
+        let reason = row.gate_reason.clone().unwrap_or_default();
+        if pass {
+            let Some(t) = &stage.pass else {
+                self.fail_closed(
+                    stage,
+                    Some(row.id),
+                    "the gate passed but the stage has no `pass`",
+                )
+                .await?;
+                return Ok(Flow::Continue);
+            };
+            self.transition(&name, Some(row.id), "pass", &t.target.value, &reason, None)
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let fails = transitions
+            .iter()
+            .filter(|t| t.from_stage == name && t.kind == "fail")
+            .count() as u32;
+        match &stage.fail {
+            Some(f) if f.budget.as_ref().is_none_or(|b| fails < b.value) => {
+                let budget = f
+                    .budget
+                    .as_ref()
+                    .map(|b| format!(" (rollback {} of {})", fails + 1, b.value))
+                    .unwrap_or_default();
+                self.transition(
+                    &name,
+                    Some(row.id),
+                    "fail",
+                    &f.target.value,
+                    &format!("{reason}{budget}"),
+                    None,
+                )
+                .await?;
+            }
+            Some(f) => {
+                let budget = f.budget.as_ref().map(|b| b.value).unwrap_or(0);
+                self.fail_closed(
+                    stage,
+                    Some(row.id),
+                    &format!("{reason}; the fail budget ({budget}) is spent"),
+                )
+                .await?;
+            }
+            None => {
+                self.fail_closed(
+                    stage,
+                    Some(row.id),
+                    &format!("{reason}; the stage has no `fail` transition"),
+                )
+                .await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The stage fails closed: `exhausted`, and its alert.
+    async fn fail_closed(
+        &mut self,
+        stage: &Stage,
+        attempt_id: Option<i64>,
+        reason: &str,
+    ) -> Result<(), RunError> {
+        let (target, alert) = match &stage.exhausted {
+            Some(t) => (
+                t.target.value.clone(),
+                t.alert.as_ref().map(|a| a.value.clone()),
+            ),
+            None => {
+                // Validation requires `exhausted`; without one the task cannot go on.
+                return Err(RunError::Usage(format!(
+                    "stage `{}` failed closed ({reason}) and has no `exhausted` transition",
+                    stage.name.value
+                )));
+            }
+        };
+        self.transition(
+            &stage.name.value,
+            attempt_id,
+            "exhausted",
+            &target,
+            reason,
+            alert.as_deref(),
+        )
+        .await
+    }
+
+    async fn transition(
+        &mut self,
+        from: &str,
+        attempt_id: Option<i64>,
+        kind: &str,
+        to: &str,
+        reason: &str,
+        alert: Option<&str>,
+    ) -> Result<(), RunError> {
+        self.store
+            .record_transition(self.run_id, attempt_id, from, kind, to, reason, alert)?;
+        self.emit(Event::Transition {
+            from: from.into(),
+            kind: kind.into(),
+            to: to.into(),
+            reason: reason.into(),
+        });
+        if self.serial.as_ref().is_some_and(|(s, _)| s == from) && to != from {
+            self.serial = None;
+        }
+        self.run_pending_alerts().await
+    }
+
+    /// Runs every queued alert once; an alert's failure is reported and does
+    /// not change the task's outcome.
+    async fn run_pending_alerts(&mut self) -> Result<(), RunError> {
+        for row in self.store.pending_alerts(self.run_id)? {
+            let Some(alert) = self.p.alert(&row.alert).cloned() else {
+                self.store
+                    .finish_alert(row.id, false, "alert not defined")?;
+                continue;
+            };
+            let ctx = self.context(&row.stage, 0);
+            let log = self
+                .logs
+                .join(format!("alert.{}.{}.log", row.stage, row.id));
+            let mut env = producer::orch_env(&ctx, &self.pipeline_path);
+            env.push(("ORCH_ALERT".into(), row.alert.clone()));
+            let argv = alert
+                .command
+                .as_ref()
+                .map(|c| producer::render_argv(&c.argv, &ctx))
+                .unwrap_or_else(|| Err("alert has no command".into()));
+            let (ok, exit) = match argv {
+                Ok(argv) => {
+                    let spec = process::Spec {
+                        argv,
+                        cwd: self.worktree.clone(),
+                        env,
+                        stdin: None,
+                        timeout: alert.timeout,
+                        idle_timeout: None,
+                        grace: Duration::from_secs(5),
+                        log,
+                    };
+                    let o = process::run(&spec, |_| {}, self.cancel.clone()).await;
+                    (o.exit == Exit::Code(0), o.exit.describe())
+                }
+                Err(e) => (false, e),
+            };
+            self.store.finish_alert(row.id, ok, &exit)?;
+            self.emit(Event::Alert {
+                stage: row.stage.clone(),
+                alert: row.alert.clone(),
+                ok,
+                exit,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names() {
+        for ok in ["demo-1", "T_2.x", "a"] {
+            assert!(check_task_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "../x", "a/b", "a b", "é"] {
+            assert!(check_task_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pipeline_changes_name_nodes() {
+        let old = "pipeline \"p\" start=\"a\"\nstage \"a\" call-site=\"c\" gate=\"g\"\n";
+        let new = "pipeline \"p\" start=\"a\"\nstage \"a\" call-site=\"d\" gate=\"g\"\nend \"e\" outcome=\"success\"\n";
+        let c = pipeline_changes(old, new);
+        assert_eq!(c, vec!["changed `stage \"a\"`", "added `end \"e\"`"]);
+    }
+}

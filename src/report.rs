@@ -1,0 +1,414 @@
+//! What a run tells its user: typed events from the engine, rendered as a
+//! live terminal view, plain lines, or JSON lines.
+
+use serde::Serialize;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::duration::human;
+
+/// One thing that happened in a run. `--json` prints these, one per line.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted {
+        task: String,
+        run_id: i64,
+        pipeline: String,
+        resumed: bool,
+    },
+    AttemptStarted {
+        stage: String,
+        attempt: i64,
+        producer: String,
+        name: String,
+        argv: Vec<String>,
+        reason: String,
+    },
+    AttemptFinished {
+        stage: String,
+        attempt: i64,
+        producer: String,
+        name: String,
+        exit: String,
+        exit_code: Option<i32>,
+        verdict: String,
+        duration_ms: u64,
+        defers: i64,
+        leaked: Vec<String>,
+        log: String,
+    },
+    Deferred {
+        stage: String,
+        attempt: i64,
+        reason: String,
+        delay_ms: u64,
+        attempts_left: i64,
+    },
+    Gate {
+        stage: String,
+        gate: String,
+        pass: bool,
+        reason: String,
+    },
+    Transition {
+        from: String,
+        kind: String,
+        to: String,
+        reason: String,
+    },
+    Alert {
+        stage: String,
+        alert: String,
+        ok: bool,
+        exit: String,
+    },
+    Waiting {
+        stage: String,
+        reason: String,
+    },
+    Note {
+        message: String,
+    },
+    RunFinished {
+        task: String,
+        outcome: String,
+        end: String,
+        duration_ms: u64,
+    },
+}
+
+/// How events reach the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A live line per stage and a summary table (a terminal).
+    Live,
+    /// Plain lines (a pipe or a file) and the summary table.
+    Plain,
+    /// JSON lines on stdout.
+    Json,
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    stage: String,
+    attempt: i64,
+    producer: String,
+    verdict: String,
+    duration: Duration,
+    defers: i64,
+    gate: Option<bool>,
+    leaked: bool,
+}
+
+struct Live {
+    label: String,
+    started: Instant,
+}
+
+pub struct Reporter {
+    style: Style,
+    color: bool,
+    rows: Vec<Row>,
+    live: Arc<Mutex<Option<Live>>>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+const SPINNER: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+fn out(s: &str) {
+    let mut o = std::io::stdout().lock();
+    // A closed stdout must not stop a run: the store keeps the account.
+    let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
+
+impl Reporter {
+    pub fn new(style: Style, color: bool) -> Self {
+        Reporter {
+            style,
+            color,
+            rows: Vec::new(),
+            live: Arc::new(Mutex::new(None)),
+            ticker: None,
+        }
+    }
+
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn stop_live(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        if let Ok(mut l) = self.live.lock() {
+            if l.take().is_some() {
+                out("\r\x1b[2K");
+            }
+        }
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        if self.style == Style::Json {
+            if let Ok(s) = serde_json::to_string(e) {
+                out(&format!("{s}\n"));
+            }
+            return;
+        }
+        self.stop_live();
+        match e {
+            Event::RunStarted {
+                task,
+                pipeline,
+                resumed,
+                ..
+            } => out(&format!(
+                "{} task {task} with {pipeline}\n",
+                if *resumed { "resuming" } else { "running" }
+            )),
+            Event::AttemptStarted {
+                stage,
+                attempt,
+                producer,
+                name,
+                reason,
+                ..
+            } => {
+                let label = format!("{stage}  {producer}:{name}  attempt {attempt}");
+                if self.style == Style::Live {
+                    if let Ok(mut l) = self.live.lock() {
+                        *l = Some(Live {
+                            label,
+                            started: Instant::now(),
+                        });
+                    }
+                    let live = self.live.clone();
+                    self.ticker = Some(tokio::spawn(async move {
+                        let mut i = 0usize;
+                        loop {
+                            if let Ok(l) = live.lock() {
+                                if let Some(l) = l.as_ref() {
+                                    out(&format!(
+                                        "\r\x1b[2K{} {}  {}",
+                                        SPINNER[i % SPINNER.len()],
+                                        l.label,
+                                        human(l.started.elapsed())
+                                    ));
+                                }
+                            }
+                            i += 1;
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }));
+                } else {
+                    out(&format!(
+                        "[{stage}] attempt {attempt}: {producer} `{name}` ({reason})\n"
+                    ));
+                }
+            }
+            Event::AttemptFinished {
+                stage,
+                attempt,
+                producer,
+                name,
+                exit,
+                verdict,
+                duration_ms,
+                defers,
+                leaked,
+                log,
+                ..
+            } => {
+                let d = Duration::from_millis(*duration_ms);
+                let mark = if verdict == crate::model::TOOL_ERROR {
+                    self.paint("33", "!")
+                } else {
+                    self.paint("36", "•")
+                };
+                out(&format!(
+                    "{mark} {stage}  {producer}:{name}  attempt {attempt}  {exit} → {verdict}  {}{}\n",
+                    human(d),
+                    if leaked.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "  {} killed {} escaped process(es): {}",
+                            self.paint("31", "LEAK"),
+                            leaked.len(),
+                            leaked.join("; ")
+                        )
+                    }
+                ));
+                if verdict == crate::model::TOOL_ERROR {
+                    out(&format!("    log: {log}\n"));
+                }
+                self.rows.push(Row {
+                    stage: stage.clone(),
+                    attempt: *attempt,
+                    producer: format!("{producer}:{name}"),
+                    verdict: verdict.clone(),
+                    duration: d,
+                    defers: *defers,
+                    gate: None,
+                    leaked: !leaked.is_empty(),
+                });
+            }
+            Event::Deferred {
+                stage,
+                reason,
+                delay_ms,
+                attempts_left,
+                ..
+            } => out(&format!(
+                "  {} {stage}: {reason}; retrying in {} ({attempts_left} attempt(s) left)\n",
+                self.paint("33", "DEFER"),
+                human(Duration::from_millis(*delay_ms))
+            )),
+            Event::Gate {
+                stage,
+                gate,
+                pass,
+                reason,
+            } => {
+                let v = if *pass {
+                    self.paint("32", "PASS")
+                } else {
+                    self.paint("31", "FAIL")
+                };
+                out(&format!("  gate {gate}: {v} ({reason})\n"));
+                if let Some(r) = self.rows.iter_mut().rev().find(|r| &r.stage == stage) {
+                    r.gate = Some(*pass);
+                }
+            }
+            Event::Transition {
+                from,
+                kind,
+                to,
+                reason,
+            } => out(&format!(
+                "  {from} → {to} ({kind}{})\n",
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                }
+            )),
+            Event::Alert {
+                stage,
+                alert,
+                ok,
+                exit,
+            } => out(&format!(
+                "  alert {alert} for {stage}: {}\n",
+                if *ok {
+                    "sent".to_string()
+                } else {
+                    format!(
+                        "{} ({exit}); the task's outcome is unchanged",
+                        self.paint("31", "failed")
+                    )
+                }
+            )),
+            Event::Waiting { stage, reason } => {
+                out(&format!("  waiting for serial stage {stage}: {reason}\n"))
+            }
+            Event::Note { message } => out(&format!("  {message}\n")),
+            Event::RunFinished {
+                task,
+                outcome,
+                end,
+                duration_ms,
+            } => {
+                out(&self.summary());
+                let o = if outcome == "success" {
+                    self.paint("32", "success")
+                } else {
+                    self.paint("31", outcome)
+                };
+                out(&format!(
+                    "task {task}: {o} (end `{end}`) in {}\n",
+                    human(Duration::from_millis(*duration_ms))
+                ));
+            }
+        }
+    }
+
+    fn summary(&self) -> String {
+        if self.rows.is_empty() {
+            return String::new();
+        }
+        let header = [
+            "stage", "attempt", "producer", "verdict", "gate", "duration", "defers",
+        ];
+        let cells: Vec<[String; 7]> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let mut verdict = r.verdict.clone();
+                if r.leaked {
+                    verdict.push_str(" LEAK");
+                }
+                let defers = if r.defers > 0 && r.verdict != crate::model::TOOL_ERROR {
+                    format!("{} (passed after retries)", r.defers)
+                } else {
+                    r.defers.to_string()
+                };
+                [
+                    r.stage.clone(),
+                    r.attempt.to_string(),
+                    r.producer.clone(),
+                    verdict,
+                    match r.gate {
+                        Some(true) => "pass".into(),
+                        Some(false) => "fail".into(),
+                        None => "-".into(),
+                    },
+                    human(r.duration),
+                    defers,
+                ]
+            })
+            .collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in &cells {
+            for (w, c) in widths.iter_mut().zip(row) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let line = |cols: Vec<&str>| {
+            let mut s = String::new();
+            for (c, w) in cols.iter().zip(&widths) {
+                s.push_str(c);
+                s.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+            s.trim_end().to_string() + "\n"
+        };
+        let mut s = String::from("\n");
+        s.push_str(&line(header.to_vec()));
+        s.push_str(&line(
+            widths
+                .iter()
+                .map(|w| "-".repeat(*w))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect(),
+        ));
+        for row in &cells {
+            s.push_str(&line(row.iter().map(String::as_str).collect()));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop_live();
+    }
+}
