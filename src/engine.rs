@@ -223,6 +223,23 @@ fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
     out
 }
 
+/// Test hook: `ORCH_FAILPOINT=POINT` or `POINT@STAGE` makes orch kill itself
+/// with SIGKILL at that step, exactly as a crash would, so the durability
+/// tests can stop it at every step boundary. Points: `before-spawn`,
+/// `after-exit`, `after-artifact`, `after-gate`.
+fn failpoint(point: &str, stage: &str) {
+    let Ok(want) = std::env::var("ORCH_FAILPOINT") else {
+        return;
+    };
+    let hit = match want.split_once('@') {
+        Some((p, s)) => p == point && s == stage,
+        None => want == point,
+    };
+    if hit {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
@@ -581,6 +598,8 @@ impl Engine {
                 };
                 self.serial = None;
                 self.store.finish_run(self.run_id, outcome, &current)?;
+                let attempts = self.store.attempts(self.run_id)?;
+                self.reporter.summary(&attempts);
                 self.emit(Event::RunFinished {
                     task: self.opts.task.clone(),
                     outcome: outcome.into(),
@@ -782,6 +801,7 @@ impl Engine {
             argv: argv.clone(),
             reason: choice.reason.clone(),
         });
+        failpoint("before-spawn", &name);
         let outcome = match spec {
             Ok(spec) => {
                 let store = &self.store;
@@ -855,6 +875,7 @@ impl Engine {
             leaked: leaks,
             log: log_str,
         });
+        failpoint("after-exit", &name);
         let rows = self.store.attempts(self.run_id)?;
         Ok(rows.into_iter().rev().find(|r| r.id == id))
     }
@@ -942,6 +963,7 @@ impl Engine {
             }
             let sha = artifact_path.as_deref().and_then(file_sha256);
             self.store.record_artifact(row.id, sha.as_deref())?;
+            failpoint("after-artifact", &name);
             row.step = Step::Artifact;
         }
         if row.step == Step::Artifact {
@@ -959,6 +981,7 @@ impl Engine {
             };
             self.store
                 .record_gate(row.id, verdict.pass, &verdict.reason)?;
+            failpoint("after-gate", &name);
             self.emit(Event::Gate {
                 stage: name.clone(),
                 gate: stage.gate.value.clone(),

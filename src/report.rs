@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::duration::human;
+use crate::store::AttemptRow;
 
 /// One thing that happened in a run. `--json` prints these, one per line.
 #[derive(Debug, Clone, Serialize)]
@@ -90,18 +91,6 @@ pub enum Style {
     Json,
 }
 
-#[derive(Debug, Clone)]
-struct Row {
-    stage: String,
-    attempt: i64,
-    producer: String,
-    verdict: String,
-    duration: Duration,
-    defers: i64,
-    gate: Option<bool>,
-    leaked: bool,
-}
-
 struct Live {
     label: String,
     started: Instant,
@@ -110,7 +99,6 @@ struct Live {
 pub struct Reporter {
     style: Style,
     color: bool,
-    rows: Vec<Row>,
     live: Arc<Mutex<Option<Live>>>,
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
@@ -129,7 +117,6 @@ impl Reporter {
         Reporter {
             style,
             color,
-            rows: Vec::new(),
             live: Arc::new(Mutex::new(None)),
             ticker: None,
         }
@@ -232,7 +219,12 @@ impl Reporter {
                     self.paint("36", "•")
                 };
                 out(&format!(
-                    "{mark} {stage}  {producer}:{name}  attempt {attempt}  {exit} → {verdict}  {}{}\n",
+                    "{mark} {stage}  {producer}:{name}  attempt {attempt}{}  {exit} → {verdict}  {}{}\n",
+                    if *defers > 0 {
+                        format!(" (retry {defers})")
+                    } else {
+                        String::new()
+                    },
                     human(d),
                     if leaked.is_empty() {
                         String::new()
@@ -248,16 +240,6 @@ impl Reporter {
                 if verdict == crate::model::TOOL_ERROR {
                     out(&format!("    log: {log}\n"));
                 }
-                self.rows.push(Row {
-                    stage: stage.clone(),
-                    attempt: *attempt,
-                    producer: format!("{producer}:{name}"),
-                    verdict: verdict.clone(),
-                    duration: d,
-                    defers: *defers,
-                    gate: None,
-                    leaked: !leaked.is_empty(),
-                });
             }
             Event::Deferred {
                 stage,
@@ -271,10 +253,7 @@ impl Reporter {
                 human(Duration::from_millis(*delay_ms))
             )),
             Event::Gate {
-                stage,
-                gate,
-                pass,
-                reason,
+                gate, pass, reason, ..
             } => {
                 let v = if *pass {
                     self.paint("32", "PASS")
@@ -282,9 +261,6 @@ impl Reporter {
                     self.paint("31", "FAIL")
                 };
                 out(&format!("  gate {gate}: {v} ({reason})\n"));
-                if let Some(r) = self.rows.iter_mut().rev().find(|r| &r.stage == stage) {
-                    r.gate = Some(*pass);
-                }
             }
             Event::Transition {
                 from,
@@ -325,7 +301,6 @@ impl Reporter {
                 end,
                 duration_ms,
             } => {
-                out(&self.summary());
                 let o = if outcome == "success" {
                     self.paint("32", "success")
                 } else {
@@ -339,22 +314,24 @@ impl Reporter {
         }
     }
 
-    fn summary(&self) -> String {
-        if self.rows.is_empty() {
-            return String::new();
+    /// The run's attempts as a table (not in JSON mode, where the events
+    /// carry everything).
+    pub fn summary(&mut self, attempts: &[AttemptRow]) {
+        if self.style == Style::Json || attempts.is_empty() {
+            return;
         }
+        self.stop_live();
         let header = [
             "stage", "attempt", "producer", "verdict", "gate", "duration", "defers",
         ];
-        let cells: Vec<[String; 7]> = self
-            .rows
+        let cells: Vec<[String; 7]> = attempts
             .iter()
             .map(|r| {
-                let mut verdict = r.verdict.clone();
+                let mut verdict = r.verdict.clone().unwrap_or_else(|| r.step.as_str().into());
                 if r.leaked {
                     verdict.push_str(" LEAK");
                 }
-                let defers = if r.defers > 0 && r.verdict != crate::model::TOOL_ERROR {
+                let defers = if r.defers > 0 && r.gate_pass == Some(true) {
                     format!("{} (passed after retries)", r.defers)
                 } else {
                     r.defers.to_string()
@@ -362,14 +339,16 @@ impl Reporter {
                 [
                     r.stage.clone(),
                     r.attempt.to_string(),
-                    r.producer.clone(),
+                    format!("{}:{}", r.producer, r.producer_name),
                     verdict,
-                    match r.gate {
+                    match r.gate_pass {
                         Some(true) => "pass".into(),
                         Some(false) => "fail".into(),
                         None => "-".into(),
                     },
-                    human(r.duration),
+                    human(Duration::from_millis(
+                        r.duration_ms.unwrap_or(0).max(0) as u64
+                    )),
                     defers,
                 ]
             })
@@ -380,7 +359,7 @@ impl Reporter {
                 *w = (*w).max(c.chars().count());
             }
         }
-        let line = |cols: Vec<&str>| {
+        let line = |cols: &[&str]| {
             let mut s = String::new();
             for (c, w) in cols.iter().zip(&widths) {
                 s.push_str(c);
@@ -389,21 +368,14 @@ impl Reporter {
             s.trim_end().to_string() + "\n"
         };
         let mut s = String::from("\n");
-        s.push_str(&line(header.to_vec()));
-        s.push_str(&line(
-            widths
-                .iter()
-                .map(|w| "-".repeat(*w))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect(),
-        ));
+        s.push_str(&line(&header));
+        let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+        s.push_str(&line(&rules.iter().map(String::as_str).collect::<Vec<_>>()));
         for row in &cells {
-            s.push_str(&line(row.iter().map(String::as_str).collect()));
+            s.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
         }
         s.push('\n');
-        s
+        out(&s);
     }
 }
 
