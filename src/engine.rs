@@ -246,6 +246,17 @@ pub struct Finished {
     pub exit_code: u8,
 }
 
+/// Where a run's time went, printed to stderr when `ORCH_PROFILE` is set.
+#[derive(Debug, Default)]
+struct Profile {
+    attempts: u32,
+    /// Producer processes, spawn to exit and clean-up.
+    producers: Duration,
+    /// Writing runner artifacts and hashing artifacts.
+    artifacts: Duration,
+    gates: Duration,
+}
+
 enum Flow {
     Continue,
     Interrupted,
@@ -266,6 +277,7 @@ struct Engine {
     reporter: Reporter,
     cancel: watch::Receiver<bool>,
     serial: Option<(String, Lock)>,
+    profile: Profile,
 }
 
 /// Runs (or resumes) a task. Errors come back for the caller to print.
@@ -461,6 +473,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         repo,
         cancel: cancel_rx,
         serial: None,
+        profile: Profile::default(),
     };
     engine.emit(Event::RunStarted {
         task: engine.opts.task.clone(),
@@ -600,6 +613,7 @@ impl Engine {
                 self.store.finish_run(self.run_id, outcome, &current)?;
                 let attempts = self.store.attempts(self.run_id)?;
                 self.reporter.summary(&attempts);
+                self.print_profile(started.elapsed());
                 self.emit(Event::RunFinished {
                     task: self.opts.task.clone(),
                     outcome: outcome.into(),
@@ -631,6 +645,30 @@ impl Engine {
                 Flow::Interrupted => return self.interrupted(),
             }
         }
+    }
+
+    fn print_profile(&self, total: Duration) {
+        if std::env::var_os("ORCH_PROFILE").is_none() {
+            return;
+        }
+        let p = &self.profile;
+        let store = self.store.spent();
+        let other = total
+            .saturating_sub(p.producers)
+            .saturating_sub(p.artifacts)
+            .saturating_sub(p.gates)
+            .saturating_sub(store);
+        let us = |d: Duration| d.as_micros();
+        eprintln!(
+            "profile: attempts={} total_us={} producers_us={} artifacts_us={} gates_us={} store_us={} other_us={}",
+            p.attempts,
+            us(total),
+            us(p.producers),
+            us(p.artifacts),
+            us(p.gates),
+            us(store),
+            us(other)
+        );
     }
 
     fn holds_serial(&self, stage: &str) -> bool {
@@ -802,6 +840,7 @@ impl Engine {
             reason: choice.reason.clone(),
         });
         failpoint("before-spawn", &name);
+        let spawned = Instant::now();
         let outcome = match spec {
             Ok(spec) => {
                 let store = &self.store;
@@ -834,6 +873,8 @@ impl Engine {
                 }
             }
         };
+        self.profile.producers += spawned.elapsed();
+        self.profile.attempts += 1;
         if outcome.exit == Exit::Interrupted {
             self.store.set_step(id, Step::Interrupted)?;
             return Ok(None);
@@ -929,6 +970,7 @@ impl Engine {
         }
         let artifact_path = self.artifact_path_of_stage(&name);
         if row.step == Step::Exited {
+            let t = Instant::now();
             // Write the runner's verdict into its artifact; an agent wrote its own.
             if row.producer == Kind::Runner.as_str() {
                 let runner = self.p.runner(&row.producer_name).cloned();
@@ -962,6 +1004,7 @@ impl Engine {
                 }
             }
             let sha = artifact_path.as_deref().and_then(file_sha256);
+            self.profile.artifacts += t.elapsed();
             self.store.record_artifact(row.id, sha.as_deref())?;
             failpoint("after-artifact", &name);
             row.step = Step::Artifact;
@@ -972,6 +1015,7 @@ impl Engine {
                 .as_ref()
                 .and_then(|g| self.p.artifact(&g.artifact.value))
                 .cloned();
+            let t = Instant::now();
             let verdict = match (g.as_ref(), a, artifact_path.as_deref()) {
                 (Some(g), Some(a), Some(path)) => crate::gate::evaluate(g, &a, path),
                 _ => crate::gate::Verdict {
@@ -979,6 +1023,7 @@ impl Engine {
                     reason: "the gate or its artifact is not defined".into(),
                 },
             };
+            self.profile.gates += t.elapsed();
             self.store
                 .record_gate(row.id, verdict.pass, &verdict.reason)?;
             failpoint("after-gate", &name);

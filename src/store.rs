@@ -41,6 +41,20 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Time spent in store calls, for `ORCH_PROFILE`.
+    spent: std::rc::Rc<std::cell::Cell<Duration>>,
+}
+
+/// Adds the time until it is dropped to the store's `spent`.
+struct Timer {
+    started: std::time::Instant,
+    spent: std::rc::Rc<std::cell::Cell<Duration>>,
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.spent.set(self.spent.get() + self.started.elapsed());
+    }
 }
 
 /// Milliseconds since the Unix epoch.
@@ -318,7 +332,23 @@ impl Store {
         // A quick check that the tables we need are readable.
         conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
             .map_err(damaged)?;
-        Ok(Store { conn, path: p })
+        Ok(Store {
+            conn,
+            path: p,
+            spent: Default::default(),
+        })
+    }
+
+    fn timer(&self) -> Timer {
+        Timer {
+            started: std::time::Instant::now(),
+            spent: self.spent.clone(),
+        }
+    }
+
+    /// Total time spent in store calls so far.
+    pub fn spent(&self) -> Duration {
+        self.spent.get()
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -336,6 +366,7 @@ impl Store {
     }
 
     pub fn latest_run(&self, task: &str) -> Result<Option<RunRow>> {
+        let _t = self.timer();
         self.conn
             .query_row(
                 "SELECT id, task, pipeline_path, pipeline_hash, pipeline_text, status, outcome, end_name, started_ms, finished_ms
@@ -348,6 +379,7 @@ impl Store {
     }
 
     pub fn runs(&self, task: Option<&str>) -> Result<Vec<RunRow>> {
+        let _t = self.timer();
         let mut stmt = self
             .conn
             .prepare(
@@ -373,6 +405,7 @@ impl Store {
         worktree: &str,
         host: &str,
     ) -> Result<i64> {
+        let _t = self.timer();
         self.conn
             .execute(
                 "INSERT INTO runs (task, pipeline_path, pipeline_hash, pipeline_text, vars, worktree, status, pid, host, started_ms)
@@ -394,6 +427,7 @@ impl Store {
     }
 
     pub fn set_run_status(&self, run_id: i64, status: &str) -> Result<()> {
+        let _t = self.timer();
         self.conn
             .execute(
                 "UPDATE runs SET status = ?2, pid = ?3 WHERE id = ?1",
@@ -404,6 +438,7 @@ impl Store {
     }
 
     pub fn finish_run(&self, run_id: i64, outcome: &str, end_name: &str) -> Result<()> {
+        let _t = self.timer();
         self.conn
             .execute(
                 "UPDATE runs SET status = 'finished', outcome = ?2, end_name = ?3, finished_ms = ?4 WHERE id = ?1",
@@ -414,6 +449,7 @@ impl Store {
     }
 
     pub fn attempts(&self, run_id: i64) -> Result<Vec<AttemptRow>> {
+        let _t = self.timer();
         let mut stmt = self
             .conn
             .prepare(&format!("{ATTEMPT_SELECT} WHERE run_id = ?1 ORDER BY id"))
@@ -426,6 +462,7 @@ impl Store {
     }
 
     pub fn transitions(&self, run_id: i64) -> Result<Vec<TransitionRow>> {
+        let _t = self.timer();
         let mut stmt = self
             .conn
             .prepare(
@@ -449,6 +486,7 @@ impl Store {
     }
 
     pub fn pending_alerts(&self, run_id: i64) -> Result<Vec<AlertRow>> {
+        let _t = self.timer();
         let mut stmt = self
             .conn
             .prepare(
@@ -470,6 +508,7 @@ impl Store {
     }
 
     pub fn insert_attempt(&self, a: &NewAttempt<'_>) -> Result<i64> {
+        let _t = self.timer();
         let argv = serde_json::to_string(a.argv).unwrap_or_else(|_| "[]".into());
         self.conn
             .execute(
@@ -495,6 +534,7 @@ impl Store {
     }
 
     pub fn set_pgid(&self, attempt_id: i64, pgid: u32) -> Result<()> {
+        let _t = self.timer();
         self.exec(
             "UPDATE attempts SET pgid = ?2 WHERE id = ?1",
             params![attempt_id, pgid],
@@ -512,6 +552,7 @@ impl Store {
         duration: Duration,
         tail: &[String],
     ) -> Result<()> {
+        let _t = self.timer();
         self.exec(
             "UPDATE attempts SET step = 'exited', exit_code = ?2, exit = ?3, verdict = ?4, leaked = ?5, leaks = ?6,
                  finished_ms = ?7, duration_ms = ?8, tail = ?9 WHERE id = ?1",
@@ -530,6 +571,7 @@ impl Store {
     }
 
     pub fn record_artifact(&self, attempt_id: i64, sha256: Option<&str>) -> Result<()> {
+        let _t = self.timer();
         self.exec(
             "UPDATE attempts SET step = 'artifact', artifact_sha256 = ?2 WHERE id = ?1",
             params![attempt_id, sha256],
@@ -537,6 +579,7 @@ impl Store {
     }
 
     pub fn record_gate(&self, attempt_id: i64, pass: bool, reason: &str) -> Result<()> {
+        let _t = self.timer();
         self.exec(
             "UPDATE attempts SET step = 'gated', gate_pass = ?2, gate_reason = ?3 WHERE id = ?1",
             params![attempt_id, pass, reason],
@@ -544,6 +587,7 @@ impl Store {
     }
 
     pub fn set_step(&self, attempt_id: i64, step: Step) -> Result<()> {
+        let _t = self.timer();
         self.exec(
             "UPDATE attempts SET step = ?2 WHERE id = ?1",
             params![attempt_id, step.as_str()],
@@ -563,6 +607,7 @@ impl Store {
         reason: &str,
         alert: Option<&str>,
     ) -> Result<Option<i64>> {
+        let _t = self.timer();
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO transitions (run_id, attempt_id, from_stage, kind, to_stage, reason, at_ms)
@@ -589,6 +634,7 @@ impl Store {
     }
 
     pub fn finish_alert(&self, alert_id: i64, ok: bool, exit: &str) -> Result<()> {
+        let _t = self.timer();
         self.exec(
             "UPDATE alerts SET status = ?2, exit = ?3 WHERE id = ?1",
             params![alert_id, if ok { "ok" } else { "failed" }, exit],
