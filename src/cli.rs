@@ -142,3 +142,53 @@ pub fn run(a: RunArgs) -> u8 {
         }
     }
 }
+
+/// `orch history`.
+pub fn history(task: Option<&str>, state_dir: &std::path::Path, json: bool) -> u8 {
+    let store = match crate::history::open(state_dir) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            if json {
+                print!("{{\n  \"version\": 1,\n  \"runs\": []\n}}\n");
+            } else {
+                println!("no runs recorded in {}", state_dir.display());
+            }
+            return exit::OK;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    match crate::history::history(&store, task, json) {
+        Ok(s) => {
+            let _ = std::io::stdout().write_all(s.as_bytes());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+/// `orch status`.
+pub fn status(state_dir: &std::path::Path, json: bool) -> u8 {
+    let store = match crate::history::open(state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    match crate::history::status(store.as_ref(), state_dir, json) {
+        Ok(s) => {
+            let _ = std::io::stdout().write_all(s.as_bytes());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}

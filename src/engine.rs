@@ -7,13 +7,14 @@
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::check;
 use crate::diagnostic::{self, did_you_mean, Format};
+use crate::lock::{holder_line, hostname, try_lock, Lock};
 use crate::model::*;
 use crate::process::{self, Exit};
 use crate::producer::{self, Kind};
@@ -128,55 +129,6 @@ fn file_sha256(path: &Path) -> Option<String> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
     Some(sha256_hex(&buf))
-}
-
-/// A lock file held for as long as the value lives; the OS releases it when
-/// the holder dies, so a dead holder's lock is simply taken over.
-pub struct Lock {
-    _file: File,
-}
-
-/// Tries to take `path`; on failure returns what the holder wrote there.
-fn try_lock(path: &Path, holder: &str) -> Result<Result<Lock, String>, RunError> {
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io_err(format!("cannot open lock {}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => {
-            file.set_len(0)
-                .and_then(|_| file.write_all(holder.as_bytes()))
-                .map_err(io_err(format!("cannot write lock {}", path.display())))?;
-            Ok(Ok(Lock { _file: file }))
-        }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut s = String::new();
-            let _ = file.read_to_string(&mut s);
-            Ok(Err(s.trim().to_string()))
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(RunError::Io(format!("cannot lock {}: {e}", path.display())))
-        }
-    }
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown-host".into())
-}
-
-fn holder_line() -> String {
-    format!(
-        "pid {} on {} since {}",
-        std::process::id(),
-        hostname(),
-        store::now_ms() / 1000
-    )
 }
 
 /// Names what differs between two pipeline texts, node by node.
@@ -350,7 +302,9 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let task_lock = match try_lock(
         &locks.join(format!("task.{}.lock", opts.task)),
         &holder_line(),
-    )? {
+    )
+    .map_err(|e| RunError::Io(e.to_string()))?
+    {
         Ok(l) => l,
         Err(holder) => {
             return Err(RunError::Busy(format!(
@@ -682,7 +636,7 @@ impl Engine {
         let holder = format!("task {} ({})", self.opts.task, holder_line());
         let mut announced = false;
         loop {
-            match try_lock(&path, &holder)? {
+            match try_lock(&path, &holder).map_err(|e| RunError::Io(e.to_string()))? {
                 Ok(lock) => {
                     self.serial = Some((stage.to_string(), lock));
                     return Ok(true);

@@ -36,6 +36,26 @@ enum Command {
     },
     /// Take a task through the pipeline.
     Run(RunArgs),
+    /// Show recorded runs and their attempts.
+    History {
+        /// Only this task's runs.
+        task: Option<String>,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".orch")]
+        state_dir: PathBuf,
+        /// One JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show tasks in flight and who holds the serial stages.
+    Status {
+        /// Where runs are kept.
+        #[arg(long, default_value = ".orch")]
+        state_dir: PathBuf,
+        /// One JSON document instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the JSON Schema of the pipeline language.
     Schema,
 }
@@ -108,6 +128,12 @@ fn main() -> ExitCode {
             allow_changed_pipeline: a.allow_changed_pipeline,
             verbose: a.verbose,
         }),
+        Command::History {
+            task,
+            state_dir,
+            json,
+        } => cli::history(task.as_deref(), &state_dir, json),
+        Command::Status { state_dir, json } => cli::status(&state_dir, json),
         Command::Schema => cli::schema(),
     };
     ExitCode::from(code)

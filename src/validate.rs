@@ -898,11 +898,12 @@ fn list(values: &[Spanned<String>]) -> String {
         .join(", ")
 }
 
+/// The last non-empty line of a multi-line message (the regex crate's
+/// errors end with the actual complaint).
 fn first_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .unwrap_or(s)
         .to_string()
 }

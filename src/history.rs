@@ -1,0 +1,283 @@
+//! Reading the run store: `orch history` (runs and their attempts) and
+//! `orch status` (tasks in flight, serial stages and their holders).
+
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::duration::human;
+use crate::lock;
+use crate::store::{AttemptRow, RunRow, Store, StoreError};
+
+#[derive(Serialize)]
+struct AttemptJson<'a> {
+    stage: &'a str,
+    attempt: i64,
+    call_site: &'a str,
+    producer: &'a str,
+    name: &'a str,
+    argv: &'a [String],
+    step: &'a str,
+    exit_code: Option<i64>,
+    exit: Option<&'a str>,
+    verdict: Option<&'a str>,
+    gate_pass: Option<bool>,
+    gate_reason: Option<&'a str>,
+    defers: i64,
+    leaked: bool,
+    pgid: Option<i64>,
+    started_ms: i64,
+    finished_ms: Option<i64>,
+    duration_ms: Option<i64>,
+    log: &'a str,
+    artifact_sha256: Option<&'a str>,
+}
+
+fn attempt_json(a: &AttemptRow) -> AttemptJson<'_> {
+    AttemptJson {
+        stage: &a.stage,
+        attempt: a.attempt,
+        call_site: &a.call_site,
+        producer: &a.producer,
+        name: &a.producer_name,
+        argv: &a.argv,
+        step: a.step.as_str(),
+        exit_code: a.exit_code,
+        exit: a.exit.as_deref(),
+        verdict: a.verdict.as_deref(),
+        gate_pass: a.gate_pass,
+        gate_reason: a.gate_reason.as_deref(),
+        defers: a.defers,
+        leaked: a.leaked,
+        pgid: a.pgid,
+        started_ms: a.started_ms,
+        finished_ms: a.finished_ms,
+        duration_ms: a.duration_ms,
+        log: &a.log_path,
+        artifact_sha256: a.artifact_sha256.as_deref(),
+    }
+}
+
+/// Opens the store of `state_dir` for reading; `None` when nothing was ever
+/// recorded there (no database is created by looking).
+pub fn open(state_dir: &Path) -> Result<Option<Store>, StoreError> {
+    let db = state_dir.join("orch.db");
+    if !db.exists() {
+        return Ok(None);
+    }
+    Store::open(&db).map(Some)
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: Vec<&str>| {
+        let mut s = String::from("  ");
+        for (c, w) in cols.iter().zip(&widths) {
+            s.push_str(c);
+            s.push_str(&" ".repeat(w - c.chars().count() + 2));
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut s = line(header.to_vec());
+    let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    s.push_str(&line(rules.iter().map(String::as_str).collect()));
+    for r in rows {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    s
+}
+
+fn ms(d: Option<i64>) -> String {
+    d.map(|d| human(Duration::from_millis(d.max(0) as u64)))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `orch history`: every run (of one task, or all) with its attempts.
+pub fn history(store: &Store, task: Option<&str>, json: bool) -> Result<String, StoreError> {
+    let runs = store.runs(task)?;
+    let mut out = String::new();
+    let mut docs = Vec::new();
+    for run in &runs {
+        let attempts = store.attempts(run.id)?;
+        if json {
+            docs.push(serde_json::json!({
+                "id": run.id,
+                "task": run.task,
+                "status": run.status,
+                "outcome": run.outcome,
+                "end": run.end_name,
+                "pipeline": run.pipeline_path,
+                "pipeline_sha256": run.pipeline_hash,
+                "started_ms": run.started_ms,
+                "finished_ms": run.finished_ms,
+                "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+            }));
+            continue;
+        }
+        out.push_str(&run_header(run));
+        let rows: Vec<Vec<String>> = attempts
+            .iter()
+            .map(|a| {
+                vec![
+                    a.stage.clone(),
+                    a.attempt.to_string(),
+                    format!("{}:{}", a.producer, a.producer_name),
+                    a.verdict.clone().unwrap_or_else(|| a.step.as_str().into())
+                        + if a.leaked { " LEAK" } else { "" },
+                    match a.gate_pass {
+                        Some(true) => "pass".into(),
+                        Some(false) => "fail".into(),
+                        None => "-".into(),
+                    },
+                    ms(a.duration_ms),
+                    a.defers.to_string(),
+                    a.log_path.clone(),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            out.push_str("  (no attempts)\n");
+        } else {
+            out.push_str(&table(
+                &[
+                    "stage", "attempt", "producer", "verdict", "gate", "duration", "defers", "log",
+                ],
+                &rows,
+            ));
+        }
+        out.push('\n');
+    }
+    if json {
+        let doc = serde_json::json!({ "version": 1, "runs": docs });
+        return Ok(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n");
+    }
+    if runs.is_empty() {
+        out.push_str(&match task {
+            Some(t) => format!("no runs of task {t}\n"),
+            None => "no runs recorded\n".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn run_header(run: &RunRow) -> String {
+    let took = run
+        .finished_ms
+        .map(|f| format!(" in {}", ms(Some(f - run.started_ms))))
+        .unwrap_or_default();
+    let outcome = match (&run.outcome, &run.end_name) {
+        (Some(o), Some(e)) => format!("{o} (end `{e}`)"),
+        _ => run.status.clone(),
+    };
+    format!(
+        "run #{} of task {}: {outcome}{took}, pipeline {}\n",
+        run.id, run.task, run.pipeline_path
+    )
+}
+
+/// `orch status`: tasks in flight and serial stages.
+pub fn status(store: Option<&Store>, state_dir: &Path, json: bool) -> Result<String, StoreError> {
+    let locks = state_dir.join("locks");
+    let mut tasks = Vec::new();
+    if let Some(store) = store {
+        for run in store.runs(None)? {
+            if run.status == "finished" || run.status == "abandoned" {
+                continue;
+            }
+            // A newer run of the same task supersedes this one.
+            if store.latest_run(&run.task)?.map(|r| r.id) != Some(run.id) {
+                continue;
+            }
+            let holder = lock::holder(&locks.join(format!("task.{}.lock", run.task)));
+            let attempts = store.attempts(run.id)?;
+            let transitions = store.transitions(run.id)?;
+            let stage = transitions
+                .last()
+                .map(|t| t.to_stage.clone())
+                .or_else(|| attempts.first().map(|a| a.stage.clone()))
+                .unwrap_or_else(|| "-".into());
+            let last = attempts.iter().rev().find(|a| a.stage == stage);
+            tasks.push(serde_json::json!({
+                "task": run.task,
+                "run": run.id,
+                "state": if holder.is_some() { "running" } else { "interrupted" },
+                "holder": holder,
+                "stage": stage,
+                "attempt": last.map(|a| a.attempt),
+                "step": last.map(|a| a.step.as_str()),
+                "started_ms": run.started_ms,
+            }));
+        }
+    }
+    let mut serial = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&locks) {
+        let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for p in names {
+            let Some(file) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(stage) = file
+                .strip_prefix("stage.")
+                .and_then(|s| s.strip_suffix(".lock"))
+            else {
+                continue;
+            };
+            serial.push(serde_json::json!({
+                "stage": stage,
+                "holder": lock::holder(&p),
+            }));
+        }
+    }
+    if json {
+        let doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial });
+        return Ok(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n");
+    }
+    let mut out = String::new();
+    if tasks.is_empty() {
+        out.push_str("no tasks in flight\n");
+    } else {
+        let rows: Vec<Vec<String>> = tasks
+            .iter()
+            .map(|t| {
+                let s = |k: &str| match &t[k] {
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                vec![
+                    s("task"),
+                    s("state"),
+                    s("stage"),
+                    s("attempt"),
+                    s("step"),
+                    s("holder"),
+                ]
+            })
+            .collect();
+        out.push_str("tasks in flight:\n");
+        out.push_str(&table(
+            &["task", "state", "stage", "attempt", "step", "holder"],
+            &rows,
+        ));
+    }
+    if !serial.is_empty() {
+        out.push_str("\nserial stages:\n");
+        let rows: Vec<Vec<String>> = serial
+            .iter()
+            .map(|s| {
+                vec![
+                    s["stage"].as_str().unwrap_or("").to_string(),
+                    s["holder"].as_str().unwrap_or("free").to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["stage", "held by"], &rows));
+    }
+    Ok(out)
+}

@@ -1,0 +1,77 @@
+//! Lock files: OS file locks held for as long as a value lives, so that the
+//! lock of a holder that died is simply taken over. Each names its holder.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// A lock file held for as long as the value lives; the OS releases it when
+/// the holder dies, so a dead holder's lock is simply taken over.
+pub struct Lock {
+    _file: File,
+}
+
+/// Tries to take `path`; on failure returns what the holder wrote there.
+pub fn try_lock(path: &Path, holder: &str) -> std::io::Result<Result<Lock, String>> {
+    let context = |what: &str, e: std::io::Error| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot {what} lock {}: {e}", path.display()),
+        )
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| context("open", e))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)
+                .and_then(|_| file.write_all(holder.as_bytes()))
+                .map_err(|e| context("write", e))?;
+            Ok(Ok(Lock { _file: file }))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut s = String::new();
+            let _ = file.read_to_string(&mut s);
+            Ok(Err(s.trim().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(context("take", e)),
+    }
+}
+
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+pub fn holder_line() -> String {
+    format!(
+        "pid {} on {} since {}",
+        std::process::id(),
+        hostname(),
+        crate::store::now_ms() / 1000
+    )
+}
+
+/// Who holds the lock at `path`, if anyone (without taking it).
+pub fn holder(path: &Path) -> Option<String> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .ok()?;
+    match file.try_lock() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut s = String::new();
+            let _ = file.read_to_string(&mut s);
+            Some(s.trim().to_string())
+        }
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
