@@ -192,3 +192,159 @@ pub fn status(state_dir: &std::path::Path, json: bool) -> u8 {
         }
     }
 }
+
+/// Formats of `orch map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MapFormat {
+    Markdown,
+    Json,
+}
+
+/// Loads a pipeline that must be valid; prints the report and returns the
+/// exit status otherwise.
+fn load_valid(path: &std::path::Path) -> Result<crate::model::Pipeline, u8> {
+    let checked = match check::check_file(path, &Options { offline: true }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot read pipeline {}: {e}", path.display());
+            return Err(exit::USAGE);
+        }
+    };
+    if checked.has_errors() {
+        let tty = std::io::stderr().is_terminal();
+        eprint!(
+            "{}",
+            diagnostic::render(&[checked.report], Format::Human, use_color(tty))
+        );
+        eprintln!("error: the pipeline is invalid");
+        return Err(exit::USAGE);
+    }
+    Ok(checked.pipeline)
+}
+
+fn print(s: &str) {
+    let _ = std::io::stdout().write_all(s.as_bytes());
+}
+
+/// `orch map`.
+pub fn map(path: &std::path::Path, format: MapFormat, check_file: Option<&std::path::Path>) -> u8 {
+    let p = match load_valid(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let m = crate::map::build(&p);
+    let generated = match format {
+        MapFormat::Markdown => crate::map::to_markdown(&m),
+        MapFormat::Json => crate::map::to_json(&m),
+    };
+    let Some(file) = check_file else {
+        print(&generated);
+        return exit::OK;
+    };
+    let committed = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", file.display());
+            return exit::USAGE;
+        }
+    };
+    match crate::map::drift(&committed, &generated, &file.display().to_string()) {
+        None => {
+            println!("{} matches the pipeline", file.display());
+            exit::OK
+        }
+        Some(diff) => {
+            print(&diff);
+            eprintln!(
+                "error: {} has drifted from the pipeline; regenerate it with `orch map -p {} > {}`",
+                file.display(),
+                path.display(),
+                file.display()
+            );
+            exit::FINDINGS
+        }
+    }
+}
+
+/// `orch roadmap`.
+pub fn roadmap(path: &std::path::Path, state_dir: &std::path::Path, json: bool) -> u8 {
+    let p = match load_valid(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let attempts = match crate::history::open(state_dir) {
+        Ok(Some(store)) => match store.llm_attempts() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        },
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let r = crate::roadmap::build(&p, &attempts);
+    if json {
+        print(&(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
+    } else {
+        print(&crate::roadmap::to_text(&r));
+    }
+    exit::OK
+}
+
+/// `orch graph`.
+pub fn graph(path: &std::path::Path, format: crate::diagram::DiagramFormat) -> u8 {
+    match load_valid(path) {
+        Ok(p) => {
+            print(&crate::diagram::render(&p, format));
+            exit::OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// `orch explain`.
+pub fn explain(
+    stage: &str,
+    path: &std::path::Path,
+    worktree: &std::path::Path,
+    vars: &[(String, String)],
+) -> u8 {
+    let p = match load_valid(path) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let Some(header) = p.header.as_ref() else {
+        return exit::USAGE;
+    };
+    let b = match crate::engine::bind(header, vars, worktree) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let pipeline_path = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
+    let env = |k: &str| std::env::var(k).ok();
+    match crate::explain::explain(
+        &p,
+        stage,
+        &b.vars,
+        &b.repo,
+        &b.worktree,
+        &pipeline_path,
+        &env,
+    ) {
+        Ok(s) => {
+            print(&s);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}

@@ -192,6 +192,60 @@ fn failpoint(point: &str, stage: &str) {
     }
 }
 
+/// Variable values, the worktree and the repo a task runs with.
+pub struct Bindings {
+    pub vars: HashMap<String, String>,
+    /// Absolute.
+    pub worktree: PathBuf,
+    /// What runner scopes are checked against: `--var repo=NAME`, else the
+    /// worktree directory's name.
+    pub repo: String,
+}
+
+/// Declared defaults overridden by `--var`; `repo` may always be set.
+pub fn bind(
+    header: &Header,
+    overrides: &[(String, String)],
+    worktree: &Path,
+) -> Result<Bindings, RunError> {
+    let mut vars: HashMap<String, String> = header
+        .vars
+        .iter()
+        .map(|v| (v.name.value.clone(), v.default.clone()))
+        .collect();
+    for (k, v) in overrides {
+        if !vars.contains_key(k) && k != "repo" {
+            let help = did_you_mean(k, header.vars.iter().map(|v| v.name.value.as_str()))
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            return Err(RunError::Usage(format!(
+                "--var {k}: the pipeline declares no variable `{k}`{help}"
+            )));
+        }
+        vars.insert(k.clone(), v.clone());
+    }
+    let worktree = std::fs::canonicalize(worktree)
+        .ok()
+        .filter(|w| w.is_dir())
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "worktree {} is not a directory",
+                worktree.display()
+            ))
+        })?;
+    let repo = vars.get("repo").cloned().unwrap_or_else(|| {
+        worktree
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    Ok(Bindings {
+        vars,
+        worktree,
+        repo,
+    })
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
@@ -259,37 +313,11 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         .clone()
         .ok_or_else(|| RunError::Usage("the pipeline has no header".into()))?;
 
-    let mut vars: HashMap<String, String> = header
-        .vars
-        .iter()
-        .map(|v| (v.name.value.clone(), v.default.clone()))
-        .collect();
-    for (k, v) in &opts.vars {
-        if !vars.contains_key(k) && k != "repo" {
-            let help = did_you_mean(k, header.vars.iter().map(|v| v.name.value.as_str()))
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            return Err(RunError::Usage(format!(
-                "--var {k}: the pipeline declares no variable `{k}`{help}"
-            )));
-        }
-        vars.insert(k.clone(), v.clone());
-    }
-    let worktree = std::fs::canonicalize(&opts.worktree)
-        .ok()
-        .filter(|w| w.is_dir())
-        .ok_or_else(|| {
-            RunError::Usage(format!(
-                "worktree {} is not a directory",
-                opts.worktree.display()
-            ))
-        })?;
-    let repo = vars.get("repo").cloned().unwrap_or_else(|| {
-        worktree
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
+    let Bindings {
+        vars,
+        worktree,
+        repo,
+    } = bind(&header, &opts.vars, &opts.worktree)?;
     let pipeline_path = std::fs::canonicalize(&opts.pipeline).unwrap_or(opts.pipeline.clone());
 
     std::fs::create_dir_all(&opts.state_dir).map_err(io_err(format!(

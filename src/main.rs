@@ -56,6 +56,53 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the call-site inventory (the LLM call-site map), or check a committed copy.
+    Map {
+        /// The pipeline file.
+        #[arg(short, long, default_value = "pipeline.kdl")]
+        pipeline: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = orch::cli::MapFormat::Markdown)]
+        format: orch::cli::MapFormat,
+        /// Exit 1 with a unified diff when FILE differs from what the pipeline generates.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
+    /// List the avoidable LLM control paths, ranked by what the run history says replacing each would save.
+    Roadmap {
+        /// The pipeline file.
+        #[arg(short, long, default_value = "pipeline.kdl")]
+        pipeline: PathBuf,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".orch")]
+        state_dir: PathBuf,
+        /// One JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw the stages and transitions (Mermaid or Graphviz DOT).
+    Graph {
+        /// The pipeline file.
+        #[arg(short, long, default_value = "pipeline.kdl")]
+        pipeline: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = orch::diagram::DiagramFormat::Mermaid)]
+        format: orch::diagram::DiagramFormat,
+    },
+    /// Say what would run for a stage now, and why.
+    Explain {
+        /// The stage.
+        stage: String,
+        /// The pipeline file.
+        #[arg(short, long, default_value = "pipeline.kdl")]
+        pipeline: PathBuf,
+        /// The worktree the task would run in.
+        #[arg(long, default_value = ".")]
+        worktree: PathBuf,
+        /// Set a pipeline variable (repeatable); `repo` names the repository for runner scopes.
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
     /// Print the JSON Schema of the pipeline language.
     Schema,
 }
@@ -134,6 +181,23 @@ fn main() -> ExitCode {
             json,
         } => cli::history(task.as_deref(), &state_dir, json),
         Command::Status { state_dir, json } => cli::status(&state_dir, json),
+        Command::Map {
+            pipeline,
+            format,
+            check,
+        } => cli::map(&pipeline, format, check.as_deref()),
+        Command::Roadmap {
+            pipeline,
+            state_dir,
+            json,
+        } => cli::roadmap(&pipeline, &state_dir, json),
+        Command::Graph { pipeline, format } => cli::graph(&pipeline, format),
+        Command::Explain {
+            stage,
+            pipeline,
+            worktree,
+            vars,
+        } => cli::explain(&stage, &pipeline, &worktree, &vars),
         Command::Schema => cli::schema(),
     };
     ExitCode::from(code)

@@ -633,6 +633,22 @@ impl Store {
         Ok(alert_id)
     }
 
+    /// Every finished LLM attempt in the store: (call-site, duration in ms).
+    pub fn llm_attempts(&self) -> Result<Vec<(String, i64)>> {
+        let _t = self.timer();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT call_site, duration_ms FROM attempts WHERE producer = 'llm' AND duration_ms IS NOT NULL ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|r| r.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
     pub fn finish_alert(&self, alert_id: i64, ok: bool, exit: &str) -> Result<()> {
         let _t = self.timer();
         self.exec(

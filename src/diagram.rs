@@ -1,0 +1,185 @@
+//! `orch graph`: the transition graph as Mermaid or Graphviz DOT.
+
+use crate::model::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiagramFormat {
+    Mermaid,
+    Dot,
+}
+
+fn mode_of(p: &Pipeline, s: &Stage) -> Option<Mode> {
+    p.call_site(&s.call_site.value).map(|c| c.mode.value)
+}
+
+fn label(p: &Pipeline, s: &Stage) -> String {
+    let mode = match mode_of(p, s) {
+        Some(Mode::Llm) => "llm",
+        Some(Mode::Runner) => "runner",
+        Some(Mode::Hybrid) => "hybrid",
+        None => "?",
+    };
+    format!(
+        "{}\n{mode}: {}{}",
+        s.name.value,
+        s.call_site.value,
+        if s.serial { "\nserial" } else { "" }
+    )
+}
+
+/// Edges: (from, to, label, kind).
+fn edges(s: &Stage) -> Vec<(&str, &str, String, &'static str)> {
+    let mut out = Vec::new();
+    if let Some(t) = &s.pass {
+        out.push((
+            s.name.as_str(),
+            t.target.as_str(),
+            "pass".to_string(),
+            "pass",
+        ));
+    }
+    if let Some(t) = &s.fail {
+        let l = match &t.budget {
+            Some(b) => format!("fail (budget {})", b.value),
+            None => "fail".to_string(),
+        };
+        out.push((s.name.as_str(), t.target.as_str(), l, "fail"));
+    }
+    if let Some(t) = &s.exhausted {
+        let l = match &t.alert {
+            Some(a) => format!("exhausted (alert {})", a.value),
+            None => "exhausted".to_string(),
+        };
+        out.push((s.name.as_str(), t.target.as_str(), l, "exhausted"));
+    }
+    out
+}
+
+pub fn render(p: &Pipeline, format: DiagramFormat) -> String {
+    match format {
+        DiagramFormat::Mermaid => mermaid(p),
+        DiagramFormat::Dot => dot(p),
+    }
+}
+
+fn mermaid(p: &Pipeline) -> String {
+    // Mermaid ids cannot hold every character a name can: number them.
+    let id = |name: &str| -> String {
+        if let Some(i) = p.stages.iter().position(|s| s.name.value == name) {
+            format!("s{i}")
+        } else if let Some(i) = p.ends.iter().position(|e| e.name.value == name) {
+            format!("e{i}")
+        } else {
+            "unknown".into()
+        }
+    };
+    let text = |s: &str| s.replace('"', "#quot;").replace('\n', "<br/>");
+    let mut out = String::from("flowchart TD\n");
+    for (i, s) in p.stages.iter().enumerate() {
+        let l = text(&label(p, s));
+        let shape = match mode_of(p, s) {
+            Some(Mode::Llm) => format!("s{i}([\"{l}\"])"),
+            Some(Mode::Hybrid) => format!("s{i}{{{{\"{l}\"}}}}"),
+            _ => format!("s{i}[\"{l}\"]"),
+        };
+        out.push_str(&format!("    {shape}\n"));
+    }
+    for (i, e) in p.ends.iter().enumerate() {
+        let mark = match e.outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        };
+        out.push_str(&format!(
+            "    e{i}((\"{}<br/>{mark}\"))\n",
+            text(&e.name.value)
+        ));
+    }
+    for s in &p.stages {
+        for (from, to, l, kind) in edges(s) {
+            let arrow = match kind {
+                "pass" => "-->",
+                "fail" => "-.->",
+                _ => "==>",
+            };
+            out.push_str(&format!(
+                "    {} {arrow}|\"{}\"| {}\n",
+                id(from),
+                text(&l),
+                id(to)
+            ));
+        }
+    }
+    out.push_str("    classDef llm fill:#fde2e4,stroke:#c9184a\n");
+    out.push_str("    classDef runner fill:#d8f3dc,stroke:#2d6a4f\n");
+    out.push_str("    classDef hybrid fill:#fff3bf,stroke:#e67700\n");
+    for (i, s) in p.stages.iter().enumerate() {
+        let class = match mode_of(p, s) {
+            Some(Mode::Llm) => "llm",
+            Some(Mode::Hybrid) => "hybrid",
+            _ => "runner",
+        };
+        out.push_str(&format!("    class s{i} {class}\n"));
+    }
+    out
+}
+
+fn dot(p: &Pipeline) -> String {
+    let q = |s: &str| {
+        format!(
+            "\"{}\"",
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        )
+    };
+    let name = p
+        .header
+        .as_ref()
+        .map(|h| h.name.value.as_str())
+        .unwrap_or("pipeline");
+    let mut out = format!(
+        "digraph {} {{\n    rankdir=TB;\n    node [fontname=\"Helvetica\"];\n",
+        q(name)
+    );
+    for s in &p.stages {
+        let (shape, color) = match mode_of(p, s) {
+            Some(Mode::Llm) => ("ellipse", "#fde2e4"),
+            Some(Mode::Hybrid) => ("hexagon", "#fff3bf"),
+            _ => ("box", "#d8f3dc"),
+        };
+        out.push_str(&format!(
+            "    {} [label={}, shape={shape}, style=\"filled{}\", fillcolor=\"{color}\"];\n",
+            q(&s.name.value),
+            q(&label(p, s)),
+            if s.serial { ",bold" } else { "" }
+        ));
+    }
+    for e in &p.ends {
+        let outcome = match e.outcome {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        };
+        out.push_str(&format!(
+            "    {} [label={}, shape=doublecircle];\n",
+            q(&e.name.value),
+            q(&format!("{}\n{outcome}", e.name.value))
+        ));
+    }
+    for s in &p.stages {
+        for (from, to, l, kind) in edges(s) {
+            let style = match kind {
+                "pass" => "solid",
+                "fail" => "dashed",
+                _ => "bold",
+            };
+            out.push_str(&format!(
+                "    {} -> {} [label={}, style={style}];\n",
+                q(from),
+                q(to),
+                q(&l)
+            ));
+        }
+    }
+    out.push_str("}\n");
+    out
+}

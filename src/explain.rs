@@ -1,0 +1,176 @@
+//! `orch explain STAGE`: what would run for a stage now, and why.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::model::*;
+use crate::producer::{self, Kind};
+use crate::template::Context;
+use crate::validate::mode_name;
+
+/// Explains `stage` given variable values, the repo and an environment.
+pub fn explain(
+    p: &Pipeline,
+    stage: &str,
+    vars: &HashMap<String, String>,
+    repo: &str,
+    worktree: &Path,
+    pipeline_path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let Some(s) = p.stage(stage) else {
+        let help = crate::diagnostic::did_you_mean(stage, p.stages.iter().map(|s| s.name.as_str()))
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return Err(format!("no stage `{stage}` in the pipeline{help}"));
+    };
+    let cs = p
+        .call_site(&s.call_site.value)
+        .ok_or_else(|| format!("call-site `{}` is not defined", s.call_site.value))?;
+    let mut out = format!("stage `{}`\n", s.name.value);
+    out.push_str(&format!(
+        "  call-site `{}`: axis={} verdict={} mode={} → {}\n",
+        cs.name.value,
+        crate::map::axis_name(cs.axis.value),
+        crate::map::verdict_name(cs.verdict.value),
+        mode_name(cs.mode.value),
+        crate::map::Class::of(cs).describe()
+    ));
+    let ctx = Context {
+        task: "TASK".into(),
+        stage: s.name.value.clone(),
+        attempt: 1,
+        worktree: worktree.display().to_string(),
+        task_dir: worktree.join(".orch/tasks/TASK").display().to_string(),
+        vars: vars.clone(),
+    };
+    match producer::choose(p, cs, repo, env) {
+        Err(reason) => {
+            out.push_str(&format!(
+                "  producer: none, the stage would fail closed: {reason}\n"
+            ));
+        }
+        Ok(choice) => {
+            if let Some(e) = &choice.enabled {
+                out.push_str(&format!(
+                    "  kill-switch: {} (from {})\n",
+                    if e.value { "on" } else { "off" },
+                    e.source
+                ));
+            }
+            if let Some(sc) = &choice.in_scope {
+                out.push_str(&format!(
+                    "  scope: repo `{repo}` is {} (from {})\n",
+                    if sc.value { "in scope" } else { "out of scope" },
+                    sc.source
+                ));
+            }
+            out.push_str(&format!(
+                "  producer: {} ({})\n",
+                choice.kind.as_str(),
+                choice.reason
+            ));
+            let log = std::path::PathBuf::from("/dev/null");
+            let spec = match choice.kind {
+                Kind::Runner => choice
+                    .runner
+                    .ok_or("no runner".to_string())
+                    .and_then(|r| producer::runner_spec(r, &ctx, pipeline_path, log)),
+                Kind::Llm => choice
+                    .llm
+                    .ok_or("no transport".to_string())
+                    .and_then(|(t, l)| producer::llm_spec(t, l, &ctx, pipeline_path, log)),
+            };
+            match spec {
+                Ok(spec) => {
+                    let mut argv = spec.argv.clone();
+                    if choice.kind == Kind::Llm && spec.stdin.is_none() {
+                        // The prompt is the last argument: too long to show.
+                        if let Some(last) = argv.last_mut() {
+                            *last = format!("<prompt, {} bytes>", last.len());
+                        }
+                    }
+                    out.push_str(&format!("  argv: {argv:?}\n"));
+                    out.push_str(&format!("  cwd: {}\n", spec.cwd.display()));
+                    out.push_str(&format!(
+                        "  timeout: {}{}, grace {}\n",
+                        crate::duration::human(spec.timeout),
+                        spec.idle_timeout
+                            .map(|d| format!(", idle timeout {}", crate::duration::human(d)))
+                            .unwrap_or_default(),
+                        crate::duration::human(spec.grace)
+                    ));
+                    if let Some(stdin) = &spec.stdin {
+                        out.push_str(&format!("  prompt: {} bytes on stdin\n", stdin.len()));
+                    }
+                }
+                Err(e) => out.push_str(&format!("  argv: cannot be built now: {e}\n")),
+            }
+        }
+    }
+    if let Some(g) = p.gate(&s.gate.value) {
+        let path = p
+            .artifact(&g.artifact.value)
+            .map(|a| a.path.value.clone())
+            .unwrap_or_default();
+        out.push_str(&format!("  gate `{}` reads `{path}`:\n", g.name.value));
+        if let Some(a) = p.artifact(&g.artifact.value) {
+            for f in &a.fields {
+                out.push_str(&format!(
+                    "    field `{}`{}: {}\n",
+                    f.key.value,
+                    if f.required { "" } else { " (optional)" },
+                    if f.allowed.is_empty() {
+                        "any non-empty value".to_string()
+                    } else {
+                        f.allowed
+                            .iter()
+                            .map(|v| v.value.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    }
+                ));
+            }
+        }
+        for e in &g.expects {
+            match &e.expectation {
+                Expectation::Equals(v) => {
+                    out.push_str(&format!("    expect `{}` = {}\n", e.key.value, v.value))
+                }
+                Expectation::Matches(r) => out.push_str(&format!(
+                    "    expect `{}` matches /{}/\n",
+                    e.key.value, r.value
+                )),
+            }
+        }
+    }
+    out.push_str("  transitions:\n");
+    if let Some(t) = &s.pass {
+        out.push_str(&format!("    pass → {}\n", t.target.value));
+    }
+    match &s.fail {
+        Some(t) => out.push_str(&format!(
+            "    fail → {}{}\n",
+            t.target.value,
+            t.budget
+                .as_ref()
+                .map(|b| format!(" (at most {} times per task)", b.value))
+                .unwrap_or_default()
+        )),
+        None => out.push_str("    fail → (none: a gate FAIL goes to exhausted)\n"),
+    }
+    if let Some(t) = &s.exhausted {
+        out.push_str(&format!(
+            "    exhausted → {}{}\n",
+            t.target.value,
+            t.alert
+                .as_ref()
+                .map(|a| format!(", alert `{}`", a.value))
+                .unwrap_or_default()
+        ));
+    }
+    if s.serial {
+        out.push_str("  serial: one task at a time\n");
+    }
+    Ok(out)
+}

@@ -1,0 +1,417 @@
+//! The call-site map: each call-site's C/P facts, mode and derived
+//! classification, as a doc page (Markdown) or a stable JSON document.
+
+use serde::Serialize;
+
+use crate::model::*;
+use crate::validate::mode_name;
+
+/// The classification `orch` derives from a call-site's axis, verdict kind
+/// and mode (the table on the design page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// C, machine, llm: replace now.
+    AvoidableLlmControlPath,
+    /// C, machine, runner or hybrid.
+    Deterministic,
+    /// C, judgement, llm: kept, with its justification.
+    KeepLlm,
+    /// P: not on the control path.
+    NotOnControlPath,
+    /// C, judgement, runner or hybrid: rejected by validation.
+    Invalid,
+}
+
+impl Class {
+    pub fn of(cs: &CallSite) -> Class {
+        match (cs.axis.value, cs.verdict.value, cs.mode.value) {
+            (Axis::P, _, _) => Class::NotOnControlPath,
+            (Axis::C, VerdictKind::Machine, Mode::Llm) => Class::AvoidableLlmControlPath,
+            (Axis::C, VerdictKind::Machine, _) => Class::Deterministic,
+            (Axis::C, VerdictKind::Judgement, Mode::Llm) => Class::KeepLlm,
+            (Axis::C, VerdictKind::Judgement, _) => Class::Invalid,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Class::AvoidableLlmControlPath => "avoidable LLM control path",
+            Class::Deterministic => "deterministic",
+            Class::KeepLlm => "keep LLM",
+            Class::NotOnControlPath => "not on the control path",
+            Class::Invalid => "invalid: a runner cannot give a judgement",
+        }
+    }
+}
+
+pub fn axis_name(a: Axis) -> &'static str {
+    match a {
+        Axis::C => "C",
+        Axis::P => "P",
+    }
+}
+
+pub fn verdict_name(v: VerdictKind) -> &'static str {
+    match v {
+        VerdictKind::Machine => "machine",
+        VerdictKind::Judgement => "judgement",
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct KillSwitch {
+    pub enabled: bool,
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScopeJson {
+    pub repos: Vec<String>,
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunnerJson {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub timeout_ms: Option<u64>,
+    pub writes: Option<String>,
+    pub kill_switch: Option<KillSwitch>,
+    pub scope: Option<ScopeJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GateJson {
+    pub stage: String,
+    pub gate: String,
+    pub artifact: String,
+    pub path: String,
+    pub verdict_field: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CallSiteJson {
+    pub name: String,
+    pub stages: Vec<String>,
+    pub axis: &'static str,
+    pub verdict: &'static str,
+    pub mode: &'static str,
+    pub classification: Class,
+    pub why: Option<String>,
+    pub runner: Option<RunnerJson>,
+    pub transport: Option<String>,
+    pub prompt: Option<String>,
+    pub gates: Vec<GateJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TransportJson {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub prompt: &'static str,
+    pub timeout_ms: Option<u64>,
+    pub cost_per_call: Option<f64>,
+}
+
+/// The map as data; the JSON form is this, versioned.
+#[derive(Debug, Serialize)]
+pub struct Map {
+    pub version: u32,
+    pub pipeline: String,
+    pub call_sites: Vec<CallSiteJson>,
+    pub transports: Vec<TransportJson>,
+    /// `single-transport=#true` declared, and whether it holds.
+    pub single_transport: SingleTransport,
+    pub avoidable_llm_control_paths: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SingleTransport {
+    pub declared: bool,
+    pub holds: bool,
+}
+
+/// The JSON map format's version; bump it when a field changes meaning.
+pub const MAP_VERSION: u32 = 1;
+
+fn argv(c: &Option<Command>) -> Vec<String> {
+    c.as_ref()
+        .map(|c| c.argv.iter().map(|t| t.raw.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The verdict field a gate's artifact is judged on: the field a runner
+/// writes, else the first field the gate expects, else the artifact's first.
+fn verdict_field(p: &Pipeline, gate: &Gate, runner: Option<&Runner>) -> Option<String> {
+    if let Some(w) = runner.and_then(|r| r.writes.as_ref()) {
+        if w.artifact.value == gate.artifact.value {
+            if let Some(f) = &w.field {
+                return Some(f.value.clone());
+            }
+        }
+    }
+    gate.expects
+        .first()
+        .map(|e| e.key.value.clone())
+        .or_else(|| {
+            p.artifact(&gate.artifact.value)
+                .and_then(|a| a.fields.first().map(|f| f.key.value.clone()))
+        })
+}
+
+pub fn build(p: &Pipeline) -> Map {
+    let name = p
+        .header
+        .as_ref()
+        .map(|h| h.name.value.clone())
+        .unwrap_or_default();
+    let mut call_sites = Vec::new();
+    for cs in &p.call_sites {
+        let stages: Vec<&Stage> = p
+            .stages
+            .iter()
+            .filter(|s| s.call_site.value == cs.name.value)
+            .collect();
+        let runner = cs.runner.as_ref().and_then(|r| p.runner(&r.value));
+        let gates = stages
+            .iter()
+            .filter_map(|s| {
+                let g = p.gate(&s.gate.value)?;
+                let a = p.artifact(&g.artifact.value)?;
+                Some(GateJson {
+                    stage: s.name.value.clone(),
+                    gate: g.name.value.clone(),
+                    artifact: a.name.value.clone(),
+                    path: a.path.value.clone(),
+                    verdict_field: verdict_field(p, g, runner),
+                })
+            })
+            .collect();
+        call_sites.push(CallSiteJson {
+            name: cs.name.value.clone(),
+            stages: stages.iter().map(|s| s.name.value.clone()).collect(),
+            axis: axis_name(cs.axis.value),
+            verdict: verdict_name(cs.verdict.value),
+            mode: mode_name(cs.mode.value),
+            classification: Class::of(cs),
+            why: cs.why.as_ref().map(|w| w.value.clone()),
+            runner: runner.map(|r| RunnerJson {
+                name: r.name.value.clone(),
+                argv: argv(&r.command),
+                timeout_ms: r.timeout.as_ref().map(|t| t.value.as_millis() as u64),
+                writes: r.writes.as_ref().map(|w| w.artifact.value.clone()),
+                kill_switch: r.enabled.as_ref().map(|e| KillSwitch {
+                    enabled: e.enabled,
+                    env: e.env.as_ref().map(|v| v.value.clone()),
+                }),
+                scope: r.scope.as_ref().map(|s| ScopeJson {
+                    repos: s.repos.clone(),
+                    env: s.env.as_ref().map(|v| v.value.clone()),
+                }),
+            }),
+            transport: cs.llm.as_ref().map(|l| l.transport.value.clone()),
+            prompt: cs.llm.as_ref().map(|l| l.prompt.value.clone()),
+            gates,
+        });
+    }
+    let transports: Vec<TransportJson> = p
+        .transports
+        .iter()
+        .map(|t| TransportJson {
+            name: t.name.value.clone(),
+            argv: argv(&t.command),
+            prompt: match t.prompt {
+                PromptMode::Stdin => "stdin",
+                PromptMode::Arg => "arg",
+            },
+            timeout_ms: t.timeout.as_ref().map(|d| d.value.as_millis() as u64),
+            cost_per_call: t.cost_per_call,
+        })
+        .collect();
+    let declared = p.header.as_ref().is_some_and(|h| h.single_transport);
+    let avoidable = call_sites
+        .iter()
+        .filter(|c| c.classification == Class::AvoidableLlmControlPath)
+        .map(|c| c.name.clone())
+        .collect();
+    Map {
+        version: MAP_VERSION,
+        pipeline: name,
+        single_transport: SingleTransport {
+            declared,
+            holds: transports.len() <= 1,
+        },
+        call_sites,
+        transports,
+        avoidable_llm_control_paths: avoidable,
+    }
+}
+
+pub fn to_json(m: &Map) -> String {
+    serde_json::to_string_pretty(m).unwrap_or_default() + "\n"
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn code(s: &str) -> String {
+    if s.is_empty() {
+        "—".into()
+    } else {
+        format!("`{}`", cell(s))
+    }
+}
+
+pub fn to_markdown(m: &Map) -> String {
+    let mut s = format!("# LLM call-site map: pipeline `{}`\n\n", m.pipeline);
+    s.push_str(
+        "Generated by `orch map` from the pipeline file, which is the source of truth. \
+         Do not edit by hand: `orch map --check` fails when this page drifts.\n\n",
+    );
+    s.push_str("## Call-sites\n\n");
+    s.push_str("| call-site | stage(s) | axis | verdict | mode | classification | runner | transport | gate → artifact (verdict field) | kill-switch | scope |\n");
+    s.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for c in &m.call_sites {
+        let gates = c
+            .gates
+            .iter()
+            .map(|g| {
+                format!(
+                    "`{}` → `{}` ({})",
+                    g.gate,
+                    g.path,
+                    g.verdict_field
+                        .as_deref()
+                        .map(|f| format!("`{f}`"))
+                        .unwrap_or_else(|| "—".into())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("<br>");
+        let (switch, scope) = match &c.runner {
+            Some(r) => (
+                r.kill_switch
+                    .as_ref()
+                    .map(|k| {
+                        format!(
+                            "{}{}",
+                            if k.enabled { "on" } else { "off" },
+                            k.env
+                                .as_deref()
+                                .map(|e| format!(" (`{e}`)"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| "always on".into()),
+                r.scope
+                    .as_ref()
+                    .map(|sc| {
+                        format!(
+                            "{}{}",
+                            sc.repos.join(", "),
+                            sc.env
+                                .as_deref()
+                                .map(|e| format!(" (`{e}`)"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .unwrap_or_else(|| "every repo".into()),
+            ),
+            None => ("—".into(), "—".into()),
+        };
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | **{}** | {} | {} | {} | {} | {} |\n",
+            cell(&c.name),
+            if c.stages.is_empty() {
+                "—".into()
+            } else {
+                c.stages
+                    .iter()
+                    .map(|st| format!("`{st}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            c.axis,
+            c.verdict,
+            c.mode,
+            c.classification.describe(),
+            code(c.runner.as_ref().map(|r| r.name.as_str()).unwrap_or("")),
+            code(c.transport.as_deref().unwrap_or("")),
+            if gates.is_empty() {
+                "—".into()
+            } else {
+                gates
+            },
+            switch,
+            cell(&scope),
+        ));
+    }
+    let kept: Vec<&CallSiteJson> = m
+        .call_sites
+        .iter()
+        .filter(|c| c.classification == Class::KeepLlm)
+        .collect();
+    if !kept.is_empty() {
+        s.push_str("\n## Kept LLM control paths and why\n\n");
+        for c in kept {
+            s.push_str(&format!(
+                "- `{}`: {}\n",
+                c.name,
+                c.why.as_deref().unwrap_or("(no justification)")
+            ));
+        }
+    }
+    s.push_str("\n## Transports\n\n");
+    if m.transports.is_empty() {
+        s.push_str("None: no call-site uses an LLM.\n");
+    }
+    for t in &m.transports {
+        s.push_str(&format!(
+            "- `{}`: `{}`, prompt on {}, timeout {}{}\n",
+            t.name,
+            t.argv.join(" "),
+            t.prompt,
+            t.timeout_ms
+                .map(|ms| crate::duration::human(std::time::Duration::from_millis(ms)))
+                .unwrap_or_else(|| "none".into()),
+            t.cost_per_call
+                .map(|c| format!(", cost per call {c}"))
+                .unwrap_or_default()
+        ));
+    }
+    s.push_str(&format!(
+        "\nSingle transport: {}.\n",
+        match (m.single_transport.declared, m.single_transport.holds) {
+            (true, true) => "declared, and it holds",
+            (true, false) => "declared, and it does NOT hold",
+            (false, true) => "not declared; it holds",
+            (false, false) => "not declared; several transports are in use",
+        }
+    ));
+    s.push_str("\n## Avoidable LLM control paths\n\n");
+    if m.avoidable_llm_control_paths.is_empty() {
+        s.push_str("None: every control-path verdict that a machine can compute is computed by a runner.\n");
+    } else {
+        for c in &m.avoidable_llm_control_paths {
+            s.push_str(&format!(
+                "- `{c}`: the verdict is a machine fact but an LLM produces it; replace it with a runner (or `mode=\"hybrid\"` to keep a fallback).\n"
+            ));
+        }
+    }
+    s
+}
+
+/// A unified diff from `committed` to `generated`, or `None` when equal.
+pub fn drift(committed: &str, generated: &str, path: &str) -> Option<String> {
+    if committed == generated {
+        return None;
+    }
+    Some(
+        similar::TextDiff::from_lines(committed, generated)
+            .unified_diff()
+            .header(path, "generated by orch map")
+            .to_string(),
+    )
+}

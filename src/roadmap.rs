@@ -1,0 +1,135 @@
+//! `orch roadmap`: which LLM control paths to replace first, ranked by what
+//! the run history says replacing each would save.
+
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::duration::human;
+use crate::map::Class;
+use crate::model::{Mode, Pipeline};
+
+#[derive(Debug, Serialize)]
+pub struct Entry {
+    pub call_site: String,
+    pub stages: Vec<String>,
+    /// `avoidable` (C, machine, llm) or `hybrid-fallback` (a hybrid whose LLM fallback fired).
+    pub kind: &'static str,
+    pub transport: Option<String>,
+    pub llm_attempts: usize,
+    pub total_ms: i64,
+    pub median_ms: Option<i64>,
+    pub cost: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Roadmap {
+    pub version: u32,
+    pub pipeline: String,
+    /// False when the store holds no LLM attempts of these call-sites.
+    pub has_history: bool,
+    pub entries: Vec<Entry>,
+}
+
+/// Builds the roadmap from the pipeline and `(call-site, duration_ms)` of
+/// every recorded LLM attempt.
+pub fn build(p: &Pipeline, llm_attempts: &[(String, i64)]) -> Roadmap {
+    let mut by_site: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (cs, ms) in llm_attempts {
+        by_site.entry(cs.as_str()).or_default().push(*ms);
+    }
+    let mut entries = Vec::new();
+    for cs in &p.call_sites {
+        let durations = by_site.get(cs.name.value.as_str());
+        let kind = match (Class::of(cs), cs.mode.value) {
+            (Class::AvoidableLlmControlPath, _) => "avoidable",
+            (Class::Deterministic, Mode::Hybrid) if durations.is_some() => "hybrid-fallback",
+            _ => continue,
+        };
+        let mut d: Vec<i64> = durations.cloned().unwrap_or_default();
+        d.sort_unstable();
+        let transport = cs.llm.as_ref().map(|l| l.transport.value.clone());
+        let cost_per_call = transport
+            .as_deref()
+            .and_then(|t| p.transport(t))
+            .and_then(|t| t.cost_per_call);
+        entries.push(Entry {
+            call_site: cs.name.value.clone(),
+            stages: p
+                .stages
+                .iter()
+                .filter(|s| s.call_site.value == cs.name.value)
+                .map(|s| s.name.value.clone())
+                .collect(),
+            kind,
+            transport,
+            llm_attempts: d.len(),
+            total_ms: d.iter().sum(),
+            median_ms: if d.is_empty() {
+                None
+            } else if d.len() % 2 == 1 {
+                Some(d[d.len() / 2])
+            } else {
+                Some((d[d.len() / 2 - 1] + d[d.len() / 2]) / 2)
+            },
+            cost: cost_per_call.map(|c| c * d.len() as f64),
+        });
+    }
+    let has_history = entries.iter().any(|e| e.llm_attempts > 0);
+    // Most saved first: cost where known, then time; ties keep pipeline order.
+    entries.sort_by(|a, b| {
+        b.cost
+            .unwrap_or(0.0)
+            .total_cmp(&a.cost.unwrap_or(0.0))
+            .then(b.total_ms.cmp(&a.total_ms))
+    });
+    Roadmap {
+        version: 1,
+        pipeline: p
+            .header
+            .as_ref()
+            .map(|h| h.name.value.clone())
+            .unwrap_or_default(),
+        has_history,
+        entries,
+    }
+}
+
+pub fn to_text(r: &Roadmap) -> String {
+    let mut s = format!("Roadmap for pipeline `{}`\n\n", r.pipeline);
+    if r.entries.is_empty() {
+        s.push_str("Nothing to replace: no avoidable LLM control path, and no hybrid fallback has fired.\n");
+        return s;
+    }
+    if !r.has_history {
+        s.push_str("No run history for these call-sites yet: listed in pipeline order.\n\n");
+    }
+    for (i, e) in r.entries.iter().enumerate() {
+        s.push_str(&format!(
+            "{}. `{}` (stage {}) — {}\n",
+            i + 1,
+            e.call_site,
+            if e.stages.is_empty() {
+                "none".to_string()
+            } else {
+                e.stages.join(", ")
+            },
+            match e.kind {
+                "avoidable" => "avoidable LLM control path: the verdict is a machine fact",
+                _ => "hybrid whose LLM fallback has fired",
+            }
+        ));
+        if e.llm_attempts > 0 {
+            s.push_str(&format!(
+                "   {} LLM attempt(s), {} in total, median {}{}\n",
+                e.llm_attempts,
+                human(Duration::from_millis(e.total_ms.max(0) as u64)),
+                human(Duration::from_millis(e.median_ms.unwrap_or(0).max(0) as u64)),
+                e.cost.map(|c| format!(", cost {c:.2}")).unwrap_or_default()
+            ));
+        } else {
+            s.push_str("   no LLM attempts recorded\n");
+        }
+    }
+    s
+}
