@@ -348,3 +348,94 @@ pub fn explain(
         }
     }
 }
+
+/// `orch fmt`.
+pub fn fmt(paths: &[PathBuf], check_only: bool) -> u8 {
+    let files = match check::collect_files(paths) {
+        Ok(f) if !f.is_empty() => f,
+        Ok(_) => {
+            eprintln!("error: no *.kdl files in {}", describe(paths));
+            return exit::USAGE;
+        }
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", describe(paths));
+            return exit::USAGE;
+        }
+    };
+    let mut changed = Vec::new();
+    let mut broken = false;
+    for f in &files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", f.display());
+                return exit::USAGE;
+            }
+        };
+        let formatted = match crate::fmt::format(&text) {
+            Ok(t) => t,
+            Err(_) => {
+                // Not KDL: say where, the way `orch validate` does.
+                let checked =
+                    check::check_text(&f.display().to_string(), &text, &Options { offline: true });
+                eprint!(
+                    "{}",
+                    diagnostic::render(
+                        &[checked.report],
+                        Format::Human,
+                        use_color(std::io::stderr().is_terminal())
+                    )
+                );
+                broken = true;
+                continue;
+            }
+        };
+        if formatted != text {
+            changed.push(f.clone());
+            if !check_only {
+                if let Err(e) = std::fs::write(f, formatted) {
+                    eprintln!("error: cannot write {}: {e}", f.display());
+                    return exit::USAGE;
+                }
+            }
+        }
+    }
+    for f in &changed {
+        println!(
+            "{}{}",
+            if check_only {
+                "would reformat "
+            } else {
+                "formatted "
+            },
+            f.display()
+        );
+    }
+    if broken {
+        exit::FINDINGS
+    } else if check_only && !changed.is_empty() {
+        exit::FINDINGS
+    } else {
+        exit::OK
+    }
+}
+
+/// `orch init`.
+pub fn init(dir: &std::path::Path) -> u8 {
+    match crate::init::init(dir) {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            println!(
+                "next: orch validate -p {}",
+                dir.join("pipeline.kdl").display()
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}

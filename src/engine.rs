@@ -144,7 +144,10 @@ fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
                         .entries()
                         .iter()
                         .find(|e| e.name().is_none())
-                        .map(|e| e.value().to_string())
+                        .map(|e| match e.value().as_string() {
+                            Some(s) => format!("\"{s}\""),
+                            None => e.value().to_string(),
+                        })
                         .unwrap_or_default();
                     (format!("{} {name}", n.name().value()), n.to_string())
                 })

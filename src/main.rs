@@ -103,6 +103,20 @@ enum Command {
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
     },
+    /// Format pipeline files canonically (comments kept).
+    Fmt {
+        /// Files or directories (every `*.kdl` below them); default: ./pipeline.kdl.
+        paths: Vec<PathBuf>,
+        /// Change nothing; exit 1 listing the files that would change.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Write a commented starter pipeline.kdl and its prompt files (never overwrites).
+    Init {
+        /// Where to write them.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Print the JSON Schema of the pipeline language.
     Schema,
 }
@@ -198,6 +212,15 @@ fn main() -> ExitCode {
             worktree,
             vars,
         } => cli::explain(&stage, &pipeline, &worktree, &vars),
+        Command::Fmt { paths, check } => {
+            let paths = if paths.is_empty() {
+                vec![PathBuf::from("pipeline.kdl")]
+            } else {
+                paths
+            };
+            cli::fmt(&paths, check)
+        }
+        Command::Init { dir } => cli::init(&dir),
         Command::Schema => cli::schema(),
     };
     ExitCode::from(code)
