@@ -411,9 +411,7 @@ pub fn fmt(paths: &[PathBuf], check_only: bool) -> u8 {
             f.display()
         );
     }
-    if broken {
-        exit::FINDINGS
-    } else if check_only && !changed.is_empty() {
+    if broken || (check_only && !changed.is_empty()) {
         exit::FINDINGS
     } else {
         exit::OK
