@@ -83,6 +83,7 @@ pub struct RunArgs {
     pub resume: bool,
     pub restart: bool,
     pub allow_changed_pipeline: bool,
+    pub junit: Option<PathBuf>,
     pub verbose: bool,
 }
 
@@ -123,6 +124,7 @@ pub fn run(a: RunArgs) -> u8 {
         resume: a.resume,
         restart: a.restart,
         allow_changed_pipeline: a.allow_changed_pipeline,
+        junit: a.junit,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

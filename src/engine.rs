@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub resume: bool,
     pub restart: bool,
     pub allow_changed_pipeline: bool,
+    /// Write a JUnit XML report of the run here when it stops.
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -495,8 +497,19 @@ impl Engine {
         }
     }
 
+    /// Writes the `--junit` report, if asked for.
+    fn write_junit(&self, outcome: Option<&str>) -> Result<(), RunError> {
+        let Some(path) = &self.opts.junit else {
+            return Ok(());
+        };
+        let attempts = self.store.attempts(self.run_id)?;
+        let xml = crate::junit::render(&self.opts.task, &attempts, outcome);
+        std::fs::write(path, xml).map_err(io_err(format!("cannot write {}", path.display())))
+    }
+
     fn interrupted(&mut self) -> Result<Finished, RunError> {
         self.store.set_run_status(self.run_id, "interrupted")?;
+        self.write_junit(None)?;
         self.emit(Event::Note {
             message: format!(
                 "interrupted; resume with `orch run {} --resume`",
@@ -599,6 +612,7 @@ impl Engine {
                 let attempts = self.store.attempts(self.run_id)?;
                 self.reporter.summary(&attempts);
                 self.print_profile(started.elapsed());
+                self.write_junit(Some(outcome))?;
                 self.emit(Event::RunFinished {
                     task: self.opts.task.clone(),
                     outcome: outcome.into(),

@@ -16,6 +16,7 @@ pub mod gate;
 pub mod graph;
 pub mod history;
 pub mod init;
+pub mod junit;
 pub mod loader;
 pub mod lock;
 pub mod map;

@@ -1,6 +1,6 @@
 //! The `orch` command line: parses arguments and calls the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -117,6 +117,13 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from this command line's definition.
+    Man,
     /// Print the JSON Schema of the pipeline language.
     Schema,
 }
@@ -149,6 +156,9 @@ struct RunArgs {
     /// Resume even though the pipeline file changed since the run began.
     #[arg(long, requires = "resume")]
     allow_changed_pipeline: bool,
+    /// Write a JUnit XML report of the run (a test case per stage attempt) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
     /// Debug logs on stderr (or set RUST_LOG).
     #[arg(short, long)]
     verbose: bool,
@@ -187,6 +197,7 @@ fn main() -> ExitCode {
             resume: a.resume,
             restart: a.restart,
             allow_changed_pipeline: a.allow_changed_pipeline,
+            junit: a.junit,
             verbose: a.verbose,
         }),
         Command::History {
@@ -221,6 +232,27 @@ fn main() -> ExitCode {
             cli::fmt(&paths, check)
         }
         Command::Init { dir } => cli::init(&dir),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            // Into a buffer first: the generator panics on a closed pipe.
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "orch", &mut out);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+            0
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => {
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    cli::exit::USAGE
+                }
+            }
+        }
         Command::Schema => cli::schema(),
     };
     ExitCode::from(code)

@@ -1,0 +1,109 @@
+//! `orch run --junit FILE`: the run as a JUnit XML report, one test case per
+//! stage attempt, so CI systems can display it.
+
+use crate::model::TOOL_ERROR;
+use crate::store::{AttemptRow, Step};
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 cannot carry most control characters.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The report of one run. `outcome` is the end's outcome, if it ended.
+pub fn render(task: &str, attempts: &[AttemptRow], outcome: Option<&str>) -> String {
+    let secs = |a: &AttemptRow| a.duration_ms.unwrap_or(0).max(0) as f64 / 1000.0;
+    let failures = attempts
+        .iter()
+        .filter(|a| a.gate_pass == Some(false))
+        .count();
+    let errors = attempts
+        .iter()
+        .filter(|a| a.verdict.as_deref() == Some(TOOL_ERROR) || a.step == Step::Interrupted)
+        .count();
+    let total: f64 = attempts.iter().map(secs).sum();
+    let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    s.push_str(&format!(
+        "<testsuites name=\"orch\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{total:.3}\">\n",
+        attempts.len()
+    ));
+    s.push_str(&format!(
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{total:.3}\">\n",
+        escape(task),
+        attempts.len()
+    ));
+    if let Some(o) = outcome {
+        s.push_str(&format!(
+            "    <properties><property name=\"outcome\" value=\"{}\"/></properties>\n",
+            escape(o)
+        ));
+    }
+    for a in attempts {
+        s.push_str(&format!(
+            "    <testcase classname=\"{}\" name=\"{} attempt {} ({}:{})\" time=\"{:.3}\"",
+            escape(&a.stage),
+            escape(&a.stage),
+            a.attempt,
+            escape(&a.producer),
+            escape(&a.producer_name),
+            secs(a)
+        ));
+        let verdict = a.verdict.as_deref().unwrap_or("");
+        let mut body = String::new();
+        if verdict == TOOL_ERROR {
+            body.push_str(&format!(
+                "      <error type=\"tool-error\" message=\"{}\"/>\n",
+                escape(&format!(
+                    "the producer did not execute: {}",
+                    a.exit.as_deref().unwrap_or("")
+                ))
+            ));
+        } else if a.step == Step::Interrupted {
+            body.push_str("      <error type=\"interrupted\" message=\"orch stopped during this attempt\"/>\n");
+        } else if a.gate_pass == Some(false) {
+            body.push_str(&format!(
+                "      <failure type=\"gate\" message=\"{}\"/>\n",
+                escape(a.gate_reason.as_deref().unwrap_or("the gate failed"))
+            ));
+        }
+        if !a.tail.is_empty() {
+            body.push_str(&format!(
+                "      <system-out>{}</system-out>\n",
+                escape(&a.tail.join("\n"))
+            ));
+        }
+        if body.is_empty() {
+            s.push_str("/>\n");
+        } else {
+            s.push_str(">\n");
+            s.push_str(&body);
+            s.push_str("    </testcase>\n");
+        }
+    }
+    s.push_str("  </testsuite>\n</testsuites>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escapes_markup_and_control_characters() {
+        assert_eq!(
+            escape("a<b & \"c\"\u{1b}"),
+            "a&lt;b &amp; &quot;c&quot;\u{FFFD}"
+        );
+    }
+}

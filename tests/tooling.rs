@@ -1,0 +1,158 @@
+//! `orch fmt`, `orch init`, `orch run --junit`, completions and the man page,
+//! run as the real binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn orch(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("orch runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("orch-tooling-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn fmt_check_lists_files_and_fmt_is_idempotent() {
+    let d = temp("fmt");
+    let messy = d.join("messy.kdl");
+    std::fs::write(
+        &messy,
+        "// keep me\npipeline   \"p\"  start=\"s\"{\n  var \"x\"    \"1\"   // and me\n}\n",
+    )
+    .unwrap();
+    let m = messy.to_str().unwrap();
+    let (code, out, _) = orch(&["fmt", "--check", m]);
+    assert_eq!(code, 1);
+    assert!(out.contains(&format!("would reformat {m}")), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&messy).unwrap(),
+        "// keep me\npipeline   \"p\"  start=\"s\"{\n  var \"x\"    \"1\"   // and me\n}\n",
+        "--check changes nothing"
+    );
+    let (code, _, err) = orch(&["fmt", m]);
+    assert_eq!(code, 0, "{err}");
+    let once = std::fs::read_to_string(&messy).unwrap();
+    assert_eq!(
+        once,
+        "// keep me\npipeline \"p\" start=\"s\" {\n    var \"x\" \"1\"  // and me\n}\n"
+    );
+    let (code, out, _) = orch(&["fmt", "--check", m]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, ""),
+        "formatted files pass --check"
+    );
+    let (code, _, err) = orch(&["fmt", "--check", "pipelines/"]);
+    assert_eq!(code, 0, "the project's pipelines are formatted: {err}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn fmt_reports_a_syntax_error_with_its_place() {
+    let d = temp("fmt-bad");
+    let bad = d.join("bad.kdl");
+    std::fs::write(&bad, "pipeline \"p\" start=\"s\" {\n").unwrap();
+    let (code, _, err) = orch(&["fmt", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.kdl:"), "{err}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn init_writes_a_starter_that_validates_and_never_overwrites() {
+    let d = temp("init");
+    let dir = d.join("project");
+    let dir_s = dir.to_str().unwrap();
+    let (code, out, err) = orch(&["init", dir_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("pipeline.kdl") && out.contains("designer.md"),
+        "{out}"
+    );
+    let pipeline = dir.join("pipeline.kdl");
+    let (code, out, _) = orch(&["validate", "--strict", pipeline.to_str().unwrap()]);
+    assert_eq!(
+        code, 0,
+        "the starter validates clean, warnings included: {out}"
+    );
+    let before = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(dir.join("prompts/tester.md"), "mine").unwrap();
+    let (code, _, err) = orch(&["init", dir_s]);
+    assert_eq!(code, 2);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read_to_string(&pipeline).unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("prompts/tester.md")).unwrap(),
+        "mine"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn junit_report_has_a_case_per_attempt_and_the_gate_reason() {
+    let d = temp("junit");
+    let xml = d.join("report.xml");
+    let state = d.join("state");
+    let (code, _, err) = orch(&[
+        "run",
+        "j1",
+        "-p",
+        "tests/fixtures/tooling/gate-fails.kdl",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--junit",
+        xml.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let report = std::fs::read_to_string(&xml).unwrap();
+    assert!(
+        report.contains("tests=\"1\" failures=\"1\" errors=\"0\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("<testcase classname=\"test\" name=\"test attempt 1 (runner:failing)\""),
+        "{report}"
+    );
+    assert!(
+        report.contains("<failure type=\"gate\" message=\"`result` is FAIL, expected PASS\"/>"),
+        "{report}"
+    );
+    assert!(
+        report.contains("<system-out>1 passed, 1 failed &lt;oops&gt;</system-out>"),
+        "{report}"
+    );
+    assert!(
+        report.contains("<property name=\"outcome\" value=\"failure\"/>"),
+        "{report}"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, _) = orch(&["completions", shell]);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("validate") && out.contains("roadmap"),
+            "{shell}: {out}"
+        );
+    }
+    let (code, out, _) = orch(&["man"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(".TH orch 1"), "{out}");
+    assert!(out.contains("validate"), "{out}");
+}
