@@ -120,6 +120,24 @@ pub fn value_kind(v: &KdlValue) -> &'static str {
     }
 }
 
+/// An integer value: a KDL integer, or a float without a fraction (JSON
+/// Schema's `"integer"` takes `3.0`, so the decoder does too). Returns the
+/// value when it fits an `i128`, and how to show it in a message.
+fn integral(v: &KdlValue) -> Option<(Option<i128>, String)> {
+    match v {
+        KdlValue::Integer(i) => Some((Some(*i), i.to_string())),
+        KdlValue::Float(f) if f.is_finite() && f.fract() == 0.0 => {
+            let shown = if f.abs() < 1e16 {
+                format!("{f:.0}")
+            } else {
+                format!("{f:e}")
+            };
+            Some(((f.abs() < 1e30).then_some(*f as i128), shown))
+        }
+        _ => None,
+    }
+}
+
 struct Decoder<'t> {
     text: &'t str,
     structural: Vec<Finding>,
@@ -229,6 +247,47 @@ impl Decoder<'_> {
         self.string_of(e, &format!("`{key}`"))
     }
 
+    /// Rejects an empty string where a name, a reference or a path is
+    /// needed (the schema's `minLength: 1`). `what` is what the message calls
+    /// the value; a name gets the label "empty name".
+    fn non_empty(&mut self, s: Spanned<String>, what: &str) -> Option<Spanned<String>> {
+        if !s.value.is_empty() {
+            return Some(s);
+        }
+        let label = if what == "a name" {
+            "empty name"
+        } else {
+            "empty value"
+        };
+        self.err(
+            Finding::error(
+                codes::INVALID_VALUE,
+                s.span,
+                format!("{what} must not be empty"),
+            )
+            .label(label),
+        );
+        None
+    }
+
+    /// A required property holding a non-empty string.
+    fn req_text_prop(&mut self, node: &KdlNode, key: &str) -> Option<Spanned<String>> {
+        let s = self.req_string_prop(node, key)?;
+        self.non_empty(s, &format!("`{key}`"))
+    }
+
+    /// An optional property holding a non-empty string.
+    fn opt_text_prop(&mut self, node: &KdlNode, key: &str) -> Option<Spanned<String>> {
+        let s = self.opt_string_prop(node, key)?;
+        self.non_empty(s, &format!("`{key}`"))
+    }
+
+    /// The node's one argument, a reference to something by name.
+    fn one_name(&mut self, node: &KdlNode, what: &str) -> Option<Spanned<String>> {
+        let s = self.one_string(node, what)?;
+        self.non_empty(s, "a name")
+    }
+
     fn bool_of(&mut self, e: &KdlEntry, what: &str) -> Option<bool> {
         match e.value() {
             KdlValue::Bool(b) => Some(*b),
@@ -263,21 +322,21 @@ impl Decoder<'_> {
     }
 
     fn int_of(&mut self, e: &KdlEntry, what: &str, min: i128, max: i128) -> Option<i128> {
-        match e.value() {
-            KdlValue::Integer(i) if (min..=max).contains(i) => Some(*i),
-            KdlValue::Integer(i) => {
+        let Some((n, shown)) = integral(e.value()) else {
+            self.wrong_type(e, what, "an integer");
+            return None;
+        };
+        match n {
+            Some(i) if (min..=max).contains(&i) => Some(i),
+            _ => {
                 self.err(
                     Finding::error(
                         codes::INVALID_VALUE,
                         e.span(),
-                        format!("{what} must be between {min} and {max}, found {i}"),
+                        format!("{what} must be between {min} and {max}, found {shown}"),
                     )
                     .label("out of range"),
                 );
-                None
-            }
-            _ => {
-                self.wrong_type(e, what, "an integer");
                 None
             }
         }
@@ -388,13 +447,26 @@ impl Decoder<'_> {
     }
 
     fn duration(&mut self, s: &Spanned<String>) -> Option<Spanned<Duration>> {
+        // The schema's pattern allows at most MAX_DURATION_DIGITS digits per
+        // number, which also keeps every sum far from overflowing.
+        let too_long = s
+            .value
+            .split(|c: char| !c.is_ascii_digit())
+            .any(|digits| digits.len() > MAX_DURATION_DIGITS);
         match duration::parse(&s.value) {
-            Ok(d) => Some(Spanned::new(d, s.span)),
-            Err(msg) => {
+            Ok(d) if !too_long => Some(Spanned::new(d, s.span)),
+            _ => {
                 self.err(
-                    Finding::error(codes::BAD_DURATION, s.span, msg)
-                        .label("not a duration")
-                        .help("write a number and a unit: \"500ms\", \"30s\", \"15m\", \"2h\""),
+                    Finding::error(
+                        codes::BAD_DURATION,
+                        s.span,
+                        format!(
+                            "\"{}\" is not a duration: expected a number and a unit (ms, s, m, h), like \"30s\" or \"1h30m\"",
+                            s.value
+                        ),
+                    )
+                    .label("not a duration")
+                    .help("write a number and a unit: \"500ms\", \"30s\", \"15m\", \"2h\""),
                 );
                 None
             }
@@ -407,14 +479,18 @@ impl Decoder<'_> {
     }
 
     fn template(&mut self, s: &Spanned<String>) -> Template {
-        // Placeholder spans are exact when the source holds the string verbatim.
+        // Placeholder spans are exact when the source holds the string
+        // verbatim between quotes at the end of the entry (`"…"` for an
+        // argument, `KEY="…"` for a property); otherwise they cover the entry.
         let start = s.span.offset();
         let end = start + s.span.len();
         let inner = self
             .text
             .get(start..end)
-            .filter(|raw| raw.len() == s.value.len() + 2 && raw[1..raw.len() - 1] == s.value)
-            .map(|_| start + 1);
+            .and_then(|raw| raw.strip_suffix('"'))
+            .and_then(|raw| raw.strip_suffix(s.value.as_str()))
+            .filter(|raw| raw.ends_with('"'))
+            .map(|_| end - 1 - s.value.len());
         let (t, errors) = Template::parse(&s.value, s.span, inner);
         for TemplateError {
             message,
@@ -518,15 +594,9 @@ impl Decoder<'_> {
     fn verdict_prop(&mut self, child: &KdlNode) -> Option<Spanned<String>> {
         self.check_props(child, &["verdict"]);
         self.children(child, &[]);
-        let v = self.req_string_prop(child, "verdict")?;
-        if v.value.trim().is_empty() {
-            self.err(
-                Finding::error(codes::INVALID_VALUE, v.span, "a verdict must not be empty")
-                    .label("empty verdict"),
-            );
-            return None;
-        }
-        Some(v)
+        // A blank verdict is not empty; the validator finds it outside the
+        // written field's allowed values.
+        self.req_text_prop(child, "verdict")
     }
 
     fn document(&mut self, doc: &KdlDocument) -> Pipeline {
@@ -623,7 +693,7 @@ impl Decoder<'_> {
     fn header(&mut self, node: &KdlNode) -> Option<Header> {
         self.check_props(node, &["start", "single-transport"]);
         let name = self.name(node);
-        let start = self.req_string_prop(node, "start");
+        let start = self.req_text_prop(node, "start");
         let single_transport = match self.prop(node, "single-transport") {
             Some(e) => self.bool_of(e, "`single-transport`").unwrap_or(false),
             None => false,
@@ -642,7 +712,10 @@ impl Decoder<'_> {
                 }
                 _ => {
                     let a = self.arg_count(child, 2, Some(2), "a name and a default value");
-                    let n = a.first().and_then(|e| self.string_of(e, "a variable name"));
+                    let n = a
+                        .first()
+                        .and_then(|e| self.string_of(e, "a variable name"))
+                        .and_then(|n| self.non_empty(n, "a name"));
                     let v = a.get(1).and_then(|e| self.string_of(e, "a default value"));
                     if let (Some(name), Some(default)) = (n, v) {
                         vars.push(Var {
@@ -800,13 +873,16 @@ impl Decoder<'_> {
     fn artifact(&mut self, node: &KdlNode) -> Option<Artifact> {
         self.check_props(node, &["path"]);
         let name = self.name(node);
-        let path = self.req_string_prop(node, "path");
+        let path = self.req_text_prop(node, "path");
         let mut fields = Vec::new();
         for child in self.children(node, &["field"]) {
             self.check_props(child, &["required"]);
             self.children(child, &[]);
             let a = self.arg_count(child, 1, None, "a key");
-            let key = a.first().and_then(|e| self.string_of(e, "a field key"));
+            let key = a
+                .first()
+                .and_then(|e| self.string_of(e, "a field key"))
+                .and_then(|k| self.non_empty(k, "a key"));
             let mut allowed = Vec::new();
             for e in a.iter().skip(1) {
                 if let Some(s) = self.string_of(e, "an allowed value") {
@@ -836,7 +912,7 @@ impl Decoder<'_> {
     fn gate(&mut self, node: &KdlNode) -> Option<Gate> {
         self.check_props(node, &["artifact"]);
         let name = self.name(node);
-        let artifact = self.req_string_prop(node, "artifact");
+        let artifact = self.req_text_prop(node, "artifact");
         let mut expects = Vec::new();
         for child in self.children(node, &["expect"]) {
             self.check_props(child, &["matches"]);
@@ -972,20 +1048,20 @@ impl Decoder<'_> {
                     let a = self.arg_count(child, 1, None, "an exit code");
                     let mut codes_ = Vec::new();
                     for e in a {
-                        match e.value() {
-                            KdlValue::Integer(i) if (0..=255).contains(i) => {
-                                codes_.push(Spanned::new(*i as i32, e.span()))
+                        match integral(e.value()) {
+                            Some((Some(i), _)) if (0..=255).contains(&i) => {
+                                codes_.push(Spanned::new(i as i32, e.span()))
                             }
-                            KdlValue::Integer(i) => self.err(
+                            Some((_, shown)) => self.err(
                                 Finding::error(
                                     codes::BAD_EXIT_CODE,
                                     e.span(),
-                                    format!("exit codes are 0 to 255, found {i}"),
+                                    format!("exit codes are 0 to 255, found {shown}"),
                                 )
                                 .label("out of range")
                                 .help("a process can only exit with a code from 0 to 255"),
                             ),
-                            _ => self.wrong_type(e, "an exit code", "an integer"),
+                            None => self.wrong_type(e, "an exit code", "an integer"),
                         }
                     }
                     if let Some(verdict) = verdict {
@@ -1025,7 +1101,7 @@ impl Decoder<'_> {
                     self.children(child, &[]);
                     let a = self.arg_count(child, 1, Some(1), "#true or #false");
                     let on = a.first().and_then(|e| self.bool_of(e, "`enabled`"));
-                    let env = self.opt_string_prop(child, "env");
+                    let env = self.opt_text_prop(child, "env");
                     let s = on.map(|enabled| Switch {
                         enabled,
                         env,
@@ -1044,7 +1120,7 @@ impl Decoder<'_> {
                             repos.push(s.value);
                         }
                     }
-                    let env = self.opt_string_prop(child, "env");
+                    let env = self.opt_text_prop(child, "env");
                     let s = Some(Scope {
                         repos,
                         env,
@@ -1057,8 +1133,8 @@ impl Decoder<'_> {
                 _ => {
                     self.check_props(child, &["field"]);
                     self.children(child, &[]);
-                    let artifact = self.one_string(child, "an artifact name");
-                    let field = self.opt_string_prop(child, "field");
+                    let artifact = self.one_name(child, "an artifact name");
+                    let field = self.opt_text_prop(child, "field");
                     let w = artifact.map(|artifact| Writes {
                         artifact,
                         field,
@@ -1136,7 +1212,7 @@ impl Decoder<'_> {
                 "runner" => {
                     self.check_props(child, &[]);
                     self.children(child, &[]);
-                    let r = self.one_string(child, "a runner name");
+                    let r = self.one_name(child, "a runner name");
                     if self.once(&runner, child) {
                         runner = r;
                     }
@@ -1145,8 +1221,8 @@ impl Decoder<'_> {
                     self.check_props(child, &["transport", "prompt"]);
                     self.children(child, &[]);
                     self.arg_count(child, 0, Some(0), "");
-                    let t = self.req_string_prop(child, "transport");
-                    let p = self.req_string_prop(child, "prompt");
+                    let t = self.req_text_prop(child, "transport");
+                    let p = self.req_text_prop(child, "prompt");
                     let l = match (t, p) {
                         (Some(transport), Some(prompt)) => Some(Llm {
                             transport,
@@ -1162,7 +1238,9 @@ impl Decoder<'_> {
                 _ => {
                     self.check_props(child, &[]);
                     self.children(child, &[]);
-                    let w = self.one_string(child, "a justification");
+                    let w = self
+                        .one_string(child, "a justification")
+                        .and_then(|w| self.non_empty(w, "a justification"));
                     if self.once(&why, child) {
                         why = w;
                     }
@@ -1184,7 +1262,7 @@ impl Decoder<'_> {
     fn transition(&mut self, child: &KdlNode, props: &[&str]) -> Option<Transition> {
         self.check_props(child, props);
         self.children(child, &[]);
-        let target = self.one_string(child, "a target stage or end");
+        let target = self.one_name(child, "a target stage or end");
         let budget = match self.prop(child, "budget") {
             Some(e) if props.contains(&"budget") => self
                 .int_of(e, "`budget`", 0, 1_000_000)
@@ -1192,7 +1270,7 @@ impl Decoder<'_> {
             _ => None,
         };
         let alert = if props.contains(&"alert") {
-            self.opt_string_prop(child, "alert")
+            self.opt_text_prop(child, "alert")
         } else {
             None
         };
@@ -1207,8 +1285,8 @@ impl Decoder<'_> {
     fn stage(&mut self, node: &KdlNode) -> Option<Stage> {
         self.check_props(node, &["call-site", "gate"]);
         let name = self.name(node);
-        let call_site = self.req_string_prop(node, "call-site");
-        let gate = self.req_string_prop(node, "gate");
+        let call_site = self.req_text_prop(node, "call-site");
+        let gate = self.req_text_prop(node, "gate");
         let mut pass = None;
         let mut fail = None;
         let mut exhausted = None;
@@ -1300,6 +1378,9 @@ impl Decoder<'_> {
         })
     }
 }
+
+/// The most digits a number in a duration may have (`"999999999ms"`).
+pub const MAX_DURATION_DIGITS: usize = 9;
 
 /// SIGTERM → SIGKILL delay when a producer states no `grace`.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);

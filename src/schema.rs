@@ -190,6 +190,15 @@ fn finding(form: &JsonForm, e: &jsonschema::ValidationError<'_>) -> Finding {
     let span = form.span_of(&ptr);
     let last = ptr.rsplit('/').next().unwrap_or("");
     let instance = e.instance();
+    // How a message names the value: a property by its key, an argument by
+    // its node.
+    let value_name = || {
+        if ptr.contains("/props/") {
+            format!("`{last}`")
+        } else {
+            format!("an argument of `{node}`")
+        }
+    };
     match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let key = unexpected.first().cloned().unwrap_or_default();
@@ -319,13 +328,21 @@ fn finding(form: &JsonForm, e: &jsonschema::ValidationError<'_>) -> Finding {
         ValidationErrorKind::Minimum { limit } => Finding::error(
             codes::INVALID_VALUE,
             span,
-            format!("`{last}` must be at least {limit}, found {}", describe(instance)),
+            format!(
+                "{} must be at least {limit}, found {}",
+                value_name(),
+                describe(instance)
+            ),
         )
         .label("out of range"),
         ValidationErrorKind::Maximum { limit } => Finding::error(
             codes::INVALID_VALUE,
             span,
-            format!("`{last}` must be at most {limit}, found {}", describe(instance)),
+            format!(
+                "{} must be at most {limit}, found {}",
+                value_name(),
+                describe(instance)
+            ),
         )
         .label("out of range"),
         ValidationErrorKind::MinItems { .. } if last == "args" => {
@@ -362,10 +379,51 @@ fn finding(form: &JsonForm, e: &jsonschema::ValidationError<'_>) -> Finding {
             .label("unexpected argument")
         }
         ValidationErrorKind::MinLength { .. } => {
-            Finding::error(codes::INVALID_VALUE, span, "a name must not be empty")
-                .label("empty name")
+            // Worded as the decoder words it: a property by its key, a name
+            // argument as "a name", any other argument by its description.
+            let is_name = schema_path.starts_with("/$defs/name/");
+            let what = if ptr.contains("/props/") {
+                format!("`{last}`")
+            } else if is_name {
+                "a name".to_string()
+            } else {
+                schema_path
+                    .find("/properties/args/")
+                    .and_then(|i| {
+                        schema_value().pointer(&format!(
+                            "{}/properties/args/description",
+                            &schema_path[..i]
+                        ))
+                    })
+                    .and_then(Value::as_str)
+                    .unwrap_or("a value")
+                    .to_string()
+            };
+            Finding::error(
+                codes::INVALID_VALUE,
+                span,
+                format!("{what} must not be empty"),
+            )
+            .label(if is_name && !ptr.contains("/props/") {
+                "empty name"
+            } else {
+                "empty value"
+            })
         }
-        ValidationErrorKind::Contains if ptr.is_empty() => Finding::error(
+        // `no-child`: a node that takes no children has one.
+        ValidationErrorKind::FalseSchema if last == "node" => {
+            let name = instance.as_str().unwrap_or_default();
+            let parent_ptr = ptr.rsplitn(4, '/').nth(3).unwrap_or("");
+            let parent = form.node_name(parent_ptr);
+            Finding::error(
+                codes::UNKNOWN_NODE,
+                span,
+                format!("unknown node `{name}` in `{parent}`"),
+            )
+            .label("not allowed here")
+            .help(format!("`{parent}` takes no children"))
+        }
+        ValidationErrorKind::Contains if ptr.is_empty() && !schema_path.ends_with("/maxContains") => Finding::error(
             codes::MISSING_PIPELINE,
             (0, 0).into(),
             "the file has no `pipeline` node",
