@@ -36,8 +36,10 @@ pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
         structural,
         semantic,
     } = loader::load(path, text);
+    // `pipeline.kdl` has the parent "", which is the current directory.
     let dir = Path::new(path)
         .parent()
+        .filter(|d| !d.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let mut findings = Vec::new();

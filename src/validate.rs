@@ -51,6 +51,10 @@ pub mod codes {
 #[derive(Debug, Default)]
 pub struct Declared {
     pub names: HashMap<&'static str, HashSet<String>>,
+    /// The child nodes written in each named top-level node, keyed by node
+    /// kind and name, also from children that failed to decode: a runner
+    /// whose `timeout` is malformed has one, it is not missing.
+    pub children: HashMap<(String, String), HashSet<String>>,
 }
 
 impl Declared {
@@ -74,9 +78,23 @@ impl Declared {
                 .and_then(|e| e.value().as_string())
             {
                 d.names.entry(kind).or_default().insert(name.to_string());
+                let children = d
+                    .children
+                    .entry((node.name().value().to_string(), name.to_string()))
+                    .or_default();
+                for child in node.children().iter().flat_map(|c| c.nodes()) {
+                    children.insert(child.name().value().to_string());
+                }
             }
         }
         d
+    }
+
+    /// Whether the `node` named `name` has a child `child`, well-formed or not.
+    fn has_child(&self, node: &str, name: &str, child: &str) -> bool {
+        self.children
+            .get(&(node.to_string(), name.to_string()))
+            .is_some_and(|c| c.contains(child))
     }
 
     fn has(&self, kind: &str, name: &str) -> bool {
@@ -349,7 +367,8 @@ impl Checker<'_> {
 
     fn runners(&mut self) {
         for r in &self.p.runners {
-            if r.command.is_none() {
+            let has = |child| self.declared.has_child("runner", &r.name.value, child);
+            if r.command.is_none() && !has("command") {
                 self.push(
                     Finding::error(
                         codes::MISSING_COMMAND,
@@ -360,7 +379,7 @@ impl Checker<'_> {
                     .help("add `command \"PROGRAM\" \"ARG\"…`"),
                 );
             }
-            if r.timeout.is_none() {
+            if r.timeout.is_none() && !has("timeout") {
                 self.push(
                     Finding::error(
                         codes::MISSING_TIMEOUT,
@@ -388,6 +407,9 @@ impl Checker<'_> {
                 }
             }
             let Some(w) = &r.writes else {
+                if has("writes") {
+                    continue;
+                }
                 self.push(
                     Finding::error(
                         codes::MISSING_WRITES,
@@ -477,7 +499,8 @@ impl Checker<'_> {
 
     fn transports(&mut self) {
         for t in &self.p.transports {
-            if t.command.is_none() {
+            let has = |child| self.declared.has_child("transport", &t.name.value, child);
+            if t.command.is_none() && !has("command") {
                 self.push(
                     Finding::error(
                         codes::MISSING_COMMAND,
@@ -488,7 +511,7 @@ impl Checker<'_> {
                     .help("add `command \"PROGRAM\" \"ARG\"…`"),
                 );
             }
-            if t.timeout.is_none() {
+            if t.timeout.is_none() && !has("timeout") {
                 self.push(
                     Finding::error(
                         codes::MISSING_TIMEOUT,
@@ -504,6 +527,7 @@ impl Checker<'_> {
 
     fn call_sites(&mut self) {
         for c in &self.p.call_sites {
+            let has = |child| self.declared.has_child("call-site", &c.name.value, child);
             let mode = c.mode.value;
             let needs_runner = matches!(mode, Mode::Runner | Mode::Hybrid);
             let needs_llm = matches!(mode, Mode::Llm | Mode::Hybrid);
@@ -525,7 +549,7 @@ impl Checker<'_> {
                         );
                     }
                 }
-                (None, true) => self.push(
+                (None, true) if !has("runner") => self.push(
                     Finding::error(
                         codes::MISSING_PRODUCER,
                         c.mode.span,
@@ -538,7 +562,7 @@ impl Checker<'_> {
                     .label("needs a runner")
                     .help("add `runner \"NAME\"` to the call-site"),
                 ),
-                (None, false) => {}
+                (None, _) => {}
             }
             match (&c.llm, needs_llm) {
                 (Some(l), _) => {
@@ -563,7 +587,7 @@ impl Checker<'_> {
                         );
                     }
                 }
-                (None, true) => self.push(
+                (None, true) if !has("llm") => self.push(
                     Finding::error(
                         codes::MISSING_PRODUCER,
                         c.mode.span,
@@ -576,10 +600,10 @@ impl Checker<'_> {
                     .label("needs an LLM")
                     .help("add `llm transport=\"NAME\" prompt=\"prompts/FILE.md\"`"),
                 ),
-                (None, false) => {}
+                (None, _) => {}
             }
             if c.axis.value == Axis::C && c.verdict.value == VerdictKind::Judgement {
-                if mode == Mode::Llm && c.why.is_none() {
+                if mode == Mode::Llm && c.why.is_none() && !has("why") {
                     self.push(
                         Finding::error(
                             codes::MISSING_JUSTIFICATION,
@@ -627,7 +651,7 @@ impl Checker<'_> {
                 }
             }
             for (slot, what) in [(&s.pass, "pass"), (&s.exhausted, "exhausted")] {
-                if slot.is_none() {
+                if slot.is_none() && !self.declared.has_child("stage", &s.name.value, what) {
                     self.push(
                         Finding::error(
                             codes::MISSING_TRANSITION,
@@ -653,7 +677,12 @@ impl Checker<'_> {
             let gate = self.p.gate(&s.gate.value);
             if let (Some(r), Some(g)) = (runner, gate) {
                 if let Some(w) = &r.writes {
-                    if w.artifact.value != g.artifact.value {
+                    // An artifact that does not exist is reported where it is named.
+                    let known = |a: &Name| self.declared.has("artifact", &a.value);
+                    if w.artifact.value != g.artifact.value
+                        && known(&w.artifact)
+                        && known(&g.artifact)
+                    {
                         self.push(
                             Finding::error(
                                 codes::ARTIFACT_MISMATCH,
@@ -899,11 +928,12 @@ fn list(values: &[Spanned<String>]) -> String {
 }
 
 /// The last non-empty line of a multi-line message (the regex crate's
-/// errors end with the actual complaint).
+/// errors end with the actual complaint), without its `error: ` prefix.
 fn first_line(s: &str) -> String {
-    s.lines()
+    let last = s
+        .lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty())
-        .unwrap_or(s)
-        .to_string()
+        .unwrap_or(s);
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
