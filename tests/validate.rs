@@ -1,0 +1,584 @@
+//! `orch validate`, tested from its fixtures.
+//!
+//! - `tests/fixtures/invalid/<code>.kdl` breaks the rule whose finding code is
+//!   `orch::<code>`: the test derives the code from the file name, checks that
+//!   the finding is there, and snapshots the human output (`tests/snapshots/`).
+//!   Every code the loader and the validator declare must have its fixture.
+//! - `tests/fixtures/valid/*.kdl` and `pipelines/*.kdl` validate clean.
+//! - The JSON Schema and the decoder agree on every pipeline file here.
+//! - The binary's exit statuses and `--format github`.
+//!
+//! Paths are relative to the package root, which is where `cargo test` runs
+//! integration tests, so the rendered output is the same on every machine.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use orch::check::{check_text, collect_files, Checked};
+use orch::diagnostic::{render, FileReport, Format, Severity};
+use orch::validate::Options;
+
+const INVALID: &str = "tests/fixtures/invalid";
+const VALID: &str = "tests/fixtures/valid";
+
+/// The `*.kdl` files below `dir` (relative to the package root), sorted.
+fn kdl_files(dir: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files =
+        collect_files(&[root.join(dir)]).unwrap_or_else(|e| panic!("cannot list {dir}: {e}"));
+    assert!(!files.is_empty(), "no *.kdl files in {dir}");
+    files.iter().map(|p| relative(root, p)).collect()
+}
+
+fn relative(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root)
+        .unwrap_or(p)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn check(path: &str, opts: &Options) -> Checked {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    check_text(path, &text, opts)
+}
+
+fn codes(c: &Checked) -> Vec<&'static str> {
+    c.report.findings.iter().map(|f| f.code).collect()
+}
+
+fn stem(path: &str) -> &str {
+    Path::new(path)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_else(|| panic!("no file name in {path}"))
+}
+
+/// Every finding code declared in a `pub mod codes { … }` block of a source file.
+fn declared_codes(source: &str) -> Vec<String> {
+    let start = source
+        .find("pub mod codes {")
+        .expect("the file has a `pub mod codes` block");
+    let block = &source[start..];
+    let block = &block[..block.find("\n}").expect("the block ends")];
+    block
+        .lines()
+        .filter(|l| l.trim_start().starts_with("pub const "))
+        .map(|l| {
+            let q = l.find('"').expect("a code string") + 1;
+            let end = q + l[q..].find('"').expect("a closing quote");
+            l[q..end].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_finding_code_has_exactly_one_fixture() {
+    let declared: BTreeSet<String> = declared_codes(include_str!("../src/loader.rs"))
+        .into_iter()
+        .chain(declared_codes(include_str!("../src/validate.rs")))
+        .collect();
+    assert!(
+        declared.len() > 40,
+        "found only {} codes: did the `codes` modules move?",
+        declared.len()
+    );
+    let fixtures: BTreeSet<String> = kdl_files(INVALID)
+        .iter()
+        .map(|p| format!("orch::{}", stem(p)))
+        .collect();
+    let missing: Vec<_> = declared.difference(&fixtures).collect();
+    let stray: Vec<_> = fixtures.difference(&declared).collect();
+    assert!(
+        missing.is_empty(),
+        "codes without a fixture in {INVALID}: {missing:?}"
+    );
+    assert!(
+        stray.is_empty(),
+        "fixtures in {INVALID} named after no code: {stray:?}"
+    );
+}
+
+/// Warnings: their fixtures must not hold an error, so that they also show
+/// that warnings alone do not fail validation.
+const WARNINGS: &[&str] = &[
+    "orch::unused",
+    "orch::executable-not-found",
+    "orch::prompt-not-found",
+    "orch::ignored-producer",
+];
+
+#[test]
+fn each_invalid_fixture_raises_its_own_code() {
+    for path in kdl_files(INVALID) {
+        let code = format!("orch::{}", stem(&path));
+        let checked = check(&path, &Options::default());
+        let own: Vec<_> = checked
+            .report
+            .findings
+            .iter()
+            .filter(|f| f.code == code)
+            .collect();
+        assert!(
+            !own.is_empty(),
+            "{path} should raise {code}, found {:?}",
+            codes(&checked)
+        );
+        let expected = if WARNINGS.contains(&code.as_str()) {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
+        for f in &own {
+            assert_eq!(f.severity, expected, "{path}: severity of {code}");
+        }
+        if expected == Severity::Warning {
+            assert!(
+                !checked.has_errors(),
+                "{path} should only warn, found {:?}",
+                codes(&checked)
+            );
+        }
+        // The findings are reported once each, in file order.
+        let spans: Vec<_> = checked
+            .report
+            .findings
+            .iter()
+            .map(|f| f.span.offset())
+            .collect();
+        assert!(spans.is_sorted(), "{path}: findings out of order");
+    }
+}
+
+#[test]
+fn invalid_fixture_human_output_snapshots() {
+    for path in kdl_files(INVALID) {
+        let checked = check(&path, &Options::default());
+        let out = render(&[checked.report], Format::Human, false);
+        let mut settings = insta::Settings::clone_current();
+        settings.set_description(path.clone());
+        settings.set_omit_expression(true);
+        settings.bind(|| {
+            insta::assert_snapshot!(format!("invalid-{}", stem(&path)), out);
+        });
+    }
+}
+
+/// Two files in one run, one with an error and one with a warning.
+fn two_reports() -> Vec<FileReport> {
+    ["unknown-stage", "unused"]
+        .iter()
+        .map(|s| check(&format!("{INVALID}/{s}.kdl"), &Options::default()).report)
+        .collect()
+}
+
+#[test]
+fn json_output_snapshot() {
+    let out = render(&two_reports(), Format::Json, false);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("the JSON output parses");
+    assert_eq!(doc["errors"], 1);
+    assert_eq!(doc["warnings"], 1);
+    insta::with_settings!({omit_expression => true}, {
+        insta::assert_snapshot!("json-output", out);
+    });
+}
+
+#[test]
+fn github_output_snapshot() {
+    let out = render(&two_reports(), Format::Github, false);
+    insta::with_settings!({omit_expression => true}, {
+        insta::assert_snapshot!("github-output", out);
+    });
+}
+
+#[test]
+fn valid_fixtures_validate_clean() {
+    for path in kdl_files(VALID) {
+        let checked = check(&path, &Options::default());
+        assert!(
+            checked.report.findings.is_empty(),
+            "{path}:\n{}",
+            render(&[checked.report], Format::Human, false)
+        );
+    }
+}
+
+#[test]
+fn shipped_pipelines_validate_clean() {
+    for path in kdl_files("pipelines") {
+        // Offline: the programs they run need not be installed where the tests run.
+        let checked = check(&path, &Options { offline: true });
+        assert!(
+            checked.report.findings.is_empty(),
+            "{path}:\n{}",
+            render(&[checked.report], Format::Human, false)
+        );
+        // Online, only programs missing from PATH may be reported.
+        let checked = check(&path, &Options::default());
+        let other: Vec<_> = checked
+            .report
+            .findings
+            .iter()
+            .filter(|f| f.code != "orch::executable-not-found")
+            .map(|f| f.code)
+            .collect();
+        assert!(other.is_empty(), "{path}: {other:?}");
+    }
+}
+
+fn assert_agree(path: &str, checked: &Checked) {
+    let show = |fs: &[orch::diagnostic::Finding]| {
+        fs.iter()
+            .map(|f| format!("{} {:?} at {:?}", f.code, f.message, f.span))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        checked.schema_findings.is_empty(),
+        checked.decoder_findings.is_empty(),
+        "{path}: the schema and the decoder disagree\n  schema:  {:?}\n  decoder: {:?}",
+        show(&checked.schema_findings),
+        show(&checked.decoder_findings)
+    );
+}
+
+#[test]
+fn schema_and_decoder_agree_on_every_pipeline_file() {
+    let mut files = kdl_files("pipelines");
+    files.extend(kdl_files("tests"));
+    for path in &files {
+        assert_agree(path, &check(path, &Options { offline: true }));
+    }
+    // The shape fixtures are caught by both.
+    for code in [
+        "unknown-node",
+        "unknown-property",
+        "invalid-value",
+        "missing-value",
+        "too-many-arguments",
+        "bad-duration",
+        "bad-exit-code",
+        "missing-pipeline",
+        "duplicate-pipeline",
+    ] {
+        let path = format!("{INVALID}/{code}.kdl");
+        let checked = check(&path, &Options { offline: true });
+        let schema: Vec<_> = checked.schema_findings.iter().map(|f| f.code).collect();
+        let decoder: Vec<_> = checked.decoder_findings.iter().map(|f| f.code).collect();
+        let code = format!("orch::{code}");
+        assert_eq!(schema, [code.as_str()], "{path}: schema");
+        assert_eq!(decoder, [code.as_str()], "{path}: decoder");
+    }
+}
+
+/// Edits of `valid/minimal.kdl` on which the schema and the decoder once
+/// disagreed, each with the code both must now report (None: both accept).
+#[test]
+fn schema_and_decoder_agree_on_edge_cases() {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(VALID)
+            .join("minimal.kdl"),
+    )
+    .expect("minimal.kdl");
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        // Empty names and references (the schema's `minLength: 1`).
+        ("start=\"build\"", "start=\"\"", Some("orch::invalid-value")),
+        (
+            "path=\"report.md\"",
+            "path=\"\"",
+            Some("orch::invalid-value"),
+        ),
+        ("pass \"done\"", "pass \"\"", Some("orch::invalid-value")),
+        (
+            "exhausted \"failed\"",
+            "exhausted \"failed\" alert=\"\"",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "runner \"check\"\n}",
+            "runner \"\"\n}",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "writes \"report\"",
+            "writes \"report\" field=\"\"",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "writes \"report\"",
+            "writes \"\"",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "gate=\"passed\" {",
+            "gate=\"\" {",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "artifact=\"report\"",
+            "artifact=\"\"",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "command \"true\"",
+            "command \"true\"\n    enabled #true env=\"\"",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "command \"true\"",
+            "command \"true\"\n    scope \"x\" env=\"\"",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "field \"result\" \"PASS\" \"FAIL\"",
+            "field \"\"",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "start=\"build\"",
+            "start=\"build\" {\n    var \"\" \"x\"\n}",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "runner \"check\"\n}",
+            "runner \"check\"\n    llm transport=\"\" prompt=\"p.md\"\n}",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "runner \"check\"\n}",
+            "runner \"check\"\n    llm transport=\"t\" prompt=\"\"\n}",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "runner \"check\"\n}",
+            "runner \"check\"\n    why \"\"\n}",
+            Some("orch::invalid-value"),
+        ),
+        (
+            "verdict=\"FAIL\"",
+            "verdict=\"\"",
+            Some("orch::invalid-value"),
+        ),
+        // A blank verdict is a value, just not an allowed one.
+        ("verdict=\"FAIL\"", "verdict=\" \"", None),
+        // JSON Schema's "integer" takes a number without a fraction.
+        (
+            "pass \"done\"",
+            "pass \"done\"\n    fail \"done\" budget=3.0",
+            None,
+        ),
+        ("exit-code 0", "exit-code 0.0", None),
+        (
+            "pass \"done\"",
+            "pass \"done\"\n    fail \"done\" budget=3.5",
+            Some("orch::invalid-value"),
+        ),
+        // Durations: at most nine digits a number, so that no sum overflows.
+        ("timeout \"1m\"", "timeout \"999999999ms\"", None),
+        (
+            "timeout \"1m\"",
+            "timeout \"99999999999999999999s\"",
+            Some("orch::bad-duration"),
+        ),
+        // A child of a node that takes none.
+        (
+            "timeout \"1m\"",
+            "timeout \"1m\" {\n        foo\n    }",
+            Some("orch::unknown-node"),
+        ),
+        // Two pipelines are not a missing one.
+        (
+            "pipeline \"minimal\" start=\"build\"",
+            "pipeline \"minimal\" start=\"build\"\npipeline \"again\" start=\"build\"",
+            Some("orch::duplicate-pipeline"),
+        ),
+    ];
+    for (old, new, expected) in cases {
+        assert!(base.contains(old), "minimal.kdl has no {old:?}");
+        let text = base.replacen(old, new, 1);
+        let checked = check_text(
+            "tests/fixtures/valid/edge.kdl",
+            &text,
+            &Options { offline: true },
+        );
+        let label = format!("{old:?} → {new:?}");
+        assert_agree(&label, &checked);
+        let schema: Vec<_> = checked.schema_findings.iter().map(|f| f.code).collect();
+        let decoder: Vec<_> = checked.decoder_findings.iter().map(|f| f.code).collect();
+        match expected {
+            Some(code) => {
+                assert_eq!(schema, [*code], "{label}: schema");
+                assert_eq!(decoder, [*code], "{label}: decoder");
+            }
+            None => assert!(schema.is_empty(), "{label}: {schema:?}"),
+        }
+    }
+}
+
+/// A blank verdict is caught by the validator, against the written field.
+#[test]
+fn blank_verdict_is_not_an_allowed_value() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(VALID)
+            .join("minimal.kdl"),
+    )
+    .expect("minimal.kdl")
+    .replacen("verdict=\"FAIL\"", "verdict=\" \"", 1);
+    let checked = check_text("x.kdl", &text, &Options { offline: true });
+    assert_eq!(codes(&checked), ["orch::verdict-not-allowed"]);
+}
+
+/// A malformed setting is reported as malformed, not also as missing.
+#[test]
+fn malformed_settings_are_not_also_missing() {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(VALID)
+            .join("minimal.kdl"),
+    )
+    .expect("minimal.kdl");
+    for (old, new) in [
+        ("timeout \"1m\"", "timeout 60"),
+        ("command \"true\"", "command 1"),
+        ("writes \"report\"", "writes 1"),
+        ("runner \"check\"\n}", "runner 1\n}"),
+        ("pass \"done\"", "pass 1"),
+        ("exhausted \"failed\"", "exhausted #null"),
+    ] {
+        let text = base.replacen(old, new, 1);
+        let checked = check_text("x.kdl", &text, &Options { offline: true });
+        assert_eq!(
+            codes(&checked),
+            ["orch::invalid-value"],
+            "{old:?} → {new:?}"
+        );
+    }
+}
+
+/// Placeholders in properties (`env KEY="…"`) are pointed at exactly, and a
+/// bare value whose length happens to fit does not slice inside a character.
+#[test]
+fn placeholder_spans_in_properties() {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(VALID)
+            .join("minimal.kdl"),
+    )
+    .expect("minimal.kdl");
+    let text = base.replacen(
+        "command \"true\"",
+        "command \"true\"\n    env A=é B=\"x{tsk}\" C=\"{var.nope}\"",
+        1,
+    );
+    let checked = check_text("x.kdl", &text, &Options { offline: true });
+    let found: Vec<_> = checked
+        .report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.code,
+                &text[f.span.offset()..f.span.offset() + f.span.len()],
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("orch::unknown-placeholder", "{tsk}"),
+            ("orch::unknown-variable", "{var.nope}")
+        ]
+    );
+}
+
+/// Runs the `orch` binary from the package root.
+fn orch(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run orch");
+    (
+        out.status.code().expect("orch exited with a status"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn binary_exit_statuses_and_formats() {
+    let valid = format!("{VALID}/minimal.kdl");
+    let invalid = format!("{INVALID}/unknown-stage.kdl");
+    let warning = format!("{INVALID}/unused.kdl");
+
+    let (code, out, _) = orch(&["validate", &valid]);
+    assert_eq!(code, 0, "valid file:\n{out}");
+    assert!(
+        out.contains("1 file checked: 0 errors, 0 warnings"),
+        "{out}"
+    );
+
+    let (code, out, _) = orch(&["validate", VALID]);
+    assert_eq!(code, 0, "directory of valid files:\n{out}");
+
+    let (code, out, _) = orch(&["validate", &invalid]);
+    assert_eq!(code, 1, "invalid file:\n{out}");
+    assert!(out.contains("orch::unknown-stage"), "{out}");
+
+    let (code, out, _) = orch(&["validate", &warning]);
+    assert_eq!(code, 0, "warnings alone pass:\n{out}");
+    let (code, out, _) = orch(&["validate", "--strict", &warning]);
+    assert_eq!(code, 1, "--strict makes warnings fail:\n{out}");
+
+    let (code, _, err) = orch(&["validate", "tests/fixtures/no-such-file.kdl"]);
+    assert_eq!(code, 2, "missing file: {err}");
+    assert!(err.contains("no-such-file.kdl"), "{err}");
+
+    let (code, out, _) = orch(&["validate", "--format", "github", &invalid, &warning]);
+    assert_eq!(code, 1);
+    let lines: Vec<_> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "::error file={invalid},line=25,col=10,endLine=25,endColumn=16,title=orch%3A%3Aunknown-stage::"
+        )),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("::warning file={warning},")),
+        "{out}"
+    );
+
+    let (code, out, _) = orch(&["validate", "--format", "json", &invalid]);
+    assert_eq!(code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
+    assert_eq!(doc["findings"][0]["code"], "orch::unknown-stage");
+    assert_eq!(doc["findings"][0]["path"], invalid.as_str());
+}
+
+/// A pipeline path without a directory looks for prompts in `.`, and says so.
+#[test]
+fn prompt_look_up_next_to_a_bare_file_name() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(INVALID)
+            .join("prompt-not-found.kdl"),
+    )
+    .expect("prompt-not-found.kdl");
+    let checked = check_text("pipeline.kdl", &text, &Options::default());
+    let messages: Vec<_> = checked
+        .report
+        .findings
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(
+        messages,
+        ["prompt file `prompts/missing.md` does not exist (looked in .)"]
+    );
+}
