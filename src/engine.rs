@@ -133,6 +133,21 @@ fn file_sha256(path: &Path) -> Option<String> {
     Some(sha256_hex(&buf))
 }
 
+/// Removes an artifact left by an earlier attempt (a file, or whatever
+/// occupies its path) and makes sure its directory exists, so a producer can
+/// write it.
+fn clear_artifact(path: &Path) -> Result<(), String> {
+    let cleared = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+    };
+    cleared
+        .and_then(|_| path.parent().map_or(Ok(()), std::fs::create_dir_all))
+        .map_err(|e| format!("cannot clear the stale artifact {}: {e}", path.display()))
+}
+
 /// Names what differs between two pipeline texts, node by node.
 fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
     fn nodes(text: &str) -> Option<Vec<(String, String)>> {
@@ -357,11 +372,12 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let (run_id, resumed) = match latest {
         Some(run) if run.status == "finished" && !opts.restart => {
             let outcome = run.outcome.clone().unwrap_or_default();
-            println!(
-                "task {} already finished: {outcome} (end `{}`); use --restart to run it again",
-                opts.task,
-                run.end_name.unwrap_or_default()
-            );
+            Reporter::new(opts.style, opts.color).event(&Event::AlreadyFinished {
+                task: opts.task.clone(),
+                run_id: run.id,
+                outcome: outcome.clone(),
+                end: run.end_name.unwrap_or_default(),
+            });
             return Ok(Finished {
                 exit_code: if outcome == "success" {
                     exit::SUCCESS
@@ -430,14 +446,19 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
 
     process::become_subreaper();
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    // Registered here, not inside the task: a signal that lands before the
+    // task first runs must still be caught.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(RunError::Io(format!("cannot handle SIGINT/SIGTERM: {e}")))
+        }
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
@@ -804,6 +825,7 @@ impl Engine {
                 )
             }
         };
+        let mut spec = spec;
         let argv = spec.as_ref().map(|s| s.argv.clone()).unwrap_or_default();
         let log_str = log.display().to_string();
         let id = self.store.insert_attempt(&store::NewAttempt {
@@ -819,15 +841,11 @@ impl Engine {
             defers,
             log_path: &log_str,
         })?;
-        // A stale artifact from an earlier visit must never pass this gate.
+        // A stale artifact from an earlier visit must never pass this gate;
+        // if it cannot be cleared the attempt cannot run (a tool-error).
         if let Some(path) = self.artifact_path_of_stage(&name) {
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(RunError::Io(format!(
-                        "cannot remove stale {}: {e}",
-                        path.display()
-                    )));
-                }
+            if let Err(reason) = clear_artifact(&path) {
+                spec = Err(reason);
             }
         }
         self.emit(Event::AttemptStarted {
@@ -996,9 +1014,17 @@ impl Engine {
                         );
                         let path = self.task_dir.join(&a.path.value);
                         let tmp = path.with_extension("orch-tmp");
-                        std::fs::write(&tmp, body.as_bytes())
-                            .and_then(|_| std::fs::rename(&tmp, &path))
-                            .map_err(io_err(format!("cannot write artifact {}", path.display())))?;
+                        let written = path
+                            .parent()
+                            .map_or(Ok(()), std::fs::create_dir_all)
+                            .and_then(|_| std::fs::write(&tmp, body.as_bytes()))
+                            .and_then(|_| std::fs::rename(&tmp, &path));
+                        if let Err(e) = written {
+                            // The gate will find no artifact and fail closed.
+                            self.emit(Event::Note {
+                                message: format!("cannot write artifact {}: {e}", path.display()),
+                            });
+                        }
                     }
                 }
             }
@@ -1158,7 +1184,16 @@ impl Engine {
                     .finish_alert(row.id, false, "alert not defined")?;
                 continue;
             };
-            let ctx = self.context(&row.stage, 0);
+            // The alert's attempt is the last attempt of the stage that failed closed.
+            let attempt = self
+                .store
+                .attempts(self.run_id)?
+                .iter()
+                .filter(|a| a.stage == row.stage)
+                .map(|a| a.attempt)
+                .max()
+                .unwrap_or(0);
+            let ctx = self.context(&row.stage, attempt);
             let log = self
                 .logs
                 .join(format!("alert.{}.{}.log", row.stage, row.id));

@@ -78,6 +78,13 @@ pub enum Event {
         end: String,
         duration_ms: u64,
     },
+    /// The task's latest run had already finished; nothing ran.
+    AlreadyFinished {
+        task: String,
+        run_id: i64,
+        outcome: String,
+        end: String,
+    },
 }
 
 /// How events reach the user.
@@ -295,6 +302,11 @@ impl Reporter {
                 out(&format!("  waiting for serial stage {stage}: {reason}\n"))
             }
             Event::Note { message } => out(&format!("  {message}\n")),
+            Event::AlreadyFinished {
+                task, outcome, end, ..
+            } => out(&format!(
+                "task {task} already finished: {outcome} (end `{end}`); use --restart to run it again\n"
+            )),
             Event::RunFinished {
                 task,
                 outcome,

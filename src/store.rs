@@ -264,7 +264,7 @@ impl Store {
     /// Opens (creating or migrating) the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         let p = path.to_path_buf();
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: p.clone(),
             source,
         })?;
@@ -296,7 +296,12 @@ impl Store {
             .map_err(damaged)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(damaged)?;
-        let version: i64 = conn
+        // Read the version and migrate under one write lock, so that
+        // processes opening a fresh store at once cannot both migrate it.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(damaged)?;
+        let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(damaged)?;
         if version > SCHEMA_VERSION {
@@ -306,7 +311,7 @@ impl Store {
             });
         }
         if version == 0 {
-            let tables: i64 = conn
+            let tables: i64 = tx
                 .query_row(
                     "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
                     [],
@@ -323,12 +328,11 @@ impl Store {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             let v = i as i64 + 1;
             if version < v {
-                let tx = conn.unchecked_transaction().map_err(damaged)?;
                 tx.execute_batch(m).map_err(damaged)?;
                 tx.pragma_update(None, "user_version", v).map_err(damaged)?;
-                tx.commit().map_err(damaged)?;
             }
         }
+        tx.commit().map_err(damaged)?;
         // A quick check that the tables we need are readable.
         conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
             .map_err(damaged)?;
