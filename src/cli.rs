@@ -145,24 +145,9 @@ pub fn run(a: RunArgs) -> u8 {
     }
 }
 
-/// `orch history`.
-pub fn history(task: Option<&str>, state_dir: &std::path::Path, json: bool) -> u8 {
-    let store = match crate::history::open(state_dir) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            if json {
-                print!("{{\n  \"version\": 1,\n  \"runs\": []\n}}\n");
-            } else {
-                println!("no runs recorded in {}", state_dir.display());
-            }
-            return exit::OK;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    match crate::history::history(&store, task, json) {
+/// Prints a read command's output, or its store error (exit 2).
+fn print_or_fail(result: Result<String, crate::store::StoreError>) -> u8 {
+    match result {
         Ok(s) => {
             let _ = std::io::stdout().write_all(s.as_bytes());
             exit::OK
@@ -174,25 +159,23 @@ pub fn history(task: Option<&str>, state_dir: &std::path::Path, json: bool) -> u
     }
 }
 
+/// `orch history`.
+pub fn history(task: Option<&str>, state_dir: &std::path::Path, json: bool) -> u8 {
+    print_or_fail(
+        crate::history::open(state_dir).and_then(|store| match store {
+            Some(store) => crate::history::history(&store, task, json),
+            None if json => Ok("{\n  \"version\": 1,\n  \"runs\": []\n}\n".into()),
+            None => Ok(format!("no runs recorded in {}\n", state_dir.display())),
+        }),
+    )
+}
+
 /// `orch status`.
 pub fn status(state_dir: &std::path::Path, json: bool) -> u8 {
-    let store = match crate::history::open(state_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    match crate::history::status(store.as_ref(), state_dir, json) {
-        Ok(s) => {
-            let _ = std::io::stdout().write_all(s.as_bytes());
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::USAGE
-        }
-    }
+    print_or_fail(
+        crate::history::open(state_dir)
+            .and_then(|store| crate::history::status(store.as_ref(), state_dir, json)),
+    )
 }
 
 /// Formats of `orch map`.
