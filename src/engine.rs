@@ -409,9 +409,34 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
             store.set_run_status(run.id, "running")?;
             (run.id, true)
         }
+        None if opts.resume => {
+            return Err(RunError::Usage(format!(
+                "task {} has no run to resume in {}",
+                opts.task,
+                state_dir.display()
+            )))
+        }
         previous => {
             if let Some(run) = previous {
                 if run.status != "finished" {
+                    // Nothing of the abandoned run may keep running into the new one.
+                    for a in store.attempts(run.id)? {
+                        if matches!(a.step, Step::Started | Step::Interrupted) {
+                            if let Some(pgid) = a.pgid.filter(|g| *g > 1) {
+                                if process::terminate_stale_group(
+                                    pgid as u32,
+                                    Duration::from_secs(5),
+                                )
+                                .await
+                                {
+                                    notes.push(format!(
+                                        "terminated the producer group {pgid} left running by run #{}",
+                                        run.id
+                                    ));
+                                }
+                            }
+                        }
+                    }
                     store.set_run_status(run.id, "abandoned")?;
                 }
                 if task_dir.exists() {

@@ -33,13 +33,25 @@ pub fn try_lock(path: &Path, holder: &str) -> std::io::Result<Result<Lock, Strin
                 .map_err(|e| context("write", e))?;
             Ok(Ok(Lock { _file: file }))
         }
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut s = String::new();
-            let _ = file.read_to_string(&mut s);
-            Ok(Err(s.trim().to_string()))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Err(read_holder(&mut file))),
         Err(std::fs::TryLockError::Error(e)) => Err(context("take", e)),
     }
+}
+
+/// What the holder wrote. A holder writes its line just after it takes the
+/// lock, so an empty file is read again for a moment before giving up.
+fn read_holder(file: &mut File) -> String {
+    use std::io::Seek;
+    for _ in 0..20 {
+        let mut s = String::new();
+        let _ = file.rewind();
+        let _ = file.read_to_string(&mut s);
+        if !s.trim().is_empty() {
+            return s.trim().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    "a holder that did not say who it is".to_string()
 }
 
 pub fn hostname() -> String {
@@ -67,11 +79,7 @@ pub fn holder(path: &Path) -> Option<String> {
         .ok()?;
     match file.try_lock() {
         Ok(()) => None,
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut s = String::new();
-            let _ = file.read_to_string(&mut s);
-            Some(s.trim().to_string())
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Some(read_holder(&mut file)),
         Err(std::fs::TryLockError::Error(_)) => None,
     }
 }

@@ -253,6 +253,42 @@ CREATE TABLE alerts (
 );
 "#];
 
+/// The store's schema version, or why it is not a store this build can use
+/// (`Ok(refusal)`), or an SQLite error (`Err`).
+fn check_ours(
+    conn: &Connection,
+    path: &Path,
+) -> std::result::Result<i64, std::result::Result<StoreError, rusqlite::Error>> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(Err)?;
+    if version > SCHEMA_VERSION {
+        return Err(Ok(StoreError::Newer {
+            path: path.to_path_buf(),
+            found: version,
+        }));
+    }
+    if version == 0 {
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Err)?;
+        if tables > 0 {
+            return Err(Ok(StoreError::Foreign {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "it holds {tables} table{} but no orch schema version",
+                    if tables == 1 { "" } else { "s" }
+                ),
+            }));
+        }
+    }
+    Ok(version)
+}
+
 fn is_locked(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -290,6 +326,12 @@ impl Store {
             }
         };
         conn.busy_timeout(Duration::from_secs(5)).map_err(damaged)?;
+        // Recognise a store that is not ours before writing anything to it
+        // (switching to WAL rewrites the file header).
+        check_ours(&conn, &p).map_err(|e| match e {
+            Ok(refusal) => refusal,
+            Err(source) => damaged(source),
+        })?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(damaged)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -301,30 +343,11 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(damaged)?;
-        let version: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(damaged)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Newer {
-                path: p,
-                found: version,
-            });
-        }
-        if version == 0 {
-            let tables: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(damaged)?;
-            if tables > 0 {
-                return Err(StoreError::Foreign {
-                    path: p,
-                    detail: format!("it holds {tables} tables but no orch schema version"),
-                });
-            }
-        }
+        // Read again under the lock: another process may have migrated.
+        let version = check_ours(&tx, &p).map_err(|e| match e {
+            Ok(refusal) => refusal,
+            Err(source) => damaged(source),
+        })?;
         for (i, m) in MIGRATIONS.iter().enumerate() {
             let v = i as i64 + 1;
             if version < v {

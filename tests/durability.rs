@@ -1230,7 +1230,6 @@ fn simultaneous_starts_of_one_task_make_one_run() {
 }
 
 #[test]
-#[ignore = "engine bug: a run refused in a race with the lock's taker can name an empty holder (\"already running ()\")"]
 fn simultaneous_refusals_name_the_holder() {
     // The lock is taken, then the holder is written into it: a contender
     // that reads it in between has no holder to name.
@@ -1349,7 +1348,6 @@ fn an_unfinished_run_needs_resume_or_restart() {
 }
 
 #[test]
-#[ignore = "engine bug: --restart leaves the crashed attempt's producer group running"]
 fn restart_of_a_crashed_run_terminates_its_producer_group() {
     let env = Env::new("restart-crashed");
     let stale = crashed_in_b(&env, "t");
@@ -1545,7 +1543,6 @@ fn a_truncated_store_is_a_clear_error() {
 }
 
 #[test]
-#[ignore = "engine bug: --resume with an emptied (or missing) store silently starts a new run"]
 fn resume_with_an_emptied_store_does_not_start_over() {
     let env = Env::new("emptied");
     crashed_store(&env);
@@ -1623,7 +1620,6 @@ fn a_foreign_sqlite_database_is_a_clear_error() {
 }
 
 #[test]
-#[ignore = "engine bug: the store is switched to WAL mode before it is recognised as foreign"]
 fn a_foreign_sqlite_database_is_left_untouched() {
     let env = Env::new("foreign-untouched");
     let before = foreign_sqlite(&env, 0, "notes");
