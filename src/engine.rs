@@ -638,9 +638,9 @@ impl Engine {
             if self.cancelled() {
                 return self.interrupted();
             }
-            let transitions = self.store.transitions(self.run_id)?;
-            let current = match transitions.last() {
-                Some(t) => t.to_stage.clone(),
+            let position = self.store.position(self.run_id)?;
+            let current = match position.last_to {
+                Some(to) => to,
                 None => self
                     .p
                     .header
@@ -685,7 +685,7 @@ impl Engine {
             } else if !stage.serial {
                 self.serial = None;
             }
-            match self.step_stage(&stage, &transitions).await? {
+            match self.step_stage(&stage, position.transitions).await? {
                 Flow::Continue => {}
                 Flow::Interrupted => return self.interrupted(),
             }
@@ -751,22 +751,12 @@ impl Engine {
 
     /// Advances the current stage by one step: an attempt (new or resumed),
     /// then its gate and transition.
-    async fn step_stage(
-        &mut self,
-        stage: &Stage,
-        transitions: &[store::TransitionRow],
-    ) -> Result<Flow, RunError> {
-        let attempts = self.store.attempts(self.run_id)?;
-        let visit = transitions.len() as i64;
-        let current = attempts
-            .last()
-            .filter(|a| a.stage == stage.name.value && a.visit == visit)
-            .cloned();
-        let attempt_no = attempts
-            .iter()
-            .filter(|a| a.stage == stage.name.value)
-            .count() as i64
-            + 1;
+    async fn step_stage(&mut self, stage: &Stage, visit: i64) -> Result<Flow, RunError> {
+        let current = self
+            .store
+            .last_attempt(self.run_id)?
+            .filter(|a| a.stage == stage.name.value && a.visit == visit);
+        let attempt_no = self.store.attempt_count(self.run_id, &stage.name.value)? + 1;
         let (row, defers) = match current {
             Some(a) if matches!(a.step, Step::Exited | Step::Artifact | Step::Gated) => {
                 let defers = a.defers;
@@ -789,7 +779,7 @@ impl Engine {
                 None => return Ok(self.flow_after_start()),
             },
         };
-        self.finish_attempt(stage, row, defers, transitions).await
+        self.finish_attempt(stage, row, defers).await
     }
 
     fn flow_after_start(&self) -> Flow {
@@ -959,8 +949,7 @@ impl Engine {
             log: log_str,
         });
         failpoint("after-exit", &name);
-        let rows = self.store.attempts(self.run_id)?;
-        Ok(rows.into_iter().rev().find(|r| r.id == id))
+        Ok(self.store.attempt(id)?)
     }
 
     /// From a recorded exit: defer, or write the artifact, gate, transition.
@@ -969,7 +958,6 @@ impl Engine {
         stage: &Stage,
         mut row: AttemptRow,
         defers: i64,
-        transitions: &[store::TransitionRow],
     ) -> Result<Flow, RunError> {
         let name = stage.name.value.clone();
         let verdict = row.verdict.clone().unwrap_or_else(|| TOOL_ERROR.into());
@@ -1104,10 +1092,7 @@ impl Engine {
                 .await?;
             return Ok(Flow::Continue);
         }
-        let fails = transitions
-            .iter()
-            .filter(|t| t.from_stage == name && t.kind == "fail")
-            .count() as u32;
+        let fails = self.store.fail_count(self.run_id, &name)? as u32;
         match &stage.fail {
             Some(f) if f.budget.as_ref().is_none_or(|b| fails < b.value) => {
                 let budget = f
@@ -1210,14 +1195,7 @@ impl Engine {
                 continue;
             };
             // The alert's attempt is the last attempt of the stage that failed closed.
-            let attempt = self
-                .store
-                .attempts(self.run_id)?
-                .iter()
-                .filter(|a| a.stage == row.stage)
-                .map(|a| a.attempt)
-                .max()
-                .unwrap_or(0);
+            let attempt = self.store.attempt_count(self.run_id, &row.stage)?;
             let ctx = self.context(&row.stage, attempt);
             let log = self
                 .logs

@@ -20,6 +20,11 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("cannot take {path}: {source}")]
+    Guard {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not an orch run store ({detail})")]
     Foreign { path: PathBuf, detail: String },
     #[error("the run store {path} has schema version {found}, newer than this orch understands ({SCHEMA_VERSION}); upgrade orch")]
@@ -160,6 +165,13 @@ pub struct TransitionRow {
     pub reason: String,
 }
 
+/// Where a run is: how many transitions it took and where the last led.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub transitions: i64,
+    pub last_to: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertRow {
     pub id: i64,
@@ -230,6 +242,7 @@ CREATE TABLE attempts (
     tail TEXT
 );
 CREATE INDEX attempts_by_run ON attempts(run_id, id);
+CREATE INDEX attempts_by_stage ON attempts(run_id, stage);
 CREATE TABLE transitions (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -241,6 +254,7 @@ CREATE TABLE transitions (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX transitions_by_run ON transitions(run_id, id);
+CREATE INDEX transitions_by_stage ON transitions(run_id, from_stage, kind);
 CREATE TABLE alerts (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -300,6 +314,21 @@ impl Store {
     /// Opens (creating or migrating) the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         let p = path.to_path_buf();
+        // Processes opening one store at once set it up one after the other:
+        // SQLite refuses some of these steps (the switch to WAL, a migration)
+        // to a second process instead of waiting. An OS file lock, released
+        // when its holder dies.
+        let guard_path = PathBuf::from(format!("{}.open-lock", path.display()));
+        let _guard = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&guard_path)
+            .and_then(|f| f.lock().map(|_| f))
+            .map_err(|source| StoreError::Guard {
+                path: guard_path.clone(),
+                source,
+            })?;
         let mut conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: p.clone(),
             source,
@@ -328,10 +357,15 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(5)).map_err(damaged)?;
         // Recognise a store that is not ours before writing anything to it
         // (switching to WAL rewrites the file header).
-        check_ours(&conn, &p).map_err(|e| match e {
-            Ok(refusal) => refusal,
-            Err(source) => damaged(source),
-        })?;
+        // One read transaction, so the version and the tables are read from
+        // the same state even while another process migrates.
+        {
+            let snapshot = conn.unchecked_transaction().map_err(damaged)?;
+            check_ours(&snapshot, &p).map_err(|e| match e {
+                Ok(refusal) => refusal,
+                Err(source) => damaged(source),
+            })?;
+        }
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(damaged)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -488,6 +522,79 @@ impl Store {
         rows
     }
 
+    /// The run's latest attempt.
+    pub fn last_attempt(&self, run_id: i64) -> Result<Option<AttemptRow>> {
+        let _t = self.timer();
+        self.one(
+            &format!("{ATTEMPT_SELECT} WHERE run_id = ?1 ORDER BY id DESC LIMIT 1"),
+            [run_id],
+            attempt_row,
+        )
+    }
+
+    pub fn attempt(&self, id: i64) -> Result<Option<AttemptRow>> {
+        let _t = self.timer();
+        self.one(
+            &format!("{ATTEMPT_SELECT} WHERE id = ?1"),
+            [id],
+            attempt_row,
+        )
+    }
+
+    /// Attempts of a stage in a run (attempt numbers run 1..=count).
+    pub fn attempt_count(&self, run_id: i64, stage: &str) -> Result<i64> {
+        let _t = self.timer();
+        self.one(
+            "SELECT count(*) FROM attempts WHERE run_id = ?1 AND stage = ?2",
+            params![run_id, stage],
+            |r| r.get(0),
+        )
+        .map(Option::unwrap_or_default)
+    }
+
+    /// Rollbacks (`fail` transitions) a stage took in a run.
+    pub fn fail_count(&self, run_id: i64, stage: &str) -> Result<i64> {
+        let _t = self.timer();
+        self.one(
+            "SELECT count(*) FROM transitions WHERE run_id = ?1 AND from_stage = ?2 AND kind = 'fail'",
+            params![run_id, stage],
+            |r| r.get(0),
+        )
+        .map(Option::unwrap_or_default)
+    }
+
+    pub fn position(&self, run_id: i64) -> Result<Position> {
+        let _t = self.timer();
+        self.one(
+            "SELECT count(*), (SELECT to_stage FROM transitions WHERE run_id = ?1 ORDER BY id DESC LIMIT 1)
+             FROM transitions WHERE run_id = ?1",
+            [run_id],
+            |r| {
+                Ok(Position {
+                    transitions: r.get(0)?,
+                    last_to: r.get(1)?,
+                })
+            },
+        )
+        .map(|p| {
+            p.unwrap_or(Position {
+                transitions: 0,
+                last_to: None,
+            })
+        })
+    }
+
+    /// One row (or none) of a cached statement.
+    fn one<T>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        stmt.query_row(p, f).optional().map_err(|e| self.err(e))
+    }
+
     pub fn transitions(&self, run_id: i64) -> Result<Vec<TransitionRow>> {
         let _t = self.timer();
         let mut stmt = self
@@ -537,8 +644,7 @@ impl Store {
     pub fn insert_attempt(&self, a: &NewAttempt<'_>) -> Result<i64> {
         let _t = self.timer();
         let argv = serde_json::to_string(a.argv).unwrap_or_else(|_| "[]".into());
-        self.conn
-            .execute(
+        self.exec(
                 "INSERT INTO attempts (run_id, task, stage, attempt, call_site, producer, producer_name, argv, defers, step, started_ms, log_path, visit)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'started', ?10, ?11, ?12)",
                 params![
@@ -555,8 +661,7 @@ impl Store {
                     a.log_path,
                     a.visit
                 ],
-            )
-            .map_err(|e| self.err(e))?;
+            )?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -636,24 +741,29 @@ impl Store {
     ) -> Result<Option<i64>> {
         let _t = self.timer();
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        tx.execute(
+        let exec = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
+            tx.prepare_cached(sql)
+                .and_then(|mut stmt| stmt.execute(p))
+                .map_err(|e| self.err(e))
+        };
+        exec(
             "INSERT INTO transitions (run_id, attempt_id, from_stage, kind, to_stage, reason, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![run_id, attempt_id, from, kind, to, reason, now_ms()],
-        )
-        .map_err(|e| self.err(e))?;
+        )?;
         let transition_id = tx.last_insert_rowid();
         if let Some(a) = attempt_id {
-            tx.execute("UPDATE attempts SET step = 'done' WHERE id = ?1", [a])
-                .map_err(|e| self.err(e))?;
+            exec(
+                "UPDATE attempts SET step = 'done' WHERE id = ?1",
+                params![a],
+            )?;
         }
         let mut alert_id = None;
         if let Some(alert) = alert {
-            tx.execute(
+            exec(
                 "INSERT INTO alerts (run_id, transition_id, stage, alert, status, at_ms) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
                 params![run_id, transition_id, from, alert, now_ms()],
-            )
-            .map_err(|e| self.err(e))?;
+            )?;
             alert_id = Some(tx.last_insert_rowid());
         }
         tx.commit().map_err(|e| self.err(e))?;
@@ -685,7 +795,10 @@ impl Store {
     }
 
     fn exec(&self, sql: &str, p: impl rusqlite::Params) -> Result<()> {
-        self.conn.execute(sql, p).map_err(|e| self.err(e))?;
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute(p))
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 }
