@@ -29,6 +29,7 @@ impl Checked {
 
 /// Checks one file's text. All findings, sorted by position.
 pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
+    schema::prepare_in_background();
     let Loaded {
         source,
         document,

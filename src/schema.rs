@@ -8,8 +8,7 @@ use jsonschema::error::ValidationErrorKind;
 use kdl::{KdlDocument, KdlNode, KdlValue};
 use miette::SourceSpan;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 
 use crate::diagnostic::{did_you_mean, Finding};
 use crate::loader::codes;
@@ -32,49 +31,53 @@ fn validator() -> &'static jsonschema::Validator {
     })
 }
 
-/// A document's JSON form and the span of each JSON pointer in it.
-pub struct JsonForm {
+/// Starts compiling the schema on another thread, once per process, so that
+/// the compile (about as long as parsing the reference pipeline) overlaps
+/// the KDL parse instead of following it. [`check`] waits for that thread
+/// (or compiles the schema itself if it could not be started); the result
+/// is the same validator either way.
+pub fn prepare_in_background() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("orch-schema".to_string())
+            .spawn(|| {
+                validator();
+            });
+    });
+}
+
+/// A document's JSON form, and the document it came from, which gives the
+/// span of each JSON pointer into the form.
+pub struct JsonForm<'d> {
     pub value: Value,
-    spans: HashMap<String, SourceSpan>,
+    doc: &'d KdlDocument,
 }
 
-pub fn to_json(doc: &KdlDocument) -> JsonForm {
-    let mut spans = HashMap::new();
-    let value = nodes_json(doc, "", &mut spans);
-    JsonForm { value, spans }
-}
-
-fn nodes_json(doc: &KdlDocument, prefix: &str, spans: &mut HashMap<String, SourceSpan>) -> Value {
-    Value::Array(
-        doc.nodes()
-            .iter()
-            .enumerate()
-            .map(|(i, n)| node_json(n, &format!("{prefix}/{i}"), spans))
-            .collect(),
-    )
-}
-
-fn node_json(node: &KdlNode, ptr: &str, spans: &mut HashMap<String, SourceSpan>) -> Value {
-    let name_span = node.name().span();
-    for suffix in ["", "/node", "/args", "/props", "/children"] {
-        spans.insert(format!("{ptr}{suffix}"), name_span);
+pub fn to_json(doc: &KdlDocument) -> JsonForm<'_> {
+    JsonForm {
+        value: nodes_json(doc),
+        doc,
     }
+}
+
+fn nodes_json(doc: &KdlDocument) -> Value {
+    Value::Array(doc.nodes().iter().map(node_json).collect())
+}
+
+fn node_json(node: &KdlNode) -> Value {
     let mut args = Vec::new();
     let mut props = Map::new();
     for e in node.entries() {
         match e.name() {
-            None => {
-                spans.insert(format!("{ptr}/args/{}", args.len()), e.span());
-                args.push(value_json(e.value()));
-            }
+            None => args.push(value_json(e.value())),
             Some(k) => {
-                spans.insert(format!("{ptr}/props/{}", escape_ptr(k.value())), e.span());
                 props.insert(k.value().to_string(), value_json(e.value()));
             }
         }
     }
     let children = match node.children() {
-        Some(c) => nodes_json(c, &format!("{ptr}/children"), spans),
+        Some(c) => nodes_json(c),
         None => Value::Array(Vec::new()),
     };
     serde_json::json!({
@@ -83,6 +86,18 @@ fn node_json(node: &KdlNode, ptr: &str, spans: &mut HashMap<String, SourceSpan>)
         "props": props,
         "children": children,
     })
+}
+
+/// A JSON pointer segment that is an array index as `serde_json` writes
+/// one: decimal digits, no leading zero.
+fn ptr_index(seg: &str) -> Option<usize> {
+    if seg.is_empty()
+        || !seg.bytes().all(|b| b.is_ascii_digit())
+        || (seg.len() > 1 && seg.starts_with('0'))
+    {
+        return None;
+    }
+    seg.parse().ok()
 }
 
 fn escape_ptr(s: &str) -> String {
@@ -104,17 +119,57 @@ fn value_json(v: &KdlValue) -> Value {
     }
 }
 
-impl JsonForm {
+impl JsonForm<'_> {
     /// The span for a JSON pointer: its own, or its nearest ancestor's.
+    ///
+    /// A node (`/3`, `/3/children/0`) and its `node`, `args`, `props` and
+    /// `children` members have the span of the node's name; an argument
+    /// (`/3/args/1`) or a property (`/3/props/KEY`, the last one when a key
+    /// is repeated) has the entry's span. Anything else falls back to its
+    /// nearest ancestor that is one of these, and the document to `(0, 0)`.
+    /// Found by walking the KDL document along the pointer, so that nothing
+    /// is built for the (common) case where the schema finds no error.
     fn span_of(&self, ptr: &str) -> SourceSpan {
-        let mut p = ptr;
+        let mut best: SourceSpan = (0, 0).into();
+        let mut segs = ptr.split('/');
+        if segs.next() != Some("") {
+            return best;
+        }
+        let mut nodes = self.doc.nodes();
         loop {
-            if let Some(s) = self.spans.get(p) {
-                return *s;
-            }
-            match p.rfind('/') {
-                Some(i) => p = &p[..i],
-                None => return (0, 0).into(),
+            let Some(node) = segs.next().and_then(ptr_index).and_then(|i| nodes.get(i)) else {
+                return best;
+            };
+            best = node.name().span();
+            match segs.next() {
+                Some("args") => {
+                    if let Some(e) = segs
+                        .next()
+                        .and_then(ptr_index)
+                        .and_then(|k| node.entries().iter().filter(|e| e.name().is_none()).nth(k))
+                    {
+                        best = e.span();
+                    }
+                    return best;
+                }
+                Some("props") => {
+                    if let Some(key) = segs.next() {
+                        if let Some(e) = node
+                            .entries()
+                            .iter()
+                            .rev()
+                            .find(|e| e.name().is_some_and(|n| escape_ptr(n.value()) == key))
+                        {
+                            best = e.span();
+                        }
+                    }
+                    return best;
+                }
+                Some("children") => match node.children() {
+                    Some(c) => nodes = c.nodes(),
+                    None => return best,
+                },
+                _ => return best,
             }
         }
     }
@@ -183,7 +238,7 @@ fn allowed_keys(schema_path: &str) -> Vec<String> {
     }
 }
 
-fn finding(form: &JsonForm, e: &jsonschema::ValidationError<'_>) -> Finding {
+fn finding(form: &JsonForm<'_>, e: &jsonschema::ValidationError<'_>) -> Finding {
     let ptr = e.instance_path().as_str().to_string();
     let schema_path = e.schema_path().as_str().to_string();
     let node = form.node_name(&ptr);
@@ -474,5 +529,99 @@ fn type_word(t: &str) -> &'static str {
         "null" => "#null",
         "array" => "a list",
         _ => "a node",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The span of every pointer the JSON form has, built the way the form
+    /// once stored them: the oracle for `span_of`.
+    fn all_spans(doc: &KdlDocument, prefix: &str, out: &mut HashMap<String, SourceSpan>) {
+        for (i, node) in doc.nodes().iter().enumerate() {
+            let ptr = format!("{prefix}/{i}");
+            for suffix in ["", "/node", "/args", "/props", "/children"] {
+                out.insert(format!("{ptr}{suffix}"), node.name().span());
+            }
+            let mut args = 0;
+            for e in node.entries() {
+                match e.name() {
+                    None => {
+                        out.insert(format!("{ptr}/args/{args}"), e.span());
+                        args += 1;
+                    }
+                    Some(k) => {
+                        out.insert(format!("{ptr}/props/{}", escape_ptr(k.value())), e.span());
+                    }
+                }
+            }
+            if let Some(c) = node.children() {
+                all_spans(c, &format!("{ptr}/children"), out);
+            }
+        }
+    }
+
+    fn nearest(spans: &HashMap<String, SourceSpan>, ptr: &str) -> SourceSpan {
+        let mut p = ptr;
+        loop {
+            if let Some(s) = spans.get(p) {
+                return *s;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return (0, 0).into(),
+            }
+        }
+    }
+
+    #[test]
+    fn span_of_finds_each_pointer_or_its_nearest_ancestor() {
+        let text = r#"
+pipeline "p" start="a" x=1 x=2 "a/b~c"=3 {
+    var "k" "v"
+    description "d" 7 {
+        deep 1 2 y=#true { deeper "z" }
+    }
+}
+stage "a" call-site="c" gate="g" { pass "done"; }
+end "done" outcome="success"
+"#;
+        let doc = KdlDocument::parse_v2(text).unwrap();
+        let form = to_json(&doc);
+        let mut spans = HashMap::new();
+        all_spans(&doc, "", &mut spans);
+        let mut ptrs: Vec<String> = spans.keys().cloned().collect();
+        for extra in [
+            "",
+            "/",
+            "x",
+            "/9",
+            "/01",
+            "/0/",
+            "/0/nope",
+            "/0/args/5",
+            "/0/args/01",
+            "/0/args/0/x",
+            "/0/props/zz",
+            "/0/props/x/deeper",
+            "/0/props/a~1b~0c",
+            "/0/props/a/b~c",
+            "/0/children/7",
+            "/0/children/1/children/0/args/1",
+            "/0/children/1/children/0/children/0/node/x",
+            "/1/children/0/props/q",
+            "/2/children",
+            "/2/children/0",
+            "/0/node/x",
+            "/-1",
+            "/99999999999999999999999",
+        ] {
+            ptrs.push(extra.to_string());
+        }
+        for p in &ptrs {
+            assert_eq!(form.span_of(p), nearest(&spans, p), "pointer {p:?}");
+        }
     }
 }

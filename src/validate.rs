@@ -118,6 +118,7 @@ pub struct Options {
 
 struct Checker<'a> {
     p: &'a Pipeline,
+    ix: Index<'a>,
     declared: &'a Declared,
     dir: &'a Path,
     out: Vec<Finding>,
@@ -134,6 +135,7 @@ pub fn check(
 ) -> Vec<Finding> {
     let mut c = Checker {
         p,
+        ix: Index::new(p),
         declared,
         dir: pipeline_dir,
         out: Vec::new(),
@@ -156,6 +158,38 @@ pub fn check(
         }
     }
     c.out
+}
+
+/// The pipeline's declarations by name, so that the checks look a name up
+/// in constant time rather than scanning a list per reference (which made
+/// validation quadratic in the number of stages). The first declaration of
+/// a name wins, as with the `Pipeline::artifact(…)`-style look-ups.
+struct Index<'a> {
+    artifacts: HashMap<&'a str, &'a Artifact>,
+    gates: HashMap<&'a str, &'a Gate>,
+    runners: HashMap<&'a str, &'a Runner>,
+    call_sites: HashMap<&'a str, &'a CallSite>,
+    ends: HashMap<&'a str, &'a End>,
+}
+
+fn by_name<'a, T>(items: &'a [T], name: impl Fn(&'a T) -> &'a str) -> HashMap<&'a str, &'a T> {
+    let mut m = HashMap::with_capacity(items.len());
+    for x in items {
+        m.entry(name(x)).or_insert(x);
+    }
+    m
+}
+
+impl<'a> Index<'a> {
+    fn new(p: &'a Pipeline) -> Self {
+        Index {
+            artifacts: by_name(&p.artifacts, |x| &x.name.value),
+            gates: by_name(&p.gates, |x| &x.name.value),
+            runners: by_name(&p.runners, |x| &x.name.value),
+            call_sites: by_name(&p.call_sites, |x| &x.name.value),
+            ends: by_name(&p.ends, |x| &x.name.value),
+        }
+    }
 }
 
 impl Checker<'_> {
@@ -232,7 +266,7 @@ impl Checker<'_> {
 
     fn header(&mut self) {
         let Some(h) = &self.p.header else { return };
-        if self.p.end(&h.start.value).is_some() {
+        if self.ix.ends.contains_key(h.start.value.as_str()) {
             self.push(
                 Finding::error(
                     codes::START_NOT_STAGE,
@@ -307,7 +341,7 @@ impl Checker<'_> {
             if !self.reference("artifact", codes::UNKNOWN_ARTIFACT, &g.artifact, "artifact") {
                 continue;
             }
-            let artifact = self.p.artifact(&g.artifact.value);
+            let artifact = self.ix.artifacts.get(g.artifact.value.as_str()).copied();
             for e in &g.expects {
                 if let Expectation::Matches(re) = &e.expectation {
                     if let Err(err) = regex::Regex::new(&re.value) {
@@ -427,7 +461,7 @@ impl Checker<'_> {
             if !self.reference("artifact", codes::UNKNOWN_ARTIFACT, &w.artifact, "artifact") {
                 continue;
             }
-            let Some(a) = self.p.artifact(&w.artifact.value) else {
+            let Some(a) = self.ix.artifacts.get(w.artifact.value.as_str()).copied() else {
                 continue;
             };
             let field = match &w.field {
@@ -669,12 +703,13 @@ impl Checker<'_> {
             }
             // The runner must write the artifact the gate reads.
             let runner = self
-                .p
-                .call_site(&s.call_site.value)
+                .ix
+                .call_sites
+                .get(s.call_site.value.as_str())
                 .filter(|c| c.mode.value != Mode::Llm)
                 .and_then(|c| c.runner.as_ref())
-                .and_then(|r| self.p.runner(&r.value));
-            let gate = self.p.gate(&s.gate.value);
+                .and_then(|r| self.ix.runners.get(r.value.as_str()).copied());
+            let gate = self.ix.gates.get(s.gate.value.as_str()).copied();
             if let (Some(r), Some(g)) = (runner, gate) {
                 if let Some(w) = &r.writes {
                     // An artifact that does not exist is reported where it is named.
@@ -854,6 +889,10 @@ impl Checker<'_> {
                     .filter_map(|a| a.command.as_ref().map(|c| ("alert", &a.name, c))),
             );
         let mut found = Vec::new();
+        // One PATH search per program and one stat per prompt file, however
+        // many producers share them.
+        let mut on_path: HashMap<&str, bool> = HashMap::new();
+        let mut prompt_exists: HashMap<&str, bool> = HashMap::new();
         for (what, name, cmd) in commands {
             let Some(argv0) = cmd.argv.first() else {
                 continue;
@@ -862,7 +901,10 @@ impl Checker<'_> {
                 // Relative and templated paths resolve at run time, in the producer's cwd.
                 continue;
             }
-            if which::which(&argv0.raw).is_err() {
+            let found_on_path = *on_path
+                .entry(argv0.raw.as_str())
+                .or_insert_with(|| which::which(&argv0.raw).is_ok());
+            if !found_on_path {
                 found.push(
                     Finding::warning(
                         codes::EXECUTABLE_NOT_FOUND,
@@ -879,7 +921,10 @@ impl Checker<'_> {
         }
         for c in &p.call_sites {
             let Some(l) = &c.llm else { continue };
-            if !self.dir.join(&l.prompt.value).is_file() {
+            let exists = *prompt_exists
+                .entry(l.prompt.value.as_str())
+                .or_insert_with(|| self.dir.join(&l.prompt.value).is_file());
+            if !exists {
                 found.push(
                     Finding::warning(
                         codes::PROMPT_NOT_FOUND,
