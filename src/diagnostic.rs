@@ -1,6 +1,8 @@
 //! Findings about a pipeline file, and the one place they are rendered.
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceSpan};
+use miette::{
+    Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents,
+};
 use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
@@ -107,10 +109,45 @@ impl SourceFile {
     }
 }
 
+/// The file as miette reads it: only the lines around a span, found through
+/// the line index. (miette's own `read_span` on a string scans from the
+/// start, which made rendering many findings quadratic in the file's size.)
+struct Windowed<'a>(&'a SourceFile);
+
+impl SourceCode for Windowed<'_> {
+    fn read_span<'b>(
+        &'b self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'b> + 'b>, MietteError> {
+        let file = self.0;
+        let text = file.text.as_str();
+        let line_of = |offset: usize| file.line_starts.partition_point(|&s| s <= offset) - 1;
+        let start = span.offset().min(text.len());
+        let end = (span.offset() + span.len()).min(text.len());
+        let first = line_of(start).saturating_sub(context_lines_before);
+        let last = line_of(end) + context_lines_after + 1;
+        let from = file.line_starts[first];
+        let to = file.line_starts.get(last).copied().unwrap_or(text.len());
+        let window = &text[from..to];
+        let local = SourceSpan::new((start - from).into(), end - start);
+        let inner = window.read_span(&local, context_lines_before, context_lines_after)?;
+        Ok(Box::new(MietteSpanContents::new_named(
+            file.path.clone(),
+            inner.data(),
+            SourceSpan::new((inner.span().offset() + from).into(), inner.span().len()),
+            inner.line() + first,
+            inner.column(),
+            inner.line_count(),
+        )))
+    }
+}
+
 /// A finding bound to its file, which is what miette renders.
 struct Rendered<'a> {
     finding: &'a Finding,
-    source: NamedSource<Arc<String>>,
+    source: Windowed<'a>,
     location: String,
 }
 
@@ -201,7 +238,7 @@ fn render_human(reports: &[FileReport], color: bool) -> String {
             let (line, col) = report.source.line_col(f.span.offset());
             let rendered = Rendered {
                 finding: f,
-                source: NamedSource::new(&report.source.path, report.source.text.clone()),
+                source: Windowed(&report.source),
                 location: format!("{}:{}:{}", report.source.path, line, col),
             };
             // Writing into a String cannot fail.

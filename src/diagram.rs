@@ -1,5 +1,7 @@
 //! `orch graph`: the transition graph as Mermaid or Graphviz DOT.
 
+use std::collections::HashMap;
+
 use crate::model::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -8,12 +10,25 @@ pub enum DiagramFormat {
     Dot,
 }
 
-fn mode_of(p: &Pipeline, s: &Stage) -> Option<Mode> {
-    p.call_site(&s.call_site.value).map(|c| c.mode.value)
+/// Each stage's mode, through its call-site (looked up once, not per stage).
+struct Modes<'p>(HashMap<&'p str, Mode>);
+
+impl<'p> Modes<'p> {
+    fn new(p: &'p Pipeline) -> Self {
+        let mut m = HashMap::new();
+        for c in &p.call_sites {
+            m.entry(c.name.as_str()).or_insert(c.mode.value);
+        }
+        Modes(m)
+    }
+
+    fn of(&self, s: &Stage) -> Option<Mode> {
+        self.0.get(s.call_site.as_str()).copied()
+    }
 }
 
-fn label(p: &Pipeline, s: &Stage) -> String {
-    let mode = match mode_of(p, s) {
+fn label(modes: &Modes<'_>, s: &Stage) -> String {
+    let mode = match modes.of(s) {
         Some(Mode::Llm) => "llm",
         Some(Mode::Runner) => "runner",
         Some(Mode::Hybrid) => "hybrid",
@@ -63,11 +78,26 @@ pub fn render(p: &Pipeline, format: DiagramFormat) -> String {
 }
 
 fn mermaid(p: &Pipeline) -> String {
+    let modes = Modes::new(p);
+    let stage_index: HashMap<&str, usize> = p
+        .stages
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let end_index: HashMap<&str, usize> = p
+        .ends
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, e)| (e.name.as_str(), i))
+        .collect();
     // Mermaid ids cannot hold every character a name can: number them.
     let id = |name: &str| -> String {
-        if let Some(i) = p.stages.iter().position(|s| s.name.value == name) {
+        if let Some(i) = stage_index.get(name) {
             format!("s{i}")
-        } else if let Some(i) = p.ends.iter().position(|e| e.name.value == name) {
+        } else if let Some(i) = end_index.get(name) {
             format!("e{i}")
         } else {
             "unknown".into()
@@ -76,8 +106,8 @@ fn mermaid(p: &Pipeline) -> String {
     let text = |s: &str| s.replace('"', "#quot;").replace('\n', "<br/>");
     let mut out = String::from("flowchart TD\n");
     for (i, s) in p.stages.iter().enumerate() {
-        let l = text(&label(p, s));
-        let shape = match mode_of(p, s) {
+        let l = text(&label(&modes, s));
+        let shape = match modes.of(s) {
             Some(Mode::Llm) => format!("s{i}([\"{l}\"])"),
             Some(Mode::Hybrid) => format!("s{i}{{{{\"{l}\"}}}}"),
             _ => format!("s{i}[\"{l}\"]"),
@@ -113,7 +143,7 @@ fn mermaid(p: &Pipeline) -> String {
     out.push_str("    classDef runner fill:#d8f3dc,stroke:#2d6a4f\n");
     out.push_str("    classDef hybrid fill:#fff3bf,stroke:#e67700\n");
     for (i, s) in p.stages.iter().enumerate() {
-        let class = match mode_of(p, s) {
+        let class = match modes.of(s) {
             Some(Mode::Llm) => "llm",
             Some(Mode::Hybrid) => "hybrid",
             _ => "runner",
@@ -124,6 +154,7 @@ fn mermaid(p: &Pipeline) -> String {
 }
 
 fn dot(p: &Pipeline) -> String {
+    let modes = Modes::new(p);
     let q = |s: &str| {
         format!(
             "\"{}\"",
@@ -142,7 +173,7 @@ fn dot(p: &Pipeline) -> String {
         q(name)
     );
     for s in &p.stages {
-        let (shape, color) = match mode_of(p, s) {
+        let (shape, color) = match modes.of(s) {
             Some(Mode::Llm) => ("ellipse", "#fde2e4"),
             Some(Mode::Hybrid) => ("hexagon", "#fff3bf"),
             _ => ("box", "#d8f3dc"),
@@ -150,7 +181,7 @@ fn dot(p: &Pipeline) -> String {
         out.push_str(&format!(
             "    {} [label={}, shape={shape}, style=\"filled{}\", fillcolor=\"{color}\"];\n",
             q(&s.name.value),
-            q(&label(p, s)),
+            q(&label(&modes, s)),
             if s.serial { ",bold" } else { "" }
         ));
     }

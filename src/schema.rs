@@ -197,7 +197,7 @@ impl JsonForm<'_> {
 pub fn check(form: &JsonForm) -> Vec<Finding> {
     let mut out: Vec<Finding> = validator()
         .iter_errors(&form.value)
-        .map(|e| finding(form, &e))
+        .flat_map(|e| findings(form, &e))
         .collect();
     out.sort_by_key(|f| (f.span.offset(), f.code));
     out.dedup();
@@ -238,7 +238,60 @@ fn allowed_keys(schema_path: &str) -> Vec<String> {
     }
 }
 
-fn finding(form: &JsonForm<'_>, e: &jsonschema::ValidationError<'_>) -> Finding {
+/// One schema error can stand for several findings: every unknown property
+/// of a node, every `pipeline` node after the first.
+fn findings(form: &JsonForm<'_>, e: &jsonschema::ValidationError<'_>) -> Vec<Finding> {
+    let ptr = e.instance_path().as_str();
+    match e.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } if unexpected.len() > 1 => {
+            unexpected
+                .iter()
+                .map(|key| {
+                    let one = ValidationErrorKind::AdditionalProperties {
+                        unexpected: vec![key.clone()],
+                    };
+                    finding_of(form, e, &one)
+                })
+                .collect()
+        }
+        _ if ptr.is_empty() => {
+            let extra: Vec<usize> = form
+                .value
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .enumerate()
+                        .filter(|(_, n)| n.get("node").and_then(Value::as_str) == Some("pipeline"))
+                        .skip(1)
+                        .map(|(i, _)| i)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if extra.len() > 1 {
+                extra
+                    .into_iter()
+                    .map(|i| {
+                        Finding::error(
+                            codes::DUPLICATE_PIPELINE,
+                            form.span_of(&format!("/{i}")),
+                            "a file holds exactly one `pipeline` node",
+                        )
+                        .label("another `pipeline`")
+                    })
+                    .collect()
+            } else {
+                vec![finding_of(form, e, e.kind())]
+            }
+        }
+        kind => vec![finding_of(form, e, kind)],
+    }
+}
+
+fn finding_of(
+    form: &JsonForm<'_>,
+    e: &jsonschema::ValidationError<'_>,
+    kind: &ValidationErrorKind,
+) -> Finding {
     let ptr = e.instance_path().as_str().to_string();
     let schema_path = e.schema_path().as_str().to_string();
     let node = form.node_name(&ptr);
@@ -254,7 +307,7 @@ fn finding(form: &JsonForm<'_>, e: &jsonschema::ValidationError<'_>) -> Finding 
             format!("an argument of `{node}`")
         }
     };
-    match e.kind() {
+    match kind {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let key = unexpected.first().cloned().unwrap_or_default();
             let allowed = allowed_keys(&schema_path);

@@ -582,3 +582,26 @@ fn prompt_look_up_next_to_a_bare_file_name() {
         ["prompt file `prompts/missing.md` does not exist (looked in .)"]
     );
 }
+
+#[test]
+fn every_unknown_property_and_every_extra_pipeline_is_a_finding() {
+    let text =
+        "pipeline \"p\" start=\"s\"\npipeline \"q\" start=\"s\"\npipeline \"r\" start=\"s\"\n\
+                end \"s\" outcome=\"success\" a=1 b=2\n";
+    let c = check_text("many.kdl", text, &Options { offline: true });
+    let found: Vec<(&str, String)> = c
+        .report
+        .findings
+        .iter()
+        .map(|f| (f.code, f.message.clone()))
+        .collect();
+    let count = |code: &str| found.iter().filter(|(c, _)| *c == code).count();
+    assert_eq!(count("orch::duplicate-pipeline"), 2, "{found:?}");
+    assert_eq!(count("orch::unknown-property"), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(_, m)| m == "unknown property `b` on `end`"),
+        "{found:?}"
+    );
+}
