@@ -428,31 +428,22 @@ impl Store {
 
     pub fn latest_run(&self, task: &str) -> Result<Option<RunRow>> {
         let _t = self.timer();
-        self.conn
-            .query_row(
-                "SELECT id, task, pipeline_path, pipeline_hash, pipeline_text, status, outcome, end_name, started_ms, finished_ms
-                 FROM runs WHERE task = ?1 ORDER BY id DESC LIMIT 1",
-                [task],
-                run_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        self.one(
+            "SELECT id, task, pipeline_path, pipeline_hash, pipeline_text, status, outcome, end_name, started_ms, finished_ms
+             FROM runs WHERE task = ?1 ORDER BY id DESC LIMIT 1",
+            [task],
+            run_row,
+        )
     }
 
     pub fn runs(&self, task: Option<&str>) -> Result<Vec<RunRow>> {
         let _t = self.timer();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, task, pipeline_path, pipeline_hash, pipeline_text, status, outcome, end_name, started_ms, finished_ms
+        self.all(
+            "SELECT id, task, pipeline_path, pipeline_hash, pipeline_text, status, outcome, end_name, started_ms, finished_ms
                  FROM runs WHERE (?1 IS NULL OR task = ?1) ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([task], run_row)
-            .and_then(|r| r.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e));
-        rows
+            [task],
+            run_row,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -511,15 +502,11 @@ impl Store {
 
     pub fn attempts(&self, run_id: i64) -> Result<Vec<AttemptRow>> {
         let _t = self.timer();
-        let mut stmt = self
-            .conn
-            .prepare(&format!("{ATTEMPT_SELECT} WHERE run_id = ?1 ORDER BY id"))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([run_id], attempt_row)
-            .and_then(|r| r.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e));
-        rows
+        self.all(
+            &format!("{ATTEMPT_SELECT} WHERE run_id = ?1 ORDER BY id"),
+            [run_id],
+            attempt_row,
+        )
     }
 
     /// The run's latest attempt.
@@ -584,6 +571,21 @@ impl Store {
         })
     }
 
+    /// Every row of a cached statement.
+    fn all<T>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(p, f)
+            .and_then(|r| r.collect::<std::result::Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e));
+        rows
+    }
+
     /// One row (or none) of a cached statement.
     fn one<T>(
         &self,
@@ -597,14 +599,10 @@ impl Store {
 
     pub fn transitions(&self, run_id: i64) -> Result<Vec<TransitionRow>> {
         let _t = self.timer();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, attempt_id, from_stage, kind, to_stage, reason FROM transitions WHERE run_id = ?1 ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
+        self.all(
+            "SELECT id, attempt_id, from_stage, kind, to_stage, reason FROM transitions WHERE run_id = ?1 ORDER BY id",
+            [run_id],
+            |r| {
                 Ok(TransitionRow {
                     id: r.get(0)?,
                     attempt_id: r.get(1)?,
@@ -613,32 +611,24 @@ impl Store {
                     to_stage: r.get(4)?,
                     reason: r.get(5)?,
                 })
-            })
-            .and_then(|r| r.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e));
-        rows
+            },
+        )
     }
 
     pub fn pending_alerts(&self, run_id: i64) -> Result<Vec<AlertRow>> {
         let _t = self.timer();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT id, stage, alert, status FROM alerts WHERE run_id = ?1 AND status = 'pending' ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([run_id], |r| {
+        self.all(
+            "SELECT id, stage, alert, status FROM alerts WHERE run_id = ?1 AND status = 'pending' ORDER BY id",
+            [run_id],
+            |r| {
                 Ok(AlertRow {
                     id: r.get(0)?,
                     stage: r.get(1)?,
                     alert: r.get(2)?,
                     status: r.get(3)?,
                 })
-            })
-            .and_then(|r| r.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e));
-        rows
+            },
+        )
     }
 
     pub fn insert_attempt(&self, a: &NewAttempt<'_>) -> Result<i64> {
@@ -773,17 +763,11 @@ impl Store {
     /// Every finished LLM attempt in the store: (call-site, duration in ms).
     pub fn llm_attempts(&self) -> Result<Vec<(String, i64)>> {
         let _t = self.timer();
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT call_site, duration_ms FROM attempts WHERE producer = 'llm' AND duration_ms IS NOT NULL ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|r| r.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e));
-        rows
+        self.all(
+            "SELECT call_site, duration_ms FROM attempts WHERE producer = 'llm' AND duration_ms IS NOT NULL ORDER BY id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 
     pub fn finish_alert(&self, alert_id: i64, ok: bool, exit: &str) -> Result<()> {
