@@ -44,6 +44,9 @@ pub mod codes {
     pub const EXECUTABLE_NOT_FOUND: &str = "orch::executable-not-found";
     pub const PROMPT_NOT_FOUND: &str = "orch::prompt-not-found";
     pub const UNUSED: &str = "orch::unused";
+    pub const INEFFECTIVE_SETTING: &str = "orch::ineffective-setting";
+    pub const BAD_VARIABLE_NAME: &str = "orch::bad-variable-name";
+    pub const ZERO_TIMEOUT: &str = "orch::zero-timeout";
 }
 
 /// Names a file declares, harvested even from nodes that failed to decode,
@@ -250,6 +253,32 @@ impl Checker<'_> {
         if let Some(h) = &p.header {
             let mut seen = HashSet::new();
             for v in &h.vars {
+                let spellable = !v.name.value.is_empty()
+                    && v.name
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
+                if !spellable {
+                    self.push(
+                        Finding::error(
+                            codes::BAD_VARIABLE_NAME,
+                            v.name.span,
+                            format!(
+                                "variable `{}` cannot be used: `{{var.NAME}}` takes ASCII letters, digits, `_` and `-`",
+                                v.name.value
+                            ),
+                        )
+                        .label("no placeholder can spell this")
+                        .help(format!(
+                            "rename it, for example `{}`",
+                            v.name
+                                .value
+                                .chars()
+                                .map(|c| if c.is_ascii_alphanumeric() || "_-".contains(c) { c } else { '-' })
+                                .collect::<String>()
+                        )),
+                    );
+                }
                 if !seen.insert(v.name.value.as_str()) {
                     self.push(
                         Finding::error(
@@ -401,6 +430,13 @@ impl Checker<'_> {
 
     fn runners(&mut self) {
         for r in &self.p.runners {
+            self.timing(
+                "runner",
+                &r.name,
+                r.timeout.as_ref(),
+                r.idle_timeout.as_ref(),
+                &r.retry,
+            );
             let has = |child| self.declared.has_child("runner", &r.name.value, child);
             if r.command.is_none() && !has("command") {
                 self.push(
@@ -531,8 +567,82 @@ impl Checker<'_> {
         }
     }
 
+    /// Timeouts and retry delays that cannot work as written.
+    fn timing(
+        &mut self,
+        what: &str,
+        name: &Name,
+        timeout: Option<&Spanned<std::time::Duration>>,
+        idle: Option<&Spanned<std::time::Duration>>,
+        retry: &Retry,
+    ) {
+        if let Some(t) = timeout.filter(|t| t.value.is_zero()) {
+            self.push(
+                Finding::error(
+                    codes::ZERO_TIMEOUT,
+                    t.span,
+                    format!("{what} `{}` has a timeout of zero", name.value),
+                )
+                .label("every attempt would time out at once")
+                .help("give the producer the time it needs, like \"15m\""),
+            );
+        }
+        if let Some(i) = idle.filter(|i| i.value.is_zero()) {
+            self.push(
+                Finding::error(
+                    codes::ZERO_TIMEOUT,
+                    i.span,
+                    format!("{what} `{}` has an idle timeout of zero", name.value),
+                )
+                .label("every attempt would end at once")
+                .help(
+                    "remove `idle-timeout`, or give it the longest silence to allow, like \"5m\"",
+                ),
+            );
+        }
+        if let (Some(t), Some(i)) = (timeout, idle) {
+            if !t.value.is_zero() && i.value >= t.value {
+                self.push(
+                    Finding::warning(
+                        codes::INEFFECTIVE_SETTING,
+                        i.span,
+                        format!(
+                            "the idle timeout of {what} `{}` is not shorter than its timeout, so it never fires",
+                            name.value
+                        ),
+                    )
+                    .label("never reached")
+                    .help("make `idle-timeout` shorter than `timeout`, or remove it"),
+                );
+            }
+        }
+        if let Some(max) = retry.max_delay {
+            if max < retry.delay {
+                self.push(
+                    Finding::warning(
+                        codes::INEFFECTIVE_SETTING,
+                        retry.span,
+                        format!(
+                            "the retry of {what} `{}` caps its delay below the delay itself, so `delay` and `backoff` have no effect",
+                            name.value
+                        ),
+                    )
+                    .label("`max-delay` is shorter than `delay`")
+                    .help("make `max-delay` at least `delay`, or remove it"),
+                );
+            }
+        }
+    }
+
     fn transports(&mut self) {
         for t in &self.p.transports {
+            self.timing(
+                "transport",
+                &t.name,
+                t.timeout.as_ref(),
+                t.idle_timeout.as_ref(),
+                &t.retry,
+            );
             let has = |child| self.declared.has_child("transport", &t.name.value, child);
             if t.command.is_none() && !has("command") {
                 self.push(

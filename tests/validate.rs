@@ -109,6 +109,7 @@ const WARNINGS: &[&str] = &[
     "orch::executable-not-found",
     "orch::prompt-not-found",
     "orch::ignored-producer",
+    "orch::ineffective-setting",
 ];
 
 #[test]
