@@ -93,15 +93,8 @@ enum Command {
     Explain {
         /// The stage.
         stage: String,
-        /// The pipeline file.
-        #[arg(short, long, default_value = "pipeline.kdl")]
-        pipeline: PathBuf,
-        /// The worktree the task would run in.
-        #[arg(long, default_value = ".")]
-        worktree: PathBuf,
-        /// Set a pipeline variable (repeatable); `repo` names the repository for runner scopes.
-        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        task: TaskContext,
     },
     /// Format pipeline files canonically (comments kept).
     Fmt {
@@ -128,10 +121,9 @@ enum Command {
     Schema,
 }
 
+/// The pipeline and what a task runs with (`run` and `explain`).
 #[derive(clap::Args)]
-struct RunArgs {
-    /// The task: letters, digits, '.', '_' and '-', not starting with '.'.
-    task: String,
+struct TaskContext {
     /// The pipeline file.
     #[arg(short, long, default_value = "pipeline.kdl")]
     pipeline: PathBuf,
@@ -141,6 +133,14 @@ struct RunArgs {
     /// Set a pipeline variable (repeatable); `repo` names the repository for runner scopes.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The task: letters, digits, '.', '_' and '-', not starting with '.'.
+    task: String,
+    #[command(flatten)]
+    context: TaskContext,
     /// Where runs, logs and artifacts are kept.
     #[arg(long, default_value = ".orch")]
     state_dir: PathBuf,
@@ -189,9 +189,9 @@ fn main() -> ExitCode {
         }
         Command::Run(a) => cli::run(cli::RunArgs {
             task: a.task,
-            pipeline: a.pipeline,
-            worktree: a.worktree,
-            vars: a.vars,
+            pipeline: a.context.pipeline,
+            worktree: a.context.worktree,
+            vars: a.context.vars,
             state_dir: a.state_dir,
             json: a.json,
             resume: a.resume,
@@ -217,12 +217,9 @@ fn main() -> ExitCode {
             json,
         } => cli::roadmap(&pipeline, &state_dir, json),
         Command::Graph { pipeline, format } => cli::graph(&pipeline, format),
-        Command::Explain {
-            stage,
-            pipeline,
-            worktree,
-            vars,
-        } => cli::explain(&stage, &pipeline, &worktree, &vars),
+        Command::Explain { stage, task } => {
+            cli::explain(&stage, &task.pipeline, &task.worktree, &task.vars)
+        }
         Command::Fmt { paths, check } => {
             let paths = if paths.is_empty() {
                 vec![PathBuf::from("pipeline.kdl")]
