@@ -222,3 +222,16 @@ fn roadmap_ranks_by_recorded_llm_attempts() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_readme_shows_the_reference_graph_as_orch_draws_it() {
+    let (code, graph, _) = orch(&["graph", "-p", REFERENCE], &[]);
+    assert_eq!(code, 0);
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    assert!(
+        readme.contains(&format!("```mermaid\n{graph}```")),
+        "README.md's Mermaid block drifted from `orch graph -p {REFERENCE}`"
+    );
+}
