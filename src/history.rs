@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::duration::human;
 use crate::lock;
+use crate::report::{attempts_table, table};
 use crate::store::{AttemptRow, RunRow, Store, StoreError};
 
 #[derive(Serialize)]
@@ -68,30 +69,6 @@ pub fn open(state_dir: &Path) -> Result<Option<Store>, StoreError> {
     Store::open(&db).map(Some)
 }
 
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cols: Vec<&str>| {
-        let mut s = String::from("  ");
-        for (c, w) in cols.iter().zip(&widths) {
-            s.push_str(c);
-            s.push_str(&" ".repeat(w - c.chars().count() + 2));
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut s = line(header.to_vec());
-    let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    s.push_str(&line(rules.iter().map(String::as_str).collect()));
-    for r in rows {
-        s.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    s
-}
-
 fn ms(d: Option<i64>) -> String {
     d.map(|d| human(Duration::from_millis(d.max(0) as u64)))
         .unwrap_or_else(|| "-".into())
@@ -120,35 +97,10 @@ pub fn history(store: &Store, task: Option<&str>, json: bool) -> Result<String, 
             continue;
         }
         out.push_str(&run_header(run));
-        let rows: Vec<Vec<String>> = attempts
-            .iter()
-            .map(|a| {
-                vec![
-                    a.stage.clone(),
-                    a.attempt.to_string(),
-                    format!("{}:{}", a.producer, a.producer_name),
-                    a.verdict.clone().unwrap_or_else(|| a.step.as_str().into())
-                        + if a.leaked { " LEAK" } else { "" },
-                    match a.gate_pass {
-                        Some(true) => "pass".into(),
-                        Some(false) => "fail".into(),
-                        None => "-".into(),
-                    },
-                    ms(a.duration_ms),
-                    a.defers.to_string(),
-                    a.log_path.clone(),
-                ]
-            })
-            .collect();
-        if rows.is_empty() {
+        if attempts.is_empty() {
             out.push_str("  (no attempts)\n");
         } else {
-            out.push_str(&table(
-                &[
-                    "stage", "attempt", "producer", "verdict", "gate", "duration", "defers", "log",
-                ],
-                &rows,
-            ));
+            out.push_str(&attempts_table(&attempts, "  ", true));
         }
         out.push('\n');
     }
@@ -264,6 +216,7 @@ pub fn status(store: Option<&Store>, state_dir: &Path, json: bool) -> Result<Str
         out.push_str(&table(
             &["task", "state", "stage", "attempt", "step", "holder"],
             &rows,
+            "  ",
         ));
     }
     if !serial.is_empty() {
@@ -277,7 +230,7 @@ pub fn status(store: Option<&Store>, state_dir: &Path, json: bool) -> Result<Str
                 ]
             })
             .collect();
-        out.push_str(&table(&["stage", "held by"], &rows));
+        out.push_str(&table(&["stage", "held by"], &rows, "  "));
     }
     Ok(out)
 }

@@ -333,62 +333,79 @@ impl Reporter {
             return;
         }
         self.stop_live();
-        let header = [
-            "stage", "attempt", "producer", "verdict", "gate", "duration", "defers",
-        ];
-        let cells: Vec<[String; 7]> = attempts
-            .iter()
-            .map(|r| {
-                let mut verdict = r.verdict.clone().unwrap_or_else(|| r.step.as_str().into());
-                if r.leaked {
-                    verdict.push_str(" LEAK");
-                }
-                let defers = if r.defers > 0 && r.gate_pass == Some(true) {
-                    format!("{} (passed after retries)", r.defers)
-                } else {
-                    r.defers.to_string()
-                };
-                [
-                    r.stage.clone(),
-                    r.attempt.to_string(),
-                    format!("{}:{}", r.producer, r.producer_name),
-                    verdict,
-                    match r.gate_pass {
-                        Some(true) => "pass".into(),
-                        Some(false) => "fail".into(),
-                        None => "-".into(),
-                    },
-                    human(Duration::from_millis(
-                        r.duration_ms.unwrap_or(0).max(0) as u64
-                    )),
-                    defers,
-                ]
-            })
-            .collect();
-        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-        for row in &cells {
-            for (w, c) in widths.iter_mut().zip(row) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        let line = |cols: &[&str]| {
-            let mut s = String::new();
-            for (c, w) in cols.iter().zip(&widths) {
-                s.push_str(c);
-                s.push_str(&" ".repeat(w - c.chars().count() + 2));
-            }
-            s.trim_end().to_string() + "\n"
-        };
-        let mut s = String::from("\n");
-        s.push_str(&line(&header));
-        let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-        s.push_str(&line(&rules.iter().map(String::as_str).collect::<Vec<_>>()));
-        for row in &cells {
-            s.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
-        }
-        s.push('\n');
-        out(&s);
+        out(&format!("\n{}\n", attempts_table(attempts, "", false)));
     }
+}
+
+/// Attempts as a table: stage, attempt, producer, verdict (LEAK marked),
+/// gate, duration, defers (a pass after retries says so), and the log path
+/// when asked for. Shared by the run summary and `orch history`.
+pub fn attempts_table(attempts: &[AttemptRow], indent: &str, with_log: bool) -> String {
+    let mut header = vec![
+        "stage", "attempt", "producer", "verdict", "gate", "duration", "defers",
+    ];
+    if with_log {
+        header.push("log");
+    }
+    let rows: Vec<Vec<String>> = attempts
+        .iter()
+        .map(|r| {
+            let mut verdict = r.verdict.clone().unwrap_or_else(|| r.step.as_str().into());
+            if r.leaked {
+                verdict.push_str(" LEAK");
+            }
+            let defers = if r.defers > 0 && r.gate_pass == Some(true) {
+                format!("{} (passed after retries)", r.defers)
+            } else {
+                r.defers.to_string()
+            };
+            let mut row = vec![
+                r.stage.clone(),
+                r.attempt.to_string(),
+                format!("{}:{}", r.producer, r.producer_name),
+                verdict,
+                match r.gate_pass {
+                    Some(true) => "pass".into(),
+                    Some(false) => "fail".into(),
+                    None => "-".into(),
+                },
+                human(Duration::from_millis(
+                    r.duration_ms.unwrap_or(0).max(0) as u64
+                )),
+                defers,
+            ];
+            if with_log {
+                row.push(r.log_path.clone());
+            }
+            row
+        })
+        .collect();
+    table(&header, &rows, indent)
+}
+
+/// A plain text table: a header, a rule, the rows, columns padded to fit.
+pub fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cols: &[&str]| {
+        let mut s = String::from(indent);
+        for (c, w) in cols.iter().zip(&widths) {
+            s.push_str(c);
+            s.push_str(&" ".repeat(w - c.chars().count() + 2));
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut s = line(header);
+    let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    s.push_str(&line(&rules.iter().map(String::as_str).collect::<Vec<_>>()));
+    for row in rows {
+        s.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    s
 }
 
 impl Drop for Reporter {
