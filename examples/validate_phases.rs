@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use orch::diagnostic::{self, FileReport, Format};
-use orch::{graph, loader, schema, validate};
+use orch_lang::diagnostic::{self, FileReport, Format};
+use orch_lang::{graph, loader, schema, validate};
 
 fn main() {
     let mut args = std::env::args().skip(1);

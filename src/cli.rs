@@ -4,9 +4,9 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use crate::check;
-use crate::diagnostic::{self, Format, Severity};
-use crate::validate::Options;
+use orch_lang::check;
+use orch_lang::diagnostic::{self, Format, Severity};
+use orch_lang::validate::Options;
 
 /// Exit statuses shared by every command.
 pub mod exit {
@@ -68,7 +68,7 @@ fn describe(paths: &[PathBuf]) -> String {
 
 /// `orch schema`.
 pub fn schema() -> u8 {
-    let _ = std::io::stdout().write_all(crate::schema::SCHEMA.as_bytes());
+    let _ = std::io::stdout().write_all(orch_lang::schema::SCHEMA.as_bytes());
     exit::OK
 }
 
@@ -101,7 +101,7 @@ fn init_tracing(verbose: bool) {
 pub fn run(a: RunArgs) -> u8 {
     init_tracing(a.verbose);
     // Refuse a bad task name before anything is created.
-    if let Err(e) = crate::engine::check_task_name(&a.task) {
+    if let Err(e) = orch_engine::check_task_name(&a.task) {
         eprintln!("error: {e}");
         return e.exit_code();
     }
@@ -113,18 +113,15 @@ pub fn run(a: RunArgs) -> u8 {
     } else {
         crate::report::Style::Plain
     };
-    let opts = crate::engine::RunOptions {
+    let opts = orch_engine::RunOptions {
         task: a.task,
         pipeline: a.pipeline,
         worktree: a.worktree,
         vars: a.vars,
         state_dir: a.state_dir,
-        style,
-        color: use_color(tty) && !a.json,
         resume: a.resume,
         restart: a.restart,
         allow_changed_pipeline: a.allow_changed_pipeline,
-        junit: a.junit,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -136,8 +133,31 @@ pub fn run(a: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    match runtime.block_on(crate::engine::run(opts)) {
+    let color = use_color(tty) && !a.json;
+    let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =
+        vec![Box::new(crate::report::Reporter::new(style, color))];
+    if let Some(path) = a.junit {
+        sinks.push(Box::new(crate::junit::JUnitSink {
+            task: opts.task.clone(),
+            path,
+        }));
+    }
+    let sink = Box::new(orch_engine::events::Tee(sinks));
+    let result = runtime.block_on(async {
+        orch_engine::process::become_subreaper();
+        let cancel = match cancel_on_signals() {
+            Ok(c) => c,
+            Err(e) => return Err(e),
+        };
+        orch_engine::run(opts, sink, cancel).await
+    });
+    match result {
         Ok(f) => f.exit_code,
+        Err(orch_engine::RunError::Invalid(report)) => {
+            let rendered = diagnostic::render(&[*report], Format::Human, color);
+            eprintln!("error: {rendered}the pipeline is invalid; nothing was run");
+            exit::USAGE
+        }
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
@@ -145,8 +165,35 @@ pub fn run(a: RunArgs) -> u8 {
     }
 }
 
+/// A cancel signal that turns true on SIGINT or SIGTERM. Registered before
+/// the run starts: a signal that lands before the engine first looks must
+/// still be caught.
+fn cancel_on_signals() -> Result<tokio::sync::watch::Receiver<bool>, orch_engine::RunError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(orch_engine::RunError::Io(format!(
+                "cannot handle SIGINT/SIGTERM: {e}"
+            )))
+        }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
 /// Prints a read command's output, or its store error (exit 2).
-fn print_or_fail(result: Result<String, crate::store::StoreError>) -> u8 {
+fn print_or_fail(result: Result<String, orch_store::StoreError>) -> u8 {
     match result {
         Ok(s) => {
             let _ = std::io::stdout().write_all(s.as_bytes());
@@ -187,7 +234,7 @@ pub enum MapFormat {
 
 /// Loads a pipeline that must be valid; prints the report and returns the
 /// exit status otherwise.
-fn load_valid(path: &std::path::Path) -> Result<crate::model::Pipeline, u8> {
+fn load_valid(path: &std::path::Path) -> Result<orch_lang::model::Pipeline, u8> {
     let checked = match check::check_file(path, &Options { offline: true }) {
         Ok(c) => c,
         Err(e) => {
@@ -217,10 +264,10 @@ pub fn map(path: &std::path::Path, format: MapFormat, check_file: Option<&std::p
         Ok(p) => p,
         Err(code) => return code,
     };
-    let m = crate::map::build(&p);
+    let m = orch_lang::map::build(&p);
     let generated = match format {
-        MapFormat::Markdown => crate::map::to_markdown(&m),
-        MapFormat::Json => crate::map::to_json(&m),
+        MapFormat::Markdown => orch_lang::map::to_markdown(&m),
+        MapFormat::Json => orch_lang::map::to_json(&m),
     };
     let Some(file) = check_file else {
         print(&generated);
@@ -233,7 +280,7 @@ pub fn map(path: &std::path::Path, format: MapFormat, check_file: Option<&std::p
             return exit::USAGE;
         }
     };
-    match crate::map::drift(&committed, &generated, &file.display().to_string()) {
+    match orch_lang::map::drift(&committed, &generated, &file.display().to_string()) {
         None => {
             println!("{} matches the pipeline", file.display());
             exit::OK
@@ -271,20 +318,20 @@ pub fn roadmap(path: &std::path::Path, state_dir: &std::path::Path, json: bool) 
             return exit::USAGE;
         }
     };
-    let r = crate::roadmap::build(&p, &attempts);
+    let r = orch_lang::roadmap::build(&p, &attempts);
     if json {
         print(&(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
     } else {
-        print(&crate::roadmap::to_text(&r));
+        print(&orch_lang::roadmap::to_text(&r));
     }
     exit::OK
 }
 
 /// `orch graph`.
-pub fn graph(path: &std::path::Path, format: crate::diagram::DiagramFormat) -> u8 {
+pub fn graph(path: &std::path::Path, format: orch_lang::diagram::DiagramFormat) -> u8 {
     match load_valid(path) {
         Ok(p) => {
-            print(&crate::diagram::render(&p, format));
+            print(&orch_lang::diagram::render(&p, format));
             exit::OK
         }
         Err(code) => code,
@@ -305,7 +352,7 @@ pub fn explain(
     let Some(header) = p.header.as_ref() else {
         return exit::USAGE;
     };
-    let b = match crate::engine::bind(header, vars, worktree) {
+    let b = match orch_engine::bind(header, vars, worktree) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -314,7 +361,7 @@ pub fn explain(
     };
     let pipeline_path = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
     let env = |k: &str| std::env::var(k).ok();
-    match crate::explain::explain(
+    match orch_lang::explain::explain(
         &p,
         stage,
         &b.vars,
@@ -357,7 +404,7 @@ pub fn fmt(paths: &[PathBuf], check_only: bool) -> u8 {
                 return exit::USAGE;
             }
         };
-        let formatted = match crate::fmt::format(&text) {
+        let formatted = match orch_lang::fmt::format(&text) {
             Ok(t) => t,
             Err(_) => {
                 // Not KDL: say where, the way `orch validate` does.
@@ -405,7 +452,7 @@ pub fn fmt(paths: &[PathBuf], check_only: bool) -> u8 {
 
 /// `orch init`.
 pub fn init(dir: &std::path::Path) -> u8 {
-    match crate::init::init(dir) {
+    match orch_lang::init::init(dir) {
         Ok(files) => {
             for f in files {
                 println!("wrote {}", f.display());

@@ -5,10 +5,11 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::duration::human;
-use crate::lock;
+use orch_lang::duration::human;
+use orch_store::lock;
+use orch_store::{AttemptRow, RunRow, Store, StoreError};
+
 use crate::report::{attempts_table, table};
-use crate::store::{AttemptRow, RunRow, Store, StoreError};
 
 #[derive(Serialize)]
 struct AttemptJson<'a> {

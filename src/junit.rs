@@ -1,8 +1,30 @@
 //! `orch run --junit FILE`: the run as a JUnit XML report, one test case per
 //! stage attempt, so CI systems can display it.
 
-use crate::model::TOOL_ERROR;
-use crate::store::{AttemptRow, Step};
+use std::path::PathBuf;
+
+use orch_engine::events::{Event, Sink};
+use orch_lang::model::TOOL_ERROR;
+use orch_store::{AttemptRow, Step};
+
+/// Writes the report to `path` when the run stops.
+pub struct JUnitSink {
+    pub task: String,
+    pub path: PathBuf,
+}
+
+impl Sink for JUnitSink {
+    fn event(&mut self, _: &Event) {}
+
+    fn stopped(&mut self, attempts: &[AttemptRow], outcome: Option<&str>) -> std::io::Result<()> {
+        std::fs::write(&self.path, render(&self.task, attempts, outcome)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot write {}: {e}", self.path.display()),
+            )
+        })
+    }
+}
 
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

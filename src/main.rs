@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use orch::cli;
-use orch::diagnostic::Format;
+use orch_lang::diagnostic::Format;
 
 #[derive(Parser)]
 #[command(
@@ -86,8 +86,8 @@ enum Command {
         #[arg(short, long, default_value = "pipeline.kdl")]
         pipeline: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = orch::diagram::DiagramFormat::Mermaid)]
-        format: orch::diagram::DiagramFormat,
+        #[arg(long, value_enum, default_value_t = orch_lang::diagram::DiagramFormat::Mermaid)]
+        format: orch_lang::diagram::DiagramFormat,
     },
     /// Say what would run for a stage now, and why.
     Explain {

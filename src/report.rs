@@ -1,91 +1,13 @@
-//! What a run tells its user: typed events from the engine, rendered as a
-//! live terminal view, plain lines, or JSON lines.
+//! What a run tells its user: the engine's typed events, rendered as a live
+//! terminal view, plain lines, or JSON lines.
 
-use serde::Serialize;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::duration::human;
-use crate::store::AttemptRow;
-
-/// One thing that happened in a run. `--json` prints these, one per line.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum Event {
-    RunStarted {
-        task: String,
-        run_id: i64,
-        pipeline: String,
-        resumed: bool,
-    },
-    AttemptStarted {
-        stage: String,
-        attempt: i64,
-        producer: String,
-        name: String,
-        argv: Vec<String>,
-        reason: String,
-    },
-    AttemptFinished {
-        stage: String,
-        attempt: i64,
-        producer: String,
-        name: String,
-        exit: String,
-        exit_code: Option<i32>,
-        verdict: String,
-        duration_ms: u64,
-        defers: i64,
-        leaked: Vec<String>,
-        log: String,
-    },
-    Deferred {
-        stage: String,
-        attempt: i64,
-        reason: String,
-        delay_ms: u64,
-        attempts_left: i64,
-    },
-    Gate {
-        stage: String,
-        gate: String,
-        pass: bool,
-        reason: String,
-    },
-    Transition {
-        from: String,
-        kind: String,
-        to: String,
-        reason: String,
-    },
-    Alert {
-        stage: String,
-        alert: String,
-        ok: bool,
-        exit: String,
-    },
-    Waiting {
-        stage: String,
-        reason: String,
-    },
-    Note {
-        message: String,
-    },
-    RunFinished {
-        task: String,
-        outcome: String,
-        end: String,
-        duration_ms: u64,
-    },
-    /// The task's latest run had already finished; nothing ran.
-    AlreadyFinished {
-        task: String,
-        run_id: i64,
-        outcome: String,
-        end: String,
-    },
-}
+use orch_engine::events::{Event, Sink};
+use orch_lang::duration::human;
+use orch_store::AttemptRow;
 
 /// How events reach the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +70,7 @@ impl Reporter {
         }
     }
 
-    pub fn event(&mut self, e: &Event) {
+    fn render(&mut self, e: &Event) {
         if self.style == Style::Json {
             if let Ok(s) = serde_json::to_string(e) {
                 out(&format!("{s}\n"));
@@ -220,7 +142,7 @@ impl Reporter {
                 ..
             } => {
                 let d = Duration::from_millis(*duration_ms);
-                let mark = if verdict == crate::model::TOOL_ERROR {
+                let mark = if verdict == orch_lang::model::TOOL_ERROR {
                     self.paint("33", "!")
                 } else {
                     self.paint("36", "•")
@@ -244,7 +166,7 @@ impl Reporter {
                         )
                     }
                 ));
-                if verdict == crate::model::TOOL_ERROR {
+                if verdict == orch_lang::model::TOOL_ERROR {
                     out(&format!("    log: {log}\n"));
                 }
             }
@@ -406,6 +328,19 @@ pub fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
         s.push_str(&line(&row.iter().map(String::as_str).collect::<Vec<_>>()));
     }
     s
+}
+
+impl Sink for Reporter {
+    fn event(&mut self, e: &Event) {
+        self.render(e);
+    }
+
+    fn stopped(&mut self, attempts: &[AttemptRow], outcome: Option<&str>) -> std::io::Result<()> {
+        if outcome.is_some() {
+            self.summary(attempts);
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Reporter {

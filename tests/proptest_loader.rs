@@ -6,9 +6,9 @@
 
 use proptest::prelude::*;
 
-use orch::check::{check_text, Checked};
-use orch::diagnostic::{render, Format};
-use orch::validate::Options;
+use orch_lang::check::{check_text, Checked};
+use orch_lang::diagnostic::{render, Format};
+use orch_lang::validate::Options;
 
 const ORCHESTRATOR: &str = include_str!("../pipelines/orchestrator.kdl");
 const HYBRID: &str = include_str!("fixtures/valid/hybrid.kdl");
@@ -43,7 +43,7 @@ fn check_and_assert(text: &str) -> Result<Checked, TestCaseError> {
         prop_assert!(!f.message.is_empty(), "{} has no message", f.code);
     }
     for format in [Format::Human, Format::Json, Format::Github] {
-        let reports = [orch::diagnostic::FileReport {
+        let reports = [orch_lang::diagnostic::FileReport {
             source: checked.report.source.clone(),
             findings: checked.report.findings.clone(),
         }];

@@ -15,9 +15,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use orch::check::{check_text, collect_files, Checked};
-use orch::diagnostic::{render, FileReport, Format, Severity};
-use orch::validate::Options;
+use orch_lang::check::{check_text, collect_files, Checked};
+use orch_lang::diagnostic::{render, FileReport, Format, Severity};
+use orch_lang::validate::Options;
 
 const INVALID: &str = "tests/fixtures/invalid";
 const VALID: &str = "tests/fixtures/valid";
@@ -77,10 +77,13 @@ fn declared_codes(source: &str) -> Vec<String> {
 
 #[test]
 fn every_finding_code_has_exactly_one_fixture() {
-    let declared: BTreeSet<String> = declared_codes(include_str!("../src/loader.rs"))
-        .into_iter()
-        .chain(declared_codes(include_str!("../src/validate.rs")))
-        .collect();
+    let declared: BTreeSet<String> =
+        declared_codes(include_str!("../crates/orch-lang/src/loader.rs"))
+            .into_iter()
+            .chain(declared_codes(include_str!(
+                "../crates/orch-lang/src/validate.rs"
+            )))
+            .collect();
     assert!(
         declared.len() > 40,
         "found only {} codes: did the `codes` modules move?",
@@ -231,7 +234,7 @@ fn shipped_pipelines_validate_clean() {
 }
 
 fn assert_agree(path: &str, checked: &Checked) {
-    let show = |fs: &[orch::diagnostic::Finding]| {
+    let show = |fs: &[orch_lang::diagnostic::Finding]| {
         fs.iter()
             .map(|f| format!("{} {:?} at {:?}", f.code, f.message, f.span))
             .collect::<Vec<_>>()

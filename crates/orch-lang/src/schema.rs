@@ -14,7 +14,7 @@ use crate::diagnostic::{did_you_mean, Finding};
 use crate::loader::codes;
 
 /// The schema text, as shipped in `schemas/`.
-pub const SCHEMA: &str = include_str!("../schemas/pipeline.schema.json");
+pub const SCHEMA: &str = include_str!("../../../schemas/pipeline.schema.json");
 
 fn schema_value() -> &'static Value {
     static V: OnceLock<Value> = OnceLock::new();

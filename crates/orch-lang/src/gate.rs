@@ -1,7 +1,6 @@
 //! Gates: a fail-closed reading of an artifact against its contract.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use crate::model::{Artifact, Expectation, Gate};
 
@@ -13,7 +12,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn fail(reason: impl Into<String>) -> Self {
+    pub fn fail(reason: impl Into<String>) -> Self {
         Verdict {
             pass: false,
             reason: reason.into(),
@@ -41,27 +40,9 @@ pub fn parse_fields(text: &str) -> HashMap<String, String> {
     out
 }
 
-/// Reads `path` and checks it against the artifact contract and the gate.
-pub fn evaluate(gate: &Gate, artifact: &Artifact, path: &Path) -> Verdict {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Verdict::fail(format!("artifact {} is missing", artifact.path.value))
-        }
-        Err(e) => {
-            return Verdict::fail(format!(
-                "artifact {} is unreadable: {e}",
-                artifact.path.value
-            ))
-        }
-    };
-    let Ok(text) = String::from_utf8(bytes) else {
-        return Verdict::fail(format!(
-            "artifact {} is not UTF-8 text",
-            artifact.path.value
-        ));
-    };
-    let fields = parse_fields(&text);
+/// Judges an artifact's text against its contract and the gate.
+pub fn judge(gate: &Gate, artifact: &Artifact, text: &str) -> Verdict {
+    let fields = parse_fields(text);
     for f in &artifact.fields {
         match fields.get(&f.key.value) {
             None if f.required => {

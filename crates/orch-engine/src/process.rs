@@ -20,16 +20,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-/// What to run.
+use orch_lang::invocation::Invocation;
+
+/// What to run, and where its output goes.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    pub argv: Vec<String>,
-    pub cwd: PathBuf,
-    pub env: Vec<(String, String)>,
-    pub stdin: Option<Vec<u8>>,
-    pub timeout: Duration,
-    pub idle_timeout: Option<Duration>,
-    pub grace: Duration,
+    pub invocation: Invocation,
     /// Where stdout and stderr go, as written.
     pub log: PathBuf,
 }
@@ -119,7 +115,8 @@ pub async fn run(
             )
         }
     };
-    let Some((program, args)) = spec.argv.split_first() else {
+    let inv = &spec.invocation;
+    let Some((program, args)) = inv.argv.split_first() else {
         return finish(
             Exit::SpawnFailed("empty command".into()),
             Vec::new(),
@@ -128,10 +125,10 @@ pub async fn run(
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&inv.cwd)
+        .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .process_group(0)
-        .stdin(if spec.stdin.is_some() {
+        .stdin(if inv.stdin.is_some() {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -149,7 +146,7 @@ pub async fn run(
     let pgid = child.id().unwrap_or(0);
     on_spawn(pgid);
 
-    if let (Some(mut stdin), Some(data)) = (child.stdin.take(), spec.stdin.clone()) {
+    if let (Some(mut stdin), Some(data)) = (child.stdin.take(), inv.stdin.clone()) {
         tokio::spawn(async move {
             // A producer that does not read its prompt is its own business.
             let _ = stdin.write_all(&data).await;
@@ -165,11 +162,11 @@ pub async fn run(
     drop(tx);
 
     let mut tail = Tail::default();
-    let deadline = tokio::time::Instant::now() + spec.timeout;
+    let deadline = tokio::time::Instant::now() + inv.timeout;
     let mut last_output = tokio::time::Instant::now();
     let mut pipes_open = true;
     let exit = loop {
-        let idle_deadline = spec
+        let idle_deadline = inv
             .idle_timeout
             .map(|d| last_output + d)
             .unwrap_or(deadline);
@@ -189,24 +186,24 @@ pub async fn run(
                 };
             }
             _ = tokio::time::sleep_until(deadline) => {
-                terminate_group(pgid, spec.grace).await;
+                terminate_group(pgid, inv.grace).await;
                 let _ = child.wait().await;
                 break Exit::TimedOut;
             }
-            _ = tokio::time::sleep_until(idle_deadline), if spec.idle_timeout.is_some() => {
-                terminate_group(pgid, spec.grace).await;
+            _ = tokio::time::sleep_until(idle_deadline), if inv.idle_timeout.is_some() => {
+                terminate_group(pgid, inv.grace).await;
                 let _ = child.wait().await;
                 break Exit::IdleTimedOut;
             }
             _ = cancelled(&mut cancel) => {
-                terminate_group(pgid, spec.grace).await;
+                terminate_group(pgid, inv.grace).await;
                 let _ = child.wait().await;
                 break Exit::Interrupted;
             }
         }
     };
     // The leader is gone; whatever is left of its group goes too.
-    terminate_group(pgid, spec.grace).await;
+    terminate_group(pgid, inv.grace).await;
     // Output still buffered in the pipes belongs to the log.
     let drain_until = tokio::time::Instant::now() + Duration::from_millis(200);
     while pipes_open {

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use crate::model::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DiagramFormat {
     Mermaid,
     Dot,

@@ -12,16 +12,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use crate::check;
-use crate::diagnostic::{self, did_you_mean, Format};
-use crate::lock::{holder_line, hostname, try_lock, Lock};
-use crate::model::*;
+use orch_lang::check;
+use orch_lang::choice::{self, Kind};
+use orch_lang::diagnostic::{did_you_mean, FileReport};
+use orch_lang::invocation;
+use orch_lang::model::*;
+use orch_lang::template::Context;
+use orch_lang::validate::Options;
+use orch_store::lock::{holder_line, hostname, try_lock, Lock};
+use orch_store::{self as store, AttemptRow, Step, Store, StoreError};
+
+use crate::events::{Event, Sink};
 use crate::process::{self, Exit};
-use crate::producer::{self, Kind};
-use crate::report::{Event, Reporter, Style};
-use crate::store::{self, AttemptRow, Step, Store, StoreError};
-use crate::template::Context;
-use crate::validate::Options;
+use crate::producer;
 
 /// Exit statuses of `orch run`.
 pub mod exit {
@@ -38,22 +41,18 @@ pub struct RunOptions {
     pub worktree: PathBuf,
     pub vars: Vec<(String, String)>,
     pub state_dir: PathBuf,
-    pub style: Style,
-    pub color: bool,
     pub resume: bool,
     pub restart: bool,
     pub allow_changed_pipeline: bool,
-    /// Write a JUnit XML report of the run here when it stops.
-    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
     Usage(String),
-    /// The validator's rendered report.
-    #[error("{0}")]
-    Invalid(String),
+    /// The validator's findings; nothing was run.
+    #[error("the pipeline is invalid; nothing was run")]
+    Invalid(Box<FileReport>),
     #[error("{0}")]
     Busy(String),
     #[error(transparent)]
@@ -146,53 +145,6 @@ fn clear_artifact(path: &Path) -> Result<(), String> {
     cleared
         .and_then(|_| path.parent().map_or(Ok(()), std::fs::create_dir_all))
         .map_err(|e| format!("cannot clear the stale artifact {}: {e}", path.display()))
-}
-
-/// Names what differs between two pipeline texts, node by node.
-fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
-    fn nodes(text: &str) -> Option<Vec<(String, String)>> {
-        let mut doc = kdl::KdlDocument::parse_v2(text).ok()?;
-        doc.clear_format_recursive();
-        Some(
-            doc.nodes()
-                .iter()
-                .map(|n| {
-                    let name = n
-                        .entries()
-                        .iter()
-                        .find(|e| e.name().is_none())
-                        .map(|e| match e.value().as_string() {
-                            Some(s) => format!("\"{s}\""),
-                            None => e.value().to_string(),
-                        })
-                        .unwrap_or_default();
-                    (format!("{} {name}", n.name().value()), n.to_string())
-                })
-                .collect(),
-        )
-    }
-    let (Some(a), Some(b)) = (nodes(old), nodes(new)) else {
-        return vec!["the file's text".into()];
-    };
-    let old_map: HashMap<&str, &str> = a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let new_map: HashMap<&str, &str> = b.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut out = Vec::new();
-    for (k, v) in &a {
-        match new_map.get(k.as_str()) {
-            None => out.push(format!("removed `{k}`")),
-            Some(n) if n != v => out.push(format!("changed `{k}`")),
-            _ => {}
-        }
-    }
-    for (k, _) in &b {
-        if !old_map.contains_key(k.as_str()) {
-            out.push(format!("added `{k}`"));
-        }
-    }
-    if out.is_empty() {
-        out.push("formatting or comments only".into());
-    }
-    out
 }
 
 /// Test hook: `ORCH_FAILPOINT=POINT` or `POINT@STAGE` makes orch kill itself
@@ -300,14 +252,20 @@ struct Engine {
     worktree: PathBuf,
     vars: HashMap<String, String>,
     repo: String,
-    reporter: Reporter,
+    sink: Box<dyn Sink>,
     cancel: watch::Receiver<bool>,
     serial: Option<(String, Lock)>,
     profile: Profile,
 }
 
 /// Runs (or resumes) a task. Errors come back for the caller to print.
-pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
+/// `cancel` turning true interrupts the run (the caller decides when: a
+/// signal, a service draining); events go to `sink`.
+pub async fn run(
+    opts: RunOptions,
+    mut sink: Box<dyn Sink>,
+    cancel: watch::Receiver<bool>,
+) -> Result<Finished, RunError> {
     check_task_name(&opts.task)?;
     let text = match std::fs::read_to_string(&opts.pipeline) {
         Ok(t) => t,
@@ -322,10 +280,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let path_str = opts.pipeline.display().to_string();
     let checked = check::check_text(&path_str, &text, &Options { offline: true });
     if checked.has_errors() {
-        let rendered = diagnostic::render(&[checked.report], Format::Human, opts.color);
-        return Err(RunError::Invalid(format!(
-            "{rendered}the pipeline is invalid; nothing was run"
-        )));
+        return Err(RunError::Invalid(Box::new(checked.report)));
     }
     let p = checked.pipeline;
     let header = p
@@ -372,7 +327,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
     let (run_id, resumed) = match latest {
         Some(run) if run.status == "finished" && !opts.restart => {
             let outcome = run.outcome.clone().unwrap_or_default();
-            Reporter::new(opts.style, opts.color).event(&Event::AlreadyFinished {
+            sink.event(&Event::AlreadyFinished {
                 task: opts.task.clone(),
                 run_id: run.id,
                 outcome: outcome.clone(),
@@ -397,13 +352,13 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
                 return Err(RunError::Usage(format!(
                     "the pipeline changed since run #{} began ({}); refusing to resume (use --allow-changed-pipeline to resume anyway)",
                     run.id,
-                    pipeline_changes(&run.pipeline_text, &text).join(", ")
+                    orch_lang::changes::pipeline_changes(&run.pipeline_text, &text).join(", ")
                 )));
             }
             if run.pipeline_hash != hash {
                 notes.push(format!(
                     "resuming with a changed pipeline: {}",
-                    pipeline_changes(&run.pipeline_text, &text).join(", ")
+                    orch_lang::changes::pipeline_changes(&run.pipeline_text, &text).join(", ")
                 ));
             }
             store.set_run_status(run.id, "running")?;
@@ -469,31 +424,9 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         task_dir.display()
     )))?;
 
-    process::become_subreaper();
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    // Registered here, not inside the task: a signal that lands before the
-    // task first runs must still be caught.
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut int, mut term) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => {
-            return Err(RunError::Io(format!("cannot handle SIGINT/SIGTERM: {e}")))
-        }
-    };
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        let _ = cancel_tx.send(true);
-    });
-
     let mut engine = Engine {
         p: std::sync::Arc::new(p),
-        reporter: Reporter::new(opts.style, opts.color),
+        sink,
         opts,
         pipeline_path,
         store,
@@ -504,7 +437,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
         worktree,
         vars,
         repo,
-        cancel: cancel_rx,
+        cancel,
         serial: None,
         profile: Profile::default(),
     };
@@ -525,7 +458,7 @@ pub async fn run(opts: RunOptions) -> Result<Finished, RunError> {
 impl Engine {
     fn emit(&mut self, e: Event) {
         tracing::debug!(?e, "event");
-        self.reporter.event(&e);
+        self.sink.event(&e);
     }
 
     fn cancelled(&self) -> bool {
@@ -543,19 +476,17 @@ impl Engine {
         }
     }
 
-    /// Writes the `--junit` report, if asked for.
-    fn write_junit(&self, outcome: Option<&str>) -> Result<(), RunError> {
-        let Some(path) = &self.opts.junit else {
-            return Ok(());
-        };
+    /// Tells the sink the run stopped, with its attempts.
+    fn stopped(&mut self, outcome: Option<&str>) -> Result<(), RunError> {
         let attempts = self.store.attempts(self.run_id)?;
-        let xml = crate::junit::render(&self.opts.task, &attempts, outcome);
-        std::fs::write(path, xml).map_err(io_err(format!("cannot write {}", path.display())))
+        self.sink
+            .stopped(&attempts, outcome)
+            .map_err(|e| RunError::Io(e.to_string()))
     }
 
     fn interrupted(&mut self) -> Result<Finished, RunError> {
         self.store.set_run_status(self.run_id, "interrupted")?;
-        self.write_junit(None)?;
+        self.stopped(None)?;
         self.emit(Event::Note {
             message: format!(
                 "interrupted; resume with `orch run {} --resume`",
@@ -655,10 +586,8 @@ impl Engine {
                 };
                 self.serial = None;
                 self.store.finish_run(self.run_id, outcome, &current)?;
-                let attempts = self.store.attempts(self.run_id)?;
-                self.reporter.summary(&attempts);
                 self.print_profile(started.elapsed());
-                self.write_junit(Some(outcome))?;
+                self.stopped(Some(outcome))?;
                 self.emit(Event::RunFinished {
                     task: self.opts.task.clone(),
                     outcome: outcome.into(),
@@ -809,7 +738,7 @@ impl Engine {
         };
         let env = |k: &str| std::env::var(k).ok();
         let p = self.p.clone();
-        let choice = match producer::choose(&p, &cs, &self.repo, &env) {
+        let choice = match choice::choose(&p, &cs, &self.repo, &env) {
             Ok(c) => c,
             Err(reason) => {
                 self.fail_closed(stage, None, &reason).await?;
@@ -826,7 +755,7 @@ impl Engine {
                 (
                     Kind::Runner,
                     r.name.value.clone(),
-                    producer::runner_spec(r, &ctx, &self.pipeline_path, log.clone()),
+                    invocation::runner(r, &ctx, &self.pipeline_path),
                 )
             }
             Kind::Llm => {
@@ -836,7 +765,7 @@ impl Engine {
                 (
                     Kind::Llm,
                     t.name.value.clone(),
-                    producer::llm_spec(t, l, &ctx, &self.pipeline_path, log.clone()),
+                    invocation::llm(t, l, &ctx, &self.pipeline_path),
                 )
             }
         };
@@ -874,7 +803,11 @@ impl Engine {
         failpoint("before-spawn", &name);
         let spawned = Instant::now();
         let outcome = match spec {
-            Ok(spec) => {
+            Ok(invocation) => {
+                let spec = process::Spec {
+                    invocation,
+                    log: log.clone(),
+                };
                 let store = &self.store;
                 let mut pgid_err = None;
                 let o = process::run(
@@ -1056,7 +989,7 @@ impl Engine {
             let t = Instant::now();
             let verdict = match (g.as_ref(), a, artifact_path.as_deref()) {
                 (Some(g), Some(a), Some(path)) => crate::gate::evaluate(g, &a, path),
-                _ => crate::gate::Verdict {
+                _ => orch_lang::gate::Verdict {
                     pass: false,
                     reason: "the gate or its artifact is not defined".into(),
                 },
@@ -1200,25 +1133,9 @@ impl Engine {
             let log = self
                 .logs
                 .join(format!("alert.{}.{}.log", row.stage, row.id));
-            let mut env = producer::orch_env(&ctx, &self.pipeline_path);
-            env.push(("ORCH_ALERT".into(), row.alert.clone()));
-            let argv = alert
-                .command
-                .as_ref()
-                .map(|c| producer::render_argv(&c.argv, &ctx))
-                .unwrap_or_else(|| Err("alert has no command".into()));
-            let (ok, exit) = match argv {
-                Ok(argv) => {
-                    let spec = process::Spec {
-                        argv,
-                        cwd: self.worktree.clone(),
-                        env,
-                        stdin: None,
-                        timeout: alert.timeout,
-                        idle_timeout: None,
-                        grace: Duration::from_secs(5),
-                        log,
-                    };
+            let (ok, exit) = match invocation::alert(&alert, &ctx, &self.pipeline_path) {
+                Ok(invocation) => {
+                    let spec = process::Spec { invocation, log };
                     let o = process::run(&spec, |_| {}, self.cancel.clone()).await;
                     (o.exit == Exit::Code(0), o.exit.describe())
                 }
@@ -1248,13 +1165,5 @@ mod tests {
         for bad in ["", ".hidden", "../x", "a/b", "a b", "é"] {
             assert!(check_task_name(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn pipeline_changes_name_nodes() {
-        let old = "pipeline \"p\" start=\"a\"\nstage \"a\" call-site=\"c\" gate=\"g\"\n";
-        let new = "pipeline \"p\" start=\"a\"\nstage \"a\" call-site=\"d\" gate=\"g\"\nend \"e\" outcome=\"success\"\n";
-        let c = pipeline_changes(old, new);
-        assert_eq!(c, vec!["changed `stage \"a\"`", "added `end \"e\"`"]);
     }
 }

@@ -66,7 +66,7 @@ pub fn holder_line() -> String {
         "pid {} on {} since {}",
         std::process::id(),
         hostname(),
-        crate::store::now_ms() / 1000
+        crate::now_ms() / 1000
     )
 }
 

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::choice::{self, Kind};
+use crate::invocation;
 use crate::model::*;
-use crate::producer::{self, Kind};
 use crate::template::Context;
 use crate::validate::mode_name;
 
@@ -44,7 +45,7 @@ pub fn explain(
         task_dir: worktree.join(".orch/tasks/TASK").display().to_string(),
         vars: vars.clone(),
     };
-    match producer::choose(p, cs, repo, env) {
+    match choice::choose(p, cs, repo, env) {
         Err(reason) => {
             out.push_str(&format!(
                 "  producer: none, the stage would fail closed: {reason}\n"
@@ -70,16 +71,15 @@ pub fn explain(
                 choice.kind.as_str(),
                 choice.reason
             ));
-            let log = std::path::PathBuf::from("/dev/null");
             let spec = match choice.kind {
                 Kind::Runner => choice
                     .runner
                     .ok_or("no runner".to_string())
-                    .and_then(|r| producer::runner_spec(r, &ctx, pipeline_path, log)),
+                    .and_then(|r| invocation::runner(r, &ctx, pipeline_path)),
                 Kind::Llm => choice
                     .llm
                     .ok_or("no transport".to_string())
-                    .and_then(|(t, l)| producer::llm_spec(t, l, &ctx, pipeline_path, log)),
+                    .and_then(|(t, l)| invocation::llm(t, l, &ctx, pipeline_path)),
             };
             match spec {
                 Ok(spec) => {

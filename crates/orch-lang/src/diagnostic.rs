@@ -195,7 +195,8 @@ impl Diagnostic for Rendered<'_> {
 }
 
 /// How findings are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// miette's report with the source snippet.
     Human,
@@ -206,6 +207,7 @@ pub enum Format {
 }
 
 /// The findings of one file.
+#[derive(Debug)]
 pub struct FileReport {
     pub source: SourceFile,
     pub findings: Vec<Finding>,

@@ -1,0 +1,116 @@
+//! The typed events a run emits, and the sinks that receive them. The engine
+//! only emits; how an event is shown (a live terminal, plain lines, JSON,
+//! JUnit, a service's event stream) is the sink's business.
+
+use serde::Serialize;
+
+use orch_store::AttemptRow;
+
+/// One thing that happened in a run. `--json` prints these, one per line.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted {
+        task: String,
+        run_id: i64,
+        pipeline: String,
+        resumed: bool,
+    },
+    AttemptStarted {
+        stage: String,
+        attempt: i64,
+        producer: String,
+        name: String,
+        argv: Vec<String>,
+        reason: String,
+    },
+    AttemptFinished {
+        stage: String,
+        attempt: i64,
+        producer: String,
+        name: String,
+        exit: String,
+        exit_code: Option<i32>,
+        verdict: String,
+        duration_ms: u64,
+        defers: i64,
+        leaked: Vec<String>,
+        log: String,
+    },
+    Deferred {
+        stage: String,
+        attempt: i64,
+        reason: String,
+        delay_ms: u64,
+        attempts_left: i64,
+    },
+    Gate {
+        stage: String,
+        gate: String,
+        pass: bool,
+        reason: String,
+    },
+    Transition {
+        from: String,
+        kind: String,
+        to: String,
+        reason: String,
+    },
+    Alert {
+        stage: String,
+        alert: String,
+        ok: bool,
+        exit: String,
+    },
+    Waiting {
+        stage: String,
+        reason: String,
+    },
+    Note {
+        message: String,
+    },
+    RunFinished {
+        task: String,
+        outcome: String,
+        end: String,
+        duration_ms: u64,
+    },
+    /// The task's latest run had already finished; nothing ran.
+    AlreadyFinished {
+        task: String,
+        run_id: i64,
+        outcome: String,
+        end: String,
+    },
+}
+
+/// Receives a run's events in order. A sink must not fail the run: the
+/// store keeps the account whatever a sink does with it.
+pub trait Sink: Send {
+    fn event(&mut self, event: &Event);
+
+    /// The run stopped, at an end (`outcome` is `Some`) or interrupted; its
+    /// attempts as recorded. Called before `RunFinished`.
+    fn stopped(&mut self, attempts: &[AttemptRow], outcome: Option<&str>) -> std::io::Result<()> {
+        let _ = (attempts, outcome);
+        Ok(())
+    }
+}
+
+/// Forwards every event to each of its sinks in turn.
+pub struct Tee(pub Vec<Box<dyn Sink>>);
+
+impl Sink for Tee {
+    fn event(&mut self, event: &Event) {
+        for s in &mut self.0 {
+            s.event(event);
+        }
+    }
+
+    fn stopped(&mut self, attempts: &[AttemptRow], outcome: Option<&str>) -> std::io::Result<()> {
+        for s in &mut self.0 {
+            s.stopped(attempts, outcome)?;
+        }
+        Ok(())
+    }
+}
