@@ -3,6 +3,9 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use orch_store::{RunStore, SqliteStore};
 
 use orch_lang::check;
 use orch_lang::diagnostic::{self, Format, Severity};
@@ -123,16 +126,6 @@ pub fn run(a: RunArgs) -> u8 {
         restart: a.restart,
         allow_changed_pipeline: a.allow_changed_pipeline,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::USAGE;
-        }
-    };
     let color = use_color(tty) && !a.json;
     let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =
         vec![Box::new(crate::report::Reporter::new(style, color))];
@@ -143,13 +136,19 @@ pub fn run(a: RunArgs) -> u8 {
         }));
     }
     let sink = Box::new(orch_engine::events::Tee(sinks));
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let result = runtime.block_on(async {
         orch_engine::process::become_subreaper();
-        let cancel = match cancel_on_signals() {
-            Ok(c) => c,
-            Err(e) => return Err(e),
-        };
-        orch_engine::run(opts, sink, cancel).await
+        let cancel = cancel_on_signals()?;
+        let prepared = orch_engine::prepare(opts)?;
+        let store = Arc::new(SqliteStore::open_dir(prepared.state_dir())?);
+        orch_engine::run(prepared, store, sink, cancel).await
     });
     match result {
         Ok(f) => f.exit_code,
@@ -163,6 +162,26 @@ pub fn run(a: RunArgs) -> u8 {
             e.exit_code()
         }
     }
+}
+
+/// A runtime for one command on this thread.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Runs a read of the store of `state_dir` (`None` when nothing was ever
+/// recorded there: looking creates no database).
+fn read_store<T>(
+    state_dir: &std::path::Path,
+    read: impl AsyncFnOnce(Option<&SqliteStore>) -> Result<T, orch_store::StoreError>,
+) -> Result<T, String> {
+    let store = SqliteStore::open_existing(state_dir).map_err(|e| e.to_string())?;
+    runtime()?
+        .block_on(read(store.as_ref()))
+        .map_err(|e| e.to_string())
 }
 
 /// A cancel signal that turns true on SIGINT or SIGTERM. Registered before
@@ -193,7 +212,7 @@ fn cancel_on_signals() -> Result<tokio::sync::watch::Receiver<bool>, orch_engine
 }
 
 /// Prints a read command's output, or its store error (exit 2).
-fn print_or_fail(result: Result<String, orch_store::StoreError>) -> u8 {
+fn print_or_fail(result: Result<String, String>) -> u8 {
     match result {
         Ok(s) => {
             let _ = std::io::stdout().write_all(s.as_bytes());
@@ -208,21 +227,18 @@ fn print_or_fail(result: Result<String, orch_store::StoreError>) -> u8 {
 
 /// `orch history`.
 pub fn history(task: Option<&str>, state_dir: &std::path::Path, json: bool) -> u8 {
-    print_or_fail(
-        crate::history::open(state_dir).and_then(|store| match store {
-            Some(store) => crate::history::history(&store, task, json),
-            None if json => Ok("{\n  \"version\": 1,\n  \"runs\": []\n}\n".into()),
-            None => Ok(format!("no runs recorded in {}\n", state_dir.display())),
-        }),
-    )
+    print_or_fail(read_store(state_dir, async |store| match store {
+        Some(store) => crate::history::history(store, task, json).await,
+        None if json => Ok("{\n  \"version\": 1,\n  \"runs\": []\n}\n".into()),
+        None => Ok(format!("no runs recorded in {}\n", state_dir.display())),
+    }))
 }
 
 /// `orch status`.
 pub fn status(state_dir: &std::path::Path, json: bool) -> u8 {
-    print_or_fail(
-        crate::history::open(state_dir)
-            .and_then(|store| crate::history::status(store.as_ref(), state_dir, json)),
-    )
+    print_or_fail(read_store(state_dir, async |store| {
+        crate::history::status(store, json).await
+    }))
 }
 
 /// Formats of `orch map`.
@@ -304,15 +320,11 @@ pub fn roadmap(path: &std::path::Path, state_dir: &std::path::Path, json: bool) 
         Ok(p) => p,
         Err(code) => return code,
     };
-    let attempts = match crate::history::open(state_dir) {
-        Ok(Some(store)) => match store.llm_attempts() {
-            Ok(a) => a,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::USAGE;
-            }
-        },
-        Ok(None) => Vec::new(),
+    let attempts = match read_store(state_dir, async |store| match store {
+        Some(store) => store.llm_attempts().await,
+        None => Ok(Vec::new()),
+    }) {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;

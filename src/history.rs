@@ -2,12 +2,10 @@
 //! `orch status` (tasks in flight, serial stages and their holders).
 
 use serde::Serialize;
-use std::path::Path;
 use std::time::Duration;
 
 use orch_lang::duration::human;
-use orch_store::lock;
-use orch_store::{AttemptRow, RunRow, Store, StoreError};
+use orch_store::{Attempt, LockKey, Run, RunStatus, RunStore, StoreError};
 
 use crate::report::{attempts_table, table};
 
@@ -35,12 +33,12 @@ struct AttemptJson<'a> {
     artifact_sha256: Option<&'a str>,
 }
 
-fn attempt_json(a: &AttemptRow) -> AttemptJson<'_> {
+fn attempt_json(a: &Attempt) -> AttemptJson<'_> {
     AttemptJson {
         stage: &a.stage,
         attempt: a.attempt,
         call_site: &a.call_site,
-        producer: &a.producer,
+        producer: a.producer.as_str(),
         name: &a.producer_name,
         argv: &a.argv,
         step: a.step.as_str(),
@@ -51,7 +49,7 @@ fn attempt_json(a: &AttemptRow) -> AttemptJson<'_> {
         gate_reason: a.gate_reason.as_deref(),
         defers: a.defers,
         leaked: a.leaked,
-        pgid: a.pgid,
+        pgid: a.group.as_ref().map(|g| g.pgid),
         started_ms: a.started_ms,
         finished_ms: a.finished_ms,
         duration_ms: a.duration_ms,
@@ -60,28 +58,22 @@ fn attempt_json(a: &AttemptRow) -> AttemptJson<'_> {
     }
 }
 
-/// Opens the store of `state_dir` for reading; `None` when nothing was ever
-/// recorded there (no database is created by looking).
-pub fn open(state_dir: &Path) -> Result<Option<Store>, StoreError> {
-    let db = state_dir.join("orch.db");
-    if !db.exists() {
-        return Ok(None);
-    }
-    Store::open(&db).map(Some)
-}
-
 fn ms(d: Option<i64>) -> String {
     d.map(|d| human(Duration::from_millis(d.max(0) as u64)))
         .unwrap_or_else(|| "-".into())
 }
 
 /// `orch history`: every run (of one task, or all) with its attempts.
-pub fn history(store: &Store, task: Option<&str>, json: bool) -> Result<String, StoreError> {
-    let runs = store.runs(task)?;
+pub async fn history<S: RunStore>(
+    store: &S,
+    task: Option<&str>,
+    json: bool,
+) -> Result<String, StoreError> {
+    let runs = store.runs(task).await?;
     let mut out = String::new();
     let mut docs = Vec::new();
     for run in &runs {
-        let attempts = store.attempts(run.id)?;
+        let attempts = store.attempts(run.id).await?;
         if json {
             docs.push(serde_json::json!({
                 "id": run.id,
@@ -118,14 +110,14 @@ pub fn history(store: &Store, task: Option<&str>, json: bool) -> Result<String, 
     Ok(out)
 }
 
-fn run_header(run: &RunRow) -> String {
+fn run_header(run: &Run) -> String {
     let took = run
         .finished_ms
         .map(|f| format!(" in {}", ms(Some(f - run.started_ms))))
         .unwrap_or_default();
     let outcome = match (&run.outcome, &run.end_name) {
         (Some(o), Some(e)) => format!("{o} (end `{e}`)"),
-        _ => run.status.clone(),
+        _ => run.status.to_string(),
     };
     format!(
         "run #{} of task {}: {outcome}{took}, pipeline {}\n",
@@ -134,21 +126,21 @@ fn run_header(run: &RunRow) -> String {
 }
 
 /// `orch status`: tasks in flight and serial stages.
-pub fn status(store: Option<&Store>, state_dir: &Path, json: bool) -> Result<String, StoreError> {
-    let locks = state_dir.join("locks");
+pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String, StoreError> {
     let mut tasks = Vec::new();
+    let mut serial = Vec::new();
     if let Some(store) = store {
-        for run in store.runs(None)? {
-            if run.status == "finished" || run.status == "abandoned" {
+        for run in store.runs(None).await? {
+            if matches!(run.status, RunStatus::Finished | RunStatus::Abandoned) {
                 continue;
             }
             // A newer run of the same task supersedes this one.
-            if store.latest_run(&run.task)?.map(|r| r.id) != Some(run.id) {
+            if store.latest_run(&run.task).await?.map(|r| r.id) != Some(run.id) {
                 continue;
             }
-            let holder = lock::holder(&locks.join(format!("task.{}.lock", run.task)));
-            let attempts = store.attempts(run.id)?;
-            let transitions = store.transitions(run.id)?;
+            let holder = store.lock_holder(&LockKey::Task(run.task.clone())).await?;
+            let attempts = store.attempts(run.id).await?;
+            let transitions = store.transitions(run.id).await?;
             let stage = transitions
                 .last()
                 .map(|t| t.to_stage.clone())
@@ -166,25 +158,8 @@ pub fn status(store: Option<&Store>, state_dir: &Path, json: bool) -> Result<Str
                 "started_ms": run.started_ms,
             }));
         }
-    }
-    let mut serial = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&locks) {
-        let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-        names.sort();
-        for p in names {
-            let Some(file) = p.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            let Some(stage) = file
-                .strip_prefix("stage.")
-                .and_then(|s| s.strip_suffix(".lock"))
-            else {
-                continue;
-            };
-            serial.push(serde_json::json!({
-                "stage": stage,
-                "holder": lock::holder(&p),
-            }));
+        for (stage, holder) in store.stage_locks().await? {
+            serial.push(serde_json::json!({ "stage": stage, "holder": holder }));
         }
     }
     if json {

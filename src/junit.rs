@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use orch_engine::events::{Event, Sink};
 use orch_lang::model::TOOL_ERROR;
-use orch_store::{AttemptRow, Step};
+use orch_store::{Attempt, Step};
 
 /// Writes the report to `path` when the run stops.
 pub struct JUnitSink {
@@ -16,7 +16,7 @@ pub struct JUnitSink {
 impl Sink for JUnitSink {
     fn event(&mut self, _: &Event) {}
 
-    fn stopped(&mut self, attempts: &[AttemptRow], outcome: Option<&str>) -> std::io::Result<()> {
+    fn stopped(&mut self, attempts: &[Attempt], outcome: Option<&str>) -> std::io::Result<()> {
         std::fs::write(&self.path, render(&self.task, attempts, outcome)).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -44,8 +44,8 @@ fn escape(s: &str) -> String {
 }
 
 /// The report of one run. `outcome` is the end's outcome, if it ended.
-pub fn render(task: &str, attempts: &[AttemptRow], outcome: Option<&str>) -> String {
-    let secs = |a: &AttemptRow| a.duration_ms.unwrap_or(0).max(0) as f64 / 1000.0;
+pub fn render(task: &str, attempts: &[Attempt], outcome: Option<&str>) -> String {
+    let secs = |a: &Attempt| a.duration_ms.unwrap_or(0).max(0) as f64 / 1000.0;
     let failures = attempts
         .iter()
         .filter(|a| a.gate_pass == Some(false))
@@ -77,7 +77,7 @@ pub fn render(task: &str, attempts: &[AttemptRow], outcome: Option<&str>) -> Str
             escape(&a.stage),
             escape(&a.stage),
             a.attempt,
-            escape(&a.producer),
+            escape(a.producer.as_str()),
             escape(&a.producer_name),
             secs(a)
         ));

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use orch_engine::events::{Event, Sink};
 use orch_lang::duration::human;
-use orch_store::AttemptRow;
+use orch_store::Attempt;
 
 /// How events reach the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +250,7 @@ impl Reporter {
 
     /// The run's attempts as a table (not in JSON mode, where the events
     /// carry everything).
-    pub fn summary(&mut self, attempts: &[AttemptRow]) {
+    pub fn summary(&mut self, attempts: &[Attempt]) {
         if self.style == Style::Json || attempts.is_empty() {
             return;
         }
@@ -262,7 +262,7 @@ impl Reporter {
 /// Attempts as a table: stage, attempt, producer, verdict (LEAK marked),
 /// gate, duration, defers (a pass after retries says so), and the log path
 /// when asked for. Shared by the run summary and `orch history`.
-pub fn attempts_table(attempts: &[AttemptRow], indent: &str, with_log: bool) -> String {
+pub fn attempts_table(attempts: &[Attempt], indent: &str, with_log: bool) -> String {
     let mut header = vec![
         "stage", "attempt", "producer", "verdict", "gate", "duration", "defers",
     ];
@@ -335,7 +335,7 @@ impl Sink for Reporter {
         self.render(e);
     }
 
-    fn stopped(&mut self, attempts: &[AttemptRow], outcome: Option<&str>) -> std::io::Result<()> {
+    fn stopped(&mut self, attempts: &[Attempt], outcome: Option<&str>) -> std::io::Result<()> {
         if outcome.is_some() {
             self.summary(attempts);
         }

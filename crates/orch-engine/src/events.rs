@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use orch_store::AttemptRow;
+use orch_store::Attempt;
 
 /// One thing that happened in a run. `--json` prints these, one per line.
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +91,7 @@ pub trait Sink: Send {
 
     /// The run stopped, at an end (`outcome` is `Some`) or interrupted; its
     /// attempts as recorded. Called before `RunFinished`.
-    fn stopped(&mut self, attempts: &[AttemptRow], outcome: Option<&str>) -> std::io::Result<()> {
+    fn stopped(&mut self, attempts: &[Attempt], outcome: Option<&str>) -> std::io::Result<()> {
         let _ = (attempts, outcome);
         Ok(())
     }
@@ -107,7 +107,7 @@ impl Sink for Tee {
         }
     }
 
-    fn stopped(&mut self, attempts: &[AttemptRow], outcome: Option<&str>) -> std::io::Result<()> {
+    fn stopped(&mut self, attempts: &[Attempt], outcome: Option<&str>) -> std::io::Result<()> {
         for s in &mut self.0 {
             s.stopped(attempts, outcome)?;
         }

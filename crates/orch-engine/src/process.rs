@@ -311,6 +311,15 @@ pub async fn terminate_group(pgid: u32, grace: Duration) {
     }
 }
 
+/// Kills a producer group recorded by an earlier `orch` (for `--resume` and
+/// `--restart`); true when something was left to kill.
+pub async fn terminate_recorded(group: &orch_store::GroupRecord, grace: Duration) -> bool {
+    match u32::try_from(group.pgid) {
+        Ok(pgid) if pgid > 1 => terminate_stale_group(pgid, grace).await,
+        _ => false,
+    }
+}
+
 /// Kills a group left over by a crashed `orch` (for `--resume`).
 pub async fn terminate_stale_group(pgid: u32, grace: Duration) -> bool {
     let alive = group_alive(pgid);

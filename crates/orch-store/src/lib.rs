@@ -1,8 +1,133 @@
 //! orch's run store: every step the engine takes is recorded here before the
 //! next is taken, so a run can be resumed from the records alone.
+//!
+//! [`RunStore`] is the interface the engine, history and status go through,
+//! in domain records ([`records`]); [`sqlite::SqliteStore`] is the embedded
+//! implementation. Behaviour tests are written against the trait.
 #![forbid(unsafe_code)]
 
+mod error;
 pub mod lock;
+pub mod records;
 pub mod sqlite;
 
-pub use sqlite::*;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use error::{Result, StoreError};
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What a lock is for: one live run per task, one task at a time in a
+/// serial stage.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LockKey {
+    Task(String),
+    Stage(String),
+}
+
+/// The store interface. Every write is durable when it returns: the engine
+/// acts on a step only after recording it. Methods are async so that a
+/// networked store can implement them on tokio; an embedded one simply
+/// does its work inside.
+pub trait RunStore: Send + Sync + 'static {
+    /// Held for as long as it lives; dropping it releases the lock, and a
+    /// holder that dies loses it.
+    type Guard: Send + 'static;
+
+    // Runs.
+    fn latest_run(&self, task: &str) -> impl Future<Output = Result<Option<Run>>> + Send;
+    /// Every run, or a task's runs, oldest first.
+    fn runs(&self, task: Option<&str>) -> impl Future<Output = Result<Vec<Run>>> + Send;
+    fn create_run(&self, run: &NewRun<'_>) -> impl Future<Output = Result<i64>> + Send;
+    fn set_run_status(
+        &self,
+        run_id: i64,
+        status: RunStatus,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn finish_run(
+        &self,
+        run_id: i64,
+        outcome: Outcome,
+        end: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    // Attempts and their steps.
+    fn attempts(&self, run_id: i64) -> impl Future<Output = Result<Vec<Attempt>>> + Send;
+    fn last_attempt(&self, run_id: i64) -> impl Future<Output = Result<Option<Attempt>>> + Send;
+    fn attempt(&self, id: i64) -> impl Future<Output = Result<Option<Attempt>>> + Send;
+    /// Attempts of a stage in a run (attempt numbers run 1..=count).
+    fn attempt_count(&self, run_id: i64, stage: &str) -> impl Future<Output = Result<i64>> + Send;
+    fn insert_attempt(&self, a: &NewAttempt<'_>) -> impl Future<Output = Result<i64>> + Send;
+    fn record_group(
+        &self,
+        attempt_id: i64,
+        group: &GroupRecord,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn record_exit(
+        &self,
+        attempt_id: i64,
+        exit: &ExitRecord<'_>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn record_artifact(
+        &self,
+        attempt_id: i64,
+        sha256: Option<&str>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn record_gate(
+        &self,
+        attempt_id: i64,
+        pass: bool,
+        reason: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn set_step(&self, attempt_id: i64, step: Step) -> impl Future<Output = Result<()>> + Send;
+
+    // Transitions and alerts.
+    /// Records a transition, closes its attempt and queues its alert, all or
+    /// nothing; returns the alert's id.
+    fn record_transition(
+        &self,
+        t: &NewTransition<'_>,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
+    fn transitions(&self, run_id: i64) -> impl Future<Output = Result<Vec<Transition>>> + Send;
+    fn position(&self, run_id: i64) -> impl Future<Output = Result<Position>> + Send;
+    /// Rollbacks (`fail` transitions) a stage took in a run.
+    fn fail_count(&self, run_id: i64, stage: &str) -> impl Future<Output = Result<i64>> + Send;
+    fn pending_alerts(&self, run_id: i64) -> impl Future<Output = Result<Vec<Alert>>> + Send;
+    fn finish_alert(
+        &self,
+        alert_id: i64,
+        ok: bool,
+        exit: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    // Reports.
+    /// Every finished LLM attempt: (call-site, duration in ms).
+    fn llm_attempts(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+
+    // Locks.
+    /// Takes the lock, or says who holds it.
+    fn try_lock(
+        &self,
+        key: &LockKey,
+        holder: &str,
+    ) -> impl Future<Output = Result<std::result::Result<Self::Guard, String>>> + Send;
+    /// Who holds the lock, without taking it.
+    fn lock_holder(&self, key: &LockKey) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// Every serial stage's lock ever taken, by stage name, with its holder
+    /// now (`None`: free).
+    fn stage_locks(&self) -> impl Future<Output = Result<Vec<(String, Option<String>)>>> + Send;
+
+    /// Time spent in store calls so far (`ORCH_PROFILE`).
+    fn spent(&self) -> Duration {
+        Duration::ZERO
+    }
+}

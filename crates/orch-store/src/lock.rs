@@ -83,3 +83,23 @@ pub fn holder(path: &Path) -> Option<String> {
         Err(std::fs::TryLockError::Error(_)) => None,
     }
 }
+
+/// The serial-stage locks under `dir`, by stage name, with who holds each.
+pub fn stage_locks(dir: &Path) -> Vec<(String, Option<String>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    paths.sort();
+    paths
+        .iter()
+        .filter_map(|p| {
+            let stage = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix("stage.")?
+                .strip_suffix(".lock")?;
+            Some((stage.to_string(), holder(p)))
+        })
+        .collect()
+}

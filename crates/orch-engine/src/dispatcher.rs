@@ -1,0 +1,562 @@
+//! The dispatcher: owns a run's step machine. Each turn it reads where the
+//! run is from the store, asks [`decide`](crate::decide) what follows, has
+//! the [executor](crate::executor) run producers and alerts, and records
+//! every step before acting on it, so the run can be killed at any moment
+//! and resumed from the records alone:
+//! attempt → spawn → exit and verdict → artifact → gate → transition.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use orch_lang::model::{Outcome as EndOutcome, Pipeline, Retry, Stage};
+use orch_lang::template::Context;
+use orch_store::lock::holder_line;
+use orch_store::{
+    Attempt, LockKey, NewTransition, Outcome, ProducerKind, RunStatus, RunStore, Step,
+};
+
+use crate::decide::{self, AfterExit, Next, Take};
+use crate::error::{exit, RunError};
+use crate::events::{Event, Sink};
+use crate::failpoint::{self, Point};
+use crate::session::Prepared;
+use crate::{artifact, executor};
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub exit_code: u8,
+}
+
+/// Where a run's time went, printed to stderr when `ORCH_PROFILE` is set.
+#[derive(Debug, Default)]
+pub(crate) struct Profile {
+    pub(crate) attempts: u32,
+    /// Producer processes, spawn to exit and clean-up.
+    pub(crate) producers: Duration,
+    /// Writing runner artifacts and hashing artifacts.
+    pub(crate) artifacts: Duration,
+    pub(crate) gates: Duration,
+}
+
+pub(crate) enum Flow {
+    Continue,
+    Interrupted,
+}
+
+pub(crate) struct Engine<S: RunStore> {
+    pub(crate) p: Arc<Pipeline>,
+    pub(crate) task: String,
+    pub(crate) pipeline_shown: String,
+    pub(crate) pipeline_path: PathBuf,
+    pub(crate) store: Arc<S>,
+    pub(crate) run_id: i64,
+    pub(crate) task_dir: PathBuf,
+    pub(crate) logs: PathBuf,
+    pub(crate) worktree: PathBuf,
+    pub(crate) vars: HashMap<String, String>,
+    pub(crate) repo: String,
+    sink: Box<dyn Sink>,
+    pub(crate) cancel: watch::Receiver<bool>,
+    serial: Option<(String, S::Guard)>,
+    pub(crate) profile: Profile,
+}
+
+impl<S: RunStore> Engine<S> {
+    pub(crate) fn new(
+        prepared: Prepared,
+        store: Arc<S>,
+        run_id: i64,
+        sink: Box<dyn Sink>,
+        cancel: watch::Receiver<bool>,
+    ) -> Result<Self, RunError> {
+        let task = prepared.opts.task.clone();
+        let task_dir = prepared.state_dir.join("tasks").join(&task);
+        let logs = task_dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(crate::error::io_err(format!(
+            "cannot create task dir {}",
+            task_dir.display()
+        )))?;
+        Ok(Engine {
+            p: Arc::new(prepared.pipeline),
+            task,
+            pipeline_shown: prepared.pipeline_shown,
+            pipeline_path: prepared.pipeline_path,
+            store,
+            run_id,
+            task_dir,
+            logs,
+            worktree: prepared.bindings.worktree,
+            vars: prepared.bindings.vars,
+            repo: prepared.bindings.repo,
+            sink,
+            cancel,
+            serial: None,
+            profile: Profile::default(),
+        })
+    }
+
+    pub(crate) fn started(&mut self, resumed: bool, notes: Vec<String>) {
+        self.emit(Event::RunStarted {
+            task: self.task.clone(),
+            run_id: self.run_id,
+            pipeline: self.pipeline_shown.clone(),
+            resumed,
+        });
+        for message in notes {
+            self.emit(Event::Note { message });
+        }
+    }
+
+    pub(crate) fn emit(&mut self, e: Event) {
+        tracing::debug!(?e, "event");
+        self.sink.event(&e);
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    pub(crate) fn context(&self, stage: &str, attempt: i64) -> Context {
+        Context {
+            task: self.task.clone(),
+            stage: stage.to_string(),
+            attempt: attempt.max(0) as u32,
+            worktree: self.worktree.display().to_string(),
+            task_dir: self.task_dir.display().to_string(),
+            vars: self.vars.clone(),
+        }
+    }
+
+    pub(crate) fn artifact_path_of_stage(&self, stage: &str) -> Option<PathBuf> {
+        let s = self.p.stage(stage)?;
+        let g = self.p.gate(&s.gate.value)?;
+        let a = self.p.artifact(&g.artifact.value)?;
+        Some(self.task_dir.join(&a.path.value))
+    }
+
+    /// Tells the sink the run stopped, with its attempts.
+    async fn stopped(&mut self, outcome: Option<Outcome>) -> Result<(), RunError> {
+        let attempts = self.store.attempts(self.run_id).await?;
+        self.sink
+            .stopped(&attempts, outcome.map(Outcome::as_str))
+            .map_err(|e| RunError::Io(e.to_string()))
+    }
+
+    async fn interrupted(&mut self) -> Result<Finished, RunError> {
+        self.store
+            .set_run_status(self.run_id, RunStatus::Interrupted)
+            .await?;
+        self.stopped(None).await?;
+        self.emit(Event::Note {
+            message: format!("interrupted; resume with `orch run {} --resume`", self.task),
+        });
+        Ok(Finished {
+            exit_code: exit::INTERRUPTED,
+        })
+    }
+
+    /// Checks what a resumed run left behind: stale producer groups and
+    /// artifacts whose digest no longer matches.
+    async fn recover(&mut self) -> Result<(), RunError> {
+        let attempts = self.store.attempts(self.run_id).await?;
+        for a in &attempts {
+            if !matches!(a.step, Step::Started | Step::Interrupted) {
+                continue;
+            }
+            if let Some(group) = &a.group {
+                if crate::process::terminate_recorded(group, Duration::from_secs(5)).await {
+                    self.emit(Event::Note {
+                        message: format!(
+                            "terminated the producer group {} left running by the interrupted attempt {} of {}",
+                            group.pgid, a.attempt, a.stage
+                        ),
+                    });
+                }
+            }
+            if a.step == Step::Started {
+                self.store.set_step(a.id, Step::Interrupted).await?;
+            }
+        }
+        for message in self.changed_artifacts(&attempts) {
+            self.emit(Event::Note { message });
+        }
+        Ok(())
+    }
+
+    /// The latest recorded digest of each artifact file must still hold.
+    fn changed_artifacts(&self, attempts: &[Attempt]) -> Vec<String> {
+        let mut latest: HashMap<PathBuf, (&Attempt, &str)> = HashMap::new();
+        for a in attempts {
+            if let Some(sha) = a.artifact_sha256.as_deref() {
+                if let Some(path) = self.artifact_path_of_stage(&a.stage) {
+                    latest.insert(path, (a, sha));
+                }
+            }
+        }
+        let mut notes: Vec<String> = latest
+            .into_iter()
+            .filter_map(|(path, (a, sha))| match artifact::file_sha256(&path) {
+                Some(now) if now == sha => None,
+                Some(_) => Some(format!(
+                    "artifact {} changed since attempt {} of {} recorded it",
+                    path.display(),
+                    a.attempt,
+                    a.stage
+                )),
+                None => Some(format!(
+                    "artifact {} recorded by attempt {} of {} is gone",
+                    path.display(),
+                    a.attempt,
+                    a.stage
+                )),
+            })
+            .collect();
+        notes.sort();
+        notes
+    }
+
+    pub(crate) async fn drive(&mut self, resumed: bool) -> Result<Finished, RunError> {
+        let started = Instant::now();
+        if resumed {
+            self.recover().await?;
+        }
+        self.run_pending_alerts().await?;
+        loop {
+            if self.cancelled() {
+                return self.interrupted().await;
+            }
+            let position = self.store.position(self.run_id).await?;
+            let current = match position.last_to {
+                Some(to) => to,
+                None => self
+                    .p
+                    .header
+                    .as_ref()
+                    .map(|h| h.start.value.clone())
+                    .unwrap_or_default(),
+            };
+            if let Some(end) = self.p.end(&current).map(|e| e.outcome) {
+                return self.reach_end(&current, end, started).await;
+            }
+            let Some(stage) = self.p.stage(&current).cloned() else {
+                return Err(RunError::Usage(format!(
+                    "the run is at `{current}`, which the pipeline no longer defines"
+                )));
+            };
+            if stage.serial && !self.holds_serial(&stage.name.value) {
+                if !self.take_serial(&stage.name.value).await? {
+                    return self.interrupted().await;
+                }
+            } else if !stage.serial {
+                self.serial = None;
+            }
+            match self.step_stage(&stage, position.transitions).await? {
+                Flow::Continue => {}
+                Flow::Interrupted => return self.interrupted().await,
+            }
+        }
+    }
+
+    async fn reach_end(
+        &mut self,
+        end: &str,
+        outcome: EndOutcome,
+        started: Instant,
+    ) -> Result<Finished, RunError> {
+        let outcome = match outcome {
+            EndOutcome::Success => Outcome::Success,
+            EndOutcome::Failure => Outcome::Failure,
+        };
+        self.serial = None;
+        self.store.finish_run(self.run_id, outcome, end).await?;
+        self.print_profile(started.elapsed());
+        self.stopped(Some(outcome)).await?;
+        self.emit(Event::RunFinished {
+            task: self.task.clone(),
+            outcome: outcome.as_str().into(),
+            end: end.to_string(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        Ok(Finished {
+            exit_code: if outcome == Outcome::Success {
+                exit::SUCCESS
+            } else {
+                exit::FAILURE
+            },
+        })
+    }
+
+    fn print_profile(&self, total: Duration) {
+        if std::env::var_os("ORCH_PROFILE").is_none() {
+            return;
+        }
+        let p = &self.profile;
+        let store = self.store.spent();
+        let other = total
+            .saturating_sub(p.producers)
+            .saturating_sub(p.artifacts)
+            .saturating_sub(p.gates)
+            .saturating_sub(store);
+        let us = |d: Duration| d.as_micros();
+        eprintln!(
+            "profile: attempts={} total_us={} producers_us={} artifacts_us={} gates_us={} store_us={} other_us={}",
+            p.attempts,
+            us(total),
+            us(p.producers),
+            us(p.artifacts),
+            us(p.gates),
+            us(store),
+            us(other)
+        );
+    }
+
+    fn holds_serial(&self, stage: &str) -> bool {
+        self.serial.as_ref().is_some_and(|(s, _)| s == stage)
+    }
+
+    /// Waits for a serial stage's lock; false when interrupted meanwhile.
+    async fn take_serial(&mut self, stage: &str) -> Result<bool, RunError> {
+        self.serial = None;
+        let key = LockKey::Stage(stage.to_string());
+        let holder = format!("task {} ({})", self.task, holder_line());
+        let mut announced = false;
+        loop {
+            match self.store.try_lock(&key, &holder).await? {
+                Ok(guard) => {
+                    self.serial = Some((stage.to_string(), guard));
+                    return Ok(true);
+                }
+                Err(other) => {
+                    if !announced {
+                        announced = true;
+                        self.emit(Event::Waiting {
+                            stage: stage.to_string(),
+                            reason: format!("held by {other}"),
+                        });
+                    }
+                    if self.cancelled() {
+                        return Ok(false);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Advances the current stage by one step: an attempt (new or resumed),
+    /// then its gate and transition.
+    async fn step_stage(&mut self, stage: &Stage, visit: i64) -> Result<Flow, RunError> {
+        let last = self.store.last_attempt(self.run_id).await?;
+        let (row, defers) = match decide::next(last, &stage.name.value, visit) {
+            Next::Continue(a) => {
+                let defers = a.defers;
+                (*a, defers)
+            }
+            Next::Start { defers } => {
+                let attempt_no = self
+                    .store
+                    .attempt_count(self.run_id, &stage.name.value)
+                    .await?
+                    + 1;
+                match executor::start_attempt(self, stage, attempt_no, visit, defers).await? {
+                    Some(row) => (row, defers),
+                    None if self.cancelled() => return Ok(Flow::Interrupted),
+                    None => return Ok(Flow::Continue),
+                }
+            }
+        };
+        self.finish_attempt(stage, row, defers).await
+    }
+
+    fn retry_of(&self, a: &Attempt) -> Retry {
+        match a.producer {
+            ProducerKind::Runner => self.p.runner(&a.producer_name).map(|r| r.retry.clone()),
+            ProducerKind::Llm => self.p.transport(&a.producer_name).map(|t| t.retry.clone()),
+        }
+        .unwrap_or_else(Retry::none)
+    }
+
+    /// From a recorded exit: defer, or write the artifact, gate, transition.
+    async fn finish_attempt(
+        &mut self,
+        stage: &Stage,
+        mut row: Attempt,
+        defers: i64,
+    ) -> Result<Flow, RunError> {
+        if row.step == Step::Exited {
+            let verdict = row
+                .verdict
+                .clone()
+                .unwrap_or_else(|| orch_lang::model::TOOL_ERROR.into());
+            match decide::after_exit(&verdict, row.exit.as_deref(), &self.retry_of(&row), defers) {
+                AfterExit::Proceed => {}
+                AfterExit::Defer {
+                    delay,
+                    attempts_left,
+                } => return self.defer(&row, delay, attempts_left).await,
+                AfterExit::FailClosed(reason) => {
+                    self.fail_closed(stage, Some(row.id), &reason).await?;
+                    return Ok(Flow::Continue);
+                }
+            }
+            self.record_artifact(&row, &verdict).await?;
+            row.step = Step::Artifact;
+        }
+        if row.step == Step::Artifact {
+            let verdict = self.judge(stage, row.id).await?;
+            row.gate_pass = Some(verdict.pass);
+            row.gate_reason = Some(verdict.reason);
+            row.step = Step::Gated;
+        }
+        // Gated: take the transition.
+        let name = &stage.name.value;
+        let pass = row.gate_pass.unwrap_or(false);
+        let fails = if pass {
+            0
+        } else {
+            self.store.fail_count(self.run_id, name).await? as u32
+        };
+        let reason = row.gate_reason.clone().unwrap_or_default();
+        let take = decide::after_gate(stage, pass, &reason, fails);
+        self.take(name, Some(row.id), take).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn defer(
+        &mut self,
+        row: &Attempt,
+        delay: Duration,
+        attempts_left: i64,
+    ) -> Result<Flow, RunError> {
+        self.store.set_step(row.id, Step::Done).await?;
+        self.emit(Event::Deferred {
+            stage: row.stage.clone(),
+            attempt: row.attempt,
+            reason: format!(
+                "tool-error ({})",
+                row.exit.clone().unwrap_or_else(|| "did not run".into())
+            ),
+            delay_ms: delay.as_millis() as u64,
+            attempts_left,
+        });
+        let mut cancel = self.cancel.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => Ok(Flow::Continue),
+            _ = cancel.wait_for(|c| *c) => Ok(Flow::Interrupted),
+        }
+    }
+
+    /// Writes a runner's verdict into its artifact (an agent wrote its own)
+    /// and records the artifact's digest.
+    async fn record_artifact(&mut self, row: &Attempt, verdict: &str) -> Result<(), RunError> {
+        let t = Instant::now();
+        if row.producer == ProducerKind::Runner {
+            if let Some(message) = executor::write_runner_artifact(self, row, verdict) {
+                // The gate will find no artifact and fail closed.
+                self.emit(Event::Note { message });
+            }
+        }
+        let sha = self
+            .artifact_path_of_stage(&row.stage)
+            .as_deref()
+            .and_then(artifact::file_sha256);
+        self.profile.artifacts += t.elapsed();
+        self.store.record_artifact(row.id, sha.as_deref()).await?;
+        failpoint::hit(Point::AfterArtifact, &row.stage);
+        Ok(())
+    }
+
+    /// Reads the stage's artifact for its gate and records the decision.
+    async fn judge(
+        &mut self,
+        stage: &Stage,
+        attempt_id: i64,
+    ) -> Result<orch_lang::gate::Verdict, RunError> {
+        let name = &stage.name.value;
+        let g = self.p.gate(&stage.gate.value);
+        let a = g.and_then(|g| self.p.artifact(&g.artifact.value));
+        let t = Instant::now();
+        let verdict = match (g, a, self.artifact_path_of_stage(name)) {
+            (Some(g), Some(a), Some(path)) => crate::gate::evaluate(g, a, &path),
+            _ => orch_lang::gate::Verdict::fail("the gate or its artifact is not defined"),
+        };
+        self.profile.gates += t.elapsed();
+        self.store
+            .record_gate(attempt_id, verdict.pass, &verdict.reason)
+            .await?;
+        failpoint::hit(Point::AfterGate, name);
+        self.emit(Event::Gate {
+            stage: name.clone(),
+            gate: stage.gate.value.clone(),
+            pass: verdict.pass,
+            reason: verdict.reason.clone(),
+        });
+        Ok(verdict)
+    }
+
+    /// The stage fails closed: `exhausted`, and its alert.
+    pub(crate) async fn fail_closed(
+        &mut self,
+        stage: &Stage,
+        attempt_id: Option<i64>,
+        reason: &str,
+    ) -> Result<(), RunError> {
+        let take = decide::fail_closed(stage, reason);
+        self.take(&stage.name.value, attempt_id, take).await
+    }
+
+    async fn take(
+        &mut self,
+        from: &str,
+        attempt_id: Option<i64>,
+        take: Result<Take, decide::Stuck>,
+    ) -> Result<(), RunError> {
+        let t = take.map_err(|stuck| RunError::Usage(stuck.0))?;
+        self.store
+            .record_transition(&NewTransition {
+                run_id: self.run_id,
+                attempt_id,
+                from,
+                kind: t.kind,
+                to: &t.to,
+                reason: &t.reason,
+                alert: t.alert.as_deref(),
+            })
+            .await?;
+        self.emit(Event::Transition {
+            from: from.into(),
+            kind: t.kind.as_str().into(),
+            to: t.to.clone(),
+            reason: t.reason,
+        });
+        if self.serial.as_ref().is_some_and(|(s, _)| s == from) && t.to != from {
+            self.serial = None;
+        }
+        self.run_pending_alerts().await
+    }
+
+    /// Runs every queued alert once; an alert's failure is reported and does
+    /// not change the task's outcome.
+    async fn run_pending_alerts(&mut self) -> Result<(), RunError> {
+        for row in self.store.pending_alerts(self.run_id).await? {
+            let Some((ok, exit)) = executor::run_alert(self, &row).await? else {
+                self.store
+                    .finish_alert(row.id, false, "alert not defined")
+                    .await?;
+                continue;
+            };
+            self.store.finish_alert(row.id, ok, &exit).await?;
+            self.emit(Event::Alert {
+                stage: row.stage.clone(),
+                alert: row.alert.clone(),
+                ok,
+                exit,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,301 @@
+//! The executor: turns the dispatcher's "start an attempt" into a process.
+//! It chooses the producer, records the attempt, clears the stale artifact,
+//! spawns and supervises the producer (through [`process`](crate::process)),
+//! and records its exit; it also runs alerts and writes runner artifacts.
+
+use std::time::{Duration, Instant};
+
+use orch_lang::choice::{self, Kind};
+use orch_lang::invocation::{self, Invocation};
+use orch_lang::model::Stage;
+use orch_store::{Alert, Attempt, ExitRecord, GroupRecord, NewAttempt, ProducerKind, RunStore};
+
+use crate::dispatcher::Engine;
+use crate::error::RunError;
+use crate::events::Event;
+use crate::failpoint::{self, Point};
+use crate::process::{self, Exit};
+use crate::{artifact, producer};
+
+fn producer_kind(k: Kind) -> ProducerKind {
+    match k {
+        Kind::Runner => ProducerKind::Runner,
+        Kind::Llm => ProducerKind::Llm,
+    }
+}
+
+/// What the chosen producer is and the process it would be.
+struct Planned {
+    kind: Kind,
+    name: String,
+    reason: String,
+    invocation: Result<Invocation, String>,
+    call_site: String,
+}
+
+/// Chooses the producer for the stage now. `Err(reason)`: the stage cannot
+/// run as configured and must fail closed.
+fn plan<S: RunStore>(
+    e: &Engine<S>,
+    stage: &Stage,
+    attempt_no: i64,
+) -> Result<Result<Planned, String>, RunError> {
+    let name = &stage.name.value;
+    let Some(cs) = e.p.call_site(&stage.call_site.value) else {
+        return Err(RunError::Usage(format!(
+            "call-site `{}` is not defined",
+            stage.call_site.value
+        )));
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    let choice = match choice::choose(&e.p, cs, &e.repo, &env) {
+        Ok(c) => c,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let ctx = e.context(name, attempt_no);
+    let (name, invocation) = match choice.kind {
+        Kind::Runner => {
+            let r = choice
+                .runner
+                .ok_or_else(|| RunError::Usage("no runner".into()))?;
+            (
+                r.name.value.clone(),
+                invocation::runner(r, &ctx, &e.pipeline_path),
+            )
+        }
+        Kind::Llm => {
+            let (t, l) = choice
+                .llm
+                .ok_or_else(|| RunError::Usage("no transport".into()))?;
+            (
+                t.name.value.clone(),
+                invocation::llm(t, l, &ctx, &e.pipeline_path),
+            )
+        }
+    };
+    Ok(Ok(Planned {
+        kind: choice.kind,
+        name,
+        reason: choice.reason,
+        invocation,
+        call_site: cs.name.value.clone(),
+    }))
+}
+
+/// Chooses the producer, records the attempt, runs it, records its exit.
+/// `None` when the stage failed closed before anything ran, or when the
+/// attempt was interrupted.
+pub(crate) async fn start_attempt<S: RunStore>(
+    e: &mut Engine<S>,
+    stage: &Stage,
+    attempt_no: i64,
+    visit: i64,
+    defers: i64,
+) -> Result<Option<Attempt>, RunError> {
+    let name = stage.name.value.clone();
+    let planned = match plan(e, stage, attempt_no)? {
+        Ok(p) => p,
+        Err(reason) => {
+            e.fail_closed(stage, None, &reason).await?;
+            return Ok(None);
+        }
+    };
+    let log = e.logs.join(format!("{name}.{attempt_no}.log"));
+    let log_str = log.display().to_string();
+    let mut invocation = planned.invocation;
+    let argv = invocation
+        .as_ref()
+        .map(|s| s.argv.clone())
+        .unwrap_or_default();
+    let kind = producer_kind(planned.kind);
+    let id = e
+        .store
+        .insert_attempt(&NewAttempt {
+            run_id: e.run_id,
+            task: &e.task,
+            stage: &name,
+            attempt: attempt_no,
+            visit,
+            call_site: &planned.call_site,
+            producer: kind,
+            producer_name: &planned.name,
+            argv: &argv,
+            defers,
+            log_path: &log_str,
+        })
+        .await?;
+    // A stale artifact from an earlier visit must never pass this gate;
+    // if it cannot be cleared the attempt cannot run (a tool-error).
+    if let Some(path) = e.artifact_path_of_stage(&name) {
+        if let Err(reason) = artifact::clear(&path) {
+            invocation = Err(reason);
+        }
+    }
+    e.emit(Event::AttemptStarted {
+        stage: name.clone(),
+        attempt: attempt_no,
+        producer: kind.as_str().into(),
+        name: planned.name.clone(),
+        argv,
+        reason: planned.reason,
+    });
+    failpoint::hit(Point::BeforeSpawn, &name);
+    let spawned = Instant::now();
+    let outcome = supervise(e, id, invocation, log).await?;
+    e.profile.producers += spawned.elapsed();
+    e.profile.attempts += 1;
+    if outcome.exit == Exit::Interrupted {
+        e.store.set_step(id, orch_store::Step::Interrupted).await?;
+        return Ok(None);
+    }
+    let verdict = match planned.kind {
+        Kind::Runner => {
+            let r =
+                e.p.runner(&planned.name)
+                    .ok_or_else(|| RunError::Usage("no runner".into()))?;
+            producer::runner_verdict(r, &outcome.exit)
+        }
+        Kind::Llm => producer::llm_verdict(&outcome.exit),
+    };
+    let leaks: Vec<String> = outcome
+        .leaks
+        .iter()
+        .map(|l| format!("pid {} `{}`", l.pid, l.command))
+        .collect();
+    let exit_text = outcome.exit.describe();
+    e.store
+        .record_exit(
+            id,
+            &ExitRecord {
+                exit_code: outcome.exit.code(),
+                exit: &exit_text,
+                verdict: &verdict,
+                leaks: &leaks,
+                duration: outcome.duration,
+                tail: &outcome.tail,
+            },
+        )
+        .await?;
+    e.emit(Event::AttemptFinished {
+        stage: name.clone(),
+        attempt: attempt_no,
+        producer: kind.as_str().into(),
+        name: planned.name,
+        exit: exit_text,
+        exit_code: outcome.exit.code(),
+        verdict,
+        duration_ms: outcome.duration.as_millis() as u64,
+        defers,
+        leaked: leaks,
+        log: log_str,
+    });
+    failpoint::hit(Point::AfterExit, &name);
+    Ok(e.store.attempt(id).await?)
+}
+
+/// Runs the producer's process, recording its group as soon as it exists.
+async fn supervise<S: RunStore>(
+    e: &Engine<S>,
+    attempt_id: i64,
+    invocation: Result<Invocation, String>,
+    log: std::path::PathBuf,
+) -> Result<process::Outcome, RunError> {
+    let invocation = match invocation {
+        Ok(i) => i,
+        Err(reason) => {
+            let _ = std::fs::write(
+                &log,
+                format!("orch: could not build the command: {reason}\n"),
+            );
+            return Ok(process::Outcome {
+                exit: Exit::SpawnFailed(reason),
+                duration: Duration::ZERO,
+                tail: Vec::new(),
+                leaks: Vec::new(),
+            });
+        }
+    };
+    let spec = process::Spec { invocation, log };
+    let (group_tx, group_rx) = tokio::sync::oneshot::channel::<GroupRecord>();
+    let store = e.store.clone();
+    // The group is recorded while the producer runs: a crash from here on
+    // leaves the record a resume needs to terminate it.
+    let recorder = async move {
+        match group_rx.await {
+            Ok(group) => store.record_group(attempt_id, &group).await,
+            Err(_) => Ok(()),
+        }
+    };
+    let run = process::run(
+        &spec,
+        move |pgid| {
+            let _ = group_tx.send(GroupRecord {
+                pgid: i64::from(pgid),
+                leader_start: None,
+                boot_id: None,
+                host: None,
+                token: None,
+            });
+        },
+        e.cancel.clone(),
+    );
+    let (outcome, recorded) = tokio::join!(run, recorder);
+    recorded?;
+    Ok(outcome)
+}
+
+/// Writes a runner's artifact from its recorded exit; a message when it
+/// could not be written.
+pub(crate) fn write_runner_artifact<S: RunStore>(
+    e: &Engine<S>,
+    row: &Attempt,
+    verdict: &str,
+) -> Option<String> {
+    let r = e.p.runner(&row.producer_name)?;
+    let w = r.writes.as_ref()?;
+    let a = e.p.artifact(&w.artifact.value)?;
+    let key = w
+        .field
+        .as_ref()
+        .map(|f| f.value.clone())
+        .or_else(|| a.fields.first().map(|f| f.key.value.clone()))
+        .unwrap_or_else(|| "result".into());
+    let body = producer::runner_artifact(
+        &key,
+        verdict,
+        &r.name.value,
+        &row.argv,
+        row.exit.as_deref().unwrap_or(""),
+        Duration::from_millis(row.duration_ms.unwrap_or(0).max(0) as u64),
+        &row.tail,
+    );
+    let path = e.task_dir.join(&a.path.value);
+    artifact::write(&path, &body)
+        .err()
+        .map(|err| format!("cannot write artifact {}: {err}", path.display()))
+}
+
+/// Runs a queued alert: whether it succeeded and how it ended; `None` when
+/// the pipeline no longer defines it.
+pub(crate) async fn run_alert<S: RunStore>(
+    e: &Engine<S>,
+    row: &Alert,
+) -> Result<Option<(bool, String)>, RunError> {
+    let Some(alert) = e.p.alert(&row.alert) else {
+        return Ok(None);
+    };
+    // The alert's attempt is the last attempt of the stage that failed closed.
+    let attempt = e.store.attempt_count(e.run_id, &row.stage).await?;
+    let ctx = e.context(&row.stage, attempt);
+    let log = e.logs.join(format!("alert.{}.{}.log", row.stage, row.id));
+    Ok(Some(
+        match invocation::alert(alert, &ctx, &e.pipeline_path) {
+            Ok(invocation) => {
+                let spec = process::Spec { invocation, log };
+                let o = process::run(&spec, |_| {}, e.cancel.clone()).await;
+                (o.exit == Exit::Code(0), o.exit.describe())
+            }
+            Err(err) => (false, err),
+        },
+    ))
+}

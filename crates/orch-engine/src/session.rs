@@ -1,0 +1,366 @@
+//! Setting a run up: the task name, the pipeline checked and bound to its
+//! variables and worktree ([`prepare`]), then, with a store, the decision
+//! to start, resume, restart or report a finished run ([`run`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use orch_lang::check;
+use orch_lang::diagnostic::did_you_mean;
+use orch_lang::model::{Header, Pipeline};
+use orch_lang::validate::Options;
+use orch_store::lock::{holder_line, hostname};
+use orch_store::{LockKey, NewRun, Outcome, Run, RunStatus, RunStore, Step};
+
+use crate::artifact::sha256_hex;
+use crate::dispatcher::{Engine, Finished};
+use crate::error::{exit, io_err, RunError};
+use crate::events::{Event, Sink};
+use crate::process;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub task: String,
+    pub pipeline: PathBuf,
+    pub worktree: PathBuf,
+    pub vars: Vec<(String, String)>,
+    /// Where task directories (artifacts, logs) and archives live.
+    pub state_dir: PathBuf,
+    pub resume: bool,
+    pub restart: bool,
+    pub allow_changed_pipeline: bool,
+}
+
+/// A task name: letters, digits, `.`, `_`, `-`, not starting with `.`.
+pub fn check_task_name(task: &str) -> Result<(), RunError> {
+    let ok = !task.is_empty()
+        && !task.starts_with('.')
+        && task
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(RunError::Usage(format!(
+            "invalid task name {task:?}: use letters, digits, '.', '_' and '-', not starting with '.'"
+        )))
+    }
+}
+
+/// `*.kdl` files in the directory of a missing pipeline, for the error.
+fn nearby_pipelines(path: &Path) -> String {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut found: Vec<String> = Vec::new();
+    for d in [dir.to_path_buf(), dir.join("pipelines")] {
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "kdl") {
+                    found.push(p.display().to_string());
+                }
+            }
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; pipelines nearby: {} (pass one with -p)",
+            found.join(", ")
+        )
+    }
+}
+
+/// Variable values, the worktree and the repo a task runs with.
+pub struct Bindings {
+    pub vars: HashMap<String, String>,
+    /// Absolute.
+    pub worktree: PathBuf,
+    /// What runner scopes are checked against: `--var repo=NAME`, else the
+    /// worktree directory's name.
+    pub repo: String,
+}
+
+/// Declared defaults overridden by `--var`; `repo` may always be set.
+pub fn bind(
+    header: &Header,
+    overrides: &[(String, String)],
+    worktree: &Path,
+) -> Result<Bindings, RunError> {
+    let mut vars: HashMap<String, String> = header
+        .vars
+        .iter()
+        .map(|v| (v.name.value.clone(), v.default.clone()))
+        .collect();
+    for (k, v) in overrides {
+        if !vars.contains_key(k) && k != "repo" {
+            let help = did_you_mean(k, header.vars.iter().map(|v| v.name.value.as_str()))
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            return Err(RunError::Usage(format!(
+                "--var {k}: the pipeline declares no variable `{k}`{help}"
+            )));
+        }
+        vars.insert(k.clone(), v.clone());
+    }
+    let worktree = std::fs::canonicalize(worktree)
+        .ok()
+        .filter(|w| w.is_dir())
+        .ok_or_else(|| {
+            RunError::Usage(format!(
+                "worktree {} is not a directory",
+                worktree.display()
+            ))
+        })?;
+    let repo = vars.get("repo").cloned().unwrap_or_else(|| {
+        worktree
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    Ok(Bindings {
+        vars,
+        worktree,
+        repo,
+    })
+}
+
+/// A task ready to run: its pipeline valid and bound, its state directory
+/// created. Nothing is written before the pipeline is known to be valid.
+pub struct Prepared {
+    pub(crate) opts: RunOptions,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) text: String,
+    /// As given, for messages.
+    pub(crate) pipeline_shown: String,
+    /// Absolute, for producers (`ORCH_PIPELINE`) and the record.
+    pub(crate) pipeline_path: PathBuf,
+    pub(crate) bindings: Bindings,
+    /// Absolute.
+    pub(crate) state_dir: PathBuf,
+}
+
+impl Prepared {
+    /// The state directory, absolute: where the caller opens its store.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    pub fn task(&self) -> &str {
+        &self.opts.task
+    }
+}
+
+/// Checks and binds everything a run needs before anything is recorded.
+pub fn prepare(opts: RunOptions) -> Result<Prepared, RunError> {
+    check_task_name(&opts.task)?;
+    let text = std::fs::read_to_string(&opts.pipeline).map_err(|e| {
+        RunError::Usage(format!(
+            "cannot read pipeline {}: {e}{}",
+            opts.pipeline.display(),
+            nearby_pipelines(&opts.pipeline)
+        ))
+    })?;
+    let pipeline_shown = opts.pipeline.display().to_string();
+    let checked = check::check_text(&pipeline_shown, &text, &Options { offline: true });
+    if checked.has_errors() {
+        return Err(RunError::Invalid(Box::new(checked.report)));
+    }
+    let pipeline = checked.pipeline;
+    let header = pipeline
+        .header
+        .as_ref()
+        .ok_or_else(|| RunError::Usage("the pipeline has no header".into()))?;
+    let bindings = bind(header, &opts.vars, &opts.worktree)?;
+    let pipeline_path = std::fs::canonicalize(&opts.pipeline).unwrap_or(opts.pipeline.clone());
+    std::fs::create_dir_all(&opts.state_dir).map_err(io_err(format!(
+        "cannot create state dir {}",
+        opts.state_dir.display()
+    )))?;
+    let state_dir = std::fs::canonicalize(&opts.state_dir).map_err(io_err("state dir"))?;
+    Ok(Prepared {
+        opts,
+        pipeline,
+        text,
+        pipeline_shown,
+        pipeline_path,
+        bindings,
+        state_dir,
+    })
+}
+
+/// Runs (or resumes) a prepared task on `store`. `cancel` turning true
+/// interrupts the run (the caller decides when: a signal, a service
+/// draining); events go to `sink`. Errors come back for the caller to print.
+pub async fn run<S: RunStore>(
+    prepared: Prepared,
+    store: Arc<S>,
+    mut sink: Box<dyn Sink>,
+    cancel: watch::Receiver<bool>,
+) -> Result<Finished, RunError> {
+    let task = prepared.opts.task.clone();
+    let task_lock = match store
+        .try_lock(&LockKey::Task(task.clone()), &holder_line())
+        .await?
+    {
+        Ok(l) => l,
+        Err(holder) => {
+            return Err(RunError::Busy(format!(
+                "task {task} is already running ({holder})"
+            )))
+        }
+    };
+    let mut notes = Vec::new();
+    let begun = match begin(&prepared, &*store, &mut notes).await? {
+        Begin::Run(id, resumed) => (id, resumed),
+        Begin::AlreadyFinished(run) => {
+            let outcome = run.outcome;
+            sink.event(&Event::AlreadyFinished {
+                task,
+                run_id: run.id,
+                outcome: outcome.map(|o| o.as_str()).unwrap_or_default().into(),
+                end: run.end_name.unwrap_or_default(),
+            });
+            return Ok(Finished {
+                exit_code: if outcome == Some(Outcome::Success) {
+                    exit::SUCCESS
+                } else {
+                    exit::FAILURE
+                },
+            });
+        }
+    };
+    let (run_id, resumed) = begun;
+    let mut engine = Engine::new(prepared, store, run_id, sink, cancel)?;
+    engine.started(resumed, notes);
+    let result = engine.drive(resumed).await;
+    drop(task_lock);
+    result
+}
+
+enum Begin {
+    /// The run to drive, and whether it is resumed.
+    Run(i64, bool),
+    AlreadyFinished(Run),
+}
+
+/// Starts a new run, resumes the unfinished one, or finds the task done.
+async fn begin<S: RunStore>(
+    prepared: &Prepared,
+    store: &S,
+    notes: &mut Vec<String>,
+) -> Result<Begin, RunError> {
+    let opts = &prepared.opts;
+    let hash = sha256_hex(prepared.text.as_bytes());
+    match store.latest_run(&opts.task).await? {
+        Some(run) if run.status == RunStatus::Finished && !opts.restart => {
+            Ok(Begin::AlreadyFinished(run))
+        }
+        Some(run) if run.status != RunStatus::Abandoned && !opts.restart => {
+            resume(prepared, store, &run, &hash, notes).await?;
+            Ok(Begin::Run(run.id, true))
+        }
+        None if opts.resume => Err(RunError::Usage(format!(
+            "task {} has no run to resume in {}",
+            opts.task,
+            prepared.state_dir.display()
+        ))),
+        previous => {
+            if let Some(run) = previous {
+                abandon(prepared, store, &run, notes).await?;
+            }
+            let vars_json = serde_json::to_string(&prepared.bindings.vars)
+                .map_err(|e| RunError::Io(format!("cannot record the variables: {e}")))?;
+            let id = store
+                .create_run(&NewRun {
+                    task: &opts.task,
+                    pipeline_path: &prepared.pipeline_path.display().to_string(),
+                    pipeline_hash: &hash,
+                    pipeline_text: &prepared.text,
+                    vars_json: &vars_json,
+                    worktree: &prepared.bindings.worktree.display().to_string(),
+                    host: &hostname(),
+                })
+                .await?;
+            Ok(Begin::Run(id, false))
+        }
+    }
+}
+
+/// Checks that an unfinished run may be resumed, and marks it running.
+async fn resume<S: RunStore>(
+    prepared: &Prepared,
+    store: &S,
+    run: &Run,
+    hash: &str,
+    notes: &mut Vec<String>,
+) -> Result<(), RunError> {
+    let opts = &prepared.opts;
+    if !opts.resume {
+        return Err(RunError::Usage(format!(
+            "task {} has an unfinished run (#{}, {}): use --resume to continue it or --restart to start over",
+            opts.task, run.id, run.status
+        )));
+    }
+    if run.pipeline_hash != hash {
+        let changes =
+            orch_lang::changes::pipeline_changes(&run.pipeline_text, &prepared.text).join(", ");
+        if !opts.allow_changed_pipeline {
+            return Err(RunError::Usage(format!(
+                "the pipeline changed since run #{} began ({changes}); refusing to resume (use --allow-changed-pipeline to resume anyway)",
+                run.id
+            )));
+        }
+        notes.push(format!("resuming with a changed pipeline: {changes}"));
+    }
+    store.set_run_status(run.id, RunStatus::Running).await?;
+    Ok(())
+}
+
+/// Gives up an unfinished run for a new one (`--restart`): nothing of it
+/// may keep running into the new run, and its task directory is archived.
+async fn abandon<S: RunStore>(
+    prepared: &Prepared,
+    store: &S,
+    run: &Run,
+    notes: &mut Vec<String>,
+) -> Result<(), RunError> {
+    let task = &prepared.opts.task;
+    if run.status != RunStatus::Finished {
+        for a in store.attempts(run.id).await? {
+            if !matches!(a.step, Step::Started | Step::Interrupted) {
+                continue;
+            }
+            if let Some(group) = &a.group {
+                if process::terminate_recorded(group, Duration::from_secs(5)).await {
+                    notes.push(format!(
+                        "terminated the producer group {} left running by run #{}",
+                        group.pgid, run.id
+                    ));
+                }
+            }
+        }
+        store.set_run_status(run.id, RunStatus::Abandoned).await?;
+    }
+    let task_dir = prepared.state_dir.join("tasks").join(task);
+    if task_dir.exists() {
+        let archive = prepared
+            .state_dir
+            .join("archive")
+            .join(task)
+            .join(format!("run-{}", run.id));
+        if let Some(parent) = archive.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err("cannot create archive dir"))?;
+        }
+        std::fs::rename(&task_dir, &archive)
+            .map_err(io_err(format!("cannot archive {}", task_dir.display())))?;
+    }
+    Ok(())
+}

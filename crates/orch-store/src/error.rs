@@ -1,0 +1,37 @@
+//! Why the store could not do what was asked. The variants are the same for
+//! every implementation; the underlying error is kept as the source.
+
+use std::path::PathBuf;
+
+/// The error of the database library underneath.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the run store {path}: {source}")]
+    Open { path: PathBuf, source: Source },
+    #[error("cannot take {path}: {source}")]
+    Guard {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not an orch run store ({detail})")]
+    Foreign { path: PathBuf, detail: String },
+    #[error("the run store {path} has schema version {found}, newer than this orch understands ({supported}); upgrade orch")]
+    Newer {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the run store {path} is unreadable or damaged: {source}")]
+    Damaged { path: PathBuf, source: Source },
+    #[error("the run store {path} is locked by another process: {source}")]
+    Locked { path: PathBuf, source: Source },
+    #[error("cannot use the lock {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;

@@ -1,0 +1,285 @@
+//! The domain records the store keeps, with an enum for every state. These
+//! are what the engine writes and what history, status and reports read;
+//! how a store lays them out (SQL rows, columns) is its own business.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Declares a closed set of states with their stored spellings. Parsing an
+/// unknown spelling is an error: a damaged or newer store is refused, never
+/// read as some default state.
+macro_rules! spelled {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum $name {
+            $($(#[$vm])* $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownSpelling;
+
+            fn from_str(s: &str) -> Result<Self, UnknownSpelling> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownSpelling {
+                        what: stringify!($name),
+                        found: s.to_string(),
+                    }),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+/// A stored state this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{found}`")]
+pub struct UnknownSpelling {
+    pub what: &'static str,
+    pub found: String,
+}
+
+spelled! {
+    /// Where a run is in its life.
+    RunStatus {
+        /// Taking steps (or its process died mid-step: see the task lock).
+        Running => "running",
+        /// Stopped by a signal or a cancel; `--resume` continues it.
+        Interrupted => "interrupted",
+        /// Reached an end.
+        Finished => "finished",
+        /// Replaced by a new run (`--restart`).
+        Abandoned => "abandoned",
+    }
+}
+
+spelled! {
+    /// How a finished run ended: the outcome of its end.
+    Outcome {
+        Success => "success",
+        Failure => "failure",
+    }
+}
+
+spelled! {
+    /// What produced an attempt.
+    ProducerKind {
+        Runner => "runner",
+        Llm => "llm",
+    }
+}
+
+spelled! {
+    /// Which of a stage's transitions was taken.
+    TransitionKind {
+        Pass => "pass",
+        /// A rollback, counted against the `fail` budget.
+        Fail => "fail",
+        /// The stage failed closed.
+        Exhausted => "exhausted",
+    }
+}
+
+spelled! {
+    /// Where an attempt is in its life; each is recorded before the next begins.
+    Step {
+        /// The record exists; the producer may or may not have been spawned.
+        Started => "started",
+        /// The producer ended; exit and verdict are recorded.
+        Exited => "exited",
+        /// The artifact is on disk (written by orch or the agent).
+        Artifact => "artifact",
+        /// The gate's decision is recorded.
+        Gated => "gated",
+        /// The transition is recorded (or the attempt was deferred).
+        Done => "done",
+        /// `orch` stopped while the producer ran; the attempt is not finished.
+        Interrupted => "interrupted",
+    }
+}
+
+spelled! {
+    /// Whether a queued alert ran, and how.
+    AlertStatus {
+        Pending => "pending",
+        Ok => "ok",
+        Failed => "failed",
+    }
+}
+
+/// One run of a task through the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: i64,
+    pub task: String,
+    pub pipeline_path: String,
+    pub pipeline_hash: String,
+    pub pipeline_text: String,
+    pub status: RunStatus,
+    pub outcome: Option<Outcome>,
+    pub end_name: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+/// A new run, as recorded before its first step.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub task: &'a str,
+    pub pipeline_path: &'a str,
+    pub pipeline_hash: &'a str,
+    pub pipeline_text: &'a str,
+    /// The variables the run was started with, as a JSON object.
+    pub vars_json: &'a str,
+    pub worktree: &'a str,
+    pub host: &'a str,
+}
+
+/// The process group a producer ran in, and what identifies it beyond its
+/// number: a stored group id is signalled only while all of it still holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub pgid: i64,
+    /// The leader's start time, in clock ticks since boot.
+    pub leader_start: Option<i64>,
+    pub boot_id: Option<String>,
+    pub host: Option<String>,
+    /// The supervision token the group's processes carry in their environment.
+    pub token: Option<String>,
+}
+
+/// One attempt of a stage: a producer run, its exit, artifact, gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub id: i64,
+    pub run_id: i64,
+    pub task: String,
+    pub stage: String,
+    pub attempt: i64,
+    /// Transitions the run had taken when the attempt began: attempts with
+    /// the same visit belong to one stay in the stage.
+    pub visit: i64,
+    pub call_site: String,
+    pub producer: ProducerKind,
+    pub producer_name: String,
+    pub argv: Vec<String>,
+    pub defers: i64,
+    pub step: Step,
+    pub group: Option<GroupRecord>,
+    pub exit_code: Option<i64>,
+    pub exit: Option<String>,
+    pub verdict: Option<String>,
+    pub leaked: bool,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub log_path: String,
+    pub artifact_sha256: Option<String>,
+    pub gate_pass: Option<bool>,
+    pub gate_reason: Option<String>,
+    pub tail: Vec<String>,
+}
+
+/// A new attempt, as recorded before its producer starts.
+#[derive(Debug, Clone)]
+pub struct NewAttempt<'a> {
+    pub run_id: i64,
+    pub task: &'a str,
+    pub stage: &'a str,
+    pub attempt: i64,
+    pub visit: i64,
+    pub call_site: &'a str,
+    pub producer: ProducerKind,
+    pub producer_name: &'a str,
+    pub argv: &'a [String],
+    pub defers: i64,
+    pub log_path: &'a str,
+}
+
+/// How an attempt's producer ended.
+#[derive(Debug, Clone)]
+pub struct ExitRecord<'a> {
+    pub exit_code: Option<i32>,
+    /// How it ended, in words ("exit code 1", "timed out").
+    pub exit: &'a str,
+    pub verdict: &'a str,
+    /// Processes that outlived the producer's group, described.
+    pub leaks: &'a [String],
+    pub duration: std::time::Duration,
+    /// The last lines of its output.
+    pub tail: &'a [String],
+}
+
+/// A transition taken.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub id: i64,
+    pub attempt_id: Option<i64>,
+    pub from_stage: String,
+    pub kind: TransitionKind,
+    pub to_stage: String,
+    pub reason: String,
+}
+
+/// A transition about to be recorded, with the alert it queues.
+#[derive(Debug, Clone)]
+pub struct NewTransition<'a> {
+    pub run_id: i64,
+    pub attempt_id: Option<i64>,
+    pub from: &'a str,
+    pub kind: TransitionKind,
+    pub to: &'a str,
+    pub reason: &'a str,
+    pub alert: Option<&'a str>,
+}
+
+/// Where a run is: how many transitions it took and where the last led.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub transitions: i64,
+    pub last_to: Option<String>,
+}
+
+/// A queued alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub id: i64,
+    pub stage: String,
+    pub alert: String,
+    pub status: AlertStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_round_trip_and_unknown_ones_are_refused() {
+        for s in Step::ALL {
+            assert_eq!(s.as_str().parse::<Step>(), Ok(*s));
+        }
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>(), Ok(*s));
+        }
+        let e = "paused".parse::<Step>().unwrap_err();
+        assert_eq!(e.to_string(), "unknown Step `paused`");
+    }
+}

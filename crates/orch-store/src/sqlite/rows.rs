@@ -1,0 +1,129 @@
+//! SQL rows to domain records. A stored state this build does not know is a
+//! conversion error, reported as a damaged store, never a default.
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
+use rusqlite::Row;
+
+use crate::records::*;
+
+pub(super) const RUN_SELECT: &str = "SELECT id, task, pipeline_path, pipeline_hash, pipeline_text, status, outcome, end_name, started_ms, finished_ms
+    FROM runs";
+
+pub(super) const ATTEMPT_SELECT: &str = "SELECT id, run_id, task, stage, attempt, call_site, producer, producer_name, argv, defers, step, pgid,
+    exit_code, exit, verdict, leaked, started_ms, finished_ms, duration_ms, log_path, artifact_sha256, gate_pass, gate_reason, tail, visit,
+    pg_leader_start, pg_boot_id, pg_host, pg_token
+    FROM attempts";
+
+/// A column holding one of a closed set of spellings.
+struct Spelled<T>(T);
+
+impl<T: std::str::FromStr<Err = UnknownSpelling>> FromSql for Spelled<T> {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        let s = v.as_str()?;
+        s.parse()
+            .map(Spelled)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+fn spelled<T: std::str::FromStr<Err = UnknownSpelling>>(
+    r: &Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    r.get::<_, Spelled<T>>(i).map(|s| s.0)
+}
+
+fn spelled_opt<T: std::str::FromStr<Err = UnknownSpelling>>(
+    r: &Row<'_>,
+    i: usize,
+) -> rusqlite::Result<Option<T>> {
+    r.get::<_, Option<Spelled<T>>>(i).map(|s| s.map(|s| s.0))
+}
+
+pub(super) fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
+    Ok(Run {
+        id: r.get(0)?,
+        task: r.get(1)?,
+        pipeline_path: r.get(2)?,
+        pipeline_hash: r.get(3)?,
+        pipeline_text: r.get(4)?,
+        status: spelled(r, 5)?,
+        outcome: spelled_opt(r, 6)?,
+        end_name: r.get(7)?,
+        started_ms: r.get(8)?,
+        finished_ms: r.get(9)?,
+    })
+}
+
+fn json_list(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn group(r: &Row<'_>) -> rusqlite::Result<Option<GroupRecord>> {
+    let Some(pgid) = r.get::<_, Option<i64>>(11)? else {
+        return Ok(None);
+    };
+    Ok(Some(GroupRecord {
+        pgid,
+        leader_start: r.get(25)?,
+        boot_id: r.get(26)?,
+        host: r.get(27)?,
+        token: r.get(28)?,
+    }))
+}
+
+pub(super) fn attempt_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
+    let tail: Option<String> = r.get(23)?;
+    Ok(Attempt {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        task: r.get(2)?,
+        stage: r.get(3)?,
+        attempt: r.get(4)?,
+        visit: r.get(24)?,
+        call_site: r.get(5)?,
+        producer: spelled(r, 6)?,
+        producer_name: r.get(7)?,
+        argv: json_list(r, 8)?,
+        defers: r.get(9)?,
+        step: spelled(r, 10)?,
+        group: group(r)?,
+        exit_code: r.get(12)?,
+        exit: r.get(13)?,
+        verdict: r.get(14)?,
+        leaked: r.get(15)?,
+        started_ms: r.get(16)?,
+        finished_ms: r.get(17)?,
+        duration_ms: r.get(18)?,
+        log_path: r.get(19)?,
+        artifact_sha256: r.get(20)?,
+        gate_pass: r.get(21)?,
+        gate_reason: r.get(22)?,
+        tail: tail
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default(),
+    })
+}
+
+pub(super) fn transition_row(r: &Row<'_>) -> rusqlite::Result<Transition> {
+    Ok(Transition {
+        id: r.get(0)?,
+        attempt_id: r.get(1)?,
+        from_stage: r.get(2)?,
+        kind: spelled(r, 3)?,
+        to_stage: r.get(4)?,
+        reason: r.get(5)?,
+    })
+}
+
+pub(super) fn alert_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
+    Ok(Alert {
+        id: r.get(0)?,
+        stage: r.get(1)?,
+        alert: r.get(2)?,
+        status: spelled(r, 3)?,
+    })
+}

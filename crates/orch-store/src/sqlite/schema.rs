@@ -1,0 +1,181 @@
+//! The SQLite schema, versioned by `PRAGMA user_version`, and the checks
+//! that a database is an orch store this build understands.
+
+use rusqlite::Connection;
+use std::path::Path;
+
+use crate::StoreError;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    task TEXT NOT NULL,
+    pipeline_path TEXT NOT NULL,
+    pipeline_hash TEXT NOT NULL,
+    pipeline_text TEXT NOT NULL,
+    vars TEXT NOT NULL,
+    worktree TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome TEXT,
+    end_name TEXT,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER
+);
+CREATE INDEX runs_by_task ON runs(task, id);
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    task TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    visit INTEGER NOT NULL,
+    call_site TEXT NOT NULL,
+    producer TEXT NOT NULL,
+    producer_name TEXT NOT NULL,
+    argv TEXT NOT NULL,
+    defers INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    pgid INTEGER,
+    exit_code INTEGER,
+    exit TEXT,
+    verdict TEXT,
+    leaked INTEGER NOT NULL DEFAULT 0,
+    leaks TEXT,
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER,
+    duration_ms INTEGER,
+    log_path TEXT NOT NULL,
+    artifact_sha256 TEXT,
+    gate_pass INTEGER,
+    gate_reason TEXT,
+    tail TEXT
+);
+CREATE INDEX attempts_by_run ON attempts(run_id, id);
+CREATE INDEX attempts_by_stage ON attempts(run_id, stage);
+CREATE TABLE transitions (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    attempt_id INTEGER REFERENCES attempts(id),
+    from_stage TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    to_stage TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX transitions_by_run ON transitions(run_id, id);
+CREATE INDEX transitions_by_stage ON transitions(run_id, from_stage, kind);
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    transition_id INTEGER NOT NULL REFERENCES transitions(id),
+    stage TEXT NOT NULL,
+    alert TEXT NOT NULL,
+    status TEXT NOT NULL,
+    exit TEXT,
+    at_ms INTEGER NOT NULL
+);
+"#,
+    // 2: what identifies a producer's process group beyond its number.
+    r#"
+ALTER TABLE attempts ADD COLUMN pg_leader_start INTEGER;
+ALTER TABLE attempts ADD COLUMN pg_boot_id TEXT;
+ALTER TABLE attempts ADD COLUMN pg_host TEXT;
+ALTER TABLE attempts ADD COLUMN pg_token TEXT;
+"#,
+];
+
+/// The store's schema version, or why it is not a store this build can use
+/// (`Ok(refusal)`), or an SQLite error (`Err`).
+pub(super) fn check_ours(
+    conn: &Connection,
+    path: &Path,
+) -> std::result::Result<i64, std::result::Result<StoreError, rusqlite::Error>> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(Err)?;
+    if version > SCHEMA_VERSION {
+        return Err(Ok(StoreError::Newer {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        }));
+    }
+    if version == 0 {
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(Err)?;
+        if tables > 0 {
+            return Err(Ok(StoreError::Foreign {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "it holds {tables} table{} but no orch schema version",
+                    if tables == 1 { "" } else { "s" }
+                ),
+            }));
+        }
+    }
+    Ok(version)
+}
+
+pub(super) fn is_locked(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+pub(super) fn open_error_at(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| super::open_error(path, source)
+}
+
+/// Recognises the database as ours (before writing anything to it: the
+/// switch to WAL rewrites the file header), then migrates it under one
+/// write lock so that processes opening a fresh store at once cannot both
+/// migrate it.
+pub(super) fn set_up(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let damaged = open_error_at(path);
+    let refusal = |e: Result<StoreError, rusqlite::Error>| match e {
+        Ok(refusal) => refusal,
+        Err(source) => damaged(source),
+    };
+    {
+        // One read transaction, so the version and the tables are read from
+        // the same state even while another process migrates.
+        let snapshot = conn.unchecked_transaction().map_err(&damaged)?;
+        check_ours(&snapshot, path).map_err(refusal)?;
+    }
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(&damaged)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(&damaged)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(&damaged)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(&damaged)?;
+    // Read again under the lock: another process may have migrated.
+    let version = check_ours(&tx, path).map_err(refusal)?;
+    for (i, m) in MIGRATIONS.iter().enumerate() {
+        let v = i as i64 + 1;
+        if version < v {
+            tx.execute_batch(m).map_err(&damaged)?;
+            tx.pragma_update(None, "user_version", v)
+                .map_err(&damaged)?;
+        }
+    }
+    tx.commit().map_err(&damaged)?;
+    // A quick check that the tables we need are readable.
+    conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
+        .map_err(&damaged)?;
+    Ok(())
+}
