@@ -18,6 +18,7 @@
 //! pipe where `orch` next opens a file (or a full pipe where it next prints)
 //! blocks it exactly at the boundary, and the test kills it there.
 
+use orch_store::{RunStore, SqliteStore};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -184,27 +185,44 @@ impl Env {
         Ok(c)
     }
 
-    fn try_attempts(&self, task: &str) -> rusqlite::Result<Vec<Attempt>> {
-        let c = self.db()?;
-        let mut stmt = c.prepare(
-            "SELECT stage, attempt, step, pgid, verdict, defers, artifact_sha256, gate_pass
-             FROM attempts WHERE run_id = (SELECT max(id) FROM runs WHERE task = ?1) ORDER BY id",
-        )?;
-        let rows = stmt
-            .query_map([task], |r| {
-                Ok(Attempt {
-                    stage: r.get(0)?,
-                    attempt: r.get(1)?,
-                    step: r.get(2)?,
-                    pgid: r.get(3)?,
-                    verdict: r.get(4)?,
-                    defers: r.get(5)?,
-                    artifact_sha256: r.get(6)?,
-                    gate_pass: r.get(7)?,
+    /// Reads the store through its interface, as any part of orch does.
+    fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&SqliteStore) -> orch_store::Result<T>,
+    ) -> orch_store::Result<T> {
+        let store = SqliteStore::open_existing(&self.state)?.ok_or_else(|| {
+            orch_store::StoreError::Foreign {
+                path: self.db_path(),
+                detail: "no store yet".into(),
+            }
+        })?;
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(f(&store))
+    }
+
+    fn try_attempts(&self, task: &str) -> orch_store::Result<Vec<Attempt>> {
+        self.read(async |store| {
+            let Some(run) = store.latest_run(task).await? else {
+                return Ok(Vec::new());
+            };
+            Ok(store
+                .attempts(run.id)
+                .await?
+                .into_iter()
+                .map(|a| Attempt {
+                    stage: a.stage,
+                    attempt: a.attempt,
+                    step: a.step.as_str().to_string(),
+                    pgid: a.group.map(|g| g.pgid),
+                    verdict: a.verdict,
+                    defers: a.defers,
+                    artifact_sha256: a.artifact_sha256,
+                    gate_pass: a.gate_pass,
                 })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+                .collect())
+        })
     }
 
     /// The attempts of the task's latest run, in order.
@@ -223,36 +241,31 @@ impl Env {
 
     /// The transitions of the task's latest run, as `from -kind-> to`.
     fn transitions(&self, task: &str) -> Vec<String> {
-        let c = self.db().expect("open the store");
-        let mut stmt = c
-            .prepare(
-                "SELECT from_stage, kind, to_stage FROM transitions
-                 WHERE run_id = (SELECT max(id) FROM runs WHERE task = ?1) ORDER BY id",
-            )
-            .unwrap();
-        stmt.query_map([task], |r| {
-            Ok(format!(
-                "{} -{}-> {}",
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?
-            ))
+        self.read(async |store| {
+            let Some(run) = store.latest_run(task).await? else {
+                return Ok(Vec::new());
+            };
+            Ok(store
+                .transitions(run.id)
+                .await?
+                .into_iter()
+                .map(|t| format!("{} -{}-> {}", t.from_stage, t.kind, t.to_stage))
+                .collect())
         })
-        .unwrap()
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .unwrap()
+        .expect("read transitions")
     }
 
     /// Every run of the task: (status, outcome).
     fn runs(&self, task: &str) -> Vec<(String, Option<String>)> {
-        let c = self.db().expect("open the store");
-        let mut stmt = c
-            .prepare("SELECT status, outcome FROM runs WHERE task = ?1 ORDER BY id")
-            .unwrap();
-        stmt.query_map([task], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .unwrap()
+        self.read(async |store| {
+            Ok(store
+                .runs(Some(task))
+                .await?
+                .into_iter()
+                .map(|r| (r.status.to_string(), r.outcome.map(|o| o.to_string())))
+                .collect())
+        })
+        .expect("read runs")
     }
 
     /// Waits until the K-th run of `stage`'s producer has started and its
@@ -923,21 +936,29 @@ fn sigkill_during_an_alert_delivers_it_on_resume() {
     let mut orch = env.spawn("t", &["--json"]);
     wait_for(&mut orch, "the alert to start", || !env.alerts().is_empty());
     orch.kill9();
-    let pending = || -> Vec<String> {
-        let c = env.db().unwrap();
-        let mut stmt = c.prepare("SELECT status FROM alerts ORDER BY id").unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
+    let alert_statuses = || -> Vec<String> {
+        env.read(async |store| {
+            let run = store.latest_run("t").await?.expect("a run");
+            Ok(store
+                .alerts(run.id)
+                .await?
+                .into_iter()
+                .map(|a| a.status.to_string())
+                .collect())
+        })
+        .expect("read alerts")
     };
-    assert_eq!(pending(), ["pending"], "the alert's delivery is unknown");
+    assert_eq!(
+        alert_statuses(),
+        ["pending"],
+        "the alert's delivery is unknown"
+    );
 
     // Whether the interrupted delivery got through is unknown: it is made
     // again, once, to completion. The transition is not taken again.
     env.run("t", &["--resume", "--json"]).expect_code(1);
     assert_eq!(env.alerts().len(), 2, "{:?}", env.alerts());
-    assert_eq!(pending(), ["ok"]);
+    assert_eq!(alert_statuses(), ["ok"]);
     env.assert_counts(&[1], &[], &[]);
     env.assert_finished("t", "failure", &["a -exhausted-> failed"]);
 }

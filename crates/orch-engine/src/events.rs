@@ -86,7 +86,7 @@ pub enum Event {
 
 /// Receives a run's events in order. A sink must not fail the run: the
 /// store keeps the account whatever a sink does with it.
-pub trait Sink: Send {
+pub trait Sink: Send + Sync {
     fn event(&mut self, event: &Event);
 
     /// The run stopped, at an end (`outcome` is `Some`) or interrupted; its

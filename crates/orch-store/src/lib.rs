@@ -102,6 +102,8 @@ pub trait RunStore: Send + Sync + 'static {
     /// Rollbacks (`fail` transitions) a stage took in a run.
     fn fail_count(&self, run_id: i64, stage: &str) -> impl Future<Output = Result<i64>> + Send;
     fn pending_alerts(&self, run_id: i64) -> impl Future<Output = Result<Vec<Alert>>> + Send;
+    /// Every alert the run queued, in order, whatever became of it.
+    fn alerts(&self, run_id: i64) -> impl Future<Output = Result<Vec<Alert>>> + Send;
     fn finish_alert(
         &self,
         alert_id: i64,

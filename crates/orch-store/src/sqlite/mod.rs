@@ -453,6 +453,14 @@ impl RunStore for SqliteStore {
         )
     }
 
+    async fn alerts(&self, run_id: i64) -> Result<Vec<Alert>> {
+        self.all(
+            "SELECT id, stage, alert, status FROM alerts WHERE run_id = ?1 ORDER BY id",
+            [run_id],
+            rows::alert_row,
+        )
+    }
+
     async fn finish_alert(&self, alert_id: i64, ok: bool, exit: &str) -> Result<()> {
         let status = if ok {
             AlertStatus::Ok
