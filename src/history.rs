@@ -125,43 +125,54 @@ fn run_header(run: &Run) -> String {
     )
 }
 
+/// The unfinished latest run of every task, as `orch status` shows it.
+async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut tasks = Vec::new();
+    for run in store.runs(None).await? {
+        if matches!(run.status, RunStatus::Finished | RunStatus::Abandoned) {
+            continue;
+        }
+        // A newer run of the same task supersedes this one.
+        if store.latest_run(&run.task).await?.map(|r| r.id) != Some(run.id) {
+            continue;
+        }
+        let holder = store.lock_holder(&LockKey::Task(run.task.clone())).await?;
+        let attempts = store.attempts(run.id).await?;
+        let transitions = store.transitions(run.id).await?;
+        let stage = transitions
+            .last()
+            .map(|t| t.to_stage.clone())
+            .or_else(|| attempts.first().map(|a| a.stage.clone()))
+            .unwrap_or_else(|| "-".into());
+        let last = attempts.iter().rev().find(|a| a.stage == stage);
+        tasks.push(serde_json::json!({
+            "task": run.task,
+            "run": run.id,
+            "state": if holder.is_some() { "running" } else { "interrupted" },
+            "holder": holder,
+            "stage": stage,
+            "attempt": last.map(|a| a.attempt),
+            "step": last.map(|a| a.step.as_str()),
+            "started_ms": run.started_ms,
+        }));
+    }
+    Ok(tasks)
+}
+
 /// `orch status`: tasks in flight and serial stages.
 pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String, StoreError> {
-    let mut tasks = Vec::new();
-    let mut serial = Vec::new();
-    if let Some(store) = store {
-        for run in store.runs(None).await? {
-            if matches!(run.status, RunStatus::Finished | RunStatus::Abandoned) {
-                continue;
-            }
-            // A newer run of the same task supersedes this one.
-            if store.latest_run(&run.task).await?.map(|r| r.id) != Some(run.id) {
-                continue;
-            }
-            let holder = store.lock_holder(&LockKey::Task(run.task.clone())).await?;
-            let attempts = store.attempts(run.id).await?;
-            let transitions = store.transitions(run.id).await?;
-            let stage = transitions
-                .last()
-                .map(|t| t.to_stage.clone())
-                .or_else(|| attempts.first().map(|a| a.stage.clone()))
-                .unwrap_or_else(|| "-".into());
-            let last = attempts.iter().rev().find(|a| a.stage == stage);
-            tasks.push(serde_json::json!({
-                "task": run.task,
-                "run": run.id,
-                "state": if holder.is_some() { "running" } else { "interrupted" },
-                "holder": holder,
-                "stage": stage,
-                "attempt": last.map(|a| a.attempt),
-                "step": last.map(|a| a.step.as_str()),
-                "started_ms": run.started_ms,
-            }));
-        }
-        for (stage, holder) in store.stage_locks().await? {
-            serial.push(serde_json::json!({ "stage": stage, "holder": holder }));
-        }
-    }
+    let (tasks, serial) = match store {
+        Some(store) => (
+            in_flight(store).await?,
+            store
+                .stage_locks()
+                .await?
+                .into_iter()
+                .map(|(stage, holder)| serde_json::json!({ "stage": stage, "holder": holder }))
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     if json {
         let doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial });
         return Ok(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n");

@@ -79,15 +79,108 @@ impl Reporter {
         }
         self.stop_live();
         match e {
+            Event::AttemptStarted {
+                stage,
+                attempt,
+                producer,
+                name,
+                ..
+            } if self.style == Style::Live => {
+                self.start_live(format!("{stage}  {producer}:{name}  attempt {attempt}"))
+            }
+            Event::AttemptFinished { .. } => out(&self.attempt_finished(e)),
+            _ => out(&self.line(e)),
+        }
+    }
+
+    /// A spinner line for the running attempt, redrawn until the next event.
+    fn start_live(&mut self, label: String) {
+        if let Ok(mut l) = self.live.lock() {
+            *l = Some(Live {
+                label,
+                started: Instant::now(),
+            });
+        }
+        let live = self.live.clone();
+        self.ticker = Some(tokio::spawn(async move {
+            let mut i = 0usize;
+            loop {
+                if let Ok(l) = live.lock() {
+                    if let Some(l) = l.as_ref() {
+                        out(&format!(
+                            "\r\x1b[2K{} {}  {}",
+                            SPINNER[i % SPINNER.len()],
+                            l.label,
+                            human(l.started.elapsed())
+                        ));
+                    }
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+
+    fn attempt_finished(&self, e: &Event) -> String {
+        let Event::AttemptFinished {
+            stage,
+            attempt,
+            producer,
+            name,
+            exit,
+            verdict,
+            duration_ms,
+            defers,
+            leaked,
+            log,
+            ..
+        } = e
+        else {
+            return String::new();
+        };
+        let tool_error = verdict == orch_lang::model::TOOL_ERROR;
+        let mark = if tool_error {
+            self.paint("33", "!")
+        } else {
+            self.paint("36", "•")
+        };
+        let retry = if *defers > 0 {
+            format!(" (retry {defers})")
+        } else {
+            String::new()
+        };
+        let leak = if leaked.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  {} killed {} escaped process(es): {}",
+                self.paint("31", "LEAK"),
+                leaked.len(),
+                leaked.join("; ")
+            )
+        };
+        let mut s = format!(
+            "{mark} {stage}  {producer}:{name}  attempt {attempt}{retry}  {exit} → {verdict}  {}{leak}\n",
+            human(Duration::from_millis(*duration_ms)),
+        );
+        if tool_error {
+            s.push_str(&format!("    log: {log}\n"));
+        }
+        s
+    }
+
+    /// The plain line of every event but a finished attempt.
+    fn line(&self, e: &Event) -> String {
+        match e {
             Event::RunStarted {
                 task,
                 pipeline,
                 resumed,
                 ..
-            } => out(&format!(
+            } => format!(
                 "{} task {task} with {pipeline}\n",
                 if *resumed { "resuming" } else { "running" }
-            )),
+            ),
             Event::AttemptStarted {
                 stage,
                 attempt,
@@ -95,92 +188,19 @@ impl Reporter {
                 name,
                 reason,
                 ..
-            } => {
-                let label = format!("{stage}  {producer}:{name}  attempt {attempt}");
-                if self.style == Style::Live {
-                    if let Ok(mut l) = self.live.lock() {
-                        *l = Some(Live {
-                            label,
-                            started: Instant::now(),
-                        });
-                    }
-                    let live = self.live.clone();
-                    self.ticker = Some(tokio::spawn(async move {
-                        let mut i = 0usize;
-                        loop {
-                            if let Ok(l) = live.lock() {
-                                if let Some(l) = l.as_ref() {
-                                    out(&format!(
-                                        "\r\x1b[2K{} {}  {}",
-                                        SPINNER[i % SPINNER.len()],
-                                        l.label,
-                                        human(l.started.elapsed())
-                                    ));
-                                }
-                            }
-                            i += 1;
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }));
-                } else {
-                    out(&format!(
-                        "[{stage}] attempt {attempt}: {producer} `{name}` ({reason})\n"
-                    ));
-                }
-            }
-            Event::AttemptFinished {
-                stage,
-                attempt,
-                producer,
-                name,
-                exit,
-                verdict,
-                duration_ms,
-                defers,
-                leaked,
-                log,
-                ..
-            } => {
-                let d = Duration::from_millis(*duration_ms);
-                let mark = if verdict == orch_lang::model::TOOL_ERROR {
-                    self.paint("33", "!")
-                } else {
-                    self.paint("36", "•")
-                };
-                out(&format!(
-                    "{mark} {stage}  {producer}:{name}  attempt {attempt}{}  {exit} → {verdict}  {}{}\n",
-                    if *defers > 0 {
-                        format!(" (retry {defers})")
-                    } else {
-                        String::new()
-                    },
-                    human(d),
-                    if leaked.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "  {} killed {} escaped process(es): {}",
-                            self.paint("31", "LEAK"),
-                            leaked.len(),
-                            leaked.join("; ")
-                        )
-                    }
-                ));
-                if verdict == orch_lang::model::TOOL_ERROR {
-                    out(&format!("    log: {log}\n"));
-                }
-            }
+            } => format!("[{stage}] attempt {attempt}: {producer} `{name}` ({reason})\n"),
+            Event::AttemptFinished { .. } => self.attempt_finished(e),
             Event::Deferred {
                 stage,
                 reason,
                 delay_ms,
                 attempts_left,
                 ..
-            } => out(&format!(
+            } => format!(
                 "  {} {stage}: {reason}; retrying in {} ({attempts_left} attempt(s) left)\n",
                 self.paint("33", "DEFER"),
                 human(Duration::from_millis(*delay_ms))
-            )),
+            ),
             Event::Gate {
                 gate, pass, reason, ..
             } => {
@@ -189,61 +209,50 @@ impl Reporter {
                 } else {
                     self.paint("31", "FAIL")
                 };
-                out(&format!("  gate {gate}: {v} ({reason})\n"));
+                format!("  gate {gate}: {v} ({reason})\n")
             }
             Event::Transition {
                 from,
                 kind,
                 to,
                 reason,
-            } => out(&format!(
-                "  {from} → {to} ({kind}{})\n",
-                if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {reason}")
-                }
-            )),
-            Event::Alert {
-                stage,
-                alert,
-                ok,
-                exit,
-            } => out(&format!(
-                "  alert {alert} for {stage}: {}\n",
-                if *ok {
-                    "sent".to_string()
-                } else {
-                    format!(
-                        "{} ({exit}); the task's outcome is unchanged",
-                        self.paint("31", "failed")
-                    )
-                }
-            )),
-            Event::Waiting { stage, reason } => {
-                out(&format!("  waiting for serial stage {stage}: {reason}\n"))
+            } if reason.is_empty() => format!("  {from} → {to} ({kind})\n"),
+            Event::Transition {
+                from,
+                kind,
+                to,
+                reason,
+            } => format!("  {from} → {to} ({kind}: {reason})\n"),
+            Event::Alert { stage, alert, ok, .. } if *ok => {
+                format!("  alert {alert} for {stage}: sent\n")
             }
-            Event::Note { message } => out(&format!("  {message}\n")),
+            Event::Alert {
+                stage, alert, exit, ..
+            } => format!(
+                "  alert {alert} for {stage}: {} ({exit}); the task's outcome is unchanged\n",
+                self.paint("31", "failed")
+            ),
+            Event::Waiting { stage, reason } => {
+                format!("  waiting for serial stage {stage}: {reason}\n")
+            }
+            Event::Note { message } => format!("  {message}\n"),
             Event::AlreadyFinished {
                 task, outcome, end, ..
-            } => out(&format!(
+            } => format!(
                 "task {task} already finished: {outcome} (end `{end}`); use --restart to run it again\n"
-            )),
+            ),
             Event::RunFinished {
                 task,
                 outcome,
                 end,
                 duration_ms,
             } => {
-                let o = if outcome == "success" {
-                    self.paint("32", "success")
-                } else {
-                    self.paint("31", outcome)
-                };
-                out(&format!(
-                    "task {task}: {o} (end `{end}`) in {}\n",
+                let color = if outcome == "success" { "32" } else { "31" };
+                format!(
+                    "task {task}: {} (end `{end}`) in {}\n",
+                    self.paint(color, outcome),
                     human(Duration::from_millis(*duration_ms))
-                ));
+                )
             }
         }
     }

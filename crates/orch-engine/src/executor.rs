@@ -148,10 +148,40 @@ pub(crate) async fn start_attempt<S: RunStore>(
         e.store.set_step(id, orch_store::Step::Interrupted).await?;
         return Ok(None);
     }
-    let verdict = match planned.kind {
+    let exited = Exited {
+        id,
+        stage: name,
+        attempt: attempt_no,
+        kind: planned.kind,
+        producer: planned.name,
+        defers,
+        log: log_str,
+    };
+    record_exit(e, exited, &outcome).await
+}
+
+/// An attempt whose producer ended, before its exit is recorded.
+struct Exited {
+    id: i64,
+    stage: String,
+    attempt: i64,
+    kind: Kind,
+    producer: String,
+    defers: i64,
+    log: String,
+}
+
+/// Maps the exit to a verdict and records it (with any leaks and the tail
+/// of the output); the attempt as recorded.
+async fn record_exit<S: RunStore>(
+    e: &mut Engine<S>,
+    x: Exited,
+    outcome: &process::Outcome,
+) -> Result<Option<Attempt>, RunError> {
+    let verdict = match x.kind {
         Kind::Runner => {
             let r =
-                e.p.runner(&planned.name)
+                e.p.runner(&x.producer)
                     .ok_or_else(|| RunError::Usage("no runner".into()))?;
             producer::runner_verdict(r, &outcome.exit)
         }
@@ -165,7 +195,7 @@ pub(crate) async fn start_attempt<S: RunStore>(
     let exit_text = outcome.exit.describe();
     e.store
         .record_exit(
-            id,
+            x.id,
             &ExitRecord {
                 exit_code: outcome.exit.code(),
                 exit: &exit_text,
@@ -177,20 +207,20 @@ pub(crate) async fn start_attempt<S: RunStore>(
         )
         .await?;
     e.emit(Event::AttemptFinished {
-        stage: name.clone(),
-        attempt: attempt_no,
-        producer: kind.as_str().into(),
-        name: planned.name,
+        stage: x.stage.clone(),
+        attempt: x.attempt,
+        producer: producer_kind(x.kind).as_str().into(),
+        name: x.producer,
         exit: exit_text,
         exit_code: outcome.exit.code(),
         verdict,
         duration_ms: outcome.duration.as_millis() as u64,
-        defers,
+        defers: x.defers,
         leaked: leaks,
-        log: log_str,
+        log: x.log,
     });
-    failpoint::hit(Point::AfterExit, &name);
-    Ok(e.store.attempt(id).await?)
+    failpoint::hit(Point::AfterExit, &x.stage);
+    Ok(e.store.attempt(x.id).await?)
 }
 
 /// Runs the producer's process, recording its group as soon as it exists.
