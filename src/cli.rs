@@ -174,9 +174,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Runs a read of the store of `state_dir` (`None` when nothing was ever
 /// recorded there: looking creates no database).
-fn read_store<T>(
+fn read_store<T, E: std::fmt::Display>(
     state_dir: &std::path::Path,
-    read: impl AsyncFnOnce(Option<&SqliteStore>) -> Result<T, orch_store::StoreError>,
+    read: impl AsyncFnOnce(Option<&SqliteStore>) -> Result<T, E>,
 ) -> Result<T, String> {
     let store = SqliteStore::open_existing(state_dir).map_err(|e| e.to_string())?;
     runtime()?
@@ -332,7 +332,13 @@ pub fn roadmap(path: &std::path::Path, state_dir: &std::path::Path, json: bool) 
     };
     let r = orch_lang::roadmap::build(&p, &attempts);
     if json {
-        print(&(serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"));
+        match crate::history::json_doc(&r) {
+            Ok(doc) => print(&doc),
+            Err(e) => {
+                eprintln!("error: cannot write the JSON document: {e}");
+                return exit::USAGE;
+            }
+        }
     } else {
         print(&orch_lang::roadmap::to_text(&r));
     }

@@ -9,6 +9,20 @@ use orch_store::{Attempt, LockKey, Run, RunStatus, RunStore, StoreError};
 
 use crate::report::{attempts_table, table};
 
+/// Why a read command could not print its account.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the JSON document: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A JSON document, pretty-printed, with a final newline.
+pub fn json_doc(doc: &impl Serialize) -> Result<String, serde_json::Error> {
+    Ok(serde_json::to_string_pretty(doc)? + "\n")
+}
+
 #[derive(Serialize)]
 struct AttemptJson<'a> {
     stage: &'a str,
@@ -68,7 +82,7 @@ pub async fn history<S: RunStore>(
     store: &S,
     task: Option<&str>,
     json: bool,
-) -> Result<String, StoreError> {
+) -> Result<String, ReadError> {
     let runs = store.runs(task).await?;
     let mut out = String::new();
     let mut docs = Vec::new();
@@ -99,7 +113,7 @@ pub async fn history<S: RunStore>(
     }
     if json {
         let doc = serde_json::json!({ "version": 1, "runs": docs });
-        return Ok(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n");
+        return Ok(json_doc(&doc)?);
     }
     if runs.is_empty() {
         out.push_str(&match task {
@@ -160,7 +174,7 @@ async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, Sto
 }
 
 /// `orch status`: tasks in flight and serial stages.
-pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String, StoreError> {
+pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String, ReadError> {
     let (tasks, serial) = match store {
         Some(store) => (
             in_flight(store).await?,
@@ -175,7 +189,7 @@ pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String
     };
     if json {
         let doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial });
-        return Ok(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n");
+        return Ok(json_doc(&doc)?);
     }
     let mut out = String::new();
     if tasks.is_empty() {

@@ -53,29 +53,10 @@ fn plan<S: RunStore>(
         Err(reason) => return Ok(Err(reason)),
     };
     let ctx = e.context(name, attempt_no);
-    let (name, invocation) = match choice.kind {
-        Kind::Runner => {
-            let r = choice
-                .runner
-                .ok_or_else(|| RunError::Usage("no runner".into()))?;
-            (
-                r.name.value.clone(),
-                invocation::runner(r, &ctx, &e.pipeline_path),
-            )
-        }
-        Kind::Llm => {
-            let (t, l) = choice
-                .llm
-                .ok_or_else(|| RunError::Usage("no transport".into()))?;
-            (
-                t.name.value.clone(),
-                invocation::llm(t, l, &ctx, &e.pipeline_path),
-            )
-        }
-    };
+    let invocation = invocation::of(choice.producer, &ctx, &e.pipeline_path);
     Ok(Ok(Planned {
-        kind: choice.kind,
-        name,
+        kind: choice.producer.kind(),
+        name: choice.producer.name().to_string(),
         reason: choice.reason,
         invocation,
         call_site: cs.name.value.clone(),

@@ -27,13 +27,37 @@ pub struct Sourced<T> {
     pub source: String,
 }
 
+/// A producer: a runner, or an LLM through its transport.
+#[derive(Debug, Clone, Copy)]
+pub enum Producer<'p> {
+    Runner(&'p Runner),
+    Llm(&'p Transport, &'p Llm),
+}
+
+impl Producer<'_> {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Producer::Runner(_) => Kind::Runner,
+            Producer::Llm(..) => Kind::Llm,
+        }
+    }
+
+    /// The runner's or the transport's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Producer::Runner(r) => &r.name.value,
+            Producer::Llm(t, _) => &t.name.value,
+        }
+    }
+}
+
 /// The producer a call-site gets now, and why.
 #[derive(Debug, Clone)]
 pub struct Choice<'p> {
-    pub kind: Kind,
-    pub runner: Option<&'p Runner>,
-    pub llm: Option<(&'p Transport, &'p Llm)>,
+    pub producer: Producer<'p>,
+    /// The runner's kill-switch, when the call-site has a runner.
     pub enabled: Option<Sourced<bool>>,
+    /// Whether the repository is in the runner's scope, likewise.
     pub in_scope: Option<Sourced<bool>>,
     pub reason: String,
 }
@@ -119,22 +143,16 @@ pub fn choose<'p>(
         .llm
         .as_ref()
         .and_then(|l| p.transport(&l.transport.value).map(|t| (t, l)));
-    let mut choice = Choice {
-        kind: Kind::Llm,
-        runner: None,
-        llm,
-        enabled: None,
-        in_scope: None,
-        reason: String::new(),
-    };
     match cs.mode.value {
-        Mode::Llm => {
-            choice.reason = "mode=\"llm\"".into();
-            if llm.is_none() {
-                return Err(format!("call-site `{}` has no usable LLM", cs.name.value));
-            }
-            Ok(choice)
-        }
+        Mode::Llm => match llm {
+            Some((t, l)) => Ok(Choice {
+                producer: Producer::Llm(t, l),
+                enabled: None,
+                in_scope: None,
+                reason: "mode=\"llm\"".into(),
+            }),
+            None => Err(format!("call-site `{}` has no usable LLM", cs.name.value)),
+        },
         Mode::Runner | Mode::Hybrid => {
             let Some(r) = runner else {
                 return Err(format!(
@@ -145,7 +163,7 @@ pub fn choose<'p>(
             let enabled = switch_value(r, env)?;
             let in_scope = scope_value(r, repo, env);
             let use_runner = enabled.value && in_scope.value;
-            choice.reason = if use_runner {
+            let mut reason = if use_runner {
                 format!(
                     "runner `{}` is enabled and repo `{repo}` is in scope",
                     r.name.value
@@ -161,21 +179,20 @@ pub fn choose<'p>(
                     r.name.value, in_scope.source
                 )
             };
-            choice.enabled = Some(enabled);
-            choice.in_scope = Some(in_scope);
-            if use_runner {
-                choice.kind = Kind::Runner;
-                choice.runner = Some(r);
-                Ok(choice)
-            } else if cs.mode.value == Mode::Hybrid && llm.is_some() {
-                choice.reason.push_str("; falling back to the LLM");
-                Ok(choice)
-            } else {
-                Err(format!(
-                    "{}, and mode=\"runner\" has no fallback",
-                    choice.reason
-                ))
-            }
+            let producer = match llm {
+                _ if use_runner => Producer::Runner(r),
+                Some((t, l)) if cs.mode.value == Mode::Hybrid => {
+                    reason.push_str("; falling back to the LLM");
+                    Producer::Llm(t, l)
+                }
+                _ => return Err(format!("{reason}, and mode=\"runner\" has no fallback")),
+            };
+            Ok(Choice {
+                producer,
+                enabled: Some(enabled),
+                in_scope: Some(in_scope),
+                reason,
+            })
         }
     }
 }

@@ -68,23 +68,14 @@ pub fn explain(
             }
             out.push_str(&format!(
                 "  producer: {} ({})\n",
-                choice.kind.as_str(),
+                choice.producer.kind().as_str(),
                 choice.reason
             ));
-            let spec = match choice.kind {
-                Kind::Runner => choice
-                    .runner
-                    .ok_or("no runner".to_string())
-                    .and_then(|r| invocation::runner(r, &ctx, pipeline_path)),
-                Kind::Llm => choice
-                    .llm
-                    .ok_or("no transport".to_string())
-                    .and_then(|(t, l)| invocation::llm(t, l, &ctx, pipeline_path)),
-            };
+            let spec = invocation::of(choice.producer, &ctx, pipeline_path);
             match spec {
                 Ok(spec) => {
                     let mut argv = spec.argv.clone();
-                    if choice.kind == Kind::Llm && spec.stdin.is_none() {
+                    if choice.producer.kind() == Kind::Llm && spec.stdin.is_none() {
                         // The prompt is the last argument: too long to show.
                         if let Some(last) = argv.last_mut() {
                             *last = format!("<prompt, {} bytes>", last.len());

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::choice::Producer;
 use crate::model::*;
 use crate::template::{Context, Template};
 
@@ -116,6 +117,18 @@ pub fn llm(
         idle_timeout: t.idle_timeout.as_ref().map(|t| t.value),
         grace: t.grace,
     })
+}
+
+/// The process of a producer.
+pub fn of(
+    producer: Producer<'_>,
+    ctx: &Context,
+    pipeline_path: &Path,
+) -> Result<Invocation, String> {
+    match producer {
+        Producer::Runner(r) => runner(r, ctx, pipeline_path),
+        Producer::Llm(t, l) => llm(t, l, ctx, pipeline_path),
+    }
 }
 
 /// The process of an alert, run in the worktree with `ORCH_ALERT` set.

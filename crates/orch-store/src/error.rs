@@ -27,6 +27,11 @@ pub enum StoreError {
     Damaged { path: PathBuf, source: Source },
     #[error("the run store {path} is locked by another process: {source}")]
     Locked { path: PathBuf, source: Source },
+    #[error("cannot encode {what} for the store: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
     #[error("cannot use the lock {path}: {source}")]
     Lock {
         path: PathBuf,

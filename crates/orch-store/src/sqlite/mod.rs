@@ -52,6 +52,10 @@ impl std::ops::Deref for Held<'_> {
     }
 }
 
+fn json(v: &[String], what: &'static str) -> Result<String> {
+    serde_json::to_string(v).map_err(|source| StoreError::Encode { what, source })
+}
+
 fn box_err(e: rusqlite::Error) -> crate::error::Source {
     Box::new(e)
 }
@@ -339,7 +343,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn insert_attempt(&self, a: &NewAttempt<'_>) -> Result<i64> {
-        let argv = serde_json::to_string(a.argv).unwrap_or_else(|_| "[]".into());
+        let argv = json(a.argv, "the argv")?;
         self.insert(
             "INSERT INTO attempts (run_id, task, stage, attempt, call_site, producer, producer_name, argv, defers, step, started_ms, log_path, visit)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'started', ?10, ?11, ?12)",
@@ -368,6 +372,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn record_exit(&self, attempt_id: i64, e: &ExitRecord<'_>) -> Result<()> {
+        let leaks = json(e.leaks, "the leaks")?;
         self.exec(
             "UPDATE attempts SET step = 'exited', exit_code = ?2, exit = ?3, verdict = ?4, leaked = ?5, leaks = ?6,
                  finished_ms = ?7, duration_ms = ?8, tail = ?9 WHERE id = ?1",
@@ -377,7 +382,7 @@ impl RunStore for SqliteStore {
                 e.exit,
                 e.verdict,
                 !e.leaks.is_empty(),
-                serde_json::to_string(e.leaks).unwrap_or_else(|_| "[]".into()),
+                leaks,
                 now_ms(),
                 e.duration.as_millis() as i64,
                 e.tail.join("\n")
