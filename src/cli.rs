@@ -79,13 +79,14 @@ pub fn schema() -> u8 {
 pub struct RunArgs {
     pub task: String,
     pub pipeline: PathBuf,
-    pub worktree: PathBuf,
+    pub worktree: Option<PathBuf>,
     pub vars: Vec<(String, String)>,
     pub state_dir: PathBuf,
     pub json: bool,
     pub resume: bool,
     pub restart: bool,
     pub allow_changed_pipeline: bool,
+    pub allow_changed_vars: bool,
     pub junit: Option<PathBuf>,
     pub verbose: bool,
 }
@@ -125,6 +126,7 @@ pub fn run(a: RunArgs) -> u8 {
         resume: a.resume,
         restart: a.restart,
         allow_changed_pipeline: a.allow_changed_pipeline,
+        allow_changed_vars: a.allow_changed_vars,
     };
     let color = use_color(tty) && !a.json;
     let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =
@@ -320,8 +322,13 @@ pub fn roadmap(path: &std::path::Path, state_dir: &std::path::Path, json: bool) 
         Ok(p) => p,
         Err(code) => return code,
     };
+    let name = p
+        .header
+        .as_ref()
+        .map(|h| h.name.value.clone())
+        .unwrap_or_default();
     let attempts = match read_store(state_dir, async |store| match store {
-        Some(store) => store.llm_attempts().await,
+        Some(store) => store.llm_attempts(&name).await,
         None => Ok(Vec::new()),
     }) {
         Ok(a) => a,
@@ -330,9 +337,44 @@ pub fn roadmap(path: &std::path::Path, state_dir: &std::path::Path, json: bool) 
             return exit::USAGE;
         }
     };
-    let r = orch_lang::roadmap::build(&p, &attempts);
+    // History counts only runs of this pipeline (by its name); say how much
+    // of it ran an earlier version of the file.
+    let digest = std::fs::read_to_string(path)
+        .map(|t| orch_engine::pipeline_digest(&t))
+        .unwrap_or_default();
+    let earlier = attempts
+        .iter()
+        .filter(|a| a.pipeline_hash != digest)
+        .count();
+    let history = format!(
+        "ranked by {} recorded LLM attempt(s) of pipeline `{name}`{}",
+        attempts.len(),
+        if earlier > 0 {
+            format!(
+                "; {earlier} of them ran an earlier version of {}",
+                path.display()
+            )
+        } else {
+            String::new()
+        }
+    );
+    let pairs: Vec<(String, i64)> = attempts
+        .into_iter()
+        .map(|a| (a.call_site, a.duration_ms))
+        .collect();
+    let r = orch_lang::roadmap::build(&p, &pairs);
     if json {
-        match crate::history::json_doc(&r) {
+        let mut doc = match serde_json::to_value(&r) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: cannot write the JSON document: {e}");
+                return exit::USAGE;
+            }
+        };
+        if let Some(obj) = doc.as_object_mut() {
+            obj.insert("history".into(), serde_json::Value::String(history));
+        }
+        match crate::history::json_doc(&doc) {
             Ok(doc) => print(&doc),
             Err(e) => {
                 eprintln!("error: cannot write the JSON document: {e}");
@@ -341,6 +383,7 @@ pub fn roadmap(path: &std::path::Path, state_dir: &std::path::Path, json: bool) 
         }
     } else {
         print(&orch_lang::roadmap::to_text(&r));
+        print(&format!("({history})\n"));
     }
     exit::OK
 }

@@ -88,6 +88,7 @@ pub async fn history<S: RunStore>(
     let mut docs = Vec::new();
     for run in &runs {
         let attempts = store.attempts(run.id).await?;
+        let notes = store.run_notes(run.id).await?;
         if json {
             docs.push(serde_json::json!({
                 "id": run.id,
@@ -99,11 +100,17 @@ pub async fn history<S: RunStore>(
                 "pipeline_sha256": run.pipeline_hash,
                 "started_ms": run.started_ms,
                 "finished_ms": run.finished_ms,
+                "vars": run.vars,
+                "worktree": run.worktree,
+                "notes": notes.iter().map(|n| &n.text).collect::<Vec<_>>(),
                 "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>(),
             }));
             continue;
         }
         out.push_str(&run_header(run));
+        for n in &notes {
+            out.push_str(&format!("  note: {}\n", n.text));
+        }
         if attempts.is_empty() {
             out.push_str("  (no attempts)\n");
         } else {

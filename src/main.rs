@@ -127,9 +127,10 @@ struct TaskContext {
     /// The pipeline file.
     #[arg(short, long, default_value = "pipeline.kdl")]
     pipeline: PathBuf,
-    /// The directory producers work in (`{worktree}`).
-    #[arg(long, default_value = ".")]
-    worktree: PathBuf,
+    /// The directory producers work in (`{worktree}`); default: the current
+    /// directory (on `run --resume`, the directory the run began in).
+    #[arg(long)]
+    worktree: Option<PathBuf>,
     /// Set a pipeline variable (repeatable); `repo` names the repository for runner scopes.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
@@ -156,6 +157,10 @@ struct RunArgs {
     /// Resume even though the pipeline file changed since the run began.
     #[arg(long, requires = "resume")]
     allow_changed_pipeline: bool,
+    /// Resume with other `--var` values or another `--worktree` than the run began with
+    /// (recorded in the run); without it a resume uses the run's own and refuses others.
+    #[arg(long, requires = "resume")]
+    allow_changed_vars: bool,
     /// Write a JUnit XML report of the run (a test case per stage attempt) to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -197,6 +202,7 @@ fn main() -> ExitCode {
             resume: a.resume,
             restart: a.restart,
             allow_changed_pipeline: a.allow_changed_pipeline,
+            allow_changed_vars: a.allow_changed_vars,
             junit: a.junit,
             verbose: a.verbose,
         }),
@@ -218,7 +224,8 @@ fn main() -> ExitCode {
         } => cli::roadmap(&pipeline, &state_dir, json),
         Command::Graph { pipeline, format } => cli::graph(&pipeline, format),
         Command::Explain { stage, task } => {
-            cli::explain(&stage, &task.pipeline, &task.worktree, &task.vars)
+            let worktree = task.worktree.unwrap_or_else(|| PathBuf::from("."));
+            cli::explain(&stage, &task.pipeline, &worktree, &task.vars)
         }
         Command::Fmt { paths, check } => {
             let paths = if paths.is_empty() {

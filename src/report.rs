@@ -237,9 +237,22 @@ impl Reporter {
             }
             Event::Note { message } => format!("  {message}\n"),
             Event::AlreadyFinished {
-                task, outcome, end, ..
+                task,
+                outcome,
+                end,
+                pipeline_changed: None,
+                ..
             } => format!(
                 "task {task} already finished: {outcome} (end `{end}`); use --restart to run it again\n"
+            ),
+            Event::AlreadyFinished {
+                task,
+                run_id,
+                outcome,
+                end,
+                pipeline_changed: Some(changes),
+            } => format!(
+                "task {task} already finished: {outcome} (end `{end}`) with an earlier version of the pipeline; it changed since run #{run_id} ({changes}): use --restart to run it anew with this one\n"
             ),
             Event::RunFinished {
                 task,

@@ -324,6 +324,16 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit status {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
 impl Run {
     /// The exit code (None when killed by a signal).
     pub fn code(&self) -> Option<i32> {

@@ -81,6 +81,8 @@ pub enum Event {
         run_id: i64,
         outcome: String,
         end: String,
+        /// What changed in the pipeline file since that run, if anything.
+        pipeline_changed: Option<String>,
     },
 }
 

@@ -22,4 +22,6 @@ pub mod session;
 
 pub use dispatcher::Finished;
 pub use error::{exit, RunError};
-pub use session::{bind, check_task_name, prepare, run, Bindings, Prepared, RunOptions};
+pub use session::{
+    bind, check_task_name, pipeline_digest, prepare, run, Bindings, Prepared, RunOptions,
+};

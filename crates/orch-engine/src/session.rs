@@ -2,7 +2,7 @@
 //! variables and worktree ([`prepare`]), then, with a store, the decision
 //! to start, resume, restart or report a finished run ([`run`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +25,23 @@ use crate::process;
 pub struct RunOptions {
     pub task: String,
     pub pipeline: PathBuf,
-    pub worktree: PathBuf,
+    /// `None`: the current directory for a new run, the run's own on resume.
+    pub worktree: Option<PathBuf>,
+    /// `--var` overrides, as given.
     pub vars: Vec<(String, String)>,
     /// Where task directories (artifacts, logs) and archives live.
     pub state_dir: PathBuf,
     pub resume: bool,
     pub restart: bool,
     pub allow_changed_pipeline: bool,
+    /// Resume with other `--var` values or another `--worktree` than the
+    /// run began with.
+    pub allow_changed_vars: bool,
+}
+
+/// The digest a run records of its pipeline file's text.
+pub fn pipeline_digest(text: &str) -> String {
+    sha256_hex(text.as_bytes())
 }
 
 /// A task name: letters, digits, `.`, `_`, `-`, not starting with `.`.
@@ -178,7 +188,8 @@ pub fn prepare(opts: RunOptions) -> Result<Prepared, RunError> {
         .header
         .as_ref()
         .ok_or_else(|| RunError::Usage("the pipeline has no header".into()))?;
-    let bindings = bind(header, &opts.vars, &opts.worktree)?;
+    let worktree = opts.worktree.as_deref().unwrap_or(Path::new("."));
+    let bindings = bind(header, &opts.vars, worktree)?;
     let pipeline_path = std::fs::canonicalize(&opts.pipeline).unwrap_or(opts.pipeline.clone());
     std::fs::create_dir_all(&opts.state_dir).map_err(io_err(format!(
         "cannot create state dir {}",
@@ -217,16 +228,21 @@ pub async fn run<S: RunStore>(
             )))
         }
     };
+    let mut prepared = prepared;
     let mut notes = Vec::new();
-    let begun = match begin(&prepared, &*store, &mut notes).await? {
+    let begun = match begin(&mut prepared, &*store, &mut notes).await? {
         Begin::Run(id, resumed) => (id, resumed),
         Begin::AlreadyFinished(run) => {
             let outcome = run.outcome;
+            let changed = (run.pipeline_hash != sha256_hex(prepared.text.as_bytes())).then(|| {
+                orch_lang::changes::pipeline_changes(&run.pipeline_text, &prepared.text).join(", ")
+            });
             sink.event(&Event::AlreadyFinished {
                 task,
                 run_id: run.id,
                 outcome: outcome.map(|o| o.as_str()).unwrap_or_default().into(),
                 end: run.end_name.unwrap_or_default(),
+                pipeline_changed: changed,
             });
             return Ok(Finished {
                 exit_code: if outcome == Some(Outcome::Success) {
@@ -248,12 +264,12 @@ pub async fn run<S: RunStore>(
 enum Begin {
     /// The run to drive, and whether it is resumed.
     Run(i64, bool),
-    AlreadyFinished(Run),
+    AlreadyFinished(Box<Run>),
 }
 
 /// Starts a new run, resumes the unfinished one, or finds the task done.
 async fn begin<S: RunStore>(
-    prepared: &Prepared,
+    prepared: &mut Prepared,
     store: &S,
     notes: &mut Vec<String>,
 ) -> Result<Begin, RunError> {
@@ -261,10 +277,11 @@ async fn begin<S: RunStore>(
     let hash = sha256_hex(prepared.text.as_bytes());
     match store.latest_run(&opts.task).await? {
         Some(run) if run.status == RunStatus::Finished && !opts.restart => {
-            Ok(Begin::AlreadyFinished(run))
+            Ok(Begin::AlreadyFinished(Box::new(run)))
         }
         Some(run) if run.status != RunStatus::Abandoned && !opts.restart => {
             resume(prepared, store, &run, &hash, notes).await?;
+            rebind(prepared, store, &run, notes).await?;
             Ok(Begin::Run(run.id, true))
         }
         None if opts.resume => Err(RunError::Usage(format!(
@@ -276,15 +293,22 @@ async fn begin<S: RunStore>(
             if let Some(run) = previous {
                 abandon(prepared, store, &run, notes).await?;
             }
-            let vars_json = serde_json::to_string(&prepared.bindings.vars)
-                .map_err(|e| RunError::Io(format!("cannot record the variables: {e}")))?;
+            let vars: BTreeMap<String, String> =
+                prepared.bindings.vars.clone().into_iter().collect();
+            let name = prepared
+                .pipeline
+                .header
+                .as_ref()
+                .map(|h| h.name.value.clone())
+                .unwrap_or_default();
             let id = store
                 .create_run(&NewRun {
                     task: &opts.task,
                     pipeline_path: &prepared.pipeline_path.display().to_string(),
+                    pipeline_name: &name,
                     pipeline_hash: &hash,
                     pipeline_text: &prepared.text,
-                    vars_json: &vars_json,
+                    vars: &vars,
                     worktree: &prepared.bindings.worktree.display().to_string(),
                     host: &hostname(),
                 })
@@ -318,9 +342,78 @@ async fn resume<S: RunStore>(
                 run.id
             )));
         }
-        notes.push(format!("resuming with a changed pipeline: {changes}"));
+        let note = format!("resuming with a changed pipeline: {changes}");
+        store.add_run_note(run.id, &note).await?;
+        notes.push(note);
     }
     store.set_run_status(run.id, RunStatus::Running).await?;
+    Ok(())
+}
+
+/// A resumed run runs with the variables and worktree it began with; a
+/// `--var` or `--worktree` that differs is refused, or, with
+/// `--allow-changed-vars`, taken and recorded in the run.
+async fn rebind<S: RunStore>(
+    prepared: &mut Prepared,
+    store: &S,
+    run: &Run,
+    notes: &mut Vec<String>,
+) -> Result<(), RunError> {
+    let opts = &prepared.opts;
+    let mut vars = run.vars.clone();
+    let mut changes = Vec::new();
+    for (k, v) in &opts.vars {
+        match run.vars.get(k) {
+            Some(old) if old == v => {}
+            Some(old) => changes.push(format!("--var {k}={v} (the run has {k}={old})")),
+            None => changes.push(format!("--var {k}={v} (the run has no {k})")),
+        }
+        vars.insert(k.clone(), v.clone());
+    }
+    let recorded = PathBuf::from(&run.worktree);
+    let worktree = match &opts.worktree {
+        Some(_) if prepared.bindings.worktree != recorded => {
+            changes.push(format!(
+                "--worktree {} (the run has {})",
+                prepared.bindings.worktree.display(),
+                recorded.display()
+            ));
+            prepared.bindings.worktree.clone()
+        }
+        _ => recorded,
+    };
+    if !changes.is_empty() {
+        let changes = changes.join(", ");
+        if !opts.allow_changed_vars {
+            return Err(RunError::Usage(format!(
+                "run #{} began with other variables or another worktree: {changes}; resume without them to use the run's own, or pass --allow-changed-vars to change them",
+                run.id
+            )));
+        }
+        let note = format!("resumed with changed variables or worktree: {changes}");
+        store
+            .set_run_bindings(run.id, &vars, &worktree.display().to_string())
+            .await?;
+        store.add_run_note(run.id, &note).await?;
+        notes.push(note);
+    }
+    if !worktree.is_dir() {
+        return Err(RunError::Usage(format!(
+            "the run's worktree {} is not a directory",
+            worktree.display()
+        )));
+    }
+    let repo = vars.get("repo").cloned().unwrap_or_else(|| {
+        worktree
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    prepared.bindings = Bindings {
+        vars: vars.into_iter().collect(),
+        worktree,
+        repo,
+    };
     Ok(())
 }
 

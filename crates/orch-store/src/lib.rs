@@ -53,6 +53,16 @@ pub trait RunStore: Send + Sync + 'static {
         run_id: i64,
         status: RunStatus,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Changes the variables and worktree of an unfinished run (a resume
+    /// that was allowed to change them).
+    fn set_run_bindings(
+        &self,
+        run_id: i64,
+        vars: &std::collections::BTreeMap<String, String>,
+        worktree: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn add_run_note(&self, run_id: i64, text: &str) -> impl Future<Output = Result<()>> + Send;
+    fn run_notes(&self, run_id: i64) -> impl Future<Output = Result<Vec<RunNote>>> + Send;
     fn finish_run(
         &self,
         run_id: i64,
@@ -112,8 +122,9 @@ pub trait RunStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 
     // Reports.
-    /// Every finished LLM attempt: (call-site, duration in ms).
-    fn llm_attempts(&self) -> impl Future<Output = Result<Vec<(String, i64)>>> + Send;
+    /// Every finished LLM attempt of the runs of the pipeline named
+    /// `pipeline`: (call-site, duration in ms, the run's pipeline digest).
+    fn llm_attempts(&self, pipeline: &str) -> impl Future<Output = Result<Vec<LlmAttempt>>> + Send;
 
     // Locks.
     /// Takes the lock, or says who holds it.

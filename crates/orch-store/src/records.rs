@@ -2,6 +2,7 @@
 //! are what the engine writes and what history, status and reports read;
 //! how a store lays them out (SQL rows, columns) is its own business.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -138,6 +139,12 @@ pub struct Run {
     pub end_name: Option<String>,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
+    /// The pipeline's own name (`None` for runs recorded before it was kept).
+    pub pipeline_name: Option<String>,
+    /// The variables the run runs with (declared defaults and `--var`).
+    pub vars: BTreeMap<String, String>,
+    /// The directory its producers work in, absolute.
+    pub worktree: String,
 }
 
 /// A new run, as recorded before its first step.
@@ -145,12 +152,20 @@ pub struct Run {
 pub struct NewRun<'a> {
     pub task: &'a str,
     pub pipeline_path: &'a str,
+    pub pipeline_name: &'a str,
     pub pipeline_hash: &'a str,
     pub pipeline_text: &'a str,
-    /// The variables the run was started with, as a JSON object.
-    pub vars_json: &'a str,
+    pub vars: &'a BTreeMap<String, String>,
     pub worktree: &'a str,
     pub host: &'a str,
+}
+
+/// Something a run's account must say beyond its steps: a consent given on
+/// resume, a change noticed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunNote {
+    pub at_ms: i64,
+    pub text: String,
 }
 
 /// The process group a producer ran in, and what identifies it beyond its
@@ -282,4 +297,13 @@ mod tests {
         let e = "paused".parse::<Step>().unwrap_err();
         assert_eq!(e.to_string(), "unknown Step `paused`");
     }
+}
+
+/// A finished LLM attempt, for the roadmap's ranking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmAttempt {
+    pub call_site: String,
+    pub duration_ms: i64,
+    /// The digest of the pipeline file the attempt's run used.
+    pub pipeline_hash: String,
 }

@@ -280,19 +280,24 @@ impl RunStore for SqliteStore {
     }
 
     async fn create_run(&self, r: &NewRun<'_>) -> Result<i64> {
+        let vars = serde_json::to_string(r.vars).map_err(|source| StoreError::Encode {
+            what: "the variables",
+            source,
+        })?;
         self.insert(
-            "INSERT INTO runs (task, pipeline_path, pipeline_hash, pipeline_text, vars, worktree, status, pid, host, started_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9)",
+            "INSERT INTO runs (task, pipeline_path, pipeline_hash, pipeline_text, vars, worktree, status, pid, host, started_ms, pipeline_name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10)",
             params![
                 r.task,
                 r.pipeline_path,
                 r.pipeline_hash,
                 r.pipeline_text,
-                r.vars_json,
+                vars,
                 r.worktree,
                 std::process::id(),
                 r.host,
-                now_ms()
+                now_ms(),
+                r.pipeline_name
             ],
         )
     }
@@ -301,6 +306,42 @@ impl RunStore for SqliteStore {
         self.exec(
             "UPDATE runs SET status = ?2, pid = ?3 WHERE id = ?1",
             params![run_id, status.as_str(), std::process::id()],
+        )
+    }
+
+    async fn set_run_bindings(
+        &self,
+        run_id: i64,
+        vars: &std::collections::BTreeMap<String, String>,
+        worktree: &str,
+    ) -> Result<()> {
+        let vars = serde_json::to_string(vars).map_err(|source| StoreError::Encode {
+            what: "the variables",
+            source,
+        })?;
+        self.exec(
+            "UPDATE runs SET vars = ?2, worktree = ?3 WHERE id = ?1",
+            params![run_id, vars, worktree],
+        )
+    }
+
+    async fn add_run_note(&self, run_id: i64, text: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO run_notes (run_id, text, at_ms) VALUES (?1, ?2, ?3)",
+            params![run_id, text, now_ms()],
+        )
+    }
+
+    async fn run_notes(&self, run_id: i64) -> Result<Vec<RunNote>> {
+        self.all(
+            "SELECT at_ms, text FROM run_notes WHERE run_id = ?1 ORDER BY id",
+            [run_id],
+            |r| {
+                Ok(RunNote {
+                    at_ms: r.get(0)?,
+                    text: r.get(1)?,
+                })
+            },
         )
     }
 
@@ -478,11 +519,18 @@ impl RunStore for SqliteStore {
         )
     }
 
-    async fn llm_attempts(&self) -> Result<Vec<(String, i64)>> {
+    async fn llm_attempts(&self, pipeline: &str) -> Result<Vec<LlmAttempt>> {
         self.all(
-            "SELECT call_site, duration_ms FROM attempts WHERE producer = 'llm' AND duration_ms IS NOT NULL ORDER BY id",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            "SELECT a.call_site, a.duration_ms, r.pipeline_hash FROM attempts a JOIN runs r ON r.id = a.run_id
+             WHERE a.producer = 'llm' AND a.duration_ms IS NOT NULL AND r.pipeline_name = ?1 ORDER BY a.id",
+            [pipeline],
+            |r| {
+                Ok(LlmAttempt {
+                    call_site: r.get(0)?,
+                    duration_ms: r.get(1)?,
+                    pipeline_hash: r.get(2)?,
+                })
+            },
         )
     }
 

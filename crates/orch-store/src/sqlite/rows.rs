@@ -6,7 +6,8 @@ use rusqlite::Row;
 
 use crate::records::*;
 
-pub(super) const RUN_SELECT: &str = "SELECT id, task, pipeline_path, pipeline_hash, pipeline_text, status, outcome, end_name, started_ms, finished_ms
+pub(super) const RUN_SELECT: &str = "SELECT id, task, pipeline_path, pipeline_hash, pipeline_text, status, outcome, end_name, started_ms, finished_ms,
+    pipeline_name, vars, worktree
     FROM runs";
 
 pub(super) const ATTEMPT_SELECT: &str = "SELECT id, run_id, task, stage, attempt, call_site, producer, producer_name, argv, defers, step, pgid,
@@ -52,6 +53,16 @@ pub(super) fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
         end_name: r.get(7)?,
         started_ms: r.get(8)?,
         finished_ms: r.get(9)?,
+        pipeline_name: r.get(10)?,
+        vars: json_map(r, 11)?,
+        worktree: r.get(12)?,
+    })
+}
+
+fn json_map(r: &Row<'_>, i: usize) -> rusqlite::Result<std::collections::BTreeMap<String, String>> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 

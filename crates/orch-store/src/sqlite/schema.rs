@@ -88,6 +88,19 @@ ALTER TABLE attempts ADD COLUMN pg_boot_id TEXT;
 ALTER TABLE attempts ADD COLUMN pg_host TEXT;
 ALTER TABLE attempts ADD COLUMN pg_token TEXT;
 "#,
+    // 3: the pipeline's own name (a roadmap ranks a pipeline by its runs),
+    // and what a run's account must say beyond its steps (consents given on
+    // resume).
+    r#"
+ALTER TABLE runs ADD COLUMN pipeline_name TEXT;
+CREATE TABLE run_notes (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    text TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX run_notes_by_run ON run_notes(run_id, id);
+"#,
 ];
 
 /// The store's schema version, or why it is not a store this build can use

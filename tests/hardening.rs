@@ -1,0 +1,7 @@
+//! Hardening: what an adversarial sweep broke, one regression test per item,
+//! with hostile producers as small `sh` scripts.
+
+mod common;
+
+#[path = "hardening/resume.rs"]
+mod resume;
