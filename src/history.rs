@@ -99,7 +99,9 @@ pub async fn history<S: RunStore>(
                 "pipeline": run.pipeline_path,
                 "pipeline_sha256": run.pipeline_hash,
                 "started_ms": run.started_ms,
+                "started": orch_store::rfc3339(run.started_ms),
                 "finished_ms": run.finished_ms,
+                "finished": run.finished_ms.map(orch_store::rfc3339),
                 "vars": run.vars,
                 "worktree": run.worktree,
                 "notes": notes.iter().map(|n| &n.text).collect::<Vec<_>>(),
@@ -175,6 +177,7 @@ async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, Sto
             "attempt": last.map(|a| a.attempt),
             "step": last.map(|a| a.step.as_str()),
             "started_ms": run.started_ms,
+            "started": orch_store::rfc3339(run.started_ms),
         }));
     }
     Ok(tasks)

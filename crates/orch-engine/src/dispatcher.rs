@@ -54,6 +54,8 @@ pub(crate) struct Engine<S: RunStore> {
     pub(crate) pipeline_path: PathBuf,
     pub(crate) store: Arc<S>,
     pub(crate) run_id: i64,
+    /// When the run began (an earlier process, for a resumed run).
+    run_started_ms: i64,
     pub(crate) task_dir: PathBuf,
     pub(crate) logs: PathBuf,
     pub(crate) worktree: PathBuf,
@@ -70,6 +72,7 @@ impl<S: RunStore> Engine<S> {
         prepared: Prepared,
         store: Arc<S>,
         run_id: i64,
+        run_started_ms: i64,
         sink: Box<dyn Sink>,
         cancel: watch::Receiver<bool>,
     ) -> Result<Self, RunError> {
@@ -87,6 +90,7 @@ impl<S: RunStore> Engine<S> {
             pipeline_path: prepared.pipeline_path,
             store,
             run_id,
+            run_started_ms,
             task_dir,
             logs,
             worktree: prepared.bindings.worktree,
@@ -279,7 +283,8 @@ impl<S: RunStore> Engine<S> {
             task: self.task.clone(),
             outcome: outcome.as_str().into(),
             end: end.to_string(),
-            duration_ms: started.elapsed().as_millis() as u64,
+            // The whole run, across resumes.
+            duration_ms: (orch_store::now_ms() - self.run_started_ms).max(0) as u64,
         });
         Ok(Finished {
             exit_code: if outcome == Outcome::Success {

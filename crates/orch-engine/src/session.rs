@@ -231,7 +231,7 @@ pub async fn run<S: RunStore>(
     let mut prepared = prepared;
     let mut notes = Vec::new();
     let begun = match begin(&mut prepared, &*store, &mut notes).await? {
-        Begin::Run(id, resumed) => (id, resumed),
+        Begin::Run(id, resumed, started_ms) => (id, resumed, started_ms),
         Begin::AlreadyFinished(run) => {
             let outcome = run.outcome;
             let changed = (run.pipeline_hash != sha256_hex(prepared.text.as_bytes())).then(|| {
@@ -253,8 +253,8 @@ pub async fn run<S: RunStore>(
             });
         }
     };
-    let (run_id, resumed) = begun;
-    let mut engine = Engine::new(prepared, store, run_id, sink, cancel)?;
+    let (run_id, resumed, started_ms) = begun;
+    let mut engine = Engine::new(prepared, store, run_id, started_ms, sink, cancel)?;
     engine.started(resumed, notes);
     let result = engine.drive(resumed).await;
     drop(task_lock);
@@ -262,8 +262,8 @@ pub async fn run<S: RunStore>(
 }
 
 enum Begin {
-    /// The run to drive, and whether it is resumed.
-    Run(i64, bool),
+    /// The run to drive, whether it is resumed, and when it began.
+    Run(i64, bool, i64),
     AlreadyFinished(Box<Run>),
 }
 
@@ -282,7 +282,7 @@ async fn begin<S: RunStore>(
         Some(run) if run.status != RunStatus::Abandoned && !opts.restart => {
             resume(prepared, store, &run, &hash, notes).await?;
             rebind(prepared, store, &run, notes).await?;
-            Ok(Begin::Run(run.id, true))
+            Ok(Begin::Run(run.id, true, run.started_ms))
         }
         None if opts.resume => Err(RunError::Usage(format!(
             "task {} has no run to resume in {}",
@@ -301,6 +301,7 @@ async fn begin<S: RunStore>(
                 .as_ref()
                 .map(|h| h.name.value.clone())
                 .unwrap_or_default();
+            let started_ms = orch_store::now_ms();
             let id = store
                 .create_run(&NewRun {
                     task: &opts.task,
@@ -313,7 +314,7 @@ async fn begin<S: RunStore>(
                     host: &hostname(),
                 })
                 .await?;
-            Ok(Begin::Run(id, false))
+            Ok(Begin::Run(id, false, started_ms))
         }
     }
 }
@@ -454,6 +455,14 @@ async fn abandon<S: RunStore>(
         }
         std::fs::rename(&task_dir, &archive)
             .map_err(io_err(format!("cannot archive {}", task_dir.display())))?;
+        // The run's account must keep pointing at its logs.
+        store
+            .relocate_logs(
+                run.id,
+                &task_dir.display().to_string(),
+                &archive.display().to_string(),
+            )
+            .await?;
     }
     Ok(())
 }

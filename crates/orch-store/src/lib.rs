@@ -10,21 +10,15 @@ mod error;
 pub mod lock;
 pub mod records;
 pub mod sqlite;
+pub mod time;
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use error::{Result, StoreError};
 pub use records::*;
 pub use sqlite::SqliteStore;
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use time::{now_ms, rfc3339};
 
 /// What a lock is for: one live run per task, one task at a time in a
 /// serial stage.
@@ -60,6 +54,15 @@ pub trait RunStore: Send + Sync + 'static {
         run_id: i64,
         vars: &std::collections::BTreeMap<String, String>,
         worktree: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The run's logs moved from directory `from` to `to` (its task
+    /// directory was archived): every log path recorded under `from` now
+    /// names the file under `to`.
+    fn relocate_logs(
+        &self,
+        run_id: i64,
+        from: &str,
+        to: &str,
     ) -> impl Future<Output = Result<()>> + Send;
     fn add_run_note(&self, run_id: i64, text: &str) -> impl Future<Output = Result<()>> + Send;
     fn run_notes(&self, run_id: i64) -> impl Future<Output = Result<Vec<RunNote>>> + Send;

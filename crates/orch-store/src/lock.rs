@@ -66,7 +66,7 @@ pub fn holder_line() -> String {
         "pid {} on {} since {}",
         std::process::id(),
         hostname(),
-        crate::now_ms() / 1000
+        crate::time::rfc3339(crate::now_ms())
     )
 }
 

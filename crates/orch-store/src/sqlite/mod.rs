@@ -325,6 +325,16 @@ impl RunStore for SqliteStore {
         )
     }
 
+    async fn relocate_logs(&self, run_id: i64, from: &str, to: &str) -> Result<()> {
+        let prefix = format!("{}/", from.trim_end_matches('/'));
+        let to = format!("{}/", to.trim_end_matches('/'));
+        self.exec(
+            "UPDATE attempts SET log_path = ?3 || substr(log_path, length(?2) + 1)
+             WHERE run_id = ?1 AND substr(log_path, 1, length(?2)) = ?2",
+            params![run_id, prefix, to],
+        )
+    }
+
     async fn add_run_note(&self, run_id: i64, text: &str) -> Result<()> {
         self.exec(
             "INSERT INTO run_notes (run_id, text, at_ms) VALUES (?1, ?2, ?3)",
