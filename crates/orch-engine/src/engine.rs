@@ -812,8 +812,8 @@ impl Engine {
                 let mut pgid_err = None;
                 let o = process::run(
                     &spec,
-                    |pgid| {
-                        if let Err(e) = store.set_pgid(id, pgid) {
+                    |group| {
+                        if let Err(e) = store.set_pgid(id, group.pgid) {
                             pgid_err = Some(e);
                         }
                     },

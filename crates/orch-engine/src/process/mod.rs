@@ -10,6 +10,7 @@
 //! that carry its token are its escapees: they are killed and reported as a
 //! leak, and the escapees of other attempts are left to them (see `reap`).
 
+mod identity;
 mod reap;
 mod unix;
 
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+pub use identity::{terminate_recorded_group, terminate_stale_group, GroupIdentity, StaleGroup};
 pub use unix::TOKEN_VAR;
 
 use orch_lang::invocation::Invocation;
@@ -94,12 +96,13 @@ pub fn become_subreaper() {
     }
 }
 
-/// Runs `spec` to its end. `on_spawn` gets the process group id as soon as
-/// the process exists (so that it can be recorded before anything else
-/// happens); `cancel` turning true interrupts the attempt.
+/// Runs `spec` to its end. `on_spawn` gets the identity of the process group
+/// as soon as the process exists (so that it can be recorded before anything
+/// else happens, and the group told from a later one with the same id);
+/// `cancel` turning true interrupts the attempt.
 pub async fn run(
     spec: &Spec,
-    on_spawn: impl FnOnce(u32),
+    on_spawn: impl FnOnce(&GroupIdentity),
     mut cancel: watch::Receiver<bool>,
 ) -> Outcome {
     let started = Instant::now();
@@ -151,7 +154,7 @@ pub async fn run(
     };
     let pgid = child.id().unwrap_or(0);
     let pg = i32::try_from(pgid).unwrap_or(0);
-    on_spawn(pgid);
+    on_spawn(&identity::capture(pgid, attempt.token()));
 
     if let (Some(mut stdin), Some(data)) = (child.stdin.take(), inv.stdin.clone()) {
         tokio::spawn(async move {
@@ -312,13 +315,4 @@ pub async fn terminate_group(pgid: u32, grace: Duration) {
     if pg > 1 {
         reap::terminate(pg, grace, |sig| unix::signal_group(pg, sig)).await;
     }
-}
-
-/// Kills a group left over by a crashed `orch` (for `--resume`).
-pub async fn terminate_stale_group(pgid: u32, grace: Duration) -> bool {
-    let alive = unix::group_exists(pgid as i32);
-    if alive {
-        terminate_group(pgid, grace).await;
-    }
-    alive
 }

@@ -54,6 +54,12 @@ fn is_live_leader(reg: &Registry, pid: i32) -> bool {
     reg.values().any(|e| e.leader == Some(pid))
 }
 
+/// Whether `token` is the token of an attempt of this process that is
+/// still registered.
+pub(crate) fn is_live_token(token: &str) -> bool {
+    registry().values().any(|e| e.token == token)
+}
+
 /// One attempt, registered for as long as this value lives.
 pub(crate) struct Attempt {
     id: u64,

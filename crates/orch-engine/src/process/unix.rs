@@ -9,6 +9,7 @@
 use nix::errno::Errno;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use std::sync::OnceLock;
 
 /// The name of the environment variable carrying an attempt's supervision
 /// token.
@@ -127,6 +128,32 @@ pub(crate) fn all_pids() -> impl Iterator<Item = i32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
 }
 
+/// The processes (zombies included) whose process group is `pgid`.
+pub(crate) fn group_members(pgid: i32) -> Vec<(i32, Stat)> {
+    all_pids()
+        .filter_map(|p| Some((p, stat(p)?)))
+        .filter(|(_, s)| s.pgrp == pgid)
+        .collect()
+}
+
+/// This boot's id, which tells a pid of this boot from the same number
+/// recorded before a reboot.
+pub(crate) fn boot_id() -> Option<String> {
+    static BOOT_ID: OnceLock<Option<String>> = OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        })
+        .clone()
+}
+
+pub(crate) fn hostname() -> Option<String> {
+    nix::unistd::gethostname().ok()?.into_string().ok()
+}
+
 /// Whether any process (zombies included) is in group `pgid`.
 pub(crate) fn group_exists(pgid: i32) -> bool {
     pgid > 1 && killpg(Pid::from_raw(pgid), None) != Err(Errno::ESRCH)
@@ -183,5 +210,6 @@ mod tests {
         let s = stat(me).expect("our own stat");
         assert_eq!(s.pgrp, nix::unistd::getpgrp().as_raw());
         assert!(s.start > 0);
+        assert!(boot_id().is_some());
     }
 }
