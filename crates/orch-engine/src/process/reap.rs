@@ -119,12 +119,20 @@ impl Attempt {
     /// its group empty, the number is free for the next spawn.
     pub fn signal_group(&self, pgid: i32, sig: Signal) {
         let reg = registry();
-        let taken = reg
-            .iter()
-            .any(|(id, e)| *id != self.id && e.leader == Some(pgid));
-        if !taken {
+        if !self.taken(&reg, pgid) {
             unix::signal_group(pgid, sig);
         }
+    }
+
+    /// Whether `pgid` is the group of another attempt's unreaped leader.
+    fn taken(&self, reg: &Registry, pgid: i32) -> bool {
+        reg.iter()
+            .any(|(id, e)| *id != self.id && e.leader == Some(pgid))
+    }
+
+    /// Whether the attempt's own group still has members.
+    fn group_left(&self, pgid: i32) -> bool {
+        unix::group_exists(pgid) && !self.taken(&registry(), pgid)
     }
 
     /// SIGTERM to the attempt's group, SIGKILL after `grace` if anything
@@ -139,7 +147,7 @@ impl Attempt {
         let mut leaks = Vec::new();
         let until = Instant::now() + ESCAPEE_WINDOW;
         loop {
-            let busy = self.sweep(&mut leaks) || unix::group_exists(pgid);
+            let busy = self.sweep(&mut leaks) || self.group_left(pgid);
             if !busy || Instant::now() >= until {
                 break;
             }
