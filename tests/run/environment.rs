@@ -1,6 +1,7 @@
 //! What runners, transports and alerts get: ORCH_TASK, ORCH_STAGE,
 //! ORCH_ATTEMPT, ORCH_TASK_DIR and ORCH_WORKTREE (absolute), ORCH_PIPELINE;
-//! and placeholders rendered in their argv and env.
+//! and placeholders rendered in their argv and env; ORCH_SUPERVISION_TOKEN,
+//! distinct for every process started.
 
 use crate::common::*;
 use std::collections::BTreeMap;
@@ -23,6 +24,21 @@ fn expected(sb: &Sandbox, stage: &str, attempt: &str) -> BTreeMap<String, String
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// The recorded environment, less its supervision token, which must be
+/// there and differ from every token seen before.
+fn env_less_token(text: &str, seen: &mut Vec<String>) -> BTreeMap<String, String> {
+    let mut env = env_map(text);
+    let token = env.remove("ORCH_SUPERVISION_TOKEN");
+    assert!(
+        token
+            .as_ref()
+            .is_some_and(|t| !t.is_empty() && !seen.contains(t)),
+        "ORCH_SUPERVISION_TOKEN={token:?}, seen {seen:?}"
+    );
+    seen.extend(token);
+    env
 }
 
 #[test]
@@ -61,7 +77,11 @@ fn runners_transports_and_alerts_get_the_orch_environment_with_absolute_paths() 
     // The runner: its environment, its own `env` and argv rendered, its cwd.
     let mut want = expected(&sb, "viarunner", "1");
     want.insert("RUNNER_LABEL".into(), "envtask/viarunner#1".into());
-    assert_eq!(env_map(&sb.out_file("env.runner.viarunner").unwrap()), want);
+    let mut tokens = Vec::new();
+    assert_eq!(
+        env_less_token(&sb.out_file("env.runner.viarunner").unwrap(), &mut tokens),
+        want
+    );
     assert_eq!(
         sb.out_lines("args.runner.viarunner"),
         vec![
@@ -86,10 +106,13 @@ fn runners_transports_and_alerts_get_the_orch_environment_with_absolute_paths() 
             .display()
             .to_string(),
     );
-    assert_eq!(env_map(&sb.out_file("agent.viallm.1.env").unwrap()), want);
+    assert_eq!(
+        env_less_token(&sb.out_file("agent.viallm.1.env").unwrap(), &mut tokens),
+        want
+    );
 
     // The alert, for the stage that failed closed.
-    let got = env_map(&sb.out_file("env.alert.closing").unwrap());
+    let got = env_less_token(&sb.out_file("env.alert.closing").unwrap(), &mut tokens);
     let attempt = got.get("ORCH_ATTEMPT").cloned();
     assert!(
         attempt.as_deref().is_some_and(|a| a.parse::<u32>().is_ok()),

@@ -22,6 +22,7 @@ use crate::decide::{self, AfterExit, Next, Take};
 use crate::error::{exit, RunError};
 use crate::events::{Event, Sink};
 use crate::failpoint::{self, Point};
+use crate::groups::{self, Cleanup};
 use crate::session::Prepared;
 use crate::{artifact, executor};
 
@@ -172,13 +173,19 @@ impl<S: RunStore> Engine<S> {
                 continue;
             }
             if let Some(group) = &a.group {
-                if crate::process::terminate_recorded(group, Duration::from_secs(5)).await {
-                    self.emit(Event::Note {
-                        message: format!(
-                            "terminated the producer group {} left running by the interrupted attempt {} of {}",
-                            group.pgid, a.attempt, a.stage
-                        ),
-                    });
+                let message = match groups::terminate_recorded(group, Duration::from_secs(5)).await {
+                    Cleanup::Terminated => format!(
+                        "terminated the producer group {} left running by the interrupted attempt {} of {}",
+                        group.pgid, a.attempt, a.stage
+                    ),
+                    Cleanup::Gone => String::new(),
+                    Cleanup::LeftAlone(reason) => format!(
+                        "left process group {} of attempt {} of {} alone: {reason}",
+                        group.pgid, a.attempt, a.stage
+                    ),
+                };
+                if !message.is_empty() {
+                    self.emit(Event::Note { message });
                 }
             }
             if a.step == Step::Started {

@@ -239,14 +239,8 @@ async fn supervise<S: RunStore>(
     };
     let run = process::run(
         &spec,
-        move |pgid| {
-            let _ = group_tx.send(GroupRecord {
-                pgid: i64::from(pgid),
-                leader_start: None,
-                boot_id: None,
-                host: None,
-                token: None,
-            });
+        move |group| {
+            let _ = group_tx.send(crate::groups::record_of(group));
         },
         e.cancel.clone(),
     );

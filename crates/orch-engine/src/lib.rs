@@ -16,6 +16,7 @@ pub mod events;
 mod executor;
 mod failpoint;
 pub mod gate;
+mod groups;
 pub mod process;
 pub mod producer;
 pub mod session;

@@ -19,7 +19,7 @@ use crate::artifact::sha256_hex;
 use crate::dispatcher::{Engine, Finished};
 use crate::error::{exit, io_err, RunError};
 use crate::events::{Event, Sink};
-use crate::process;
+use crate::groups::{self, Cleanup};
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -433,11 +433,16 @@ async fn abandon<S: RunStore>(
                 continue;
             }
             if let Some(group) = &a.group {
-                if process::terminate_recorded(group, Duration::from_secs(5)).await {
-                    notes.push(format!(
+                match groups::terminate_recorded(group, Duration::from_secs(5)).await {
+                    Cleanup::Terminated => notes.push(format!(
                         "terminated the producer group {} left running by run #{}",
                         group.pgid, run.id
-                    ));
+                    )),
+                    Cleanup::Gone => {}
+                    Cleanup::LeftAlone(reason) => notes.push(format!(
+                        "left process group {} of run #{} alone: {reason}",
+                        group.pgid, run.id
+                    )),
                 }
             }
         }

@@ -1,17 +1,20 @@
 //! Spawning and supervising one producer process, and making sure nothing it
-//! started outlives it.
+//! started outlives it, while many attempts run at once in one `orch`.
 //!
 //! Each producer runs in its own process group. On timeout (or idle timeout,
 //! or interruption) the group gets SIGTERM, then SIGKILL after the grace.
 //! `orch` makes itself a child subreaper, so a descendant that escaped the
-//! group with `setsid` is reparented to `orch` when its parent dies; after
-//! every attempt the remaining children of `orch` are such escapees, and are
-//! killed and reported as a leak.
+//! group with `setsid` is reparented to `orch` when its parent dies. Every
+//! attempt's producer carries a supervision token in its environment
+//! (inherited by its descendants); after an attempt, the children of `orch`
+//! that carry its token are its escapees: they are killed and reported as a
+//! leak, and the escapees of other attempts are left to them (see `reap`).
 
-use nix::errno::Errno;
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
-use nix::unistd::Pid;
+mod identity;
+mod reap;
+mod unix;
+
+use nix::sys::signal::Signal;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,6 +22,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
+
+pub use identity::{terminate_recorded_group, terminate_stale_group, GroupIdentity, StaleGroup};
+pub use unix::TOKEN_VAR;
 
 use orch_lang::invocation::Invocation;
 
@@ -90,12 +96,13 @@ pub fn become_subreaper() {
     }
 }
 
-/// Runs `spec` to its end. `on_spawn` gets the process group id as soon as
-/// the process exists (so that it can be recorded before anything else
-/// happens); `cancel` turning true interrupts the attempt.
+/// Runs `spec` to its end. `on_spawn` gets the identity of the process group
+/// as soon as the process exists (so that it can be recorded before anything
+/// else happens, and the group told from a later one with the same id);
+/// `cancel` turning true interrupts the attempt.
 pub async fn run(
     spec: &Spec,
-    on_spawn: impl FnOnce(u32),
+    on_spawn: impl FnOnce(&GroupIdentity),
     mut cancel: watch::Receiver<bool>,
 ) -> Outcome {
     let started = Instant::now();
@@ -123,10 +130,12 @@ pub async fn run(
             Vec::new(),
         );
     };
+    let attempt = reap::Attempt::register();
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(&inv.cwd)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
+        .env(TOKEN_VAR, attempt.token())
         .process_group(0)
         .stdin(if inv.stdin.is_some() {
             Stdio::piped()
@@ -135,7 +144,7 @@ pub async fn run(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match cmd.spawn() {
+    let mut child = match attempt.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
             let msg = format!("`{program}`: {e}");
@@ -144,7 +153,8 @@ pub async fn run(
         }
     };
     let pgid = child.id().unwrap_or(0);
-    on_spawn(pgid);
+    let pg = i32::try_from(pgid).unwrap_or(0);
+    on_spawn(&identity::capture(pgid, attempt.token()));
 
     if let (Some(mut stdin), Some(data)) = (child.stdin.take(), inv.stdin.clone()) {
         tokio::spawn(async move {
@@ -186,24 +196,22 @@ pub async fn run(
                 };
             }
             _ = tokio::time::sleep_until(deadline) => {
-                terminate_group(pgid, inv.grace).await;
-                let _ = child.wait().await;
+                stop_leader(&attempt, &mut child, pg, inv.grace).await;
                 break Exit::TimedOut;
             }
             _ = tokio::time::sleep_until(idle_deadline), if inv.idle_timeout.is_some() => {
-                terminate_group(pgid, inv.grace).await;
-                let _ = child.wait().await;
+                stop_leader(&attempt, &mut child, pg, inv.grace).await;
                 break Exit::IdleTimedOut;
             }
             _ = cancelled(&mut cancel) => {
-                terminate_group(pgid, inv.grace).await;
-                let _ = child.wait().await;
+                stop_leader(&attempt, &mut child, pg, inv.grace).await;
                 break Exit::Interrupted;
             }
         }
     };
+    attempt.leader_reaped();
     // The leader is gone; whatever is left of its group goes too.
-    terminate_group(pgid, inv.grace).await;
+    attempt.terminate_group(pg, inv.grace).await;
     // Output still buffered in the pipes belongs to the log.
     let drain_until = tokio::time::Instant::now() + Duration::from_millis(200);
     while pipes_open {
@@ -218,8 +226,25 @@ pub async fn run(
             _ = tokio::time::sleep_until(drain_until) => break,
         }
     }
-    let leaks = reap_escapees().await;
+    let leaks = attempt.reap_escapees(pg).await;
+    drop(attempt);
     finish(exit, tail.lines(), leaks)
+}
+
+/// SIGTERM to the group, and the leader reaped by its `Child::wait`
+/// (SIGKILL to the group if it has not exited after `grace`). The rest of
+/// the group is left to `Attempt::terminate_group`.
+async fn stop_leader(
+    attempt: &reap::Attempt,
+    child: &mut tokio::process::Child,
+    pgid: i32,
+    grace: Duration,
+) {
+    attempt.signal_group(pgid, Signal::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        attempt.signal_group(pgid, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
 }
 
 async fn cancelled(rx: &mut watch::Receiver<bool>) {
@@ -282,126 +307,12 @@ impl Tail {
     }
 }
 
-fn group_alive(pgid: u32) -> bool {
-    pgid != 0 && killpg(Pid::from_raw(pgid as i32), None) != Err(Errno::ESRCH)
-}
-
-/// SIGTERM to the group, SIGKILL after `grace` if anything is left.
+/// SIGTERM to the group, SIGKILL after `grace` if anything is left. For a
+/// group whose leader is (or was, just now) this process's child; a group id
+/// read back from the store goes through [`terminate_recorded_group`].
 pub async fn terminate_group(pgid: u32, grace: Duration) {
-    if !group_alive(pgid) {
-        return;
+    let Ok(pg) = i32::try_from(pgid) else { return };
+    if pg > 1 {
+        reap::terminate(pg, grace, |sig| unix::signal_group(pg, sig)).await;
     }
-    let group = Pid::from_raw(pgid as i32);
-    let _ = killpg(group, Signal::SIGTERM);
-    let until = Instant::now() + grace;
-    while Instant::now() < until {
-        reap_zombies();
-        if !group_alive(pgid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let _ = killpg(group, Signal::SIGKILL);
-    for _ in 0..100 {
-        reap_zombies();
-        if !group_alive(pgid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Kills a producer group recorded by an earlier `orch` (for `--resume` and
-/// `--restart`); true when something was left to kill.
-pub async fn terminate_recorded(group: &orch_store::GroupRecord, grace: Duration) -> bool {
-    match u32::try_from(group.pgid) {
-        Ok(pgid) if pgid > 1 => terminate_stale_group(pgid, grace).await,
-        _ => false,
-    }
-}
-
-/// Kills a group left over by a crashed `orch` (for `--resume`).
-pub async fn terminate_stale_group(pgid: u32, grace: Duration) -> bool {
-    let alive = group_alive(pgid);
-    if alive {
-        terminate_group(pgid, grace).await;
-    }
-    alive
-}
-
-/// Our children, from `/proc` (Linux): pid, state and command line.
-fn children() -> Vec<(i32, char, String)> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in dir.flatten() {
-        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
-            continue;
-        };
-        for pid in list
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Fields after the command name, which may itself hold spaces or ')'.
-            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-            let mut fields = after.split_whitespace();
-            let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-            let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(me);
-            if ppid != me {
-                continue;
-            }
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|b| {
-                    String::from_utf8_lossy(&b)
-                        .split('\0')
-                        .filter(|s| !s.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            out.push((pid, state, cmdline));
-        }
-    }
-    out
-}
-
-/// Reaps children of ours that have exited (reparented descendants).
-fn reap_zombies() {
-    for (pid, state, _) in children() {
-        if state == 'Z' {
-            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
-        }
-    }
-}
-
-/// After an attempt, any live child of `orch` is a descendant that escaped
-/// the attempt's process group: kill it (and its own group) and report it.
-/// Runs while no other producer of this process is alive.
-pub async fn reap_escapees() -> Vec<Leak> {
-    let mut leaks: Vec<Leak> = Vec::new();
-    for _ in 0..200 {
-        let live: Vec<_> = children().into_iter().filter(|c| c.1 != 'Z').collect();
-        reap_zombies();
-        if live.is_empty() {
-            break;
-        }
-        for (pid, _, command) in live {
-            let p = Pid::from_raw(pid);
-            if let Ok(pgid) = nix::unistd::getpgid(Some(p)) {
-                if pgid != nix::unistd::getpgrp() && pgid.as_raw() > 1 {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                }
-            }
-            let _ = kill(p, Signal::SIGKILL);
-            if !leaks.iter().any(|l| l.pid == pid) {
-                leaks.push(Leak { pid, command });
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    reap_zombies();
-    leaks
 }
