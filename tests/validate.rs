@@ -16,6 +16,7 @@ use std::path::Path;
 use std::process::Command;
 
 use orch_lang::check::{check_text, collect_files, Checked};
+use orch_lang::code::Code;
 use orch_lang::diagnostic::{render, FileReport, Format, Severity};
 use orch_lang::validate::Options;
 
@@ -47,7 +48,7 @@ fn check(path: &str, opts: &Options) -> Checked {
 }
 
 fn codes(c: &Checked) -> Vec<&'static str> {
-    c.report.findings.iter().map(|f| f.code).collect()
+    c.report.findings.iter().map(|f| f.code.as_str()).collect()
 }
 
 fn stem(path: &str) -> &str {
@@ -57,36 +58,12 @@ fn stem(path: &str) -> &str {
         .unwrap_or_else(|| panic!("no file name in {path}"))
 }
 
-/// Every finding code declared in a `pub mod codes { … }` block of a source file.
-fn declared_codes(source: &str) -> Vec<String> {
-    let start = source
-        .find("pub mod codes {")
-        .expect("the file has a `pub mod codes` block");
-    let block = &source[start..];
-    let block = &block[..block.find("\n}").expect("the block ends")];
-    block
-        .lines()
-        .filter(|l| l.trim_start().starts_with("pub const "))
-        .map(|l| {
-            let q = l.find('"').expect("a code string") + 1;
-            let end = q + l[q..].find('"').expect("a closing quote");
-            l[q..end].to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn every_finding_code_has_exactly_one_fixture() {
-    let declared: BTreeSet<String> =
-        declared_codes(include_str!("../crates/orch-lang/src/loader.rs"))
-            .into_iter()
-            .chain(declared_codes(include_str!(
-                "../crates/orch-lang/src/validate.rs"
-            )))
-            .collect();
+    let declared: BTreeSet<String> = Code::ALL.iter().map(|c| c.as_str().to_string()).collect();
     assert!(
         declared.len() > 40,
-        "found only {} codes: did the `codes` modules move?",
+        "found only {} codes in `Code::ALL`",
         declared.len()
     );
     let fixtures: BTreeSet<String> = kdl_files(INVALID)
@@ -124,7 +101,7 @@ fn each_invalid_fixture_raises_its_own_code() {
             .report
             .findings
             .iter()
-            .filter(|f| f.code == code)
+            .filter(|f| f.code.as_str() == code)
             .collect();
         assert!(
             !own.is_empty(),
@@ -226,8 +203,8 @@ fn shipped_pipelines_validate_clean() {
             .report
             .findings
             .iter()
-            .filter(|f| f.code != "orch::executable-not-found")
-            .map(|f| f.code)
+            .filter(|f| f.code != Code::ExecutableNotFound)
+            .map(|f| f.code.as_str())
             .collect();
         assert!(other.is_empty(), "{path}: {other:?}");
     }
@@ -269,8 +246,16 @@ fn schema_and_decoder_agree_on_every_pipeline_file() {
     ] {
         let path = format!("{INVALID}/{code}.kdl");
         let checked = check(&path, &Options { offline: true });
-        let schema: Vec<_> = checked.schema_findings.iter().map(|f| f.code).collect();
-        let decoder: Vec<_> = checked.decoder_findings.iter().map(|f| f.code).collect();
+        let schema: Vec<_> = checked
+            .schema_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect();
+        let decoder: Vec<_> = checked
+            .decoder_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect();
         let code = format!("orch::{code}");
         assert_eq!(schema, [code.as_str()], "{path}: schema");
         assert_eq!(decoder, [code.as_str()], "{path}: decoder");
@@ -410,8 +395,16 @@ fn schema_and_decoder_agree_on_edge_cases() {
         );
         let label = format!("{old:?} → {new:?}");
         assert_agree(&label, &checked);
-        let schema: Vec<_> = checked.schema_findings.iter().map(|f| f.code).collect();
-        let decoder: Vec<_> = checked.decoder_findings.iter().map(|f| f.code).collect();
+        let schema: Vec<_> = checked
+            .schema_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect();
+        let decoder: Vec<_> = checked
+            .decoder_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect();
         match expected {
             Some(code) => {
                 assert_eq!(schema, [*code], "{label}: schema");
@@ -485,7 +478,7 @@ fn placeholder_spans_in_properties() {
         .iter()
         .map(|f| {
             (
-                f.code,
+                f.code.as_str(),
                 &text[f.span.offset()..f.span.offset() + f.span.len()],
             )
         })
@@ -597,7 +590,7 @@ fn every_unknown_property_and_every_extra_pipeline_is_a_finding() {
         .report
         .findings
         .iter()
-        .map(|f| (f.code, f.message.clone()))
+        .map(|f| (f.code.as_str(), f.message.clone()))
         .collect();
     let count = |code: &str| found.iter().filter(|(c, _)| *c == code).count();
     assert_eq!(count("orch::duplicate-pipeline"), 2, "{found:?}");

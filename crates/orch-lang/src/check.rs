@@ -69,10 +69,11 @@ pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
         }
     }
     findings.sort_by(|a, b| {
-        (a.span.offset(), a.span.len(), a.code, &a.message).cmp(&(
+        // By the code's text, as when codes were strings: output order is stable.
+        (a.span.offset(), a.span.len(), a.code.as_str(), &a.message).cmp(&(
             b.span.offset(),
             b.span.len(),
-            b.code,
+            b.code.as_str(),
             &b.message,
         ))
     });

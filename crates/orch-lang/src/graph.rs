@@ -5,9 +5,9 @@
 use miette::SourceSpan;
 use std::collections::{HashMap, VecDeque};
 
+use crate::code::Code;
 use crate::diagnostic::Finding;
 use crate::model::*;
-use crate::validate::codes;
 
 /// Which transition of a stage an edge is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,8 +241,8 @@ pub fn check(p: &Pipeline) -> Vec<Finding> {
     for (i, s) in p.stages.iter().enumerate() {
         match &reachable {
             Some(r) if !r[i] => out.push(
-                Finding::error(
-                    codes::UNREACHABLE_STAGE,
+                Finding::new(
+                    Code::UnreachableStage,
                     s.name.span,
                     format!("stage `{}` cannot be reached from the start", s.name.value),
                 )
@@ -252,8 +252,8 @@ pub fn check(p: &Pipeline) -> Vec<Finding> {
             _ => {
                 if !to_end[i] {
                     out.push(
-                        Finding::error(
-                            codes::NO_PATH_TO_END,
+                        Finding::new(
+                            Code::NoPathToEnd,
                             s.name.span,
                             format!("stage `{}` has no path to an end", s.name.value),
                         )
@@ -303,8 +303,8 @@ fn unbounded_cycle(g: &Graph<'_>, comp: &[usize]) -> Finding {
             route,
         ),
     };
-    Finding::error(
-        codes::UNBOUNDED_CYCLE,
+    Finding::new(
+        Code::UnboundedCycle,
         span,
         format!(
             "the cycle {} has no `fail … budget=N` to bound it",

@@ -11,6 +11,7 @@
 pub mod changes;
 pub mod check;
 pub mod choice;
+pub mod code;
 pub mod diagnostic;
 pub mod diagram;
 pub mod duration;

@@ -10,26 +10,11 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 use std::time::Duration;
 
+use crate::code::Code;
 use crate::diagnostic::{did_you_mean, Finding, SourceFile};
 use crate::duration;
 use crate::model::*;
 use crate::template::{Template, TemplateError};
-
-pub mod codes {
-    pub const SYNTAX: &str = "orch::syntax";
-    pub const UNKNOWN_NODE: &str = "orch::unknown-node";
-    pub const UNKNOWN_PROPERTY: &str = "orch::unknown-property";
-    pub const INVALID_VALUE: &str = "orch::invalid-value";
-    pub const MISSING_VALUE: &str = "orch::missing-value";
-    pub const TOO_MANY_ARGUMENTS: &str = "orch::too-many-arguments";
-    pub const BAD_DURATION: &str = "orch::bad-duration";
-    pub const BAD_EXIT_CODE: &str = "orch::bad-exit-code";
-    pub const MISSING_PIPELINE: &str = "orch::missing-pipeline";
-    pub const DUPLICATE_PIPELINE: &str = "orch::duplicate-pipeline";
-    pub const DUPLICATE_SETTING: &str = "orch::duplicate-setting";
-    pub const DUPLICATE_PROPERTY: &str = "orch::duplicate-property";
-    pub const UNKNOWN_PLACEHOLDER: &str = "orch::unknown-placeholder";
-}
 
 /// What the loader made of a file.
 pub struct Loaded {
@@ -53,8 +38,8 @@ pub fn load(path: &str, text: &str) -> Loaded {
                 .iter()
                 .map(|d| {
                     let span = clamp(d.span, text.len());
-                    Finding::error(
-                        codes::SYNTAX,
+                    Finding::new(
+                        Code::Syntax,
                         span,
                         d.message
                             .clone()
@@ -165,8 +150,8 @@ impl Decoder<'_> {
             let Some(key) = e.name() else { continue };
             let key = key.value();
             if !allowed.contains(&key) && !allowed.contains(&"*") {
-                let f = Finding::error(
-                    codes::UNKNOWN_PROPERTY,
+                let f = Finding::new(
+                    Code::UnknownProperty,
                     e.span(),
                     format!("unknown property `{key}` on `{}`", node.name().value()),
                 )
@@ -181,8 +166,8 @@ impl Decoder<'_> {
                 self.err(f);
             } else if seen.contains(&key) {
                 self.semantic.push(
-                    Finding::error(
-                        codes::DUPLICATE_PROPERTY,
+                    Finding::new(
+                        Code::DuplicateProperty,
                         e.span(),
                         format!("property `{key}` is given twice"),
                     )
@@ -203,8 +188,8 @@ impl Decoder<'_> {
     }
 
     fn missing(&mut self, node: &KdlNode, what: &str) {
-        let f = Finding::error(
-            codes::MISSING_VALUE,
+        let f = Finding::new(
+            Code::MissingValue,
             name_span(node),
             format!("`{}` is missing {what}", node.name().value()),
         )
@@ -213,8 +198,8 @@ impl Decoder<'_> {
     }
 
     fn wrong_type(&mut self, e: &KdlEntry, what: &str, expected: &str) {
-        let f = Finding::error(
-            codes::INVALID_VALUE,
+        let f = Finding::new(
+            Code::InvalidValue,
             e.span(),
             format!("{what} must be {expected}, found {}", value_kind(e.value())),
         )
@@ -260,8 +245,8 @@ impl Decoder<'_> {
             "empty value"
         };
         self.err(
-            Finding::error(
-                codes::INVALID_VALUE,
+            Finding::new(
+                Code::InvalidValue,
                 s.span,
                 format!("{what} must not be empty"),
             )
@@ -309,8 +294,8 @@ impl Decoder<'_> {
         };
         if !v.is_finite() || v < min {
             self.err(
-                Finding::error(
-                    codes::INVALID_VALUE,
+                Finding::new(
+                    Code::InvalidValue,
                     e.span(),
                     format!("{what} must be at least {min}, found {v}"),
                 )
@@ -330,8 +315,8 @@ impl Decoder<'_> {
             Some(i) if (min..=max).contains(&i) => Some(i),
             _ => {
                 self.err(
-                    Finding::error(
-                        codes::INVALID_VALUE,
+                    Finding::new(
+                        Code::InvalidValue,
                         e.span(),
                         format!("{what} must be between {min} and {max}, found {shown}"),
                     )
@@ -356,8 +341,8 @@ impl Decoder<'_> {
         }
         if let Some(max) = max {
             for extra in a.iter().skip(max) {
-                let f = Finding::error(
-                    codes::TOO_MANY_ARGUMENTS,
+                let f = Finding::new(
+                    Code::TooManyArguments,
                     extra.span(),
                     format!(
                         "`{}` takes {} argument{}",
@@ -384,7 +369,7 @@ impl Decoder<'_> {
         let s = self.string_of(e, "a name")?;
         if s.value.is_empty() {
             self.err(
-                Finding::error(codes::INVALID_VALUE, e.span(), "a name must not be empty")
+                Finding::new(Code::InvalidValue, e.span(), "a name must not be empty")
                     .label("empty name"),
             );
             return None;
@@ -409,8 +394,8 @@ impl Decoder<'_> {
             if allowed.contains(&name) {
                 out.push(child);
             } else {
-                let f = Finding::error(
-                    codes::UNKNOWN_NODE,
+                let f = Finding::new(
+                    Code::UnknownNode,
                     name_span(child),
                     format!("unknown node `{name}` in `{}`", node.name().value()),
                 )
@@ -432,8 +417,8 @@ impl Decoder<'_> {
     fn once<T>(&mut self, slot: &Option<T>, child: &KdlNode) -> bool {
         if slot.is_some() {
             self.semantic.push(
-                Finding::error(
-                    codes::DUPLICATE_SETTING,
+                Finding::new(
+                    Code::DuplicateSetting,
                     name_span(child),
                     format!("`{}` is given twice", child.name().value()),
                 )
@@ -457,8 +442,8 @@ impl Decoder<'_> {
             Ok(d) if !too_long => Some(Spanned::new(d, s.span)),
             _ => {
                 self.err(
-                    Finding::error(
-                        codes::BAD_DURATION,
+                    Finding::new(
+                        Code::BadDuration,
                         s.span,
                         format!(
                             "\"{}\" is not a duration: expected a number and a unit (ms, s, m, h), like \"30s\" or \"1h30m\"",
@@ -505,7 +490,7 @@ impl Decoder<'_> {
                     "placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {var.NAME} and {env.NAME}".to_string()
                 });
             self.semantic.push(
-                Finding::error(codes::UNKNOWN_PLACEHOLDER, span, message)
+                Finding::new(Code::UnknownPlaceholder, span, message)
                     .label("unknown placeholder")
                     .help(help),
             );
@@ -555,8 +540,8 @@ impl Decoder<'_> {
         if let Some(on) = &on {
             if on.value != TOOL_ERROR {
                 self.err(
-                    Finding::error(
-                        codes::INVALID_VALUE,
+                    Finding::new(
+                        Code::InvalidValue,
                         on.span,
                         format!("`retry` applies to \"tool-error\" only, found \"{}\"", on.value),
                     )
@@ -610,8 +595,8 @@ impl Decoder<'_> {
                     let header = self.header(node);
                     if pipeline_nodes > 1 {
                         self.err(
-                            Finding::error(
-                                codes::DUPLICATE_PIPELINE,
+                            Finding::new(
+                                Code::DuplicatePipeline,
                                 name_span(node),
                                 "a file holds exactly one `pipeline` node",
                             )
@@ -662,8 +647,8 @@ impl Decoder<'_> {
                     }
                 }
                 other => {
-                    let f = Finding::error(
-                        codes::UNKNOWN_NODE,
+                    let f = Finding::new(
+                        Code::UnknownNode,
                         name_span(node),
                         format!("unknown node `{other}`"),
                     )
@@ -678,8 +663,8 @@ impl Decoder<'_> {
         }
         if pipeline_nodes == 0 {
             self.err(
-                Finding::error(
-                    codes::MISSING_PIPELINE,
+                Finding::new(
+                    Code::MissingPipeline,
                     (0, 0).into(),
                     "the file has no `pipeline` node",
                 )
@@ -786,8 +771,8 @@ impl Decoder<'_> {
                             "arg" => Some(PromptMode::Arg),
                             other => {
                                 self.err(
-                                    Finding::error(
-                                        codes::INVALID_VALUE,
+                                    Finding::new(
+                                        Code::InvalidValue,
                                         s.span,
                                         format!("`prompt` must be \"stdin\" or \"arg\", found \"{other}\""),
                                     )
@@ -928,8 +913,8 @@ impl Decoder<'_> {
                 (None, Some(m)) => Some(Expectation::Matches(m)),
                 (Some(_), Some(m)) => {
                     self.err(
-                        Finding::error(
-                            codes::INVALID_VALUE,
+                        Finding::new(
+                            Code::InvalidValue,
                             m.span,
                             "`expect` takes either a value or `matches=`, not both",
                         )
@@ -1053,8 +1038,8 @@ impl Decoder<'_> {
                                 codes_.push(Spanned::new(i as i32, e.span()))
                             }
                             Some((_, shown)) => self.err(
-                                Finding::error(
-                                    codes::BAD_EXIT_CODE,
+                                Finding::new(
+                                    Code::BadExitCode,
                                     e.span(),
                                     format!("exit codes are 0 to 255, found {shown}"),
                                 )
@@ -1162,8 +1147,8 @@ impl Decoder<'_> {
             None => {
                 let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
                 self.err(
-                    Finding::error(
-                        codes::INVALID_VALUE,
+                    Finding::new(
+                        Code::InvalidValue,
                         s.span,
                         format!(
                             "`{key}` must be one of {}, found \"{}\"",

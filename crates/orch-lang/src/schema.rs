@@ -10,8 +10,8 @@ use miette::SourceSpan;
 use serde_json::{Map, Value};
 use std::sync::{Once, OnceLock};
 
+use crate::code::Code;
 use crate::diagnostic::{did_you_mean, Finding};
-use crate::loader::codes;
 
 /// The schema text, as shipped in `schemas/`.
 pub const SCHEMA: &str = include_str!("../../../schemas/pipeline.schema.json");
@@ -199,7 +199,7 @@ pub fn check(form: &JsonForm) -> Vec<Finding> {
         .iter_errors(&form.value)
         .flat_map(|e| findings(form, &e))
         .collect();
-    out.sort_by_key(|f| (f.span.offset(), f.code));
+    out.sort_by_key(|f| (f.span.offset(), f.code.as_str()));
     out.dedup();
     out
 }
@@ -271,8 +271,8 @@ fn findings(form: &JsonForm<'_>, e: &jsonschema::ValidationError<'_>) -> Vec<Fin
                 extra
                     .into_iter()
                     .map(|i| {
-                        Finding::error(
-                            codes::DUPLICATE_PIPELINE,
+                        Finding::new(
+                            Code::DuplicatePipeline,
                             form.span_of(&format!("/{i}")),
                             "a file holds exactly one `pipeline` node",
                         )
@@ -318,8 +318,8 @@ fn finding_of(
                     Some(format!("expected one of: {}", allowed.join(", ")))
                 }
             });
-            Finding::error(
-                codes::UNKNOWN_PROPERTY,
+            Finding::new(
+                Code::UnknownProperty,
                 form.span_of(&format!("{ptr}/{}", escape_ptr(&key))),
                 format!("unknown property `{key}` on `{node}`"),
             )
@@ -328,8 +328,8 @@ fn finding_of(
         }
         ValidationErrorKind::Required { property } => {
             let p = property.as_str().unwrap_or_default();
-            Finding::error(
-                codes::MISSING_VALUE,
+            Finding::new(
+                Code::MissingValue,
                 span,
                 format!("`{node}` is missing the property `{p}`"),
             )
@@ -350,7 +350,7 @@ fn finding_of(
                     "not allowed here",
                 )
             };
-            Finding::error(codes::UNKNOWN_NODE, span, message)
+            Finding::new(Code::UnknownNode, span, message)
                 .label(label)
                 .maybe_help(
                     did_you_mean(name, names.iter().copied())
@@ -368,8 +368,8 @@ fn finding_of(
                 format!("the argument of `{node}`")
             };
             let found = instance.as_str().unwrap_or_default();
-            Finding::error(
-                codes::INVALID_VALUE,
+            Finding::new(
+                Code::InvalidValue,
                 span,
                 format!(
                     "{what} must be {}{}, found {}",
@@ -403,16 +403,16 @@ fn finding_of(
             } else {
                 format!("an argument of `{node}`")
             };
-            Finding::error(
-                codes::INVALID_VALUE,
+            Finding::new(
+                Code::InvalidValue,
                 span,
                 format!("{what} must be {expected}, found {}", kind_of(instance)),
             )
             .label(format!("expected {expected}"))
         }
         ValidationErrorKind::Pattern { .. } if schema_path.contains("duration") => {
-            Finding::error(
-                codes::BAD_DURATION,
+            Finding::new(
+                Code::BadDuration,
                 span,
                 format!(
                     "{} is not a duration: expected a number and a unit (ms, s, m, h), like \"30s\" or \"1h30m\"",
@@ -425,16 +425,16 @@ fn finding_of(
         ValidationErrorKind::Minimum { .. } | ValidationErrorKind::Maximum { .. }
             if schema_path.contains("exit-code") =>
         {
-            Finding::error(
-                codes::BAD_EXIT_CODE,
+            Finding::new(
+                Code::BadExitCode,
                 span,
                 format!("exit codes are 0 to 255, found {}", describe(instance)),
             )
             .label("out of range")
             .help("a process can only exit with a code from 0 to 255")
         }
-        ValidationErrorKind::Minimum { limit } => Finding::error(
-            codes::INVALID_VALUE,
+        ValidationErrorKind::Minimum { limit } => Finding::new(
+            Code::InvalidValue,
             span,
             format!(
                 "{} must be at least {limit}, found {}",
@@ -443,8 +443,8 @@ fn finding_of(
             ),
         )
         .label("out of range"),
-        ValidationErrorKind::Maximum { limit } => Finding::error(
-            codes::INVALID_VALUE,
+        ValidationErrorKind::Maximum { limit } => Finding::new(
+            Code::InvalidValue,
             span,
             format!(
                 "{} must be at most {limit}, found {}",
@@ -462,8 +462,8 @@ fn finding_of(
                 .and_then(Value::as_str)
                 .unwrap_or("an argument")
                 .to_string();
-            Finding::error(
-                codes::MISSING_VALUE,
+            Finding::new(
+                Code::MissingValue,
                 span,
                 format!("`{node}` is missing {what}"),
             )
@@ -471,8 +471,8 @@ fn finding_of(
         }
         ValidationErrorKind::MaxItems { limit } if last == "args" => {
             let limit = *limit as usize;
-            Finding::error(
-                codes::TOO_MANY_ARGUMENTS,
+            Finding::new(
+                Code::TooManyArguments,
                 form.span_of(&format!("{ptr}/{limit}")),
                 format!(
                     "`{node}` takes {} argument{}",
@@ -507,8 +507,8 @@ fn finding_of(
                     .unwrap_or("a value")
                     .to_string()
             };
-            Finding::error(
-                codes::INVALID_VALUE,
+            Finding::new(
+                Code::InvalidValue,
                 span,
                 format!("{what} must not be empty"),
             )
@@ -523,16 +523,16 @@ fn finding_of(
             let name = instance.as_str().unwrap_or_default();
             let parent_ptr = ptr.rsplitn(4, '/').nth(3).unwrap_or("");
             let parent = form.node_name(parent_ptr);
-            Finding::error(
-                codes::UNKNOWN_NODE,
+            Finding::new(
+                Code::UnknownNode,
                 span,
                 format!("unknown node `{name}` in `{parent}`"),
             )
             .label("not allowed here")
             .help(format!("`{parent}` takes no children"))
         }
-        ValidationErrorKind::Contains if ptr.is_empty() && !schema_path.ends_with("/maxContains") => Finding::error(
-            codes::MISSING_PIPELINE,
+        ValidationErrorKind::Contains if ptr.is_empty() && !schema_path.ends_with("/maxContains") => Finding::new(
+            Code::MissingPipeline,
             (0, 0).into(),
             "the file has no `pipeline` node",
         )
@@ -550,22 +550,22 @@ fn finding_of(
                 })
                 .map(|(i, _)| form.span_of(&format!("/{i}")));
             match second {
-                Some(s) => Finding::error(
-                    codes::DUPLICATE_PIPELINE,
+                Some(s) => Finding::new(
+                    Code::DuplicatePipeline,
                     s,
                     "a file holds exactly one `pipeline` node",
                 )
                 .label("second `pipeline`"),
-                None => Finding::error(
-                    codes::MISSING_PIPELINE,
+                None => Finding::new(
+                    Code::MissingPipeline,
                     (0, 0).into(),
                     "the file has no `pipeline` node",
                 )
                 .label("expected `pipeline \"NAME\" start=\"STAGE\"`"),
             }
         }
-        _ => Finding::error(
-            codes::INVALID_VALUE,
+        _ => Finding::new(
+            Code::InvalidValue,
             span,
             format!("invalid value in `{node}`: {e}"),
         )

@@ -5,49 +5,11 @@ use miette::SourceSpan;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use crate::code::Code;
 use crate::diagnostic::{did_you_mean, Finding};
 use crate::graph;
 use crate::model::*;
 use crate::template::{Placeholder, Template};
-
-pub mod codes {
-    pub const DUPLICATE_NAME: &str = "orch::duplicate-name";
-    pub const UNKNOWN_STAGE: &str = "orch::unknown-stage";
-    pub const START_NOT_STAGE: &str = "orch::start-not-stage";
-    pub const UNKNOWN_CALL_SITE: &str = "orch::unknown-call-site";
-    pub const UNKNOWN_GATE: &str = "orch::unknown-gate";
-    pub const UNKNOWN_ARTIFACT: &str = "orch::unknown-artifact";
-    pub const UNKNOWN_RUNNER: &str = "orch::unknown-runner";
-    pub const UNKNOWN_TRANSPORT: &str = "orch::unknown-transport";
-    pub const UNKNOWN_ALERT: &str = "orch::unknown-alert";
-    pub const UNKNOWN_FIELD: &str = "orch::unknown-field";
-    pub const UNKNOWN_VARIABLE: &str = "orch::unknown-variable";
-    pub const DUPLICATE_FIELD: &str = "orch::duplicate-field";
-    pub const DUPLICATE_EXIT_CODE: &str = "orch::duplicate-exit-code";
-    pub const VERDICT_NOT_ALLOWED: &str = "orch::verdict-not-allowed";
-    pub const EXPECT_NEVER_HOLDS: &str = "orch::expect-never-holds";
-    pub const ARTIFACT_MISMATCH: &str = "orch::artifact-mismatch";
-    pub const MISSING_TIMEOUT: &str = "orch::missing-timeout";
-    pub const MISSING_COMMAND: &str = "orch::missing-command";
-    pub const MISSING_WRITES: &str = "orch::missing-writes";
-    pub const MISSING_PRODUCER: &str = "orch::missing-producer";
-    pub const IGNORED_PRODUCER: &str = "orch::ignored-producer";
-    pub const MISSING_TRANSITION: &str = "orch::missing-transition";
-    pub const MISSING_JUSTIFICATION: &str = "orch::missing-justification";
-    pub const JUDGEMENT_RUNNER: &str = "orch::judgement-runner";
-    pub const MULTIPLE_TRANSPORTS: &str = "orch::multiple-transports";
-    pub const BAD_REGEX: &str = "orch::bad-regex";
-    pub const BAD_PATH: &str = "orch::bad-path";
-    pub const UNREACHABLE_STAGE: &str = "orch::unreachable-stage";
-    pub const NO_PATH_TO_END: &str = "orch::no-path-to-end";
-    pub const UNBOUNDED_CYCLE: &str = "orch::unbounded-cycle";
-    pub const EXECUTABLE_NOT_FOUND: &str = "orch::executable-not-found";
-    pub const PROMPT_NOT_FOUND: &str = "orch::prompt-not-found";
-    pub const UNUSED: &str = "orch::unused";
-    pub const INEFFECTIVE_SETTING: &str = "orch::ineffective-setting";
-    pub const BAD_VARIABLE_NAME: &str = "orch::bad-variable-name";
-    pub const ZERO_TIMEOUT: &str = "orch::zero-timeout";
-}
 
 /// Names a file declares, harvested even from nodes that failed to decode,
 /// so that one broken node does not make every reference to it an error.
@@ -200,13 +162,13 @@ impl Checker<'_> {
         self.out.push(f);
     }
 
-    fn reference(&mut self, kind: &'static str, code: &'static str, r: &Name, what: &str) -> bool {
+    fn reference(&mut self, kind: &'static str, code: Code, r: &Name, what: &str) -> bool {
         if self.declared.has(kind, &r.value) {
             return true;
         }
         let help = did_you_mean(&r.value, self.declared.candidates(kind));
         self.push(
-            Finding::error(code, r.span, format!("{what} `{}` is not defined", r.value))
+            Finding::new(code, r.span, format!("{what} `{}` is not defined", r.value))
                 .label(format!("no {what} of this name"))
                 .maybe_help(help),
         );
@@ -237,8 +199,8 @@ impl Checker<'_> {
             for n in names {
                 if first.contains(n.value.as_str()) {
                     self.push(
-                        Finding::error(
-                            codes::DUPLICATE_NAME,
+                        Finding::new(
+                            Code::DuplicateName,
                             n.span,
                             format!("{what} `{}` is defined twice", n.value),
                         )
@@ -260,8 +222,8 @@ impl Checker<'_> {
                         .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
                 if !spellable {
                     self.push(
-                        Finding::error(
-                            codes::BAD_VARIABLE_NAME,
+                        Finding::new(
+                            Code::BadVariableName,
                             v.name.span,
                             format!(
                                 "variable `{}` cannot be used: `{{var.NAME}}` takes ASCII letters, digits, `_` and `-`",
@@ -281,8 +243,8 @@ impl Checker<'_> {
                 }
                 if !seen.insert(v.name.value.as_str()) {
                     self.push(
-                        Finding::error(
-                            codes::DUPLICATE_NAME,
+                        Finding::new(
+                            Code::DuplicateName,
                             v.name.span,
                             format!("variable `{}` is defined twice", v.name.value),
                         )
@@ -297,21 +259,21 @@ impl Checker<'_> {
         let Some(h) = &self.p.header else { return };
         if self.ix.ends.contains_key(h.start.value.as_str()) {
             self.push(
-                Finding::error(
-                    codes::START_NOT_STAGE,
+                Finding::new(
+                    Code::StartNotStage,
                     h.start.span,
                     format!("`start` names the end `{}`, not a stage", h.start.value),
                 )
                 .label("an end cannot be the first state"),
             );
         } else {
-            self.reference("stage", codes::UNKNOWN_STAGE, &h.start, "stage");
+            self.reference("stage", Code::UnknownStage, &h.start, "stage");
         }
         if h.single_transport && self.p.transports.len() > 1 {
             for t in &self.p.transports[1..] {
                 self.push(
-                    Finding::error(
-                        codes::MULTIPLE_TRANSPORTS,
+                    Finding::new(
+                        Code::MultipleTransports,
                         t.name.span,
                         format!(
                             "transport `{}` is a second transport, but the pipeline says `single-transport=#true`",
@@ -337,8 +299,8 @@ impl Checker<'_> {
                     .any(|c| matches!(c, std::path::Component::ParentDir))
             {
                 self.push(
-                    Finding::error(
-                        codes::BAD_PATH,
+                    Finding::new(
+                        Code::BadPath,
                         a.path.span,
                         format!(
                             "artifact path `{}` must stay inside the task directory",
@@ -353,8 +315,8 @@ impl Checker<'_> {
             for f in &a.fields {
                 if !seen.insert(f.key.value.as_str()) {
                     self.push(
-                        Finding::error(
-                            codes::DUPLICATE_FIELD,
+                        Finding::new(
+                            Code::DuplicateField,
                             f.key.span,
                             format!("field `{}` is declared twice", f.key.value),
                         )
@@ -367,7 +329,7 @@ impl Checker<'_> {
 
     fn gates(&mut self) {
         for g in &self.p.gates {
-            if !self.reference("artifact", codes::UNKNOWN_ARTIFACT, &g.artifact, "artifact") {
+            if !self.reference("artifact", Code::UnknownArtifact, &g.artifact, "artifact") {
                 continue;
             }
             let artifact = self.ix.artifacts.get(g.artifact.value.as_str()).copied();
@@ -375,8 +337,8 @@ impl Checker<'_> {
                 if let Expectation::Matches(re) = &e.expectation {
                     if let Err(err) = regex::Regex::new(&re.value) {
                         self.push(
-                            Finding::error(
-                                codes::BAD_REGEX,
+                            Finding::new(
+                                Code::BadRegex,
                                 re.span,
                                 format!(
                                     "the regex does not compile: {}",
@@ -390,8 +352,8 @@ impl Checker<'_> {
                 let Some(a) = artifact else { continue };
                 let Some(field) = a.field(&e.key.value) else {
                     self.push(
-                        Finding::error(
-                            codes::UNKNOWN_FIELD,
+                        Finding::new(
+                            Code::UnknownField,
                             e.key.span,
                             format!("artifact `{}` has no field `{}`", a.name.value, e.key.value),
                         )
@@ -406,8 +368,8 @@ impl Checker<'_> {
                 if let Expectation::Equals(v) = &e.expectation {
                     if !field.allowed.is_empty() && !field.allows(&v.value) {
                         self.push(
-                            Finding::error(
-                                codes::EXPECT_NEVER_HOLDS,
+                            Finding::new(
+                                Code::ExpectNeverHolds,
                                 v.span,
                                 format!(
                                     "`{}` can never be \"{}\": the artifact allows {}",
@@ -440,8 +402,8 @@ impl Checker<'_> {
             let has = |child| self.declared.has_child("runner", &r.name.value, child);
             if r.command.is_none() && !has("command") {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_COMMAND,
+                    Finding::new(
+                        Code::MissingCommand,
                         r.name.span,
                         format!("runner `{}` has no `command`", r.name.value),
                     )
@@ -451,8 +413,8 @@ impl Checker<'_> {
             }
             if r.timeout.is_none() && !has("timeout") {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_TIMEOUT,
+                    Finding::new(
+                        Code::MissingTimeout,
                         r.name.span,
                         format!("runner `{}` has no `timeout`", r.name.value),
                     )
@@ -465,8 +427,8 @@ impl Checker<'_> {
                 for c in &m.codes {
                     if codes_seen.insert(c.value, c.span).is_some() {
                         self.push(
-                            Finding::error(
-                                codes::DUPLICATE_EXIT_CODE,
+                            Finding::new(
+                                Code::DuplicateExitCode,
                                 c.span,
                                 format!("exit code {} is mapped twice", c.value),
                             )
@@ -481,8 +443,8 @@ impl Checker<'_> {
                     continue;
                 }
                 self.push(
-                    Finding::error(
-                        codes::MISSING_WRITES,
+                    Finding::new(
+                        Code::MissingWrites,
                         r.name.span,
                         format!(
                             "runner `{}` does not say which artifact it writes",
@@ -494,7 +456,7 @@ impl Checker<'_> {
                 );
                 continue;
             };
-            if !self.reference("artifact", codes::UNKNOWN_ARTIFACT, &w.artifact, "artifact") {
+            if !self.reference("artifact", Code::UnknownArtifact, &w.artifact, "artifact") {
                 continue;
             }
             let Some(a) = self.ix.artifacts.get(w.artifact.value.as_str()).copied() else {
@@ -505,8 +467,8 @@ impl Checker<'_> {
                     Some(field) => field,
                     None => {
                         self.push(
-                            Finding::error(
-                                codes::UNKNOWN_FIELD,
+                            Finding::new(
+                                Code::UnknownField,
                                 f.span,
                                 format!("artifact `{}` has no field `{}`", a.name.value, f.value),
                             )
@@ -523,8 +485,8 @@ impl Checker<'_> {
                     Some(f) => f,
                     None => {
                         self.push(
-                            Finding::error(
-                                codes::UNKNOWN_FIELD,
+                            Finding::new(
+                                Code::UnknownField,
                                 w.artifact.span,
                                 format!(
                                     "artifact `{}` has no field for the runner's verdict",
@@ -541,8 +503,8 @@ impl Checker<'_> {
             for v in r.verdicts() {
                 if v.value != TOOL_ERROR && !field.allows(&v.value) {
                     self.push(
-                        Finding::error(
-                            codes::VERDICT_NOT_ALLOWED,
+                        Finding::new(
+                            Code::VerdictNotAllowed,
                             v.span,
                             format!(
                                 "verdict \"{}\" is not an allowed value of `{}` in artifact `{}` (allowed: {})",
@@ -578,8 +540,8 @@ impl Checker<'_> {
     ) {
         if let Some(t) = timeout.filter(|t| t.value.is_zero()) {
             self.push(
-                Finding::error(
-                    codes::ZERO_TIMEOUT,
+                Finding::new(
+                    Code::ZeroTimeout,
                     t.span,
                     format!("{what} `{}` has a timeout of zero", name.value),
                 )
@@ -589,8 +551,8 @@ impl Checker<'_> {
         }
         if let Some(i) = idle.filter(|i| i.value.is_zero()) {
             self.push(
-                Finding::error(
-                    codes::ZERO_TIMEOUT,
+                Finding::new(
+                    Code::ZeroTimeout,
                     i.span,
                     format!("{what} `{}` has an idle timeout of zero", name.value),
                 )
@@ -603,8 +565,8 @@ impl Checker<'_> {
         if let (Some(t), Some(i)) = (timeout, idle) {
             if !t.value.is_zero() && i.value >= t.value {
                 self.push(
-                    Finding::warning(
-                        codes::INEFFECTIVE_SETTING,
+                    Finding::new(
+                        Code::IneffectiveSetting,
                         i.span,
                         format!(
                             "the idle timeout of {what} `{}` is not shorter than its timeout, so it never fires",
@@ -619,8 +581,8 @@ impl Checker<'_> {
         if let Some(max) = retry.max_delay {
             if max < retry.delay {
                 self.push(
-                    Finding::warning(
-                        codes::INEFFECTIVE_SETTING,
+                    Finding::new(
+                        Code::IneffectiveSetting,
                         retry.span,
                         format!(
                             "the retry of {what} `{}` caps its delay below the delay itself, so `delay` and `backoff` have no effect",
@@ -646,8 +608,8 @@ impl Checker<'_> {
             let has = |child| self.declared.has_child("transport", &t.name.value, child);
             if t.command.is_none() && !has("command") {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_COMMAND,
+                    Finding::new(
+                        Code::MissingCommand,
                         t.name.span,
                         format!("transport `{}` has no `command`", t.name.value),
                     )
@@ -657,8 +619,8 @@ impl Checker<'_> {
             }
             if t.timeout.is_none() && !has("timeout") {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_TIMEOUT,
+                    Finding::new(
+                        Code::MissingTimeout,
                         t.name.span,
                         format!("transport `{}` has no `timeout`", t.name.value),
                     )
@@ -677,11 +639,11 @@ impl Checker<'_> {
             let needs_llm = matches!(mode, Mode::Llm | Mode::Hybrid);
             match (&c.runner, needs_runner) {
                 (Some(r), _) => {
-                    self.reference("runner", codes::UNKNOWN_RUNNER, r, "runner");
+                    self.reference("runner", Code::UnknownRunner, r, "runner");
                     if !needs_runner {
                         self.push(
-                            Finding::warning(
-                                codes::IGNORED_PRODUCER,
+                            Finding::new(
+                                Code::IgnoredProducer,
                                 r.span,
                                 format!(
                                     "call-site `{}` has mode=\"llm\", so its runner is never used",
@@ -694,8 +656,8 @@ impl Checker<'_> {
                     }
                 }
                 (None, true) if !has("runner") => self.push(
-                    Finding::error(
-                        codes::MISSING_PRODUCER,
+                    Finding::new(
+                        Code::MissingProducer,
                         c.mode.span,
                         format!(
                             "call-site `{}` has mode=\"{}\" but no `runner`",
@@ -712,14 +674,14 @@ impl Checker<'_> {
                 (Some(l), _) => {
                     self.reference(
                         "transport",
-                        codes::UNKNOWN_TRANSPORT,
+                        Code::UnknownTransport,
                         &l.transport,
                         "transport",
                     );
                     if !needs_llm {
                         self.push(
-                            Finding::warning(
-                                codes::IGNORED_PRODUCER,
+                            Finding::new(
+                                Code::IgnoredProducer,
                                 l.span,
                                 format!(
                                     "call-site `{}` has mode=\"runner\", so its LLM is never used",
@@ -732,8 +694,8 @@ impl Checker<'_> {
                     }
                 }
                 (None, true) if !has("llm") => self.push(
-                    Finding::error(
-                        codes::MISSING_PRODUCER,
+                    Finding::new(
+                        Code::MissingProducer,
                         c.mode.span,
                         format!(
                             "call-site `{}` has mode=\"{}\" but no `llm`",
@@ -749,8 +711,8 @@ impl Checker<'_> {
             if c.axis.value == Axis::C && c.verdict.value == VerdictKind::Judgement {
                 if mode == Mode::Llm && c.why.is_none() && !has("why") {
                     self.push(
-                        Finding::error(
-                            codes::MISSING_JUSTIFICATION,
+                        Finding::new(
+                            Code::MissingJustification,
                             c.name.span,
                             format!(
                                 "call-site `{}` keeps an LLM on the control path without saying why",
@@ -763,8 +725,8 @@ impl Checker<'_> {
                 }
                 if mode != Mode::Llm {
                     self.push(
-                        Finding::error(
-                            codes::JUDGEMENT_RUNNER,
+                        Finding::new(
+                            Code::JudgementRunner,
                             c.mode.span,
                             format!(
                                 "call-site `{}` needs a judgement, which a runner cannot give",
@@ -783,22 +745,22 @@ impl Checker<'_> {
         for s in &self.p.stages {
             self.reference(
                 "call-site",
-                codes::UNKNOWN_CALL_SITE,
+                Code::UnknownCallSite,
                 &s.call_site,
                 "call-site",
             );
-            self.reference("gate", codes::UNKNOWN_GATE, &s.gate, "gate");
+            self.reference("gate", Code::UnknownGate, &s.gate, "gate");
             for t in [&s.pass, &s.fail, &s.exhausted].into_iter().flatten() {
-                self.reference("stage", codes::UNKNOWN_STAGE, &t.target, "stage or end");
+                self.reference("stage", Code::UnknownStage, &t.target, "stage or end");
                 if let Some(a) = &t.alert {
-                    self.reference("alert", codes::UNKNOWN_ALERT, a, "alert");
+                    self.reference("alert", Code::UnknownAlert, a, "alert");
                 }
             }
             for (slot, what) in [(&s.pass, "pass"), (&s.exhausted, "exhausted")] {
                 if slot.is_none() && !self.declared.has_child("stage", &s.name.value, what) {
                     self.push(
-                        Finding::error(
-                            codes::MISSING_TRANSITION,
+                        Finding::new(
+                            Code::MissingTransition,
                             s.name.span,
                             format!("stage `{}` has no `{what}` transition", s.name.value),
                         )
@@ -829,8 +791,8 @@ impl Checker<'_> {
                         && known(&g.artifact)
                     {
                         self.push(
-                            Finding::error(
-                                codes::ARTIFACT_MISMATCH,
+                            Finding::new(
+                                Code::ArtifactMismatch,
                                 s.gate.span,
                                 format!(
                                     "gate `{}` reads artifact `{}`, but runner `{}` writes `{}`",
@@ -850,8 +812,8 @@ impl Checker<'_> {
         for a in &self.p.alerts {
             if a.command.is_none() {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_COMMAND,
+                    Finding::new(
+                        Code::MissingCommand,
                         a.name.span,
                         format!("alert `{}` has no `command`", a.name.value),
                     )
@@ -890,8 +852,8 @@ impl Checker<'_> {
                 if let Placeholder::Var(name) = ph {
                     if !vars.contains(name.as_str()) {
                         self.push(
-                            Finding::error(
-                                codes::UNKNOWN_VARIABLE,
+                            Finding::new(
+                                Code::UnknownVariable,
                                 span,
                                 format!("variable `{name}` is not declared"),
                             )
@@ -948,8 +910,8 @@ impl Checker<'_> {
         let mut unused = |what: &str, name: &Name, used: &HashSet<&str>| {
             if !used.contains(name.value.as_str()) {
                 self.out.push(
-                    Finding::warning(
-                        codes::UNUSED,
+                    Finding::new(
+                        Code::Unused,
                         name.span,
                         format!("{what} `{}` is never used", name.value),
                     )
@@ -1016,8 +978,8 @@ impl Checker<'_> {
                 .or_insert_with(|| which::which(&argv0.raw).is_ok());
             if !found_on_path {
                 found.push(
-                    Finding::warning(
-                        codes::EXECUTABLE_NOT_FOUND,
+                    Finding::new(
+                        Code::ExecutableNotFound,
                         argv0.span,
                         format!(
                             "{what} `{}` runs `{}`, which is not on PATH here",
@@ -1036,8 +998,8 @@ impl Checker<'_> {
                 .or_insert_with(|| self.dir.join(&l.prompt.value).is_file());
             if !exists {
                 found.push(
-                    Finding::warning(
-                        codes::PROMPT_NOT_FOUND,
+                    Finding::new(
+                        Code::PromptNotFound,
                         l.prompt.span,
                         format!(
                             "prompt file `{}` does not exist (looked in {})",
