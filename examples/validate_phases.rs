@@ -51,20 +51,16 @@ fn main() {
         drop(form);
         add("drop json form", t);
 
-        let t = Instant::now();
-        let declared = validate::Declared::from_document(doc);
-        add("Declared::from_document", t);
-
         let opts = validate::Options { offline: true };
         let t = Instant::now();
-        let f_off = validate::check(&loaded.pipeline, &declared, &dir, sf.is_empty(), &opts);
+        let f_off = validate::check(&loaded.pipeline, &dir, sf.is_empty(), &opts);
         add("validate::check offline (incl. graph)", t);
         let t = Instant::now();
         let g = graph::check(&loaded.pipeline);
         add("  of which graph::check", t);
         let opts = validate::Options::default();
         let t = Instant::now();
-        let f = validate::check(&loaded.pipeline, &declared, &dir, sf.is_empty(), &opts);
+        let f = validate::check(&loaded.pipeline, &dir, sf.is_empty(), &opts);
         add("validate::check (with PATH, prompts)", t);
 
         let t = Instant::now();

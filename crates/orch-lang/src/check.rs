@@ -6,7 +6,7 @@ use crate::diagnostic::{FileReport, Finding, Severity};
 use crate::loader::{self, Loaded};
 use crate::model::Pipeline;
 use crate::schema;
-use crate::validate::{self, Declared, Options};
+use crate::validate::{self, Options};
 
 /// Everything known about one checked file.
 pub struct Checked {
@@ -58,14 +58,7 @@ pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
             }
             let structural_ok = findings.is_empty();
             findings.extend(semantic);
-            let declared = Declared::from_document(doc);
-            findings.extend(validate::check(
-                &pipeline,
-                &declared,
-                &dir,
-                structural_ok,
-                opts,
-            ));
+            findings.extend(validate::check(&pipeline, &dir, structural_ok, opts));
         }
     }
     findings.sort_by(|a, b| {

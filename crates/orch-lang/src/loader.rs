@@ -129,6 +129,28 @@ struct Decoder<'t> {
     semantic: Vec<Finding>,
 }
 
+/// What a named top-level node declares, read before (and regardless of)
+/// decoding it. `pipeline` declares nothing that is referred to by name.
+fn declaration(node: &KdlNode) -> Option<Declaration> {
+    let keyword = TOP_LEVEL
+        .iter()
+        .copied()
+        .find(|k| *k != "pipeline" && *k == node.name().value())?;
+    let first = args(node).next()?;
+    let name = first.value().as_string()?;
+    let children = node
+        .children()
+        .iter()
+        .flat_map(|c| c.nodes())
+        .map(|c| Spanned::new(c.name().value().to_string(), name_span(c)))
+        .collect();
+    Some(Declaration {
+        keyword,
+        name: Spanned::new(name.to_string(), first.span()),
+        children,
+    })
+}
+
 fn name_span(node: &KdlNode) -> SourceSpan {
     node.name().span()
 }
@@ -589,6 +611,9 @@ impl Decoder<'_> {
         let mut pipeline_nodes = 0;
         for node in doc.nodes() {
             let kind = node.name().value();
+            if let Some(d) = declaration(node) {
+                p.declarations.push(d);
+            }
             match kind {
                 "pipeline" => {
                     pipeline_nodes += 1;

@@ -11,46 +11,32 @@ use crate::graph;
 use crate::model::*;
 use crate::template::{Placeholder, Template};
 
-/// Names a file declares, harvested even from nodes that failed to decode,
-/// so that one broken node does not make every reference to it an error.
+/// The names a file declares, from the loader's [`Declaration`]s, so that
+/// one broken node does not make every reference to it an error.
 #[derive(Debug, Default)]
-pub struct Declared {
-    pub names: HashMap<&'static str, HashSet<String>>,
-    /// The child nodes written in each named top-level node, keyed by node
-    /// kind and name, also from children that failed to decode: a runner
-    /// whose `timeout` is malformed has one, it is not missing.
-    pub children: HashMap<(String, String), HashSet<String>>,
+struct Declared {
+    /// Names by kind; stages and ends share the kind `stage`.
+    names: HashMap<&'static str, HashSet<String>>,
+    /// The child keywords written in each named top-level node, keyed by
+    /// keyword and name.
+    children: HashMap<(String, String), HashSet<String>>,
 }
 
 impl Declared {
-    pub fn from_document(doc: &kdl::KdlDocument) -> Self {
+    fn from_pipeline(p: &Pipeline) -> Self {
         let mut d = Declared::default();
-        for node in doc.nodes() {
-            let kind = match node.name().value() {
-                "stage" | "end" => "stage",
-                "transport" => "transport",
-                "artifact" => "artifact",
-                "gate" => "gate",
-                "runner" => "runner",
-                "call-site" => "call-site",
-                "alert" => "alert",
-                _ => continue,
+        for decl in &p.declarations {
+            let kind = if decl.keyword == "end" {
+                "stage"
+            } else {
+                decl.keyword
             };
-            if let Some(name) = node
-                .entries()
-                .iter()
-                .find(|e| e.name().is_none())
-                .and_then(|e| e.value().as_string())
-            {
-                d.names.entry(kind).or_default().insert(name.to_string());
-                let children = d
-                    .children
-                    .entry((node.name().value().to_string(), name.to_string()))
-                    .or_default();
-                for child in node.children().iter().flat_map(|c| c.nodes()) {
-                    children.insert(child.name().value().to_string());
-                }
-            }
+            let name = &decl.name.value;
+            d.names.entry(kind).or_default().insert(name.clone());
+            d.children
+                .entry((decl.keyword.to_string(), name.clone()))
+                .or_default()
+                .extend(decl.children.iter().map(|c| c.value.clone()));
         }
         d
     }
@@ -93,15 +79,15 @@ struct Checker<'a> {
 /// which the graph checks need to say anything true.
 pub fn check(
     p: &Pipeline,
-    declared: &Declared,
     pipeline_dir: &Path,
     structural_ok: bool,
     opts: &Options,
 ) -> Vec<Finding> {
+    let declared = Declared::from_pipeline(p);
     let mut c = Checker {
         p,
         ix: Index::new(p),
-        declared,
+        declared: &declared,
         dir: pipeline_dir,
         out: Vec::new(),
     };
