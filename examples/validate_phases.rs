@@ -1,5 +1,5 @@
 //! Where `orch validate`'s time goes, phase by phase, inside one process:
-//! the same calls `check::check_text` makes, each timed.
+//! the same calls `analysis::analyze_text` makes, each timed.
 //!
 //! `cargo run --release --example validate_phases -- FILE [REPEAT]`
 
@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use orch_lang::diagnostic::{self, FileReport, Format};
-use orch_lang::{graph, loader, schema, validate};
+use orch_lang::validate::graph;
+use orch_lang::{loader, schema, validate};
 
 fn main() {
     let mut args = std::env::args().skip(1);

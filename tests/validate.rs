@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use orch_lang::check::{check_text, collect_files, Checked};
+use orch_lang::analysis::{analyze_text, collect_files, Analysis};
 use orch_lang::code::Code;
 use orch_lang::diagnostic::{render, FileReport, Format, Severity};
 use orch_lang::validate::Options;
@@ -41,13 +41,13 @@ fn relative(root: &Path, p: &Path) -> String {
         .join("/")
 }
 
-fn check(path: &str, opts: &Options) -> Checked {
+fn check(path: &str, opts: &Options) -> Analysis {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    check_text(path, &text, opts)
+    analyze_text(path, &text, opts)
 }
 
-fn codes(c: &Checked) -> Vec<&'static str> {
+fn codes(c: &Analysis) -> Vec<&'static str> {
     c.report.findings.iter().map(|f| f.code.as_str()).collect()
 }
 
@@ -210,7 +210,7 @@ fn shipped_pipelines_validate_clean() {
     }
 }
 
-fn assert_agree(path: &str, checked: &Checked) {
+fn assert_agree(path: &str, checked: &Analysis) {
     let show = |fs: &[orch_lang::diagnostic::Finding]| {
         fs.iter()
             .map(|f| format!("{} {:?} at {:?}", f.code, f.message, f.span))
@@ -388,7 +388,7 @@ fn schema_and_decoder_agree_on_edge_cases() {
     for (old, new, expected) in cases {
         assert!(base.contains(old), "minimal.kdl has no {old:?}");
         let text = base.replacen(old, new, 1);
-        let checked = check_text(
+        let checked = analyze_text(
             "tests/fixtures/valid/edge.kdl",
             &text,
             &Options { offline: true },
@@ -425,7 +425,7 @@ fn blank_verdict_is_not_an_allowed_value() {
     )
     .expect("minimal.kdl")
     .replacen("verdict=\"FAIL\"", "verdict=\" \"", 1);
-    let checked = check_text("x.kdl", &text, &Options { offline: true });
+    let checked = analyze_text("x.kdl", &text, &Options { offline: true });
     assert_eq!(codes(&checked), ["orch::verdict-not-allowed"]);
 }
 
@@ -447,7 +447,7 @@ fn malformed_settings_are_not_also_missing() {
         ("exhausted \"failed\"", "exhausted #null"),
     ] {
         let text = base.replacen(old, new, 1);
-        let checked = check_text("x.kdl", &text, &Options { offline: true });
+        let checked = analyze_text("x.kdl", &text, &Options { offline: true });
         assert_eq!(
             codes(&checked),
             ["orch::invalid-value"],
@@ -471,7 +471,7 @@ fn placeholder_spans_in_properties() {
         "command \"true\"\n    env A=é B=\"x{tsk}\" C=\"{var.nope}\"",
         1,
     );
-    let checked = check_text("x.kdl", &text, &Options { offline: true });
+    let checked = analyze_text("x.kdl", &text, &Options { offline: true });
     let found: Vec<_> = checked
         .report
         .findings
@@ -567,7 +567,7 @@ fn prompt_look_up_next_to_a_bare_file_name() {
             .join("prompt-not-found.kdl"),
     )
     .expect("prompt-not-found.kdl");
-    let checked = check_text("pipeline.kdl", &text, &Options::default());
+    let checked = analyze_text("pipeline.kdl", &text, &Options::default());
     let messages: Vec<_> = checked
         .report
         .findings
@@ -585,7 +585,7 @@ fn every_unknown_property_and_every_extra_pipeline_is_a_finding() {
     let text =
         "pipeline \"p\" start=\"s\"\npipeline \"q\" start=\"s\"\npipeline \"r\" start=\"s\"\n\
                 end \"s\" outcome=\"success\" a=1 b=2\n";
-    let c = check_text("many.kdl", text, &Options { offline: true });
+    let c = analyze_text("many.kdl", text, &Options { offline: true });
     let found: Vec<(&str, String)> = c
         .report
         .findings

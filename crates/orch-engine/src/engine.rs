@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use orch_lang::check;
+use orch_lang::analysis;
 use orch_lang::choice::{self, Kind};
 use orch_lang::diagnostic::{did_you_mean, FileReport};
 use orch_lang::invocation;
@@ -278,7 +278,7 @@ pub async fn run(
         }
     };
     let path_str = opts.pipeline.display().to_string();
-    let checked = check::check_text(&path_str, &text, &Options { offline: true });
+    let checked = analysis::analyze_text(&path_str, &text, &Options { offline: true });
     if checked.has_errors() {
         return Err(RunError::Invalid(Box::new(checked.report)));
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::code::Code;
 use crate::diagnostic::{did_you_mean, Finding, SourceFile};
 use crate::duration;
+use crate::keyword as kw;
 use crate::model::*;
 use crate::template::{Template, TemplateError};
 
@@ -81,19 +82,7 @@ fn clamp(span: SourceSpan, len: usize) -> SourceSpan {
     (start, end - start).into()
 }
 
-/// Node names and the properties, arguments and children each takes. The
-/// JSON Schema states the same shape; a test holds the two together.
-pub const TOP_LEVEL: &[&str] = &[
-    "pipeline",
-    "transport",
-    "artifact",
-    "gate",
-    "runner",
-    "call-site",
-    "stage",
-    "end",
-    "alert",
-];
+pub use crate::keyword::TOP_LEVEL;
 
 pub fn value_kind(v: &KdlValue) -> &'static str {
     match v {
@@ -135,7 +124,7 @@ fn declaration(node: &KdlNode) -> Option<Declaration> {
     let keyword = TOP_LEVEL
         .iter()
         .copied()
-        .find(|k| *k != "pipeline" && *k == node.name().value())?;
+        .find(|k| *k != kw::PIPELINE && *k == node.name().value())?;
     let first = args(node).next()?;
     let name = first.value().as_string()?;
     let children = node
@@ -615,7 +604,7 @@ impl Decoder<'_> {
                 p.declarations.push(d);
             }
             match kind {
-                "pipeline" => {
+                kw::PIPELINE => {
                     pipeline_nodes += 1;
                     let header = self.header(node);
                     if pipeline_nodes > 1 {
@@ -631,42 +620,42 @@ impl Decoder<'_> {
                         p.header = header;
                     }
                 }
-                "transport" => {
+                kw::TRANSPORT => {
                     if let Some(t) = self.transport(node) {
                         p.transports.push(t)
                     }
                 }
-                "artifact" => {
+                kw::ARTIFACT => {
                     if let Some(a) = self.artifact(node) {
                         p.artifacts.push(a)
                     }
                 }
-                "gate" => {
+                kw::GATE => {
                     if let Some(g) = self.gate(node) {
                         p.gates.push(g)
                     }
                 }
-                "runner" => {
+                kw::RUNNER => {
                     if let Some(r) = self.runner(node) {
                         p.runners.push(r)
                     }
                 }
-                "call-site" => {
+                kw::CALL_SITE => {
                     if let Some(c) = self.call_site(node) {
                         p.call_sites.push(c)
                     }
                 }
-                "stage" => {
+                kw::STAGE => {
                     if let Some(s) = self.stage(node) {
                         p.stages.push(s)
                     }
                 }
-                "end" => {
+                kw::END => {
                     if let Some(e) = self.end(node) {
                         p.ends.push(e)
                     }
                 }
-                "alert" => {
+                kw::ALERT => {
                     if let Some(a) = self.alert(node) {
                         p.alerts.push(a)
                     }
@@ -1205,15 +1194,7 @@ impl Decoder<'_> {
                 ("judgement", VerdictKind::Judgement),
             ],
         );
-        let mode = self.enum_prop(
-            node,
-            "mode",
-            &[
-                ("llm", Mode::Llm),
-                ("runner", Mode::Runner),
-                ("hybrid", Mode::Hybrid),
-            ],
-        );
+        let mode = self.enum_prop(node, "mode", kw::MODES);
         let mut runner = None;
         let mut llm = None;
         let mut why = None;

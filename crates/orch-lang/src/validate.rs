@@ -7,9 +7,11 @@ use std::path::Path;
 
 use crate::code::Code;
 use crate::diagnostic::{did_you_mean, Finding};
-use crate::graph;
+use crate::keyword as kw;
 use crate::model::*;
 use crate::template::{Placeholder, Template};
+
+pub mod graph;
 
 /// The names a file declares, from the loader's [`Declaration`]s, so that
 /// one broken node does not make every reference to it an error.
@@ -26,8 +28,8 @@ impl Declared {
     fn from_pipeline(p: &Pipeline) -> Self {
         let mut d = Declared::default();
         for decl in &p.declarations {
-            let kind = if decl.keyword == "end" {
-                "stage"
+            let kind = if decl.keyword == kw::END {
+                kw::STAGE
             } else {
                 decl.keyword
             };
@@ -253,7 +255,7 @@ impl Checker<'_> {
                 .label("an end cannot be the first state"),
             );
         } else {
-            self.reference("stage", Code::UnknownStage, &h.start, "stage");
+            self.reference(kw::STAGE, Code::UnknownStage, &h.start, "stage");
         }
         if h.single_transport && self.p.transports.len() > 1 {
             for t in &self.p.transports[1..] {
@@ -315,7 +317,7 @@ impl Checker<'_> {
 
     fn gates(&mut self) {
         for g in &self.p.gates {
-            if !self.reference("artifact", Code::UnknownArtifact, &g.artifact, "artifact") {
+            if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &g.artifact, "artifact") {
                 continue;
             }
             let artifact = self.ix.artifacts.get(g.artifact.value.as_str()).copied();
@@ -385,8 +387,8 @@ impl Checker<'_> {
                 r.idle_timeout.as_ref(),
                 &r.retry,
             );
-            let has = |child| self.declared.has_child("runner", &r.name.value, child);
-            if r.command.is_none() && !has("command") {
+            let has = |child| self.declared.has_child(kw::RUNNER, &r.name.value, child);
+            if r.command.is_none() && !has(kw::COMMAND) {
                 self.push(
                     Finding::new(
                         Code::MissingCommand,
@@ -397,7 +399,7 @@ impl Checker<'_> {
                     .help("add `command \"PROGRAM\" \"ARG\"…`"),
                 );
             }
-            if r.timeout.is_none() && !has("timeout") {
+            if r.timeout.is_none() && !has(kw::TIMEOUT) {
                 self.push(
                     Finding::new(
                         Code::MissingTimeout,
@@ -425,7 +427,7 @@ impl Checker<'_> {
                 }
             }
             let Some(w) = &r.writes else {
-                if has("writes") {
+                if has(kw::WRITES) {
                     continue;
                 }
                 self.push(
@@ -442,7 +444,7 @@ impl Checker<'_> {
                 );
                 continue;
             };
-            if !self.reference("artifact", Code::UnknownArtifact, &w.artifact, "artifact") {
+            if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &w.artifact, "artifact") {
                 continue;
             }
             let Some(a) = self.ix.artifacts.get(w.artifact.value.as_str()).copied() else {
@@ -591,8 +593,8 @@ impl Checker<'_> {
                 t.idle_timeout.as_ref(),
                 &t.retry,
             );
-            let has = |child| self.declared.has_child("transport", &t.name.value, child);
-            if t.command.is_none() && !has("command") {
+            let has = |child| self.declared.has_child(kw::TRANSPORT, &t.name.value, child);
+            if t.command.is_none() && !has(kw::COMMAND) {
                 self.push(
                     Finding::new(
                         Code::MissingCommand,
@@ -603,7 +605,7 @@ impl Checker<'_> {
                     .help("add `command \"PROGRAM\" \"ARG\"…`"),
                 );
             }
-            if t.timeout.is_none() && !has("timeout") {
+            if t.timeout.is_none() && !has(kw::TIMEOUT) {
                 self.push(
                     Finding::new(
                         Code::MissingTimeout,
@@ -619,13 +621,13 @@ impl Checker<'_> {
 
     fn call_sites(&mut self) {
         for c in &self.p.call_sites {
-            let has = |child| self.declared.has_child("call-site", &c.name.value, child);
+            let has = |child| self.declared.has_child(kw::CALL_SITE, &c.name.value, child);
             let mode = c.mode.value;
             let needs_runner = matches!(mode, Mode::Runner | Mode::Hybrid);
             let needs_llm = matches!(mode, Mode::Llm | Mode::Hybrid);
             match (&c.runner, needs_runner) {
                 (Some(r), _) => {
-                    self.reference("runner", Code::UnknownRunner, r, "runner");
+                    self.reference(kw::RUNNER, Code::UnknownRunner, r, "runner");
                     if !needs_runner {
                         self.push(
                             Finding::new(
@@ -641,14 +643,14 @@ impl Checker<'_> {
                         );
                     }
                 }
-                (None, true) if !has("runner") => self.push(
+                (None, true) if !has(kw::RUNNER) => self.push(
                     Finding::new(
                         Code::MissingProducer,
                         c.mode.span,
                         format!(
                             "call-site `{}` has mode=\"{}\" but no `runner`",
                             c.name.value,
-                            mode_name(mode)
+                            kw::mode(mode)
                         ),
                     )
                     .label("needs a runner")
@@ -659,7 +661,7 @@ impl Checker<'_> {
             match (&c.llm, needs_llm) {
                 (Some(l), _) => {
                     self.reference(
-                        "transport",
+                        kw::TRANSPORT,
                         Code::UnknownTransport,
                         &l.transport,
                         "transport",
@@ -679,14 +681,14 @@ impl Checker<'_> {
                         );
                     }
                 }
-                (None, true) if !has("llm") => self.push(
+                (None, true) if !has(kw::LLM) => self.push(
                     Finding::new(
                         Code::MissingProducer,
                         c.mode.span,
                         format!(
                             "call-site `{}` has mode=\"{}\" but no `llm`",
                             c.name.value,
-                            mode_name(mode)
+                            kw::mode(mode)
                         ),
                     )
                     .label("needs an LLM")
@@ -695,7 +697,7 @@ impl Checker<'_> {
                 (None, _) => {}
             }
             if c.axis.value == Axis::C && c.verdict.value == VerdictKind::Judgement {
-                if mode == Mode::Llm && c.why.is_none() && !has("why") {
+                if mode == Mode::Llm && c.why.is_none() && !has(kw::WHY) {
                     self.push(
                         Finding::new(
                             Code::MissingJustification,
@@ -719,7 +721,7 @@ impl Checker<'_> {
                                 c.name.value
                             ),
                         )
-                        .label(format!("mode=\"{}\"", mode_name(mode)))
+                        .label(format!("mode=\"{}\"", kw::mode(mode)))
                         .help("use mode=\"llm\", or verdict=\"machine\" if the verdict can be computed"),
                     );
                 }
@@ -730,20 +732,20 @@ impl Checker<'_> {
     fn stages(&mut self) {
         for s in &self.p.stages {
             self.reference(
-                "call-site",
+                kw::CALL_SITE,
                 Code::UnknownCallSite,
                 &s.call_site,
                 "call-site",
             );
-            self.reference("gate", Code::UnknownGate, &s.gate, "gate");
+            self.reference(kw::GATE, Code::UnknownGate, &s.gate, "gate");
             for t in [&s.pass, &s.fail, &s.exhausted].into_iter().flatten() {
-                self.reference("stage", Code::UnknownStage, &t.target, "stage or end");
+                self.reference(kw::STAGE, Code::UnknownStage, &t.target, "stage or end");
                 if let Some(a) = &t.alert {
-                    self.reference("alert", Code::UnknownAlert, a, "alert");
+                    self.reference(kw::ALERT, Code::UnknownAlert, a, "alert");
                 }
             }
-            for (slot, what) in [(&s.pass, "pass"), (&s.exhausted, "exhausted")] {
-                if slot.is_none() && !self.declared.has_child("stage", &s.name.value, what) {
+            for (slot, what) in [(&s.pass, kw::PASS), (&s.exhausted, kw::EXHAUSTED)] {
+                if slot.is_none() && !self.declared.has_child(kw::STAGE, &s.name.value, what) {
                     self.push(
                         Finding::new(
                             Code::MissingTransition,
@@ -751,7 +753,7 @@ impl Checker<'_> {
                             format!("stage `{}` has no `{what}` transition", s.name.value),
                         )
                         .label(format!("needs `{what}`"))
-                        .help(if what == "pass" {
+                        .help(if what == kw::PASS {
                             "add `pass \"NEXT\"`: where the task goes when the gate holds"
                         } else {
                             "add `exhausted \"END\"`: where the task goes when it fails closed"
@@ -771,7 +773,7 @@ impl Checker<'_> {
             if let (Some(r), Some(g)) = (runner, gate) {
                 if let Some(w) = &r.writes {
                     // An artifact that does not exist is reported where it is named.
-                    let known = |a: &Name| self.declared.has("artifact", &a.value);
+                    let known = |a: &Name| self.declared.has(kw::ARTIFACT, &a.value);
                     if w.artifact.value != g.artifact.value
                         && known(&w.artifact)
                         && known(&g.artifact)
@@ -1008,14 +1010,6 @@ fn user_of(what: &str) -> &'static str {
         "artifact" => "gate or runner",
         "runner" | "transport" => "call-site",
         _ => "stage's `exhausted` transition",
-    }
-}
-
-pub fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Llm => "llm",
-        Mode::Runner => "runner",
-        Mode::Hybrid => "hybrid",
     }
 }
 

@@ -1,4 +1,5 @@
-//! Checks on the transition graph, each linear in stages + transitions:
+//! The validator's checks on the transition graph (drawing it is
+//! `diagram.rs`), each linear in stages + transitions:
 //! reachability from `start`, a path to an end from every stage, and cycles
 //! that only a `fail … budget=N` edge may close.
 

@@ -1,4 +1,6 @@
-//! `orch validate`: load, check the shape, check the semantics, one pass per file.
+//! The front door: a file's text → its checked pipeline and every finding.
+//! Load, check the shape, check the semantics, one pass per file; `orch
+//! validate`, `orch run` and the other commands all start here.
 
 use std::path::{Path, PathBuf};
 
@@ -8,8 +10,8 @@ use crate::model::Pipeline;
 use crate::schema;
 use crate::validate::{self, Options};
 
-/// Everything known about one checked file.
-pub struct Checked {
+/// Everything known about one analysed file.
+pub struct Analysis {
     pub report: FileReport,
     pub pipeline: Pipeline,
     /// Findings of the JSON Schema alone (for the schema/decoder agreement test).
@@ -18,7 +20,7 @@ pub struct Checked {
     pub decoder_findings: Vec<Finding>,
 }
 
-impl Checked {
+impl Analysis {
     pub fn has_errors(&self) -> bool {
         self.report
             .findings
@@ -27,8 +29,8 @@ impl Checked {
     }
 }
 
-/// Checks one file's text. All findings, sorted by position.
-pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
+/// Analyses one file's text. All findings, sorted by position.
+pub fn analyze_text(path: &str, text: &str, opts: &Options) -> Analysis {
     schema::prepare_in_background();
     let Loaded {
         source,
@@ -71,7 +73,7 @@ pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
         ))
     });
     findings.dedup();
-    Checked {
+    Analysis {
         report: FileReport { source, findings },
         pipeline,
         schema_findings,
@@ -83,10 +85,10 @@ pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
     }
 }
 
-/// Reads and checks one file.
-pub fn check_file(path: &Path, opts: &Options) -> std::io::Result<Checked> {
+/// Reads and analyses one file.
+pub fn analyze_file(path: &Path, opts: &Options) -> std::io::Result<Analysis> {
     let text = std::fs::read_to_string(path)?;
-    Ok(check_text(&path.display().to_string(), &text, opts))
+    Ok(analyze_text(&path.display().to_string(), &text, opts))
 }
 
 /// Expands directories into the `*.kdl` files below them, sorted.
