@@ -1,5 +1,5 @@
 //! Where `orch validate`'s time goes, phase by phase, inside one process:
-//! the same calls `check::check_text` makes, each timed.
+//! the same calls `analysis::analyze_text` makes, each timed.
 //!
 //! `cargo run --release --example validate_phases -- FILE [REPEAT]`
 
@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use orch_lang::diagnostic::{self, FileReport, Format};
-use orch_lang::{graph, loader, schema, validate};
+use orch_lang::validate::graph;
+use orch_lang::{loader, schema, validate};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -51,20 +52,16 @@ fn main() {
         drop(form);
         add("drop json form", t);
 
-        let t = Instant::now();
-        let declared = validate::Declared::from_document(doc);
-        add("Declared::from_document", t);
-
         let opts = validate::Options { offline: true };
         let t = Instant::now();
-        let f_off = validate::check(&loaded.pipeline, &declared, &dir, sf.is_empty(), &opts);
+        let f_off = validate::check(&loaded.pipeline, &dir, sf.is_empty(), &opts);
         add("validate::check offline (incl. graph)", t);
         let t = Instant::now();
         let g = graph::check(&loaded.pipeline);
         add("  of which graph::check", t);
         let opts = validate::Options::default();
         let t = Instant::now();
-        let f = validate::check(&loaded.pipeline, &declared, &dir, sf.is_empty(), &opts);
+        let f = validate::check(&loaded.pipeline, &dir, sf.is_empty(), &opts);
         add("validate::check (with PATH, prompts)", t);
 
         let t = Instant::now();

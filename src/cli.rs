@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use orch_store::{RunStore, SqliteStore};
 
-use orch_lang::check;
+use orch_lang::analysis;
 use orch_lang::diagnostic::{self, Format, Severity};
 use orch_lang::validate::Options;
 
@@ -25,7 +25,7 @@ pub fn use_color(stream_is_terminal: bool) -> bool {
 
 /// `orch validate`.
 pub fn validate(paths: &[PathBuf], format: Format, strict: bool) -> u8 {
-    let files = match check::collect_files(paths) {
+    let files = match analysis::collect_files(paths) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: cannot read {}: {e}", describe(paths));
@@ -38,7 +38,7 @@ pub fn validate(paths: &[PathBuf], format: Format, strict: bool) -> u8 {
     }
     let mut reports = Vec::new();
     for f in &files {
-        match check::check_file(f, &Options::default()) {
+        match analysis::analyze_file(f, &Options::default()) {
             Ok(c) => reports.push(c.report),
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", f.display());
@@ -253,7 +253,7 @@ pub enum MapFormat {
 /// Loads a pipeline that must be valid; prints the report and returns the
 /// exit status otherwise.
 fn load_valid(path: &std::path::Path) -> Result<orch_lang::model::Pipeline, u8> {
-    let checked = match check::check_file(path, &Options { offline: true }) {
+    let checked = match analysis::analyze_file(path, &Options { offline: true }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot read pipeline {}: {e}", path.display());
@@ -444,7 +444,7 @@ pub fn explain(
 
 /// `orch fmt`.
 pub fn fmt(paths: &[PathBuf], check_only: bool) -> u8 {
-    let files = match check::collect_files(paths) {
+    let files = match analysis::collect_files(paths) {
         Ok(f) if !f.is_empty() => f,
         Ok(_) => {
             eprintln!("error: no *.kdl files in {}", describe(paths));
@@ -469,8 +469,11 @@ pub fn fmt(paths: &[PathBuf], check_only: bool) -> u8 {
             Ok(t) => t,
             Err(_) => {
                 // Not KDL: say where, the way `orch validate` does.
-                let checked =
-                    check::check_text(&f.display().to_string(), &text, &Options { offline: true });
+                let checked = analysis::analyze_text(
+                    &f.display().to_string(),
+                    &text,
+                    &Options { offline: true },
+                );
                 eprint!(
                     "{}",
                     diagnostic::render(

@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 
-use orch_lang::check::{check_text, Checked};
+use orch_lang::analysis::{analyze_text, Analysis};
 use orch_lang::diagnostic::{render, Format};
 use orch_lang::validate::Options;
 
@@ -16,8 +16,8 @@ const CYCLE: &str = include_str!("fixtures/valid/cycle-bounded-by-budget.kdl");
 
 /// Checks `text` as a file next to the shipped pipeline (so that prompt look-ups
 /// run) and asserts the properties every input must have.
-fn check_and_assert(text: &str) -> Result<Checked, TestCaseError> {
-    let checked = check_text("pipelines/mutated.kdl", text, &Options::default());
+fn check_and_assert(text: &str) -> Result<Analysis, TestCaseError> {
+    let checked = analyze_text("pipelines/mutated.kdl", text, &Options::default());
     for f in &checked
         .report
         .findings
@@ -55,7 +55,7 @@ fn check_and_assert(text: &str) -> Result<Checked, TestCaseError> {
 
 /// The schema and the decoder, which state the same shape, agree on whether
 /// a parsed document has a shape error.
-fn assert_agree(checked: &Checked) -> Result<(), TestCaseError> {
+fn assert_agree(checked: &Analysis) -> Result<(), TestCaseError> {
     prop_assert_eq!(
         checked.schema_findings.is_empty(),
         checked.decoder_findings.is_empty(),

@@ -15,7 +15,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use orch_lang::check::{check_text, collect_files, Checked};
+use orch_lang::analysis::{analyze_text, collect_files, Analysis};
+use orch_lang::code::Code;
 use orch_lang::diagnostic::{render, FileReport, Format, Severity};
 use orch_lang::validate::Options;
 
@@ -40,14 +41,14 @@ fn relative(root: &Path, p: &Path) -> String {
         .join("/")
 }
 
-fn check(path: &str, opts: &Options) -> Checked {
+fn check(path: &str, opts: &Options) -> Analysis {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    check_text(path, &text, opts)
+    analyze_text(path, &text, opts)
 }
 
-fn codes(c: &Checked) -> Vec<&'static str> {
-    c.report.findings.iter().map(|f| f.code).collect()
+fn codes(c: &Analysis) -> Vec<&'static str> {
+    c.report.findings.iter().map(|f| f.code.as_str()).collect()
 }
 
 fn stem(path: &str) -> &str {
@@ -57,36 +58,12 @@ fn stem(path: &str) -> &str {
         .unwrap_or_else(|| panic!("no file name in {path}"))
 }
 
-/// Every finding code declared in a `pub mod codes { … }` block of a source file.
-fn declared_codes(source: &str) -> Vec<String> {
-    let start = source
-        .find("pub mod codes {")
-        .expect("the file has a `pub mod codes` block");
-    let block = &source[start..];
-    let block = &block[..block.find("\n}").expect("the block ends")];
-    block
-        .lines()
-        .filter(|l| l.trim_start().starts_with("pub const "))
-        .map(|l| {
-            let q = l.find('"').expect("a code string") + 1;
-            let end = q + l[q..].find('"').expect("a closing quote");
-            l[q..end].to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn every_finding_code_has_exactly_one_fixture() {
-    let declared: BTreeSet<String> =
-        declared_codes(include_str!("../crates/orch-lang/src/loader.rs"))
-            .into_iter()
-            .chain(declared_codes(include_str!(
-                "../crates/orch-lang/src/validate.rs"
-            )))
-            .collect();
+    let declared: BTreeSet<String> = Code::ALL.iter().map(|c| c.as_str().to_string()).collect();
     assert!(
         declared.len() > 40,
-        "found only {} codes: did the `codes` modules move?",
+        "found only {} codes in `Code::ALL`",
         declared.len()
     );
     let fixtures: BTreeSet<String> = kdl_files(INVALID)
@@ -124,7 +101,7 @@ fn each_invalid_fixture_raises_its_own_code() {
             .report
             .findings
             .iter()
-            .filter(|f| f.code == code)
+            .filter(|f| f.code.as_str() == code)
             .collect();
         assert!(
             !own.is_empty(),
@@ -226,14 +203,14 @@ fn shipped_pipelines_validate_clean() {
             .report
             .findings
             .iter()
-            .filter(|f| f.code != "orch::executable-not-found")
-            .map(|f| f.code)
+            .filter(|f| f.code != Code::ExecutableNotFound)
+            .map(|f| f.code.as_str())
             .collect();
         assert!(other.is_empty(), "{path}: {other:?}");
     }
 }
 
-fn assert_agree(path: &str, checked: &Checked) {
+fn assert_agree(path: &str, checked: &Analysis) {
     let show = |fs: &[orch_lang::diagnostic::Finding]| {
         fs.iter()
             .map(|f| format!("{} {:?} at {:?}", f.code, f.message, f.span))
@@ -269,8 +246,16 @@ fn schema_and_decoder_agree_on_every_pipeline_file() {
     ] {
         let path = format!("{INVALID}/{code}.kdl");
         let checked = check(&path, &Options { offline: true });
-        let schema: Vec<_> = checked.schema_findings.iter().map(|f| f.code).collect();
-        let decoder: Vec<_> = checked.decoder_findings.iter().map(|f| f.code).collect();
+        let schema: Vec<_> = checked
+            .schema_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect();
+        let decoder: Vec<_> = checked
+            .decoder_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect();
         let code = format!("orch::{code}");
         assert_eq!(schema, [code.as_str()], "{path}: schema");
         assert_eq!(decoder, [code.as_str()], "{path}: decoder");
@@ -403,15 +388,23 @@ fn schema_and_decoder_agree_on_edge_cases() {
     for (old, new, expected) in cases {
         assert!(base.contains(old), "minimal.kdl has no {old:?}");
         let text = base.replacen(old, new, 1);
-        let checked = check_text(
+        let checked = analyze_text(
             "tests/fixtures/valid/edge.kdl",
             &text,
             &Options { offline: true },
         );
         let label = format!("{old:?} → {new:?}");
         assert_agree(&label, &checked);
-        let schema: Vec<_> = checked.schema_findings.iter().map(|f| f.code).collect();
-        let decoder: Vec<_> = checked.decoder_findings.iter().map(|f| f.code).collect();
+        let schema: Vec<_> = checked
+            .schema_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect();
+        let decoder: Vec<_> = checked
+            .decoder_findings
+            .iter()
+            .map(|f| f.code.as_str())
+            .collect();
         match expected {
             Some(code) => {
                 assert_eq!(schema, [*code], "{label}: schema");
@@ -432,7 +425,7 @@ fn blank_verdict_is_not_an_allowed_value() {
     )
     .expect("minimal.kdl")
     .replacen("verdict=\"FAIL\"", "verdict=\" \"", 1);
-    let checked = check_text("x.kdl", &text, &Options { offline: true });
+    let checked = analyze_text("x.kdl", &text, &Options { offline: true });
     assert_eq!(codes(&checked), ["orch::verdict-not-allowed"]);
 }
 
@@ -454,7 +447,7 @@ fn malformed_settings_are_not_also_missing() {
         ("exhausted \"failed\"", "exhausted #null"),
     ] {
         let text = base.replacen(old, new, 1);
-        let checked = check_text("x.kdl", &text, &Options { offline: true });
+        let checked = analyze_text("x.kdl", &text, &Options { offline: true });
         assert_eq!(
             codes(&checked),
             ["orch::invalid-value"],
@@ -478,14 +471,14 @@ fn placeholder_spans_in_properties() {
         "command \"true\"\n    env A=é B=\"x{tsk}\" C=\"{var.nope}\"",
         1,
     );
-    let checked = check_text("x.kdl", &text, &Options { offline: true });
+    let checked = analyze_text("x.kdl", &text, &Options { offline: true });
     let found: Vec<_> = checked
         .report
         .findings
         .iter()
         .map(|f| {
             (
-                f.code,
+                f.code.as_str(),
                 &text[f.span.offset()..f.span.offset() + f.span.len()],
             )
         })
@@ -574,7 +567,7 @@ fn prompt_look_up_next_to_a_bare_file_name() {
             .join("prompt-not-found.kdl"),
     )
     .expect("prompt-not-found.kdl");
-    let checked = check_text("pipeline.kdl", &text, &Options::default());
+    let checked = analyze_text("pipeline.kdl", &text, &Options::default());
     let messages: Vec<_> = checked
         .report
         .findings
@@ -592,12 +585,12 @@ fn every_unknown_property_and_every_extra_pipeline_is_a_finding() {
     let text =
         "pipeline \"p\" start=\"s\"\npipeline \"q\" start=\"s\"\npipeline \"r\" start=\"s\"\n\
                 end \"s\" outcome=\"success\" a=1 b=2\n";
-    let c = check_text("many.kdl", text, &Options { offline: true });
+    let c = analyze_text("many.kdl", text, &Options { offline: true });
     let found: Vec<(&str, String)> = c
         .report
         .findings
         .iter()
-        .map(|f| (f.code, f.message.clone()))
+        .map(|f| (f.code.as_str(), f.message.clone()))
         .collect();
     let count = |code: &str| found.iter().filter(|(c, _)| *c == code).count();
     assert_eq!(count("orch::duplicate-pipeline"), 2, "{found:?}");

@@ -139,7 +139,7 @@ pub fn fail_closed(stage: &Stage, reason: &str) -> Result<Take, Stuck> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orch_lang::check::check_text;
+    use orch_lang::analysis::analyze_text;
     use orch_lang::model::Pipeline;
     use orch_lang::validate::Options;
 
@@ -160,7 +160,7 @@ alert "ops" {{
 }}
 "#
         );
-        check_text("t.kdl", &text, &Options { offline: true }).pipeline
+        analyze_text("t.kdl", &text, &Options { offline: true }).pipeline
     }
 
     fn stage(p: &Pipeline) -> &Stage {

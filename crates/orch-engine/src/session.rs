@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-use orch_lang::check;
+use orch_lang::analysis;
 use orch_lang::diagnostic::did_you_mean;
 use orch_lang::model::{Header, Pipeline};
 use orch_lang::validate::Options;
@@ -179,7 +179,7 @@ pub fn prepare(opts: RunOptions) -> Result<Prepared, RunError> {
         ))
     })?;
     let pipeline_shown = opts.pipeline.display().to_string();
-    let checked = check::check_text(&pipeline_shown, &text, &Options { offline: true });
+    let checked = analysis::analyze_text(&pipeline_shown, &text, &Options { offline: true });
     if checked.has_errors() {
         return Err(RunError::Invalid(Box::new(checked.report)));
     }

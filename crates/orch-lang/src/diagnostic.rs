@@ -7,17 +7,13 @@ use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Warning,
-    Error,
-}
+pub use crate::code::{Code, Severity};
 
 /// One finding: a stable code, a message, a label on a span, maybe a help line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
-    pub code: &'static str,
+    pub code: Code,
+    /// The code's severity, kept beside it for the renderers and filters.
     pub severity: Severity,
     pub message: String,
     pub span: SourceSpan,
@@ -26,21 +22,15 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn error(code: &'static str, span: SourceSpan, message: impl Into<String>) -> Self {
+    /// A finding with its code's severity.
+    pub fn new(code: Code, span: SourceSpan, message: impl Into<String>) -> Self {
         Finding {
             code,
-            severity: Severity::Error,
+            severity: code.severity(),
             message: message.into(),
             span,
             label: "here".to_string(),
             help: None,
-        }
-    }
-
-    pub fn warning(code: &'static str, span: SourceSpan, message: impl Into<String>) -> Self {
-        Finding {
-            severity: Severity::Warning,
-            ..Finding::error(code, span, message)
         }
     }
 
@@ -292,7 +282,7 @@ fn render_json(reports: &[FileReport]) -> String {
             let (line, column) = report.source.line_col(f.span.offset());
             let (end_line, end_column) = report.source.line_col(f.span.offset() + f.span.len());
             findings.push(JsonFinding {
-                code: f.code,
+                code: f.code.as_str(),
                 severity: f.severity,
                 message: &f.message,
                 label: &f.label,
@@ -357,7 +347,7 @@ fn render_github(reports: &[FileReport]) -> String {
             out.push_str(&format!(
                 "::{kind} file={},line={line},col={col},endLine={end_line},endColumn={end_col},title={}::{}\n",
                 gh_escape(&report.source.path, true),
-                gh_escape(f.code, true),
+                gh_escape(f.code.as_str(), true),
                 gh_escape(&message, false),
             ));
         }

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use crate::choice::{self, Kind};
 use crate::invocation;
+use crate::keyword;
 use crate::model::*;
 use crate::template::Context;
-use crate::validate::mode_name;
 
 /// Explains `stage` given variable values, the repo and an environment.
 pub fn explain(
@@ -34,7 +34,7 @@ pub fn explain(
         cs.name.value,
         crate::map::axis_name(cs.axis.value),
         crate::map::verdict_name(cs.verdict.value),
-        mode_name(cs.mode.value),
+        keyword::mode(cs.mode.value),
         crate::map::Class::of(cs).describe()
     ));
     let ctx = Context {

@@ -147,12 +147,12 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::check_text;
+    use crate::analysis::analyze_text;
     use crate::validate::Options;
 
     #[test]
     fn the_starter_pipeline_validates_clean_and_is_formatted() {
-        let c = check_text("pipeline.kdl", PIPELINE, &Options { offline: true });
+        let c = analyze_text("pipeline.kdl", PIPELINE, &Options { offline: true });
         assert!(c.report.findings.is_empty(), "{:?}", c.report.findings);
         assert_eq!(crate::fmt::format(PIPELINE).unwrap(), PIPELINE);
     }

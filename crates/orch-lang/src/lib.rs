@@ -1,25 +1,27 @@
 //! The orch pipeline language.
 //!
 //! Flow: text → KDL syntax tree ([`loader`]) → shape checks ([`schema`]) →
-//! typed model ([`model`]) → semantic checks ([`validate`], [`graph`]) →
-//! findings ([`diagnostic`]); [`check`] runs them in that order. The views
+//! typed model ([`model`]) → semantic checks ([`validate`], with the
+//! transition-graph checks in [`validate::graph`]) → findings
+//! ([`diagnostic`], codes in [`code`]); [`analysis`] runs them in that order. The views
 //! ([`map`], [`roadmap`], [`diagram`], [`explain`], [`choice`]) read only
 //! the model. No processes, no SQL: the language server depends on this
 //! crate alone.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod changes;
-pub mod check;
 pub mod choice;
+pub mod code;
 pub mod diagnostic;
 pub mod diagram;
 pub mod duration;
 pub mod explain;
 pub mod fmt;
 pub mod gate;
-pub mod graph;
 pub mod init;
 pub mod invocation;
+pub mod keyword;
 pub mod loader;
 pub mod map;
 pub mod model;

@@ -10,26 +10,12 @@ use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
 use miette::SourceSpan;
 use std::time::Duration;
 
+use crate::code::Code;
 use crate::diagnostic::{did_you_mean, Finding, SourceFile};
 use crate::duration;
+use crate::keyword as kw;
 use crate::model::*;
 use crate::template::{Template, TemplateError};
-
-pub mod codes {
-    pub const SYNTAX: &str = "orch::syntax";
-    pub const UNKNOWN_NODE: &str = "orch::unknown-node";
-    pub const UNKNOWN_PROPERTY: &str = "orch::unknown-property";
-    pub const INVALID_VALUE: &str = "orch::invalid-value";
-    pub const MISSING_VALUE: &str = "orch::missing-value";
-    pub const TOO_MANY_ARGUMENTS: &str = "orch::too-many-arguments";
-    pub const BAD_DURATION: &str = "orch::bad-duration";
-    pub const BAD_EXIT_CODE: &str = "orch::bad-exit-code";
-    pub const MISSING_PIPELINE: &str = "orch::missing-pipeline";
-    pub const DUPLICATE_PIPELINE: &str = "orch::duplicate-pipeline";
-    pub const DUPLICATE_SETTING: &str = "orch::duplicate-setting";
-    pub const DUPLICATE_PROPERTY: &str = "orch::duplicate-property";
-    pub const UNKNOWN_PLACEHOLDER: &str = "orch::unknown-placeholder";
-}
 
 /// What the loader made of a file.
 pub struct Loaded {
@@ -53,8 +39,8 @@ pub fn load(path: &str, text: &str) -> Loaded {
                 .iter()
                 .map(|d| {
                     let span = clamp(d.span, text.len());
-                    Finding::error(
-                        codes::SYNTAX,
+                    Finding::new(
+                        Code::Syntax,
                         span,
                         d.message
                             .clone()
@@ -96,19 +82,7 @@ fn clamp(span: SourceSpan, len: usize) -> SourceSpan {
     (start, end - start).into()
 }
 
-/// Node names and the properties, arguments and children each takes. The
-/// JSON Schema states the same shape; a test holds the two together.
-pub const TOP_LEVEL: &[&str] = &[
-    "pipeline",
-    "transport",
-    "artifact",
-    "gate",
-    "runner",
-    "call-site",
-    "stage",
-    "end",
-    "alert",
-];
+pub use crate::keyword::TOP_LEVEL;
 
 pub fn value_kind(v: &KdlValue) -> &'static str {
     match v {
@@ -138,10 +112,46 @@ fn integral(v: &KdlValue) -> Option<(Option<i128>, String)> {
     }
 }
 
+/// The settings a runner and a transport share, as decoded so far. Each
+/// slot is `Some` once its child was seen (so that a second one is a
+/// duplicate); `grace` and `retry` hold `None` inside when it was malformed.
+#[derive(Default)]
+struct ProcessChildren {
+    command: Option<Command>,
+    cwd: Option<Template>,
+    env: Vec<EnvVar>,
+    timeout: Option<Spanned<Duration>>,
+    idle_timeout: Option<Spanned<Duration>>,
+    grace: Option<Option<Duration>>,
+    retry: Option<Option<Retry>>,
+}
+
 struct Decoder<'t> {
     text: &'t str,
     structural: Vec<Finding>,
     semantic: Vec<Finding>,
+}
+
+/// What a named top-level node declares, read before (and regardless of)
+/// decoding it. `pipeline` declares nothing that is referred to by name.
+fn declaration(node: &KdlNode) -> Option<Declaration> {
+    let keyword = TOP_LEVEL
+        .iter()
+        .copied()
+        .find(|k| *k != kw::PIPELINE && *k == node.name().value())?;
+    let first = args(node).next()?;
+    let name = first.value().as_string()?;
+    let children = node
+        .children()
+        .iter()
+        .flat_map(|c| c.nodes())
+        .map(|c| Spanned::new(c.name().value().to_string(), name_span(c)))
+        .collect();
+    Some(Declaration {
+        keyword,
+        name: Spanned::new(name.to_string(), first.span()),
+        children,
+    })
 }
 
 fn name_span(node: &KdlNode) -> SourceSpan {
@@ -165,8 +175,8 @@ impl Decoder<'_> {
             let Some(key) = e.name() else { continue };
             let key = key.value();
             if !allowed.contains(&key) && !allowed.contains(&"*") {
-                let f = Finding::error(
-                    codes::UNKNOWN_PROPERTY,
+                let f = Finding::new(
+                    Code::UnknownProperty,
                     e.span(),
                     format!("unknown property `{key}` on `{}`", node.name().value()),
                 )
@@ -181,8 +191,8 @@ impl Decoder<'_> {
                 self.err(f);
             } else if seen.contains(&key) {
                 self.semantic.push(
-                    Finding::error(
-                        codes::DUPLICATE_PROPERTY,
+                    Finding::new(
+                        Code::DuplicateProperty,
                         e.span(),
                         format!("property `{key}` is given twice"),
                     )
@@ -203,8 +213,8 @@ impl Decoder<'_> {
     }
 
     fn missing(&mut self, node: &KdlNode, what: &str) {
-        let f = Finding::error(
-            codes::MISSING_VALUE,
+        let f = Finding::new(
+            Code::MissingValue,
             name_span(node),
             format!("`{}` is missing {what}", node.name().value()),
         )
@@ -213,8 +223,8 @@ impl Decoder<'_> {
     }
 
     fn wrong_type(&mut self, e: &KdlEntry, what: &str, expected: &str) {
-        let f = Finding::error(
-            codes::INVALID_VALUE,
+        let f = Finding::new(
+            Code::InvalidValue,
             e.span(),
             format!("{what} must be {expected}, found {}", value_kind(e.value())),
         )
@@ -260,8 +270,8 @@ impl Decoder<'_> {
             "empty value"
         };
         self.err(
-            Finding::error(
-                codes::INVALID_VALUE,
+            Finding::new(
+                Code::InvalidValue,
                 s.span,
                 format!("{what} must not be empty"),
             )
@@ -309,8 +319,8 @@ impl Decoder<'_> {
         };
         if !v.is_finite() || v < min {
             self.err(
-                Finding::error(
-                    codes::INVALID_VALUE,
+                Finding::new(
+                    Code::InvalidValue,
                     e.span(),
                     format!("{what} must be at least {min}, found {v}"),
                 )
@@ -330,8 +340,8 @@ impl Decoder<'_> {
             Some(i) if (min..=max).contains(&i) => Some(i),
             _ => {
                 self.err(
-                    Finding::error(
-                        codes::INVALID_VALUE,
+                    Finding::new(
+                        Code::InvalidValue,
                         e.span(),
                         format!("{what} must be between {min} and {max}, found {shown}"),
                     )
@@ -356,8 +366,8 @@ impl Decoder<'_> {
         }
         if let Some(max) = max {
             for extra in a.iter().skip(max) {
-                let f = Finding::error(
-                    codes::TOO_MANY_ARGUMENTS,
+                let f = Finding::new(
+                    Code::TooManyArguments,
                     extra.span(),
                     format!(
                         "`{}` takes {} argument{}",
@@ -384,7 +394,7 @@ impl Decoder<'_> {
         let s = self.string_of(e, "a name")?;
         if s.value.is_empty() {
             self.err(
-                Finding::error(codes::INVALID_VALUE, e.span(), "a name must not be empty")
+                Finding::new(Code::InvalidValue, e.span(), "a name must not be empty")
                     .label("empty name"),
             );
             return None;
@@ -409,8 +419,8 @@ impl Decoder<'_> {
             if allowed.contains(&name) {
                 out.push(child);
             } else {
-                let f = Finding::error(
-                    codes::UNKNOWN_NODE,
+                let f = Finding::new(
+                    Code::UnknownNode,
                     name_span(child),
                     format!("unknown node `{name}` in `{}`", node.name().value()),
                 )
@@ -432,8 +442,8 @@ impl Decoder<'_> {
     fn once<T>(&mut self, slot: &Option<T>, child: &KdlNode) -> bool {
         if slot.is_some() {
             self.semantic.push(
-                Finding::error(
-                    codes::DUPLICATE_SETTING,
+                Finding::new(
+                    Code::DuplicateSetting,
                     name_span(child),
                     format!("`{}` is given twice", child.name().value()),
                 )
@@ -457,8 +467,8 @@ impl Decoder<'_> {
             Ok(d) if !too_long => Some(Spanned::new(d, s.span)),
             _ => {
                 self.err(
-                    Finding::error(
-                        codes::BAD_DURATION,
+                    Finding::new(
+                        Code::BadDuration,
                         s.span,
                         format!(
                             "\"{}\" is not a duration: expected a number and a unit (ms, s, m, h), like \"30s\" or \"1h30m\"",
@@ -505,7 +515,7 @@ impl Decoder<'_> {
                     "placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {var.NAME} and {env.NAME}".to_string()
                 });
             self.semantic.push(
-                Finding::error(codes::UNKNOWN_PLACEHOLDER, span, message)
+                Finding::new(Code::UnknownPlaceholder, span, message)
                     .label("unknown placeholder")
                     .help(help),
             );
@@ -555,8 +565,8 @@ impl Decoder<'_> {
         if let Some(on) = &on {
             if on.value != TOOL_ERROR {
                 self.err(
-                    Finding::error(
-                        codes::INVALID_VALUE,
+                    Finding::new(
+                        Code::InvalidValue,
                         on.span,
                         format!("`retry` applies to \"tool-error\" only, found \"{}\"", on.value),
                     )
@@ -604,14 +614,17 @@ impl Decoder<'_> {
         let mut pipeline_nodes = 0;
         for node in doc.nodes() {
             let kind = node.name().value();
+            if let Some(d) = declaration(node) {
+                p.declarations.push(d);
+            }
             match kind {
-                "pipeline" => {
+                kw::PIPELINE => {
                     pipeline_nodes += 1;
                     let header = self.header(node);
                     if pipeline_nodes > 1 {
                         self.err(
-                            Finding::error(
-                                codes::DUPLICATE_PIPELINE,
+                            Finding::new(
+                                Code::DuplicatePipeline,
                                 name_span(node),
                                 "a file holds exactly one `pipeline` node",
                             )
@@ -621,49 +634,49 @@ impl Decoder<'_> {
                         p.header = header;
                     }
                 }
-                "transport" => {
+                kw::TRANSPORT => {
                     if let Some(t) = self.transport(node) {
                         p.transports.push(t)
                     }
                 }
-                "artifact" => {
+                kw::ARTIFACT => {
                     if let Some(a) = self.artifact(node) {
                         p.artifacts.push(a)
                     }
                 }
-                "gate" => {
+                kw::GATE => {
                     if let Some(g) = self.gate(node) {
                         p.gates.push(g)
                     }
                 }
-                "runner" => {
+                kw::RUNNER => {
                     if let Some(r) = self.runner(node) {
                         p.runners.push(r)
                     }
                 }
-                "call-site" => {
+                kw::CALL_SITE => {
                     if let Some(c) = self.call_site(node) {
                         p.call_sites.push(c)
                     }
                 }
-                "stage" => {
+                kw::STAGE => {
                     if let Some(s) = self.stage(node) {
                         p.stages.push(s)
                     }
                 }
-                "end" => {
+                kw::END => {
                     if let Some(e) = self.end(node) {
                         p.ends.push(e)
                     }
                 }
-                "alert" => {
+                kw::ALERT => {
                     if let Some(a) = self.alert(node) {
                         p.alerts.push(a)
                     }
                 }
                 other => {
-                    let f = Finding::error(
-                        codes::UNKNOWN_NODE,
+                    let f = Finding::new(
+                        Code::UnknownNode,
                         name_span(node),
                         format!("unknown node `{other}`"),
                     )
@@ -678,8 +691,8 @@ impl Decoder<'_> {
         }
         if pipeline_nodes == 0 {
             self.err(
-                Finding::error(
-                    codes::MISSING_PIPELINE,
+                Finding::new(
+                    Code::MissingPipeline,
                     (0, 0).into(),
                     "the file has no `pipeline` node",
                 )
@@ -739,23 +752,9 @@ impl Decoder<'_> {
     fn transport(&mut self, node: &KdlNode) -> Option<Transport> {
         self.check_props(node, &[]);
         let name = self.name(node);
-        let mut t = Transport {
-            name: Spanned::new(String::new(), name_span(node)),
-            command: None,
-            prompt: PromptMode::Stdin,
-            timeout: None,
-            idle_timeout: None,
-            grace: DEFAULT_GRACE,
-            cwd: None,
-            env: Vec::new(),
-            retry: Retry::none(),
-            cost_per_call: None,
-            span: node.span(),
-        };
-        let mut seen_prompt = None;
-        let mut seen_grace = None;
-        let mut seen_retry = None;
-        let mut seen_cost = None;
+        let mut process = ProcessChildren::default();
+        let mut prompt = None;
+        let mut cost = None;
         for child in self.children(
             node,
             &[
@@ -770,88 +769,11 @@ impl Decoder<'_> {
                 "cost-per-call",
             ],
         ) {
+            if self.process_child(child, &mut process) {
+                continue;
+            }
             match child.name().value() {
-                "command" => {
-                    let c = self.command(child);
-                    if self.once(&t.command, child) {
-                        t.command = c;
-                    }
-                }
-                "prompt" => {
-                    self.check_props(child, &[]);
-                    self.children(child, &[]);
-                    if let Some(s) = self.one_string(child, "\"stdin\" or \"arg\"") {
-                        let mode = match s.value.as_str() {
-                            "stdin" => Some(PromptMode::Stdin),
-                            "arg" => Some(PromptMode::Arg),
-                            other => {
-                                self.err(
-                                    Finding::error(
-                                        codes::INVALID_VALUE,
-                                        s.span,
-                                        format!("`prompt` must be \"stdin\" or \"arg\", found \"{other}\""),
-                                    )
-                                    .label("expected \"stdin\" or \"arg\"")
-                                    .maybe_help(did_you_mean(other, ["stdin", "arg"])),
-                                );
-                                None
-                            }
-                        };
-                        if self.once(&seen_prompt, child) {
-                            if let Some(m) = mode {
-                                t.prompt = m;
-                            }
-                            seen_prompt = Some(());
-                        }
-                    }
-                }
-                "timeout" => {
-                    self.check_props(child, &[]);
-                    self.children(child, &[]);
-                    let d = self.duration_child(child);
-                    if self.once(&t.timeout, child) {
-                        t.timeout = d;
-                    }
-                }
-                "idle-timeout" => {
-                    self.check_props(child, &[]);
-                    self.children(child, &[]);
-                    let d = self.duration_child(child);
-                    if self.once(&t.idle_timeout, child) {
-                        t.idle_timeout = d;
-                    }
-                }
-                "grace" => {
-                    self.check_props(child, &[]);
-                    self.children(child, &[]);
-                    let d = self.duration_child(child);
-                    if self.once(&seen_grace, child) {
-                        seen_grace = Some(());
-                        if let Some(d) = d {
-                            t.grace = d.value;
-                        }
-                    }
-                }
-                "cwd" => {
-                    self.check_props(child, &[]);
-                    self.children(child, &[]);
-                    let c = self
-                        .one_string(child, "a directory")
-                        .map(|s| self.template(&s));
-                    if self.once(&t.cwd, child) {
-                        t.cwd = c;
-                    }
-                }
-                "env" => self.env(child, &mut t.env),
-                "retry" => {
-                    let r = self.retry(child);
-                    if self.once(&seen_retry, child) {
-                        seen_retry = Some(());
-                        if let Some(r) = r {
-                            t.retry = r;
-                        }
-                    }
-                }
+                "prompt" => self.prompt_mode(child, &mut prompt),
                 _ => {
                     self.check_props(child, &[]);
                     self.children(child, &[]);
@@ -859,15 +781,117 @@ impl Decoder<'_> {
                     let c = a
                         .first()
                         .and_then(|e| self.number_of(e, "`cost-per-call`", 0.0));
-                    if self.once(&seen_cost, child) {
-                        seen_cost = Some(());
-                        t.cost_per_call = c;
+                    if self.once(&cost, child) {
+                        cost = Some(c);
                     }
                 }
             }
         }
-        t.name = name?;
-        Some(t)
+        let ProcessChildren {
+            command,
+            cwd,
+            env,
+            timeout,
+            idle_timeout,
+            grace,
+            retry,
+        } = process;
+        Some(Transport {
+            name: name?,
+            command,
+            prompt: prompt.flatten().unwrap_or(PromptMode::Stdin),
+            timeout,
+            idle_timeout,
+            grace: grace.flatten().unwrap_or(DEFAULT_GRACE),
+            cwd,
+            env,
+            retry: retry.flatten().unwrap_or_else(Retry::none),
+            cost_per_call: cost.flatten(),
+            span: node.span(),
+        })
+    }
+
+    /// `prompt "stdin"` or `prompt "arg"`. `slot` is `Some` once the child
+    /// was seen, holding the mode if it was valid.
+    fn prompt_mode(&mut self, child: &KdlNode, slot: &mut Option<Option<PromptMode>>) {
+        self.check_props(child, &[]);
+        self.children(child, &[]);
+        let Some(s) = self.one_string(child, "\"stdin\" or \"arg\"") else {
+            return;
+        };
+        let mode = match s.value.as_str() {
+            "stdin" => Some(PromptMode::Stdin),
+            "arg" => Some(PromptMode::Arg),
+            other => {
+                self.err(
+                    Finding::new(
+                        Code::InvalidValue,
+                        s.span,
+                        format!("`prompt` must be \"stdin\" or \"arg\", found \"{other}\""),
+                    )
+                    .label("expected \"stdin\" or \"arg\"")
+                    .maybe_help(did_you_mean(other, ["stdin", "arg"])),
+                );
+                None
+            }
+        };
+        if self.once(slot, child) {
+            *slot = Some(mode);
+        }
+    }
+
+    /// Decodes `child` into `s` if it is one of the settings runners and
+    /// transports share; returns whether it was.
+    fn process_child(&mut self, child: &KdlNode, s: &mut ProcessChildren) -> bool {
+        match child.name().value() {
+            "command" => {
+                let c = self.command(child);
+                if self.once(&s.command, child) {
+                    s.command = c;
+                }
+            }
+            "cwd" => {
+                self.check_props(child, &[]);
+                self.children(child, &[]);
+                let c = self
+                    .one_string(child, "a directory")
+                    .map(|s| self.template(&s));
+                if self.once(&s.cwd, child) {
+                    s.cwd = c;
+                }
+            }
+            "env" => self.env(child, &mut s.env),
+            "timeout" | "idle-timeout" | "grace" => {
+                self.check_props(child, &[]);
+                self.children(child, &[]);
+                let d = self.duration_child(child);
+                match child.name().value() {
+                    "timeout" => {
+                        if self.once(&s.timeout, child) {
+                            s.timeout = d;
+                        }
+                    }
+                    "idle-timeout" => {
+                        if self.once(&s.idle_timeout, child) {
+                            s.idle_timeout = d;
+                        }
+                    }
+                    _ => {
+                        if self.once(&s.grace, child) {
+                            s.grace = Some(d.map(|d| d.value));
+                        }
+                    }
+                }
+            }
+            "retry" => {
+                let r = self.retry(child);
+                if self.once(&s.retry, child) {
+                    s.retry = Some(r);
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     fn artifact(&mut self, node: &KdlNode) -> Option<Artifact> {
@@ -928,8 +952,8 @@ impl Decoder<'_> {
                 (None, Some(m)) => Some(Expectation::Matches(m)),
                 (Some(_), Some(m)) => {
                     self.err(
-                        Finding::error(
-                            codes::INVALID_VALUE,
+                        Finding::new(
+                            Code::InvalidValue,
                             m.span,
                             "`expect` takes either a value or `matches=`, not both",
                         )
@@ -963,25 +987,13 @@ impl Decoder<'_> {
     fn runner(&mut self, node: &KdlNode) -> Option<Runner> {
         self.check_props(node, &[]);
         let name = self.name(node);
-        let mut r = Runner {
-            name: Spanned::new(String::new(), name_span(node)),
-            command: None,
-            cwd: None,
-            env: Vec::new(),
-            timeout: None,
-            idle_timeout: None,
-            grace: DEFAULT_GRACE,
-            exit_codes: Vec::new(),
-            on_timeout: None,
-            otherwise: None,
-            retry: Retry::none(),
-            enabled: None,
-            scope: None,
-            writes: None,
-            span: node.span(),
-        };
-        let mut seen_grace = None;
-        let mut seen_retry = None;
+        let mut process = ProcessChildren::default();
+        let mut exit_codes = Vec::new();
+        let mut on_timeout = None;
+        let mut otherwise = None;
+        let mut enabled = None;
+        let mut scope = None;
+        let mut writes = None;
         for child in self.children(
             node,
             &[
@@ -1000,154 +1012,144 @@ impl Decoder<'_> {
                 "writes",
             ],
         ) {
+            if self.process_child(child, &mut process) {
+                continue;
+            }
             match child.name().value() {
-                "command" => {
-                    let c = self.command(child);
-                    if self.once(&r.command, child) {
-                        r.command = c;
-                    }
-                }
-                "cwd" => {
-                    self.check_props(child, &[]);
-                    self.children(child, &[]);
-                    let c = self
-                        .one_string(child, "a directory")
-                        .map(|s| self.template(&s));
-                    if self.once(&r.cwd, child) {
-                        r.cwd = c;
-                    }
-                }
-                "env" => self.env(child, &mut r.env),
-                "timeout" | "idle-timeout" | "grace" => {
-                    self.check_props(child, &[]);
-                    self.children(child, &[]);
-                    let d = self.duration_child(child);
-                    match child.name().value() {
-                        "timeout" => {
-                            if self.once(&r.timeout, child) {
-                                r.timeout = d;
-                            }
-                        }
-                        "idle-timeout" => {
-                            if self.once(&r.idle_timeout, child) {
-                                r.idle_timeout = d;
-                            }
-                        }
-                        _ => {
-                            if self.once(&seen_grace, child) {
-                                seen_grace = Some(());
-                                if let Some(d) = d {
-                                    r.grace = d.value;
-                                }
-                            }
-                        }
-                    }
-                }
                 "exit-code" => {
-                    let verdict = self.verdict_prop(child);
-                    let a = self.arg_count(child, 1, None, "an exit code");
-                    let mut codes_ = Vec::new();
-                    for e in a {
-                        match integral(e.value()) {
-                            Some((Some(i), _)) if (0..=255).contains(&i) => {
-                                codes_.push(Spanned::new(i as i32, e.span()))
-                            }
-                            Some((_, shown)) => self.err(
-                                Finding::error(
-                                    codes::BAD_EXIT_CODE,
-                                    e.span(),
-                                    format!("exit codes are 0 to 255, found {shown}"),
-                                )
-                                .label("out of range")
-                                .help("a process can only exit with a code from 0 to 255"),
-                            ),
-                            None => self.wrong_type(e, "an exit code", "an integer"),
-                        }
-                    }
-                    if let Some(verdict) = verdict {
-                        if !codes_.is_empty() {
-                            r.exit_codes.push(ExitMapping {
-                                codes: codes_,
-                                verdict,
-                            });
-                        }
+                    if let Some(m) = self.exit_code(child) {
+                        exit_codes.push(m);
                     }
                 }
-                "on-timeout" => {
+                "on-timeout" | "otherwise" => {
                     self.arg_count(child, 0, Some(0), "");
                     let v = self.verdict_prop(child);
-                    if self.once(&r.on_timeout, child) {
-                        r.on_timeout = v;
-                    }
-                }
-                "otherwise" => {
-                    self.arg_count(child, 0, Some(0), "");
-                    let v = self.verdict_prop(child);
-                    if self.once(&r.otherwise, child) {
-                        r.otherwise = v;
-                    }
-                }
-                "retry" => {
-                    let rt = self.retry(child);
-                    if self.once(&seen_retry, child) {
-                        seen_retry = Some(());
-                        if let Some(rt) = rt {
-                            r.retry = rt;
-                        }
+                    let slot = if child.name().value() == "on-timeout" {
+                        &mut on_timeout
+                    } else {
+                        &mut otherwise
+                    };
+                    if self.once(slot, child) {
+                        *slot = v;
                     }
                 }
                 "enabled" => {
-                    self.check_props(child, &["env"]);
-                    self.children(child, &[]);
-                    let a = self.arg_count(child, 1, Some(1), "#true or #false");
-                    let on = a.first().and_then(|e| self.bool_of(e, "`enabled`"));
-                    let env = self.opt_text_prop(child, "env");
-                    let s = on.map(|enabled| Switch {
-                        enabled,
-                        env,
-                        span: child.span(),
-                    });
-                    if self.once(&r.enabled, child) {
-                        r.enabled = s;
+                    let s = self.switch(child);
+                    if self.once(&enabled, child) {
+                        enabled = s;
                     }
                 }
                 "scope" => {
-                    self.check_props(child, &["env"]);
-                    self.children(child, &[]);
-                    let mut repos = Vec::new();
-                    for e in args(child) {
-                        if let Some(s) = self.string_of(e, "a repository name") {
-                            repos.push(s.value);
-                        }
-                    }
-                    let env = self.opt_text_prop(child, "env");
-                    let s = Some(Scope {
-                        repos,
-                        env,
-                        span: child.span(),
-                    });
-                    if self.once(&r.scope, child) {
-                        r.scope = s;
+                    let s = self.scope(child);
+                    if self.once(&scope, child) {
+                        scope = Some(s);
                     }
                 }
                 _ => {
-                    self.check_props(child, &["field"]);
-                    self.children(child, &[]);
-                    let artifact = self.one_name(child, "an artifact name");
-                    let field = self.opt_text_prop(child, "field");
-                    let w = artifact.map(|artifact| Writes {
-                        artifact,
-                        field,
-                        span: child.span(),
-                    });
-                    if self.once(&r.writes, child) {
-                        r.writes = w;
+                    let w = self.writes(child);
+                    if self.once(&writes, child) {
+                        writes = w;
                     }
                 }
             }
         }
-        r.name = name?;
-        Some(r)
+        let ProcessChildren {
+            command,
+            cwd,
+            env,
+            timeout,
+            idle_timeout,
+            grace,
+            retry,
+        } = process;
+        Some(Runner {
+            name: name?,
+            command,
+            cwd,
+            env,
+            timeout,
+            idle_timeout,
+            grace: grace.flatten().unwrap_or(DEFAULT_GRACE),
+            exit_codes,
+            on_timeout,
+            otherwise,
+            retry: retry.flatten().unwrap_or_else(Retry::none),
+            enabled,
+            scope,
+            writes,
+            span: node.span(),
+        })
+    }
+
+    /// `exit-code 1 5 verdict="FAIL"`; `None` without a verdict or a code.
+    fn exit_code(&mut self, child: &KdlNode) -> Option<ExitMapping> {
+        let verdict = self.verdict_prop(child);
+        let a = self.arg_count(child, 1, None, "an exit code");
+        let mut codes = Vec::new();
+        for e in a {
+            match integral(e.value()) {
+                Some((Some(i), _)) if (0..=255).contains(&i) => {
+                    codes.push(Spanned::new(i as i32, e.span()))
+                }
+                Some((_, shown)) => self.err(
+                    Finding::new(
+                        Code::BadExitCode,
+                        e.span(),
+                        format!("exit codes are 0 to 255, found {shown}"),
+                    )
+                    .label("out of range")
+                    .help("a process can only exit with a code from 0 to 255"),
+                ),
+                None => self.wrong_type(e, "an exit code", "an integer"),
+            }
+        }
+        let verdict = verdict?;
+        (!codes.is_empty()).then_some(ExitMapping { codes, verdict })
+    }
+
+    /// `enabled #true env="VAR"`.
+    fn switch(&mut self, child: &KdlNode) -> Option<Switch> {
+        self.check_props(child, &["env"]);
+        self.children(child, &[]);
+        let a = self.arg_count(child, 1, Some(1), "#true or #false");
+        let on = a.first().and_then(|e| self.bool_of(e, "`enabled`"));
+        let env = self.opt_text_prop(child, "env");
+        on.map(|enabled| Switch {
+            enabled,
+            env,
+            span: child.span(),
+        })
+    }
+
+    /// `scope "repo" … env="VAR"`.
+    fn scope(&mut self, child: &KdlNode) -> Scope {
+        self.check_props(child, &["env"]);
+        self.children(child, &[]);
+        let mut repos = Vec::new();
+        for e in args(child) {
+            if let Some(s) = self.string_of(e, "a repository name") {
+                repos.push(s.value);
+            }
+        }
+        let env = self.opt_text_prop(child, "env");
+        Scope {
+            repos,
+            env,
+            span: child.span(),
+        }
+    }
+
+    /// `writes "ARTIFACT" field="KEY"`.
+    fn writes(&mut self, child: &KdlNode) -> Option<Writes> {
+        self.check_props(child, &["field"]);
+        self.children(child, &[]);
+        let artifact = self.one_name(child, "an artifact name");
+        let field = self.opt_text_prop(child, "field");
+        artifact.map(|artifact| Writes {
+            artifact,
+            field,
+            span: child.span(),
+        })
     }
 
     fn enum_prop<T: Copy>(
@@ -1162,8 +1164,8 @@ impl Decoder<'_> {
             None => {
                 let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
                 self.err(
-                    Finding::error(
-                        codes::INVALID_VALUE,
+                    Finding::new(
+                        Code::InvalidValue,
                         s.span,
                         format!(
                             "`{key}` must be one of {}, found \"{}\"",
@@ -1195,15 +1197,7 @@ impl Decoder<'_> {
                 ("judgement", VerdictKind::Judgement),
             ],
         );
-        let mode = self.enum_prop(
-            node,
-            "mode",
-            &[
-                ("llm", Mode::Llm),
-                ("runner", Mode::Runner),
-                ("hybrid", Mode::Hybrid),
-            ],
-        );
+        let mode = self.enum_prop(node, "mode", kw::MODES);
         let mut runner = None;
         let mut llm = None;
         let mut why = None;

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use crate::keyword;
 use crate::model::*;
-use crate::validate::mode_name;
 
 /// The classification `orch` derives from a call-site's axis, verdict kind
 /// and mode (the table on the design page).
@@ -193,7 +193,7 @@ pub fn build(p: &Pipeline) -> Map {
             stages: stages.iter().map(|s| s.name.value.clone()).collect(),
             axis: axis_name(cs.axis.value),
             verdict: verdict_name(cs.verdict.value),
-            mode: mode_name(cs.mode.value),
+            mode: keyword::mode(cs.mode.value),
             classification: Class::of(cs),
             why: cs.why.as_ref().map(|w| w.value.clone()),
             runner: runner.map(|r| RunnerJson {

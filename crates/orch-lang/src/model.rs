@@ -41,6 +41,23 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     pub ends: Vec<End>,
     pub alerts: Vec<Alert>,
+    /// Every named top-level node as written, in file order, including those
+    /// that failed to decode: one broken node must not make each reference
+    /// to it an error too.
+    pub declarations: Vec<Declaration>,
+}
+
+/// A top-level node's keyword, name and child keywords, recorded by the
+/// loader before decoding, whether or not the node decodes.
+#[derive(Debug, Clone)]
+pub struct Declaration {
+    /// `stage`, `end`, `runner`, … (never `pipeline`).
+    pub keyword: &'static str,
+    /// The first argument, when it is a string (maybe empty).
+    pub name: Name,
+    /// The keyword of each child node: a runner whose `timeout` is
+    /// malformed has one, it is not missing.
+    pub children: Vec<Name>,
 }
 
 /// The `pipeline "NAME" start="STAGE"` node.

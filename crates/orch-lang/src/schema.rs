@@ -10,8 +10,8 @@ use miette::SourceSpan;
 use serde_json::{Map, Value};
 use std::sync::{Once, OnceLock};
 
+use crate::code::Code;
 use crate::diagnostic::{did_you_mean, Finding};
-use crate::loader::codes;
 
 /// The schema text, as shipped in `schemas/`.
 pub const SCHEMA: &str = include_str!("../../../schemas/pipeline.schema.json");
@@ -199,7 +199,7 @@ pub fn check(form: &JsonForm) -> Vec<Finding> {
         .iter_errors(&form.value)
         .flat_map(|e| findings(form, &e))
         .collect();
-    out.sort_by_key(|f| (f.span.offset(), f.code));
+    out.sort_by_key(|f| (f.span.offset(), f.code.as_str()));
     out.dedup();
     out
 }
@@ -271,8 +271,8 @@ fn findings(form: &JsonForm<'_>, e: &jsonschema::ValidationError<'_>) -> Vec<Fin
                 extra
                     .into_iter()
                     .map(|i| {
-                        Finding::error(
-                            codes::DUPLICATE_PIPELINE,
+                        Finding::new(
+                            Code::DuplicatePipeline,
                             form.span_of(&format!("/{i}")),
                             "a file holds exactly one `pipeline` node",
                         )
@@ -287,17 +287,42 @@ fn findings(form: &JsonForm<'_>, e: &jsonschema::ValidationError<'_>) -> Vec<Fin
     }
 }
 
+/// Where a schema error points, as the wording of its finding needs it.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    form: &'a JsonForm<'a>,
+    /// The JSON pointer into the document's form.
+    ptr: &'a str,
+    /// The pointer into the schema of the keyword that failed.
+    schema_path: &'a str,
+    /// The KDL node the pointer is inside.
+    node: &'a str,
+    span: SourceSpan,
+    /// The pointer's last segment.
+    last: &'a str,
+    instance: &'a Value,
+}
+
 fn finding_of(
     form: &JsonForm<'_>,
     e: &jsonschema::ValidationError<'_>,
     kind: &ValidationErrorKind,
 ) -> Finding {
-    let ptr = e.instance_path().as_str().to_string();
-    let schema_path = e.schema_path().as_str().to_string();
-    let node = form.node_name(&ptr);
-    let span = form.span_of(&ptr);
+    let ptr = e.instance_path().as_str();
+    let schema_path = e.schema_path().as_str();
+    let node = form.node_name(ptr);
+    let span = form.span_of(ptr);
     let last = ptr.rsplit('/').next().unwrap_or("");
     let instance = e.instance();
+    let at = At {
+        form,
+        ptr,
+        schema_path,
+        node: &node,
+        span,
+        last,
+        instance,
+    };
     // How a message names the value: a property by its key, an argument by
     // its node.
     let value_name = || {
@@ -308,111 +333,22 @@ fn finding_of(
         }
     };
     match kind {
-        ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let key = unexpected.first().cloned().unwrap_or_default();
-            let allowed = allowed_keys(&schema_path);
-            let help = did_you_mean(&key, allowed.iter().map(String::as_str)).or_else(|| {
-                if allowed.is_empty() {
-                    Some(format!("`{node}` takes no properties"))
-                } else {
-                    Some(format!("expected one of: {}", allowed.join(", ")))
-                }
-            });
-            Finding::error(
-                codes::UNKNOWN_PROPERTY,
-                form.span_of(&format!("{ptr}/{}", escape_ptr(&key))),
-                format!("unknown property `{key}` on `{node}`"),
-            )
-            .label("not a property of this node")
-            .maybe_help(help)
-        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => unknown_property(&at, unexpected),
         ValidationErrorKind::Required { property } => {
             let p = property.as_str().unwrap_or_default();
-            Finding::error(
-                codes::MISSING_VALUE,
+            Finding::new(
+                Code::MissingValue,
                 span,
                 format!("`{node}` is missing the property `{p}`"),
             )
             .label(format!("needs the property `{p}`"))
         }
-        ValidationErrorKind::Enum { options } if last == "node" => {
-            let name = instance.as_str().unwrap_or_default();
-            let names: Vec<&str> = options
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let parent_ptr = ptr.rsplitn(4, '/').nth(3).unwrap_or("");
-            let (message, label) = if ptr.matches('/').count() <= 2 {
-                (format!("unknown node `{name}`"), "not a pipeline node")
-            } else {
-                (
-                    format!("unknown node `{name}` in `{}`", form.node_name(parent_ptr)),
-                    "not allowed here",
-                )
-            };
-            Finding::error(codes::UNKNOWN_NODE, span, message)
-                .label(label)
-                .maybe_help(
-                    did_you_mean(name, names.iter().copied())
-                        .or_else(|| Some(format!("expected one of: {}", names.join(", ")))),
-                )
-        }
-        ValidationErrorKind::Enum { options } | ValidationErrorKind::Constant { expected_value: options } => {
-            let names: Vec<String> = match options.as_ref() {
-                Value::Array(a) => a.iter().map(describe).collect(),
-                v => vec![describe(v)],
-            };
-            let what = if ptr.contains("/props/") {
-                format!("`{last}`")
-            } else {
-                format!("the argument of `{node}`")
-            };
-            let found = instance.as_str().unwrap_or_default();
-            Finding::error(
-                codes::INVALID_VALUE,
-                span,
-                format!(
-                    "{what} must be {}{}, found {}",
-                    if names.len() > 1 { "one of " } else { "" },
-                    names.join(", "),
-                    describe(instance)
-                ),
-            )
-            .label("not an allowed value")
-            .maybe_help(did_you_mean(
-                found,
-                names.iter().map(|n| n.trim_matches('"')),
-            ))
-        }
-        ValidationErrorKind::Type { .. } => {
-            let expected = schema_value()
-                .pointer(&schema_path)
-                .map(|t| match t {
-                    Value::String(s) => type_word(s).to_string(),
-                    Value::Array(a) => a
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .map(type_word)
-                        .collect::<Vec<_>>()
-                        .join(" or "),
-                    _ => "another type".to_string(),
-                })
-                .unwrap_or_else(|| "another type".to_string());
-            let what = if ptr.contains("/props/") {
-                format!("`{last}`")
-            } else {
-                format!("an argument of `{node}`")
-            };
-            Finding::error(
-                codes::INVALID_VALUE,
-                span,
-                format!("{what} must be {expected}, found {}", kind_of(instance)),
-            )
-            .label(format!("expected {expected}"))
-        }
+        ValidationErrorKind::Enum { options } if last == "node" => unknown_node(&at, options),
+        ValidationErrorKind::Enum { options } | ValidationErrorKind::Constant { expected_value: options } => not_allowed(&at, options),
+        ValidationErrorKind::Type { .. } => wrong_type(&at),
         ValidationErrorKind::Pattern { .. } if schema_path.contains("duration") => {
-            Finding::error(
-                codes::BAD_DURATION,
+            Finding::new(
+                Code::BadDuration,
                 span,
                 format!(
                     "{} is not a duration: expected a number and a unit (ms, s, m, h), like \"30s\" or \"1h30m\"",
@@ -425,16 +361,16 @@ fn finding_of(
         ValidationErrorKind::Minimum { .. } | ValidationErrorKind::Maximum { .. }
             if schema_path.contains("exit-code") =>
         {
-            Finding::error(
-                codes::BAD_EXIT_CODE,
+            Finding::new(
+                Code::BadExitCode,
                 span,
                 format!("exit codes are 0 to 255, found {}", describe(instance)),
             )
             .label("out of range")
             .help("a process can only exit with a code from 0 to 255")
         }
-        ValidationErrorKind::Minimum { limit } => Finding::error(
-            codes::INVALID_VALUE,
+        ValidationErrorKind::Minimum { limit } => Finding::new(
+            Code::InvalidValue,
             span,
             format!(
                 "{} must be at least {limit}, found {}",
@@ -443,8 +379,8 @@ fn finding_of(
             ),
         )
         .label("out of range"),
-        ValidationErrorKind::Maximum { limit } => Finding::error(
-            codes::INVALID_VALUE,
+        ValidationErrorKind::Maximum { limit } => Finding::new(
+            Code::InvalidValue,
             span,
             format!(
                 "{} must be at most {limit}, found {}",
@@ -453,86 +389,26 @@ fn finding_of(
             ),
         )
         .label("out of range"),
-        ValidationErrorKind::MinItems { .. } if last == "args" => {
-            let what = schema_value()
-                .pointer(&format!(
-                    "{}/description",
-                    schema_path.trim_end_matches("/minItems")
-                ))
-                .and_then(Value::as_str)
-                .unwrap_or("an argument")
-                .to_string();
-            Finding::error(
-                codes::MISSING_VALUE,
-                span,
-                format!("`{node}` is missing {what}"),
-            )
-            .label(format!("needs {what}"))
-        }
-        ValidationErrorKind::MaxItems { limit } if last == "args" => {
-            let limit = *limit as usize;
-            Finding::error(
-                codes::TOO_MANY_ARGUMENTS,
-                form.span_of(&format!("{ptr}/{limit}")),
-                format!(
-                    "`{node}` takes {} argument{}",
-                    if limit == 0 {
-                        "no".to_string()
-                    } else {
-                        format!("at most {limit}")
-                    },
-                    if limit == 1 { "" } else { "s" }
-                ),
-            )
-            .label("unexpected argument")
-        }
-        ValidationErrorKind::MinLength { .. } => {
+        ValidationErrorKind::MinItems { .. } if last == "args" => missing_arguments(&at),
+        ValidationErrorKind::MaxItems { limit } if last == "args" => too_many_arguments(&at, *limit),
             // Worded as the decoder words it: a property by its key, a name
             // argument as "a name", any other argument by its description.
-            let is_name = schema_path.starts_with("/$defs/name/");
-            let what = if ptr.contains("/props/") {
-                format!("`{last}`")
-            } else if is_name {
-                "a name".to_string()
-            } else {
-                schema_path
-                    .find("/properties/args/")
-                    .and_then(|i| {
-                        schema_value().pointer(&format!(
-                            "{}/properties/args/description",
-                            &schema_path[..i]
-                        ))
-                    })
-                    .and_then(Value::as_str)
-                    .unwrap_or("a value")
-                    .to_string()
-            };
-            Finding::error(
-                codes::INVALID_VALUE,
-                span,
-                format!("{what} must not be empty"),
-            )
-            .label(if is_name && !ptr.contains("/props/") {
-                "empty name"
-            } else {
-                "empty value"
-            })
-        }
+        ValidationErrorKind::MinLength { .. } => empty_value(&at),
         // `no-child`: a node that takes no children has one.
         ValidationErrorKind::FalseSchema if last == "node" => {
             let name = instance.as_str().unwrap_or_default();
             let parent_ptr = ptr.rsplitn(4, '/').nth(3).unwrap_or("");
             let parent = form.node_name(parent_ptr);
-            Finding::error(
-                codes::UNKNOWN_NODE,
+            Finding::new(
+                Code::UnknownNode,
                 span,
                 format!("unknown node `{name}` in `{parent}`"),
             )
             .label("not allowed here")
             .help(format!("`{parent}` takes no children"))
         }
-        ValidationErrorKind::Contains if ptr.is_empty() && !schema_path.ends_with("/maxContains") => Finding::error(
-            codes::MISSING_PIPELINE,
+        ValidationErrorKind::Contains if ptr.is_empty() && !schema_path.ends_with("/maxContains") => Finding::new(
+            Code::MissingPipeline,
             (0, 0).into(),
             "the file has no `pipeline` node",
         )
@@ -550,27 +426,246 @@ fn finding_of(
                 })
                 .map(|(i, _)| form.span_of(&format!("/{i}")));
             match second {
-                Some(s) => Finding::error(
-                    codes::DUPLICATE_PIPELINE,
+                Some(s) => Finding::new(
+                    Code::DuplicatePipeline,
                     s,
                     "a file holds exactly one `pipeline` node",
                 )
                 .label("second `pipeline`"),
-                None => Finding::error(
-                    codes::MISSING_PIPELINE,
+                None => Finding::new(
+                    Code::MissingPipeline,
                     (0, 0).into(),
                     "the file has no `pipeline` node",
                 )
                 .label("expected `pipeline \"NAME\" start=\"STAGE\"`"),
             }
         }
-        _ => Finding::error(
-            codes::INVALID_VALUE,
+        _ => Finding::new(
+            Code::InvalidValue,
             span,
             format!("invalid value in `{node}`: {e}"),
         )
         .label("here"),
     }
+}
+
+/// An unknown property, with did-you-mean from the schema's own keys.
+fn unknown_property(at: &At<'_>, unexpected: &[String]) -> Finding {
+    let At {
+        form,
+        ptr,
+        schema_path,
+        node,
+        ..
+    } = *at;
+    let key = unexpected.first().cloned().unwrap_or_default();
+    let allowed = allowed_keys(schema_path);
+    let help = did_you_mean(&key, allowed.iter().map(String::as_str)).or_else(|| {
+        if allowed.is_empty() {
+            Some(format!("`{node}` takes no properties"))
+        } else {
+            Some(format!("expected one of: {}", allowed.join(", ")))
+        }
+    });
+    Finding::new(
+        Code::UnknownProperty,
+        form.span_of(&format!("{ptr}/{}", escape_ptr(&key))),
+        format!("unknown property `{key}` on `{node}`"),
+    )
+    .label("not a property of this node")
+    .maybe_help(help)
+}
+
+/// A node name outside the schema's list for its place.
+fn unknown_node(at: &At<'_>, options: &Value) -> Finding {
+    let At {
+        form,
+        ptr,
+        span,
+        instance,
+        ..
+    } = *at;
+    let name = instance.as_str().unwrap_or_default();
+    let names: Vec<&str> = options
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let parent_ptr = ptr.rsplitn(4, '/').nth(3).unwrap_or("");
+    let (message, label) = if ptr.matches('/').count() <= 2 {
+        (format!("unknown node `{name}`"), "not a pipeline node")
+    } else {
+        (
+            format!("unknown node `{name}` in `{}`", form.node_name(parent_ptr)),
+            "not allowed here",
+        )
+    };
+    Finding::new(Code::UnknownNode, span, message)
+        .label(label)
+        .maybe_help(
+            did_you_mean(name, names.iter().copied())
+                .or_else(|| Some(format!("expected one of: {}", names.join(", ")))),
+        )
+}
+
+/// A value outside an enum or a constant.
+fn not_allowed(at: &At<'_>, options: &Value) -> Finding {
+    let At {
+        ptr,
+        node,
+        span,
+        last,
+        instance,
+        ..
+    } = *at;
+    let names: Vec<String> = match options {
+        Value::Array(a) => a.iter().map(describe).collect(),
+        v => vec![describe(v)],
+    };
+    let what = if ptr.contains("/props/") {
+        format!("`{last}`")
+    } else {
+        format!("the argument of `{node}`")
+    };
+    let found = instance.as_str().unwrap_or_default();
+    Finding::new(
+        Code::InvalidValue,
+        span,
+        format!(
+            "{what} must be {}{}, found {}",
+            if names.len() > 1 { "one of " } else { "" },
+            names.join(", "),
+            describe(instance)
+        ),
+    )
+    .label("not an allowed value")
+    .maybe_help(did_you_mean(
+        found,
+        names.iter().map(|n| n.trim_matches('"')),
+    ))
+}
+
+/// A value of the wrong type, worded with the schema's expected type.
+fn wrong_type(at: &At<'_>) -> Finding {
+    let At {
+        ptr,
+        schema_path,
+        node,
+        span,
+        last,
+        instance,
+        ..
+    } = *at;
+    let expected = schema_value()
+        .pointer(schema_path)
+        .map(|t| match t {
+            Value::String(s) => type_word(s).to_string(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(type_word)
+                .collect::<Vec<_>>()
+                .join(" or "),
+            _ => "another type".to_string(),
+        })
+        .unwrap_or_else(|| "another type".to_string());
+    let what = if ptr.contains("/props/") {
+        format!("`{last}`")
+    } else {
+        format!("an argument of `{node}`")
+    };
+    Finding::new(
+        Code::InvalidValue,
+        span,
+        format!("{what} must be {expected}, found {}", kind_of(instance)),
+    )
+    .label(format!("expected {expected}"))
+}
+
+/// Too few arguments, worded with the schema's description of them.
+fn missing_arguments(at: &At<'_>) -> Finding {
+    let At {
+        schema_path,
+        node,
+        span,
+        ..
+    } = *at;
+    let what = schema_value()
+        .pointer(&format!(
+            "{}/description",
+            schema_path.trim_end_matches("/minItems")
+        ))
+        .and_then(Value::as_str)
+        .unwrap_or("an argument")
+        .to_string();
+    Finding::new(
+        Code::MissingValue,
+        span,
+        format!("`{node}` is missing {what}"),
+    )
+    .label(format!("needs {what}"))
+}
+
+/// Arguments past the schema's `maxItems`, reported at the first extra one.
+fn too_many_arguments(at: &At<'_>, limit: u64) -> Finding {
+    let At {
+        form, ptr, node, ..
+    } = *at;
+    let limit = limit as usize;
+    Finding::new(
+        Code::TooManyArguments,
+        form.span_of(&format!("{ptr}/{limit}")),
+        format!(
+            "`{node}` takes {} argument{}",
+            if limit == 0 {
+                "no".to_string()
+            } else {
+                format!("at most {limit}")
+            },
+            if limit == 1 { "" } else { "s" }
+        ),
+    )
+    .label("unexpected argument")
+}
+
+/// An empty string where a name, reference or path is needed.
+fn empty_value(at: &At<'_>) -> Finding {
+    let At {
+        ptr,
+        schema_path,
+        span,
+        last,
+        ..
+    } = *at;
+    // Worded as the decoder words it: a property by its key, a name
+    // argument as "a name", any other argument by its description.
+    let is_name = schema_path.starts_with("/$defs/name/");
+    let what = if ptr.contains("/props/") {
+        format!("`{last}`")
+    } else if is_name {
+        "a name".to_string()
+    } else {
+        schema_path
+            .find("/properties/args/")
+            .and_then(|i| {
+                schema_value().pointer(&format!(
+                    "{}/properties/args/description",
+                    &schema_path[..i]
+                ))
+            })
+            .and_then(Value::as_str)
+            .unwrap_or("a value")
+            .to_string()
+    };
+    Finding::new(
+        Code::InvalidValue,
+        span,
+        format!("{what} must not be empty"),
+    )
+    .label(if is_name && !ptr.contains("/props/") {
+        "empty name"
+    } else {
+        "empty value"
+    })
 }
 
 fn type_word(t: &str) -> &'static str {

@@ -5,90 +5,40 @@ use miette::SourceSpan;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+use crate::code::Code;
 use crate::diagnostic::{did_you_mean, Finding};
-use crate::graph;
+use crate::keyword as kw;
 use crate::model::*;
 use crate::template::{Placeholder, Template};
 
-pub mod codes {
-    pub const DUPLICATE_NAME: &str = "orch::duplicate-name";
-    pub const UNKNOWN_STAGE: &str = "orch::unknown-stage";
-    pub const START_NOT_STAGE: &str = "orch::start-not-stage";
-    pub const UNKNOWN_CALL_SITE: &str = "orch::unknown-call-site";
-    pub const UNKNOWN_GATE: &str = "orch::unknown-gate";
-    pub const UNKNOWN_ARTIFACT: &str = "orch::unknown-artifact";
-    pub const UNKNOWN_RUNNER: &str = "orch::unknown-runner";
-    pub const UNKNOWN_TRANSPORT: &str = "orch::unknown-transport";
-    pub const UNKNOWN_ALERT: &str = "orch::unknown-alert";
-    pub const UNKNOWN_FIELD: &str = "orch::unknown-field";
-    pub const UNKNOWN_VARIABLE: &str = "orch::unknown-variable";
-    pub const DUPLICATE_FIELD: &str = "orch::duplicate-field";
-    pub const DUPLICATE_EXIT_CODE: &str = "orch::duplicate-exit-code";
-    pub const VERDICT_NOT_ALLOWED: &str = "orch::verdict-not-allowed";
-    pub const EXPECT_NEVER_HOLDS: &str = "orch::expect-never-holds";
-    pub const ARTIFACT_MISMATCH: &str = "orch::artifact-mismatch";
-    pub const MISSING_TIMEOUT: &str = "orch::missing-timeout";
-    pub const MISSING_COMMAND: &str = "orch::missing-command";
-    pub const MISSING_WRITES: &str = "orch::missing-writes";
-    pub const MISSING_PRODUCER: &str = "orch::missing-producer";
-    pub const IGNORED_PRODUCER: &str = "orch::ignored-producer";
-    pub const MISSING_TRANSITION: &str = "orch::missing-transition";
-    pub const MISSING_JUSTIFICATION: &str = "orch::missing-justification";
-    pub const JUDGEMENT_RUNNER: &str = "orch::judgement-runner";
-    pub const MULTIPLE_TRANSPORTS: &str = "orch::multiple-transports";
-    pub const BAD_REGEX: &str = "orch::bad-regex";
-    pub const BAD_PATH: &str = "orch::bad-path";
-    pub const UNREACHABLE_STAGE: &str = "orch::unreachable-stage";
-    pub const NO_PATH_TO_END: &str = "orch::no-path-to-end";
-    pub const UNBOUNDED_CYCLE: &str = "orch::unbounded-cycle";
-    pub const EXECUTABLE_NOT_FOUND: &str = "orch::executable-not-found";
-    pub const PROMPT_NOT_FOUND: &str = "orch::prompt-not-found";
-    pub const UNUSED: &str = "orch::unused";
-    pub const INEFFECTIVE_SETTING: &str = "orch::ineffective-setting";
-    pub const BAD_VARIABLE_NAME: &str = "orch::bad-variable-name";
-    pub const ZERO_TIMEOUT: &str = "orch::zero-timeout";
-}
+pub mod graph;
 
-/// Names a file declares, harvested even from nodes that failed to decode,
-/// so that one broken node does not make every reference to it an error.
+/// The names a file declares, from the loader's [`Declaration`]s, so that
+/// one broken node does not make every reference to it an error.
 #[derive(Debug, Default)]
-pub struct Declared {
-    pub names: HashMap<&'static str, HashSet<String>>,
-    /// The child nodes written in each named top-level node, keyed by node
-    /// kind and name, also from children that failed to decode: a runner
-    /// whose `timeout` is malformed has one, it is not missing.
-    pub children: HashMap<(String, String), HashSet<String>>,
+struct Declared {
+    /// Names by kind; stages and ends share the kind `stage`.
+    names: HashMap<&'static str, HashSet<String>>,
+    /// The child keywords written in each named top-level node, keyed by
+    /// keyword and name.
+    children: HashMap<(String, String), HashSet<String>>,
 }
 
 impl Declared {
-    pub fn from_document(doc: &kdl::KdlDocument) -> Self {
+    fn from_pipeline(p: &Pipeline) -> Self {
         let mut d = Declared::default();
-        for node in doc.nodes() {
-            let kind = match node.name().value() {
-                "stage" | "end" => "stage",
-                "transport" => "transport",
-                "artifact" => "artifact",
-                "gate" => "gate",
-                "runner" => "runner",
-                "call-site" => "call-site",
-                "alert" => "alert",
-                _ => continue,
+        for decl in &p.declarations {
+            let kind = if decl.keyword == kw::END {
+                kw::STAGE
+            } else {
+                decl.keyword
             };
-            if let Some(name) = node
-                .entries()
-                .iter()
-                .find(|e| e.name().is_none())
-                .and_then(|e| e.value().as_string())
-            {
-                d.names.entry(kind).or_default().insert(name.to_string());
-                let children = d
-                    .children
-                    .entry((node.name().value().to_string(), name.to_string()))
-                    .or_default();
-                for child in node.children().iter().flat_map(|c| c.nodes()) {
-                    children.insert(child.name().value().to_string());
-                }
-            }
+            let name = &decl.name.value;
+            d.names.entry(kind).or_default().insert(name.clone());
+            d.children
+                .entry((decl.keyword.to_string(), name.clone()))
+                .or_default()
+                .extend(decl.children.iter().map(|c| c.value.clone()));
         }
         d
     }
@@ -131,15 +81,15 @@ struct Checker<'a> {
 /// which the graph checks need to say anything true.
 pub fn check(
     p: &Pipeline,
-    declared: &Declared,
     pipeline_dir: &Path,
     structural_ok: bool,
     opts: &Options,
 ) -> Vec<Finding> {
+    let declared = Declared::from_pipeline(p);
     let mut c = Checker {
         p,
         ix: Index::new(p),
-        declared,
+        declared: &declared,
         dir: pipeline_dir,
         out: Vec::new(),
     };
@@ -200,13 +150,13 @@ impl Checker<'_> {
         self.out.push(f);
     }
 
-    fn reference(&mut self, kind: &'static str, code: &'static str, r: &Name, what: &str) -> bool {
+    fn reference(&mut self, kind: &'static str, code: Code, r: &Name, what: &str) -> bool {
         if self.declared.has(kind, &r.value) {
             return true;
         }
         let help = did_you_mean(&r.value, self.declared.candidates(kind));
         self.push(
-            Finding::error(code, r.span, format!("{what} `{}` is not defined", r.value))
+            Finding::new(code, r.span, format!("{what} `{}` is not defined", r.value))
                 .label(format!("no {what} of this name"))
                 .maybe_help(help),
         );
@@ -237,8 +187,8 @@ impl Checker<'_> {
             for n in names {
                 if first.contains(n.value.as_str()) {
                     self.push(
-                        Finding::error(
-                            codes::DUPLICATE_NAME,
+                        Finding::new(
+                            Code::DuplicateName,
                             n.span,
                             format!("{what} `{}` is defined twice", n.value),
                         )
@@ -260,8 +210,8 @@ impl Checker<'_> {
                         .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c));
                 if !spellable {
                     self.push(
-                        Finding::error(
-                            codes::BAD_VARIABLE_NAME,
+                        Finding::new(
+                            Code::BadVariableName,
                             v.name.span,
                             format!(
                                 "variable `{}` cannot be used: `{{var.NAME}}` takes ASCII letters, digits, `_` and `-`",
@@ -281,8 +231,8 @@ impl Checker<'_> {
                 }
                 if !seen.insert(v.name.value.as_str()) {
                     self.push(
-                        Finding::error(
-                            codes::DUPLICATE_NAME,
+                        Finding::new(
+                            Code::DuplicateName,
                             v.name.span,
                             format!("variable `{}` is defined twice", v.name.value),
                         )
@@ -297,21 +247,21 @@ impl Checker<'_> {
         let Some(h) = &self.p.header else { return };
         if self.ix.ends.contains_key(h.start.value.as_str()) {
             self.push(
-                Finding::error(
-                    codes::START_NOT_STAGE,
+                Finding::new(
+                    Code::StartNotStage,
                     h.start.span,
                     format!("`start` names the end `{}`, not a stage", h.start.value),
                 )
                 .label("an end cannot be the first state"),
             );
         } else {
-            self.reference("stage", codes::UNKNOWN_STAGE, &h.start, "stage");
+            self.reference(kw::STAGE, Code::UnknownStage, &h.start, "stage");
         }
         if h.single_transport && self.p.transports.len() > 1 {
             for t in &self.p.transports[1..] {
                 self.push(
-                    Finding::error(
-                        codes::MULTIPLE_TRANSPORTS,
+                    Finding::new(
+                        Code::MultipleTransports,
                         t.name.span,
                         format!(
                             "transport `{}` is a second transport, but the pipeline says `single-transport=#true`",
@@ -337,8 +287,8 @@ impl Checker<'_> {
                     .any(|c| matches!(c, std::path::Component::ParentDir))
             {
                 self.push(
-                    Finding::error(
-                        codes::BAD_PATH,
+                    Finding::new(
+                        Code::BadPath,
                         a.path.span,
                         format!(
                             "artifact path `{}` must stay inside the task directory",
@@ -353,8 +303,8 @@ impl Checker<'_> {
             for f in &a.fields {
                 if !seen.insert(f.key.value.as_str()) {
                     self.push(
-                        Finding::error(
-                            codes::DUPLICATE_FIELD,
+                        Finding::new(
+                            Code::DuplicateField,
                             f.key.span,
                             format!("field `{}` is declared twice", f.key.value),
                         )
@@ -367,7 +317,7 @@ impl Checker<'_> {
 
     fn gates(&mut self) {
         for g in &self.p.gates {
-            if !self.reference("artifact", codes::UNKNOWN_ARTIFACT, &g.artifact, "artifact") {
+            if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &g.artifact, "artifact") {
                 continue;
             }
             let artifact = self.ix.artifacts.get(g.artifact.value.as_str()).copied();
@@ -375,8 +325,8 @@ impl Checker<'_> {
                 if let Expectation::Matches(re) = &e.expectation {
                     if let Err(err) = regex::Regex::new(&re.value) {
                         self.push(
-                            Finding::error(
-                                codes::BAD_REGEX,
+                            Finding::new(
+                                Code::BadRegex,
                                 re.span,
                                 format!(
                                     "the regex does not compile: {}",
@@ -390,8 +340,8 @@ impl Checker<'_> {
                 let Some(a) = artifact else { continue };
                 let Some(field) = a.field(&e.key.value) else {
                     self.push(
-                        Finding::error(
-                            codes::UNKNOWN_FIELD,
+                        Finding::new(
+                            Code::UnknownField,
                             e.key.span,
                             format!("artifact `{}` has no field `{}`", a.name.value, e.key.value),
                         )
@@ -406,8 +356,8 @@ impl Checker<'_> {
                 if let Expectation::Equals(v) = &e.expectation {
                     if !field.allowed.is_empty() && !field.allows(&v.value) {
                         self.push(
-                            Finding::error(
-                                codes::EXPECT_NEVER_HOLDS,
+                            Finding::new(
+                                Code::ExpectNeverHolds,
                                 v.span,
                                 format!(
                                     "`{}` can never be \"{}\": the artifact allows {}",
@@ -437,11 +387,11 @@ impl Checker<'_> {
                 r.idle_timeout.as_ref(),
                 &r.retry,
             );
-            let has = |child| self.declared.has_child("runner", &r.name.value, child);
-            if r.command.is_none() && !has("command") {
+            let has = |child| self.declared.has_child(kw::RUNNER, &r.name.value, child);
+            if r.command.is_none() && !has(kw::COMMAND) {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_COMMAND,
+                    Finding::new(
+                        Code::MissingCommand,
                         r.name.span,
                         format!("runner `{}` has no `command`", r.name.value),
                     )
@@ -449,10 +399,10 @@ impl Checker<'_> {
                     .help("add `command \"PROGRAM\" \"ARG\"…`"),
                 );
             }
-            if r.timeout.is_none() && !has("timeout") {
+            if r.timeout.is_none() && !has(kw::TIMEOUT) {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_TIMEOUT,
+                    Finding::new(
+                        Code::MissingTimeout,
                         r.name.span,
                         format!("runner `{}` has no `timeout`", r.name.value),
                     )
@@ -465,8 +415,8 @@ impl Checker<'_> {
                 for c in &m.codes {
                     if codes_seen.insert(c.value, c.span).is_some() {
                         self.push(
-                            Finding::error(
-                                codes::DUPLICATE_EXIT_CODE,
+                            Finding::new(
+                                Code::DuplicateExitCode,
                                 c.span,
                                 format!("exit code {} is mapped twice", c.value),
                             )
@@ -477,12 +427,12 @@ impl Checker<'_> {
                 }
             }
             let Some(w) = &r.writes else {
-                if has("writes") {
+                if has(kw::WRITES) {
                     continue;
                 }
                 self.push(
-                    Finding::error(
-                        codes::MISSING_WRITES,
+                    Finding::new(
+                        Code::MissingWrites,
                         r.name.span,
                         format!(
                             "runner `{}` does not say which artifact it writes",
@@ -494,7 +444,7 @@ impl Checker<'_> {
                 );
                 continue;
             };
-            if !self.reference("artifact", codes::UNKNOWN_ARTIFACT, &w.artifact, "artifact") {
+            if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &w.artifact, "artifact") {
                 continue;
             }
             let Some(a) = self.ix.artifacts.get(w.artifact.value.as_str()).copied() else {
@@ -505,8 +455,8 @@ impl Checker<'_> {
                     Some(field) => field,
                     None => {
                         self.push(
-                            Finding::error(
-                                codes::UNKNOWN_FIELD,
+                            Finding::new(
+                                Code::UnknownField,
                                 f.span,
                                 format!("artifact `{}` has no field `{}`", a.name.value, f.value),
                             )
@@ -523,8 +473,8 @@ impl Checker<'_> {
                     Some(f) => f,
                     None => {
                         self.push(
-                            Finding::error(
-                                codes::UNKNOWN_FIELD,
+                            Finding::new(
+                                Code::UnknownField,
                                 w.artifact.span,
                                 format!(
                                     "artifact `{}` has no field for the runner's verdict",
@@ -541,8 +491,8 @@ impl Checker<'_> {
             for v in r.verdicts() {
                 if v.value != TOOL_ERROR && !field.allows(&v.value) {
                     self.push(
-                        Finding::error(
-                            codes::VERDICT_NOT_ALLOWED,
+                        Finding::new(
+                            Code::VerdictNotAllowed,
                             v.span,
                             format!(
                                 "verdict \"{}\" is not an allowed value of `{}` in artifact `{}` (allowed: {})",
@@ -578,8 +528,8 @@ impl Checker<'_> {
     ) {
         if let Some(t) = timeout.filter(|t| t.value.is_zero()) {
             self.push(
-                Finding::error(
-                    codes::ZERO_TIMEOUT,
+                Finding::new(
+                    Code::ZeroTimeout,
                     t.span,
                     format!("{what} `{}` has a timeout of zero", name.value),
                 )
@@ -589,8 +539,8 @@ impl Checker<'_> {
         }
         if let Some(i) = idle.filter(|i| i.value.is_zero()) {
             self.push(
-                Finding::error(
-                    codes::ZERO_TIMEOUT,
+                Finding::new(
+                    Code::ZeroTimeout,
                     i.span,
                     format!("{what} `{}` has an idle timeout of zero", name.value),
                 )
@@ -603,8 +553,8 @@ impl Checker<'_> {
         if let (Some(t), Some(i)) = (timeout, idle) {
             if !t.value.is_zero() && i.value >= t.value {
                 self.push(
-                    Finding::warning(
-                        codes::INEFFECTIVE_SETTING,
+                    Finding::new(
+                        Code::IneffectiveSetting,
                         i.span,
                         format!(
                             "the idle timeout of {what} `{}` is not shorter than its timeout, so it never fires",
@@ -619,8 +569,8 @@ impl Checker<'_> {
         if let Some(max) = retry.max_delay {
             if max < retry.delay {
                 self.push(
-                    Finding::warning(
-                        codes::INEFFECTIVE_SETTING,
+                    Finding::new(
+                        Code::IneffectiveSetting,
                         retry.span,
                         format!(
                             "the retry of {what} `{}` caps its delay below the delay itself, so `delay` and `backoff` have no effect",
@@ -643,11 +593,11 @@ impl Checker<'_> {
                 t.idle_timeout.as_ref(),
                 &t.retry,
             );
-            let has = |child| self.declared.has_child("transport", &t.name.value, child);
-            if t.command.is_none() && !has("command") {
+            let has = |child| self.declared.has_child(kw::TRANSPORT, &t.name.value, child);
+            if t.command.is_none() && !has(kw::COMMAND) {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_COMMAND,
+                    Finding::new(
+                        Code::MissingCommand,
                         t.name.span,
                         format!("transport `{}` has no `command`", t.name.value),
                     )
@@ -655,10 +605,10 @@ impl Checker<'_> {
                     .help("add `command \"PROGRAM\" \"ARG\"…`"),
                 );
             }
-            if t.timeout.is_none() && !has("timeout") {
+            if t.timeout.is_none() && !has(kw::TIMEOUT) {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_TIMEOUT,
+                    Finding::new(
+                        Code::MissingTimeout,
                         t.name.span,
                         format!("transport `{}` has no `timeout`", t.name.value),
                     )
@@ -671,17 +621,17 @@ impl Checker<'_> {
 
     fn call_sites(&mut self) {
         for c in &self.p.call_sites {
-            let has = |child| self.declared.has_child("call-site", &c.name.value, child);
+            let has = |child| self.declared.has_child(kw::CALL_SITE, &c.name.value, child);
             let mode = c.mode.value;
             let needs_runner = matches!(mode, Mode::Runner | Mode::Hybrid);
             let needs_llm = matches!(mode, Mode::Llm | Mode::Hybrid);
             match (&c.runner, needs_runner) {
                 (Some(r), _) => {
-                    self.reference("runner", codes::UNKNOWN_RUNNER, r, "runner");
+                    self.reference(kw::RUNNER, Code::UnknownRunner, r, "runner");
                     if !needs_runner {
                         self.push(
-                            Finding::warning(
-                                codes::IGNORED_PRODUCER,
+                            Finding::new(
+                                Code::IgnoredProducer,
                                 r.span,
                                 format!(
                                     "call-site `{}` has mode=\"llm\", so its runner is never used",
@@ -693,14 +643,14 @@ impl Checker<'_> {
                         );
                     }
                 }
-                (None, true) if !has("runner") => self.push(
-                    Finding::error(
-                        codes::MISSING_PRODUCER,
+                (None, true) if !has(kw::RUNNER) => self.push(
+                    Finding::new(
+                        Code::MissingProducer,
                         c.mode.span,
                         format!(
                             "call-site `{}` has mode=\"{}\" but no `runner`",
                             c.name.value,
-                            mode_name(mode)
+                            kw::mode(mode)
                         ),
                     )
                     .label("needs a runner")
@@ -711,15 +661,15 @@ impl Checker<'_> {
             match (&c.llm, needs_llm) {
                 (Some(l), _) => {
                     self.reference(
-                        "transport",
-                        codes::UNKNOWN_TRANSPORT,
+                        kw::TRANSPORT,
+                        Code::UnknownTransport,
                         &l.transport,
                         "transport",
                     );
                     if !needs_llm {
                         self.push(
-                            Finding::warning(
-                                codes::IGNORED_PRODUCER,
+                            Finding::new(
+                                Code::IgnoredProducer,
                                 l.span,
                                 format!(
                                     "call-site `{}` has mode=\"runner\", so its LLM is never used",
@@ -731,14 +681,14 @@ impl Checker<'_> {
                         );
                     }
                 }
-                (None, true) if !has("llm") => self.push(
-                    Finding::error(
-                        codes::MISSING_PRODUCER,
+                (None, true) if !has(kw::LLM) => self.push(
+                    Finding::new(
+                        Code::MissingProducer,
                         c.mode.span,
                         format!(
                             "call-site `{}` has mode=\"{}\" but no `llm`",
                             c.name.value,
-                            mode_name(mode)
+                            kw::mode(mode)
                         ),
                     )
                     .label("needs an LLM")
@@ -747,10 +697,10 @@ impl Checker<'_> {
                 (None, _) => {}
             }
             if c.axis.value == Axis::C && c.verdict.value == VerdictKind::Judgement {
-                if mode == Mode::Llm && c.why.is_none() && !has("why") {
+                if mode == Mode::Llm && c.why.is_none() && !has(kw::WHY) {
                     self.push(
-                        Finding::error(
-                            codes::MISSING_JUSTIFICATION,
+                        Finding::new(
+                            Code::MissingJustification,
                             c.name.span,
                             format!(
                                 "call-site `{}` keeps an LLM on the control path without saying why",
@@ -763,15 +713,15 @@ impl Checker<'_> {
                 }
                 if mode != Mode::Llm {
                     self.push(
-                        Finding::error(
-                            codes::JUDGEMENT_RUNNER,
+                        Finding::new(
+                            Code::JudgementRunner,
                             c.mode.span,
                             format!(
                                 "call-site `{}` needs a judgement, which a runner cannot give",
                                 c.name.value
                             ),
                         )
-                        .label(format!("mode=\"{}\"", mode_name(mode)))
+                        .label(format!("mode=\"{}\"", kw::mode(mode)))
                         .help("use mode=\"llm\", or verdict=\"machine\" if the verdict can be computed"),
                     );
                 }
@@ -782,28 +732,28 @@ impl Checker<'_> {
     fn stages(&mut self) {
         for s in &self.p.stages {
             self.reference(
-                "call-site",
-                codes::UNKNOWN_CALL_SITE,
+                kw::CALL_SITE,
+                Code::UnknownCallSite,
                 &s.call_site,
                 "call-site",
             );
-            self.reference("gate", codes::UNKNOWN_GATE, &s.gate, "gate");
+            self.reference(kw::GATE, Code::UnknownGate, &s.gate, "gate");
             for t in [&s.pass, &s.fail, &s.exhausted].into_iter().flatten() {
-                self.reference("stage", codes::UNKNOWN_STAGE, &t.target, "stage or end");
+                self.reference(kw::STAGE, Code::UnknownStage, &t.target, "stage or end");
                 if let Some(a) = &t.alert {
-                    self.reference("alert", codes::UNKNOWN_ALERT, a, "alert");
+                    self.reference(kw::ALERT, Code::UnknownAlert, a, "alert");
                 }
             }
-            for (slot, what) in [(&s.pass, "pass"), (&s.exhausted, "exhausted")] {
-                if slot.is_none() && !self.declared.has_child("stage", &s.name.value, what) {
+            for (slot, what) in [(&s.pass, kw::PASS), (&s.exhausted, kw::EXHAUSTED)] {
+                if slot.is_none() && !self.declared.has_child(kw::STAGE, &s.name.value, what) {
                     self.push(
-                        Finding::error(
-                            codes::MISSING_TRANSITION,
+                        Finding::new(
+                            Code::MissingTransition,
                             s.name.span,
                             format!("stage `{}` has no `{what}` transition", s.name.value),
                         )
                         .label(format!("needs `{what}`"))
-                        .help(if what == "pass" {
+                        .help(if what == kw::PASS {
                             "add `pass \"NEXT\"`: where the task goes when the gate holds"
                         } else {
                             "add `exhausted \"END\"`: where the task goes when it fails closed"
@@ -823,14 +773,14 @@ impl Checker<'_> {
             if let (Some(r), Some(g)) = (runner, gate) {
                 if let Some(w) = &r.writes {
                     // An artifact that does not exist is reported where it is named.
-                    let known = |a: &Name| self.declared.has("artifact", &a.value);
+                    let known = |a: &Name| self.declared.has(kw::ARTIFACT, &a.value);
                     if w.artifact.value != g.artifact.value
                         && known(&w.artifact)
                         && known(&g.artifact)
                     {
                         self.push(
-                            Finding::error(
-                                codes::ARTIFACT_MISMATCH,
+                            Finding::new(
+                                Code::ArtifactMismatch,
                                 s.gate.span,
                                 format!(
                                     "gate `{}` reads artifact `{}`, but runner `{}` writes `{}`",
@@ -850,8 +800,8 @@ impl Checker<'_> {
         for a in &self.p.alerts {
             if a.command.is_none() {
                 self.push(
-                    Finding::error(
-                        codes::MISSING_COMMAND,
+                    Finding::new(
+                        Code::MissingCommand,
                         a.name.span,
                         format!("alert `{}` has no `command`", a.name.value),
                     )
@@ -890,8 +840,8 @@ impl Checker<'_> {
                 if let Placeholder::Var(name) = ph {
                     if !vars.contains(name.as_str()) {
                         self.push(
-                            Finding::error(
-                                codes::UNKNOWN_VARIABLE,
+                            Finding::new(
+                                Code::UnknownVariable,
                                 span,
                                 format!("variable `{name}` is not declared"),
                             )
@@ -948,8 +898,8 @@ impl Checker<'_> {
         let mut unused = |what: &str, name: &Name, used: &HashSet<&str>| {
             if !used.contains(name.value.as_str()) {
                 self.out.push(
-                    Finding::warning(
-                        codes::UNUSED,
+                    Finding::new(
+                        Code::Unused,
                         name.span,
                         format!("{what} `{}` is never used", name.value),
                     )
@@ -1016,8 +966,8 @@ impl Checker<'_> {
                 .or_insert_with(|| which::which(&argv0.raw).is_ok());
             if !found_on_path {
                 found.push(
-                    Finding::warning(
-                        codes::EXECUTABLE_NOT_FOUND,
+                    Finding::new(
+                        Code::ExecutableNotFound,
                         argv0.span,
                         format!(
                             "{what} `{}` runs `{}`, which is not on PATH here",
@@ -1036,8 +986,8 @@ impl Checker<'_> {
                 .or_insert_with(|| self.dir.join(&l.prompt.value).is_file());
             if !exists {
                 found.push(
-                    Finding::warning(
-                        codes::PROMPT_NOT_FOUND,
+                    Finding::new(
+                        Code::PromptNotFound,
                         l.prompt.span,
                         format!(
                             "prompt file `{}` does not exist (looked in {})",
@@ -1060,14 +1010,6 @@ fn user_of(what: &str) -> &'static str {
         "artifact" => "gate or runner",
         "runner" | "transport" => "call-site",
         _ => "stage's `exhausted` transition",
-    }
-}
-
-pub fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Llm => "llm",
-        Mode::Runner => "runner",
-        Mode::Hybrid => "hybrid",
     }
 }
 

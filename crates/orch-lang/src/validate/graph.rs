@@ -1,18 +1,28 @@
-//! Checks on the transition graph, each linear in stages + transitions:
+//! The validator's checks on the transition graph (drawing it is
+//! `diagram.rs`), each linear in stages + transitions:
 //! reachability from `start`, a path to an end from every stage, and cycles
 //! that only a `fail … budget=N` edge may close.
 
+use miette::SourceSpan;
 use std::collections::{HashMap, VecDeque};
 
+use crate::code::Code;
 use crate::diagnostic::Finding;
 use crate::model::*;
-use crate::validate::codes;
+
+/// Which transition of a stage an edge is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Pass,
+    Fail,
+    Exhausted,
+}
 
 /// Stages are nodes `0..stages`, ends follow.
 struct Graph<'p> {
     p: &'p Pipeline,
-    /// All edges: (target, bounded by a fail budget).
-    edges: Vec<Vec<(usize, bool)>>,
+    /// All edges: (target, bounded by a fail budget, the transition).
+    edges: Vec<Vec<(usize, bool, Slot)>>,
     stages: usize,
 }
 
@@ -29,14 +39,18 @@ impl<'p> Graph<'p> {
         }
         let mut edges = vec![Vec::new(); p.stages.len() + p.ends.len()];
         for (i, s) in p.stages.iter().enumerate() {
-            for (t, bounded) in [
-                (&s.pass, false),
-                (&s.fail, s.fail.as_ref().is_some_and(|f| f.budget.is_some())),
-                (&s.exhausted, false),
+            for (t, bounded, slot) in [
+                (&s.pass, false, Slot::Pass),
+                (
+                    &s.fail,
+                    s.fail.as_ref().is_some_and(|f| f.budget.is_some()),
+                    Slot::Fail,
+                ),
+                (&s.exhausted, false, Slot::Exhausted),
             ] {
                 if let Some(t) = t {
                     if let Some(&j) = index.get(t.target.value.as_str()) {
-                        edges[i].push((j, bounded));
+                        edges[i].push((j, bounded, slot));
                     }
                 }
             }
@@ -53,7 +67,7 @@ impl<'p> Graph<'p> {
         let mut queue = VecDeque::from([start]);
         seen[start] = true;
         while let Some(n) = queue.pop_front() {
-            for &(m, _) in &self.edges[n] {
+            for &(m, _, _) in &self.edges[n] {
                 if !seen[m] {
                     seen[m] = true;
                     queue.push_back(m);
@@ -66,7 +80,7 @@ impl<'p> Graph<'p> {
     fn reaches_an_end(&self) -> Vec<bool> {
         let mut rev = vec![Vec::new(); self.edges.len()];
         for (n, out) in self.edges.iter().enumerate() {
-            for &(m, _) in out {
+            for &(m, _, _) in out {
                 rev[m].push(n);
             }
         }
@@ -91,7 +105,12 @@ impl<'p> Graph<'p> {
     /// overflow the stack). Returns each component's nodes.
     fn unbounded_components(&self) -> Vec<Vec<usize>> {
         let n = self.edges.len();
-        let succ = |v: usize| self.edges[v].iter().filter(|(_, b)| !b).map(|(m, _)| *m);
+        let succ = |v: usize| {
+            self.edges[v]
+                .iter()
+                .filter(|(_, b, _)| !b)
+                .map(|(m, _, _)| *m)
+        };
         let mut index = vec![usize::MAX; n];
         let mut low = vec![0; n];
         let mut on_stack = vec![false; n];
@@ -149,13 +168,14 @@ impl<'p> Graph<'p> {
         out
     }
 
-    /// A shortest cycle through `from` inside `comp`, as stage names.
-    fn cycle_names(&self, from: usize, comp: &[usize]) -> Vec<&str> {
+    /// A shortest cycle through `from` inside `comp`, as node indices from
+    /// `from` back to `from`.
+    fn cycle(&self, from: usize, comp: &[usize]) -> Vec<usize> {
         let in_comp = |v: usize| comp.binary_search(&v).is_ok();
         let mut prev: HashMap<usize, usize> = HashMap::new();
         let mut queue = VecDeque::from([from]);
         while let Some(v) = queue.pop_front() {
-            for &(m, bounded) in &self.edges[v] {
+            for &(m, bounded, _) in &self.edges[v] {
                 if bounded || !in_comp(m) {
                     continue;
                 }
@@ -168,7 +188,7 @@ impl<'p> Graph<'p> {
                     }
                     path.reverse();
                     path.push(from);
-                    return path.iter().map(|&i| self.name(i)).collect();
+                    return path;
                 }
                 if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(m) {
                     e.insert(v);
@@ -176,7 +196,26 @@ impl<'p> Graph<'p> {
                 }
             }
         }
-        vec![self.name(from)]
+        vec![from]
+    }
+
+    /// The unbudgeted transition of stage `from` that leads to `to`: a bare
+    /// `fail` first, since adding its budget is the usual fix.
+    fn closing(&self, from: usize, to: usize) -> Option<(Slot, &'p Transition)> {
+        let s = &self.p.stages[from];
+        let slots = |slot| {
+            self.edges[from]
+                .iter()
+                .any(|&(m, bounded, k)| m == to && !bounded && k == slot)
+        };
+        [
+            (Slot::Fail, &s.fail),
+            (Slot::Pass, &s.pass),
+            (Slot::Exhausted, &s.exhausted),
+        ]
+        .into_iter()
+        .find(|(slot, _)| slots(*slot))
+        .and_then(|(slot, t)| Some((slot, t.as_ref()?)))
     }
 
     fn name(&self, i: usize) -> &str {
@@ -203,8 +242,8 @@ pub fn check(p: &Pipeline) -> Vec<Finding> {
     for (i, s) in p.stages.iter().enumerate() {
         match &reachable {
             Some(r) if !r[i] => out.push(
-                Finding::error(
-                    codes::UNREACHABLE_STAGE,
+                Finding::new(
+                    Code::UnreachableStage,
                     s.name.span,
                     format!("stage `{}` cannot be reached from the start", s.name.value),
                 )
@@ -214,8 +253,8 @@ pub fn check(p: &Pipeline) -> Vec<Finding> {
             _ => {
                 if !to_end[i] {
                     out.push(
-                        Finding::error(
-                            codes::NO_PATH_TO_END,
+                        Finding::new(
+                            Code::NoPathToEnd,
                             s.name.span,
                             format!("stage `{}` has no path to an end", s.name.value),
                         )
@@ -227,21 +266,52 @@ pub fn check(p: &Pipeline) -> Vec<Finding> {
         }
     }
     for comp in g.unbounded_components() {
-        let first = comp[0];
-        let names = g.cycle_names(first, &comp);
-        let s = &p.stages[first];
-        out.push(
-            Finding::error(
-                codes::UNBOUNDED_CYCLE,
-                s.name.span,
-                format!(
-                    "the cycle {} has no `fail … budget=N` to bound it",
-                    names.join(" → ")
-                ),
-            )
-            .label("a task could loop here forever")
-            .help("route the loop back through a `fail \"STAGE\" budget=N` transition"),
-        );
+        out.push(unbounded_cycle(&g, &comp));
     }
     out
+}
+
+/// A transition's keyword and target: its node span runs on over trailing
+/// blanks up to a comment.
+fn head_span(t: &Transition) -> SourceSpan {
+    let start = t.span.offset();
+    let end = t.target.span.offset() + t.target.span.len();
+    (start, end.saturating_sub(start)).into()
+}
+
+/// The finding for one unbounded cycle, labelled on the transition that
+/// closes it: that line is what the user edits.
+fn unbounded_cycle(g: &Graph<'_>, comp: &[usize]) -> Finding {
+    let first = comp[0];
+    let path = g.cycle(first, comp);
+    let names: Vec<&str> = path.iter().map(|&i| g.name(i)).collect();
+    let last = path.len().checked_sub(2).map_or(first, |i| path[i]);
+    let route = "route the loop back through a `fail \"STAGE\" budget=N` transition".to_string();
+    let (span, label, help) = match g.closing(last, first) {
+        Some((Slot::Fail, t)) => (
+            head_span(t),
+            "this `fail` has no `budget`",
+            format!("bound it: `fail \"{}\" budget=N`", t.target.value),
+        ),
+        Some((_, t)) => (
+            head_span(t),
+            "loops back with no `fail … budget=N` on the way",
+            route,
+        ),
+        None => (
+            g.p.stages[first].name.span,
+            "a task could loop here forever",
+            route,
+        ),
+    };
+    Finding::new(
+        Code::UnboundedCycle,
+        span,
+        format!(
+            "the cycle {} has no `fail … budget=N` to bound it",
+            names.join(" → ")
+        ),
+    )
+    .label(label)
+    .help(help)
 }

@@ -1,4 +1,6 @@
-//! `orch validate`: load, check the shape, check the semantics, one pass per file.
+//! The front door: a file's text → its checked pipeline and every finding.
+//! Load, check the shape, check the semantics, one pass per file; `orch
+//! validate`, `orch run` and the other commands all start here.
 
 use std::path::{Path, PathBuf};
 
@@ -6,10 +8,10 @@ use crate::diagnostic::{FileReport, Finding, Severity};
 use crate::loader::{self, Loaded};
 use crate::model::Pipeline;
 use crate::schema;
-use crate::validate::{self, Declared, Options};
+use crate::validate::{self, Options};
 
-/// Everything known about one checked file.
-pub struct Checked {
+/// Everything known about one analysed file.
+pub struct Analysis {
     pub report: FileReport,
     pub pipeline: Pipeline,
     /// Findings of the JSON Schema alone (for the schema/decoder agreement test).
@@ -18,7 +20,7 @@ pub struct Checked {
     pub decoder_findings: Vec<Finding>,
 }
 
-impl Checked {
+impl Analysis {
     pub fn has_errors(&self) -> bool {
         self.report
             .findings
@@ -27,8 +29,8 @@ impl Checked {
     }
 }
 
-/// Checks one file's text. All findings, sorted by position.
-pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
+/// Analyses one file's text. All findings, sorted by position.
+pub fn analyze_text(path: &str, text: &str, opts: &Options) -> Analysis {
     schema::prepare_in_background();
     let Loaded {
         source,
@@ -58,26 +60,20 @@ pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
             }
             let structural_ok = findings.is_empty();
             findings.extend(semantic);
-            let declared = Declared::from_document(doc);
-            findings.extend(validate::check(
-                &pipeline,
-                &declared,
-                &dir,
-                structural_ok,
-                opts,
-            ));
+            findings.extend(validate::check(&pipeline, &dir, structural_ok, opts));
         }
     }
     findings.sort_by(|a, b| {
-        (a.span.offset(), a.span.len(), a.code, &a.message).cmp(&(
+        // By the code's text, as when codes were strings: output order is stable.
+        (a.span.offset(), a.span.len(), a.code.as_str(), &a.message).cmp(&(
             b.span.offset(),
             b.span.len(),
-            b.code,
+            b.code.as_str(),
             &b.message,
         ))
     });
     findings.dedup();
-    Checked {
+    Analysis {
         report: FileReport { source, findings },
         pipeline,
         schema_findings,
@@ -89,10 +85,10 @@ pub fn check_text(path: &str, text: &str, opts: &Options) -> Checked {
     }
 }
 
-/// Reads and checks one file.
-pub fn check_file(path: &Path, opts: &Options) -> std::io::Result<Checked> {
+/// Reads and analyses one file.
+pub fn analyze_file(path: &Path, opts: &Options) -> std::io::Result<Analysis> {
     let text = std::fs::read_to_string(path)?;
-    Ok(check_text(&path.display().to_string(), &text, opts))
+    Ok(analyze_text(&path.display().to_string(), &text, opts))
 }
 
 /// Expands directories into the `*.kdl` files below them, sorted.
