@@ -4,7 +4,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use orch::cli;
+use orch::commands::{self as cli, exit};
 use orch_lang::diagnostic::Format;
 
 #[derive(Parser)]
@@ -62,8 +62,8 @@ enum Command {
         #[arg(short, long, default_value = "pipeline.kdl")]
         pipeline: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = orch::cli::MapFormat::Markdown)]
-        format: orch::cli::MapFormat,
+        #[arg(long, value_enum, default_value_t = cli::map::MapFormat::Markdown)]
+        format: cli::map::MapFormat,
         /// Exit 1 with a unified diff when FILE differs from what the pipeline generates.
         #[arg(long, value_name = "FILE")]
         check: Option<PathBuf>,
@@ -190,9 +190,9 @@ fn main() -> ExitCode {
             } else {
                 paths
             };
-            cli::validate(&paths, format, strict)
+            cli::validate::command(&paths, format, strict)
         }
-        Command::Run(a) => cli::run(cli::RunArgs {
+        Command::Run(a) => cli::run::command(cli::run::RunArgs {
             task: a.task,
             pipeline: a.context.pipeline,
             worktree: a.context.worktree,
@@ -210,22 +210,22 @@ fn main() -> ExitCode {
             task,
             state_dir,
             json,
-        } => cli::history(task.as_deref(), &state_dir, json),
-        Command::Status { state_dir, json } => cli::status(&state_dir, json),
+        } => cli::history::command(task.as_deref(), &state_dir, json),
+        Command::Status { state_dir, json } => cli::status::command(&state_dir, json),
         Command::Map {
             pipeline,
             format,
             check,
-        } => cli::map(&pipeline, format, check.as_deref()),
+        } => cli::map::command(&pipeline, format, check.as_deref()),
         Command::Roadmap {
             pipeline,
             state_dir,
             json,
-        } => cli::roadmap(&pipeline, &state_dir, json),
-        Command::Graph { pipeline, format } => cli::graph(&pipeline, format),
+        } => cli::roadmap::command(&pipeline, &state_dir, json),
+        Command::Graph { pipeline, format } => cli::graph::command(&pipeline, format),
         Command::Explain { stage, task } => {
             let worktree = task.worktree.unwrap_or_else(|| PathBuf::from("."));
-            cli::explain(&stage, &task.pipeline, &worktree, &task.vars)
+            cli::explain::command(&stage, &task.pipeline, &worktree, &task.vars)
         }
         Command::Fmt { paths, check } => {
             let paths = if paths.is_empty() {
@@ -233,9 +233,9 @@ fn main() -> ExitCode {
             } else {
                 paths
             };
-            cli::fmt(&paths, check)
+            cli::fmt::command(&paths, check)
         }
-        Command::Init { dir } => cli::init(&dir),
+        Command::Init { dir } => cli::init::command(&dir),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             // Into a buffer first: the generator panics on a closed pipe.
@@ -253,11 +253,11 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    cli::exit::USAGE
+                    exit::USAGE
                 }
             }
         }
-        Command::Schema => cli::schema(),
+        Command::Schema => cli::validate::schema(),
     };
     ExitCode::from(code)
 }

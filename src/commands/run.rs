@@ -1,0 +1,128 @@
+//! `orch run`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use orch_lang::diagnostic::{self, Format};
+use orch_store::SqliteStore;
+
+use super::{exit, runtime, use_color};
+
+/// Arguments of `orch run`, as parsed.
+pub struct RunArgs {
+    pub task: String,
+    pub pipeline: PathBuf,
+    pub worktree: Option<PathBuf>,
+    pub vars: Vec<(String, String)>,
+    pub state_dir: PathBuf,
+    pub json: bool,
+    pub resume: bool,
+    pub restart: bool,
+    pub allow_changed_pipeline: bool,
+    pub allow_changed_vars: bool,
+    pub junit: Option<PathBuf>,
+    pub verbose: bool,
+}
+
+fn init_tracing(verbose: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if verbose { "orch=debug" } else { "warn" })
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `orch run`.
+pub fn command(a: RunArgs) -> u8 {
+    init_tracing(a.verbose);
+    // Refuse a bad task name before anything is created.
+    if let Err(e) = orch_engine::check_task_name(&a.task) {
+        eprintln!("error: {e}");
+        return e.exit_code();
+    }
+    let tty = std::io::stdout().is_terminal();
+    let style = if a.json {
+        crate::report::Style::Json
+    } else if tty {
+        crate::report::Style::Live
+    } else {
+        crate::report::Style::Plain
+    };
+    let opts = orch_engine::RunOptions {
+        task: a.task,
+        pipeline: a.pipeline,
+        worktree: a.worktree,
+        vars: a.vars,
+        state_dir: a.state_dir,
+        resume: a.resume,
+        restart: a.restart,
+        allow_changed_pipeline: a.allow_changed_pipeline,
+        allow_changed_vars: a.allow_changed_vars,
+    };
+    let color = use_color(tty) && !a.json;
+    let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =
+        vec![Box::new(crate::report::Reporter::new(style, color))];
+    if let Some(path) = a.junit {
+        sinks.push(Box::new(crate::junit::JUnitSink {
+            task: opts.task.clone(),
+            path,
+        }));
+    }
+    let sink = Box::new(orch_engine::events::Tee(sinks));
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let result = runtime.block_on(async {
+        orch_engine::process::become_subreaper();
+        let cancel = cancel_on_signals()?;
+        let prepared = orch_engine::prepare(opts)?;
+        let store = Arc::new(SqliteStore::open_dir(prepared.state_dir())?);
+        orch_engine::run(prepared, store, sink, cancel).await
+    });
+    match result {
+        Ok(f) => f.exit_code,
+        Err(orch_engine::RunError::Invalid(report)) => {
+            let rendered = diagnostic::render(&[*report], Format::Human, color);
+            eprintln!("error: {rendered}the pipeline is invalid; nothing was run");
+            exit::USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// A cancel signal that turns true on SIGINT or SIGTERM. Registered before
+/// the run starts: a signal that lands before the engine first looks must
+/// still be caught.
+fn cancel_on_signals() -> Result<tokio::sync::watch::Receiver<bool>, orch_engine::RunError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(orch_engine::RunError::Io(format!(
+                "cannot handle SIGINT/SIGTERM: {e}"
+            )))
+        }
+    };
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}

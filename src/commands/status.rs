@@ -1,0 +1,112 @@
+//! `orch status`: tasks in flight, serial stages and their holders.
+
+use orch_store::{LockKey, RunStatus, RunStore, StoreError};
+use std::path::Path;
+
+use super::{json_doc, print_or_fail, read_store, ReadError};
+use crate::report::table;
+
+/// `orch status`.
+pub fn command(state_dir: &Path, json: bool) -> u8 {
+    print_or_fail(read_store(state_dir, async |store| {
+        status(store, json).await
+    }))
+}
+
+/// The unfinished latest run of every task, as `orch status` shows it.
+async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut tasks = Vec::new();
+    for run in store.runs(None).await? {
+        if matches!(run.status, RunStatus::Finished | RunStatus::Abandoned) {
+            continue;
+        }
+        // A newer run of the same task supersedes this one.
+        if store.latest_run(&run.task).await?.map(|r| r.id) != Some(run.id) {
+            continue;
+        }
+        let holder = store.lock_holder(&LockKey::Task(run.task.clone())).await?;
+        let attempts = store.attempts(run.id).await?;
+        let transitions = store.transitions(run.id).await?;
+        let stage = transitions
+            .last()
+            .map(|t| t.to_stage.clone())
+            .or_else(|| attempts.first().map(|a| a.stage.clone()))
+            .unwrap_or_else(|| "-".into());
+        let last = attempts.iter().rev().find(|a| a.stage == stage);
+        tasks.push(serde_json::json!({
+            "task": run.task,
+            "run": run.id,
+            "state": if holder.is_some() { "running" } else { "interrupted" },
+            "holder": holder,
+            "stage": stage,
+            "attempt": last.map(|a| a.attempt),
+            "step": last.map(|a| a.step.as_str()),
+            "started_ms": run.started_ms,
+            "started": orch_store::rfc3339(run.started_ms),
+        }));
+    }
+    Ok(tasks)
+}
+
+/// `orch status`: tasks in flight and serial stages.
+pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String, ReadError> {
+    let (tasks, serial) = match store {
+        Some(store) => (
+            in_flight(store).await?,
+            store
+                .stage_locks()
+                .await?
+                .into_iter()
+                .map(|(stage, holder)| serde_json::json!({ "stage": stage, "holder": holder }))
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    if json {
+        let doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial });
+        return Ok(json_doc(&doc)?);
+    }
+    let mut out = String::new();
+    if tasks.is_empty() {
+        out.push_str("no tasks in flight\n");
+    } else {
+        let rows: Vec<Vec<String>> = tasks
+            .iter()
+            .map(|t| {
+                let s = |k: &str| match &t[k] {
+                    serde_json::Value::Null => "-".to_string(),
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                vec![
+                    s("task"),
+                    s("state"),
+                    s("stage"),
+                    s("attempt"),
+                    s("step"),
+                    s("holder"),
+                ]
+            })
+            .collect();
+        out.push_str("tasks in flight:\n");
+        out.push_str(&table(
+            &["task", "state", "stage", "attempt", "step", "holder"],
+            &rows,
+            "  ",
+        ));
+    }
+    if !serial.is_empty() {
+        out.push_str("\nserial stages:\n");
+        let rows: Vec<Vec<String>> = serial
+            .iter()
+            .map(|s| {
+                vec![
+                    s["stage"].as_str().unwrap_or("").to_string(),
+                    s["holder"].as_str().unwrap_or("free").to_string(),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["stage", "held by"], &rows, "  "));
+    }
+    Ok(out)
+}
