@@ -110,13 +110,18 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Print a shell completion script (bash, zsh, fish).
+    /// Print a shell completion script (bash, elvish, fish, powershell, zsh).
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), generated from this command line's definition.
-    Man,
+    /// Print the man page (roff), generated from this command line's definition; with
+    /// `--dir`, write a page per command (orch.1, orch-run.1, …) into DIR instead.
+    Man {
+        /// Write orch.1 and one page per subcommand into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the pipeline language.
     Schema,
 }
@@ -173,6 +178,30 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected NAME=VALUE, found {s:?}")),
+    }
+}
+
+/// `orch man`: the main page on stdout, or every page into `dir`.
+fn man(dir: Option<&std::path::Path>) -> u8 {
+    let written = match dir {
+        Some(dir) => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(Cli::command(), dir)),
+        None => {
+            // Into a buffer first: a closed pipe must not abort the render.
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map(|()| {
+                    let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+                })
+        }
+    };
+    match written {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: cannot write the man pages: {e}");
+            exit::USAGE
+        }
     }
 }
 
@@ -244,19 +273,7 @@ fn main() -> ExitCode {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
             0
         }
-        Command::Man => {
-            let mut out = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
-                Ok(()) => {
-                    let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
-                    0
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    exit::USAGE
-                }
-            }
-        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Schema => cli::validate::schema(),
     };
     ExitCode::from(code)

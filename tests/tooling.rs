@@ -156,3 +156,107 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     assert!(out.contains(".TH orch 1"), "{out}");
     assert!(out.contains("validate"), "{out}");
 }
+
+#[test]
+fn man_dir_writes_a_page_for_every_command_the_main_page_refers_to() {
+    let d = temp("man-dir").join("pages");
+    let (code, _, err) = orch(&["man", "--dir", d.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, main_page, _) = orch(&["man"]);
+    for sub in [
+        "validate",
+        "run",
+        "history",
+        "status",
+        "map",
+        "roadmap",
+        "graph",
+        "explain",
+        "fmt",
+        "init",
+        "completions",
+        "man",
+        "schema",
+    ] {
+        let page = d.join(format!("orch-{sub}.1"));
+        let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{page:?}: {e}"));
+        assert!(text.contains(".TH"), "{page:?} is a man page");
+        assert!(
+            main_page.contains(&format!("orch\\-{sub}(1)")),
+            "the main page refers to orch-{sub}(1)"
+        );
+    }
+    assert!(d.join("orch.1").exists());
+}
+
+/// The options (each as its spellings: `-p`, `--pipeline`) and possible
+/// values `orch CMD --help` lists.
+fn documented_surface(cmd: &str) -> Vec<Vec<String>> {
+    let (code, help, err) = orch(&[cmd, "--help"]);
+    assert_eq!(code, 0, "{err}");
+    let mut out = Vec::new();
+    for line in help.lines() {
+        let t = line.trim_start();
+        if t.starts_with('-') && !t.starts_with("-h, --help") {
+            let spellings: Vec<String> = t
+                .split_whitespace()
+                .take_while(|w| w.starts_with('-'))
+                .map(|w| w.trim_end_matches(',').to_string())
+                .collect();
+            out.push(spellings);
+        }
+        if let Some((_, values)) = line.split_once("[possible values: ") {
+            out.extend(
+                values
+                    .trim_end_matches(']')
+                    .split(", ")
+                    .map(|v| vec![v.to_string()]),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn every_flag_and_value_of_every_command_is_in_the_readme_or_its_docs_page() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut missing = Vec::new();
+    for cmd in [
+        "validate",
+        "run",
+        "history",
+        "status",
+        "map",
+        "roadmap",
+        "graph",
+        "explain",
+        "fmt",
+        "init",
+        "completions",
+        "man",
+        "schema",
+    ] {
+        // The command's row of the README's table, and its own page if it has one.
+        let row: String = readme
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!("| `orch {cmd}")) || l.contains(&format!(", `orch {cmd}"))
+            })
+            .collect();
+        assert!(
+            !row.is_empty(),
+            "the README's table has a row for orch {cmd}"
+        );
+        let page = std::fs::read_to_string(root.join(format!("docs/{cmd}.md"))).unwrap_or_default();
+        for spellings in documented_surface(cmd) {
+            if !spellings
+                .iter()
+                .any(|w| row.contains(w.as_str()) || page.contains(w.as_str()))
+            {
+                missing.push(format!("orch {cmd} {}", spellings.join(", ")));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undocumented: {missing:?}");
+}

@@ -25,13 +25,19 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
+/// Debug logs of every orch crate with `-v`; colour only on a terminal.
 fn init_tracing(verbose: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if verbose { "orch=debug" } else { "warn" })
+        tracing_subscriber::EnvFilter::new(if verbose {
+            "orch=debug,orch_engine=debug,orch_store=debug,orch_lang=debug"
+        } else {
+            "warn"
+        })
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_color(std::io::stderr().is_terminal()))
         .try_init();
 }
 
