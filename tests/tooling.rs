@@ -260,3 +260,66 @@ fn every_flag_and_value_of_every_command_is_in_the_readme_or_its_docs_page() {
     }
     assert!(missing.is_empty(), "undocumented: {missing:?}");
 }
+
+/// The transport blocks docs/agents.md offers must be valid orch: each is
+/// put in a small pipeline with an LLM stage that uses it, and validated.
+#[test]
+fn every_transport_block_in_the_agents_guide_validates() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/agents.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```kdl\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .collect();
+    assert!(blocks.len() >= 4, "the guide has its transport blocks");
+    let d = temp("agents-doc");
+    std::fs::write(
+        d.join("prompt.md"),
+        "Write {task-dir}/r.md with `result: PASS`.\n",
+    )
+    .unwrap();
+    for block in blocks {
+        let name = block
+            .split('"')
+            .nth(1)
+            .unwrap_or_else(|| panic!("a named transport: {block}"));
+        let pipeline = format!(
+            r#"pipeline "agents" start="work"
+{block}
+artifact "r" path="r.md" {{
+    field "result" "PASS" "FAIL"
+}}
+gate "ok" artifact="r" {{
+    expect "result" "PASS"
+}}
+call-site "worker" axis="C" verdict="judgement" mode="llm" {{
+    llm transport="{name}" prompt="prompt.md"
+    why "a judgement the guide's agents make"
+}}
+stage "work" call-site="worker" gate="ok" {{
+    pass "done"
+    exhausted "failed"
+}}
+end "done" outcome="success"
+end "failed" outcome="failure"
+"#
+        );
+        let file = d.join(format!("{name}.kdl"));
+        std::fs::write(&file, pipeline).unwrap();
+        let (code, out, err) = orch(&["validate", "--format", "json", file.to_str().unwrap()]);
+        // Warnings (an agent CLI not installed here) are fine; errors are not.
+        let doc: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        let errors: Vec<&serde_json::Value> = doc["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["severity"] == "error")
+            .collect();
+        assert!(
+            errors.is_empty() && code != 2,
+            "transport {name}: {errors:?}\n{err}"
+        );
+    }
+}
