@@ -157,27 +157,30 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     assert!(out.contains("validate"), "{out}");
 }
 
+/// Every subcommand of `orch`.
+const COMMANDS: [&str; 13] = [
+    "validate",
+    "run",
+    "history",
+    "status",
+    "map",
+    "roadmap",
+    "graph",
+    "explain",
+    "fmt",
+    "init",
+    "completions",
+    "man",
+    "schema",
+];
+
 #[test]
 fn man_dir_writes_a_page_for_every_command_the_main_page_refers_to() {
     let d = temp("man-dir").join("pages");
     let (code, _, err) = orch(&["man", "--dir", d.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let (_, main_page, _) = orch(&["man"]);
-    for sub in [
-        "validate",
-        "run",
-        "history",
-        "status",
-        "map",
-        "roadmap",
-        "graph",
-        "explain",
-        "fmt",
-        "init",
-        "completions",
-        "man",
-        "schema",
-    ] {
+    for sub in COMMANDS {
         let page = d.join(format!("orch-{sub}.1"));
         let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{page:?}: {e}"));
         assert!(text.contains(".TH"), "{page:?} is a man page");
@@ -222,21 +225,7 @@ fn every_flag_and_value_of_every_command_is_in_the_readme_or_its_docs_page() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let mut missing = Vec::new();
-    for cmd in [
-        "validate",
-        "run",
-        "history",
-        "status",
-        "map",
-        "roadmap",
-        "graph",
-        "explain",
-        "fmt",
-        "init",
-        "completions",
-        "man",
-        "schema",
-    ] {
+    for cmd in COMMANDS {
         // The command's row of the README's table, and its own page if it has one.
         let row: String = readme
             .lines()
