@@ -312,3 +312,45 @@ end "failed" outcome="failure"
         );
     }
 }
+
+/// docs/language.md §2's complete example, saved as the page says with its
+/// prompt beside it, validates with no error and no warning but the one a
+/// machine without `claude` gives.
+#[test]
+fn the_language_guides_complete_example_validates_as_shown() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/language.md")).unwrap();
+    let section = doc
+        .split("## 2. A complete example")
+        .nth(1)
+        .and_then(|s| s.split("\n## 3.").next())
+        .expect("section 2");
+    let example = section
+        .split("```kdl\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the example");
+    assert!(
+        section.contains("$ orch validate example.kdl"),
+        "the page names the file"
+    );
+    let d = temp("language-example");
+    std::fs::create_dir_all(d.join("prompts")).unwrap();
+    std::fs::write(
+        d.join("prompts/fixer.md"),
+        "Fix {task}; write {task-dir}/01-fix.md.\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("example.kdl"), example).unwrap();
+    let (code, out, err) = orch(&[
+        "validate",
+        "--format",
+        "json",
+        d.join("example.kdl").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    for f in doc["findings"].as_array().into_iter().flatten() {
+        assert_eq!(f["code"], "orch::executable-not-found", "{f}");
+    }
+}
