@@ -100,27 +100,27 @@ pub fn command(a: RunArgs) -> u8 {
     }
 }
 
-/// A cancel signal that turns true on SIGINT or SIGTERM. Registered before
-/// the run starts: a signal that lands before the engine first looks must
-/// still be caught.
+/// A cancel signal that turns true on SIGINT, SIGTERM or SIGHUP (a closed
+/// terminal or SSH session: its default action would kill orch and leave
+/// the producers running and the run `running`). Registered before the run
+/// starts: a signal that lands before the engine first looks must still be
+/// caught.
 fn cancel_on_signals() -> Result<tokio::sync::watch::Receiver<bool>, orch_engine::RunError> {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let (mut int, mut term) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => {
-            return Err(orch_engine::RunError::Io(format!(
-                "cannot handle SIGINT/SIGTERM: {e}"
-            )))
-        }
+    let handle = |kind: SignalKind| {
+        signal(kind).map_err(|e| {
+            orch_engine::RunError::Io(format!("cannot handle SIGINT/SIGTERM/SIGHUP: {e}"))
+        })
     };
+    let mut int = handle(SignalKind::interrupt())?;
+    let mut term = handle(SignalKind::terminate())?;
+    let mut hup = handle(SignalKind::hangup())?;
     tokio::spawn(async move {
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
         let _ = tx.send(true);
     });
