@@ -77,3 +77,36 @@ fn sighup_terminates_the_producer_and_leaves_the_run_resumable() {
     resumed.expect_code(0);
     assert_eq!(sb.out_lines("once.log"), ["call 1", "call 2"]);
 }
+
+// 17. An alert cut off by SIGINT stays pending and the resume sends it.
+#[test]
+fn an_alert_cut_off_by_sigint_is_sent_again_on_resume() {
+    let sb = Sandbox::new("alert-sigint");
+    let child = robust(&sb, "t").env("T_ONCE_CODE", "1").spawn();
+    sb.wait_for_out("alert.pid", Duration::from_secs(20));
+    let alert = sb.pid("alert.pid");
+    signal(child.id(), Signal::SIGINT);
+    let run = finish(child, HANG);
+    run.expect_code(3);
+    assert!(
+        wait_gone(alert, Duration::from_secs(5)),
+        "the alert {alert} outlived orch's SIGINT\n{run}"
+    );
+    assert!(run.of("alert").is_empty(), "no alert was delivered: {run}");
+    assert_eq!(sb.out_lines("alert.log"), ["start 1"]);
+
+    let resumed = robust(&sb, "t").arg("--resume").run();
+    resumed.expect_code(1);
+    assert_eq!(
+        sb.out_lines("alert.log"),
+        ["start 1", "start 2", "done 2"],
+        "the resume re-ran the alert once, to its end\n{resumed}"
+    );
+    let sent = resumed.one("alert");
+    assert_eq!(sent["ok"], true, "{resumed}");
+    assert_eq!(
+        sb.out_lines("once.log"),
+        ["call 1"],
+        "the stage did not run again"
+    );
+}

@@ -21,6 +21,7 @@ use orch_store::{
 use crate::decide::{self, AfterExit, Next, Take};
 use crate::error::{exit, RunError};
 use crate::events::{Event, Sink};
+use crate::executor::AlertEnd;
 use crate::failpoint::{self, Point};
 use crate::groups::{self, Cleanup};
 use crate::session::Prepared;
@@ -552,14 +553,30 @@ impl<S: RunStore> Engine<S> {
     }
 
     /// Runs every queued alert once; an alert's failure is reported and does
-    /// not change the task's outcome.
+    /// not change the task's outcome. An alert cut off by an interruption
+    /// was not delivered: it stays pending, and the resume runs it again.
     async fn run_pending_alerts(&mut self) -> Result<(), RunError> {
         for row in self.store.pending_alerts(self.run_id).await? {
-            let Some((ok, exit)) = executor::run_alert(self, &row).await? else {
-                self.store
-                    .finish_alert(row.id, false, "alert not defined")
-                    .await?;
-                continue;
+            if self.cancelled() {
+                break;
+            }
+            let (ok, exit) = match executor::run_alert(self, &row).await? {
+                AlertEnd::Ran { ok, exit } => (ok, exit),
+                AlertEnd::Undefined => {
+                    self.store
+                        .finish_alert(row.id, false, "alert not defined")
+                        .await?;
+                    continue;
+                }
+                AlertEnd::Interrupted => {
+                    self.emit(Event::Note {
+                        message: format!(
+                            "alert {} for {} was interrupted; it runs again on resume",
+                            row.alert, row.stage
+                        ),
+                    });
+                    break;
+                }
             };
             self.store.finish_alert(row.id, ok, &exit).await?;
             self.emit(Event::Alert {
