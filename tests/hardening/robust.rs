@@ -110,3 +110,217 @@ fn an_alert_cut_off_by_sigint_is_sent_again_on_resume() {
         "the stage did not run again"
     );
 }
+
+// 18. A store deleted under a run stops it, naming the store.
+#[test]
+fn a_store_deleted_mid_run_stops_the_run_with_exit_2_naming_it() {
+    let sb = Sandbox::new("store-deleted");
+    let child = robust(&sb, "t").env("T_ONCE_WAIT", "1").spawn();
+    sb.wait_for_out("once.pid", Duration::from_secs(20));
+    let db = sb.state().join("orch.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::write(sb.out().join("release"), "").unwrap();
+    let run = finish(child, HANG);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "the run store {} was deleted or replaced while orch was using it",
+            db.display()
+        )),
+        "{run}"
+    );
+    assert!(run.of("run-finished").is_empty(), "{run}");
+}
+
+/// Whether this process is root (permission bits do not stop it).
+fn is_root() -> bool {
+    // The effective uid: the second field of `Uid:` in /proc/self/status.
+    read(std::path::Path::new("/proc/self/status"))
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1).map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+/// An `orch` that cannot write the store: as root, the same command run as
+/// `nobody` through `setpriv`; otherwise the state directory is made
+/// read-only (`restore` undoes it). `None` (with a message) when neither is
+/// possible here.
+fn unprivileged(sb: &Sandbox, args: &[&str]) -> Option<std::process::Command> {
+    let orch = env!("CARGO_BIN_EXE_orch");
+    if is_root() {
+        let probe = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                orch,
+                "--version",
+            ])
+            .output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            eprintln!(
+                "SKIPPED: running as root and cannot run orch as nobody with setpriv: the read-only store is not tested through permissions here"
+            );
+            return None;
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", orch]);
+        c.args(args).current_dir(&sb.root);
+        Some(c)
+    } else {
+        let mut c = std::process::Command::new(orch);
+        c.args(args).current_dir(&sb.root);
+        Some(c)
+    }
+}
+
+/// Every path under `dir` with its length.
+fn listing(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((e.path().display().to_string(), m.len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn set_writable(path: &std::path::Path, writable: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::metadata(&p).unwrap();
+        let mode = m.permissions().mode();
+        let mode = if writable {
+            mode | 0o200
+        } else {
+            mode & !0o222
+        };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        }
+    }
+}
+
+// 19. history and status read a store they may not write, and leave nothing
+// behind that breaks the next run.
+#[test]
+fn history_and_status_work_on_a_read_only_store_and_leave_it_usable() {
+    let sb = Sandbox::new("read-only-store");
+    robust(&sb, "t").run().expect_code(0);
+    // The open-lock file is what the old read path created; without it, any
+    // file a reader creates shows in the listing.
+    let _ = std::fs::remove_file(sb.state().join("orch.db.open-lock"));
+    let before = listing(&sb.state());
+    let state = sb.state().display().to_string();
+    if !is_root() {
+        set_writable(&sb.state(), false);
+    }
+    let mut tested = false;
+    for args in [
+        vec!["history", "t", "--state-dir", &state],
+        vec!["status", "--state-dir", &state],
+    ] {
+        let Some(mut c) = unprivileged(&sb, &args) else {
+            break;
+        };
+        let out = c.output().expect("orch");
+        let text = format!(
+            "{args:?}: {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        if args[0] == "history" {
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("run #1 of task t: success"),
+                "{text}"
+            );
+        }
+        tested = true;
+    }
+    if !is_root() {
+        set_writable(&sb.state(), true);
+    }
+    assert_eq!(
+        listing(&sb.state()),
+        before,
+        "a read-only command wrote nothing"
+    );
+    if tested {
+        // The store works as before for a run.
+        robust(&sb, "u").run().expect_code(0);
+    }
+}
+
+// 19. An `orch run` on a store it may not write says so, before anything ran.
+#[test]
+fn a_run_on_a_read_only_store_says_read_only() {
+    let sb = Sandbox::new("read-only-run");
+    robust(&sb, "t").run().expect_code(0);
+    let state = sb.state().display().to_string();
+    let pipeline = hardening().join("robust.kdl").display().to_string();
+    let dir = format!("dir={}", hardening().display());
+    let wt = sb.wt().display().to_string();
+    if !is_root() {
+        set_writable(&sb.state(), false);
+    }
+    let args = [
+        "run",
+        "u",
+        "-p",
+        &pipeline,
+        "--state-dir",
+        &state,
+        "--worktree",
+        &wt,
+        "--var",
+        &dir,
+    ];
+    let Some(mut c) = unprivileged(&sb, &args) else {
+        return;
+    };
+    let out = c.env("T_OUT", sb.out()).output().expect("orch");
+    if !is_root() {
+        set_writable(&sb.state(), true);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("it is read-only"), "{stderr}");
+    assert!(!stderr.contains("damaged"), "{stderr}");
+    assert!(sb.out_lines("once.log").len() == 1, "nothing ran: {stderr}");
+}
+
+// 21. `history --state-dir` on a regular file is an error, not "no runs".
+#[test]
+fn history_on_a_regular_file_is_not_a_directory() {
+    let sb = Sandbox::new("history-file");
+    let file = sb.root.join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    for cmd in ["history", "status"] {
+        let run = Orch::new(&sb.root)
+            .arg(cmd)
+            .arg("--state-dir")
+            .arg(&file)
+            .run();
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains(&format!(
+                "the state directory {} is not a directory",
+                file.display()
+            )),
+            "{run}"
+        );
+    }
+}
