@@ -43,6 +43,18 @@ pub fn command(a: RunArgs) -> u8 {
         eprintln!("error: {e}");
         return e.exit_code();
     }
+    // The JUnit report's file is opened before anything runs: a path that
+    // cannot be written is found now, not after the task ran.
+    let junit = match a.junit {
+        Some(path) => match crate::junit::JUnitSink::open(&a.task, path) {
+            Ok(sink) => Some(sink),
+            Err(e) => {
+                eprintln!("error: {e}; nothing was run");
+                return exit::USAGE;
+            }
+        },
+        None => None,
+    };
     let tty = std::io::stdout().is_terminal();
     let style = if a.json {
         crate::report::Style::Json
@@ -65,11 +77,8 @@ pub fn command(a: RunArgs) -> u8 {
     let color = use_color(tty) && !a.json;
     let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =
         vec![Box::new(crate::report::Reporter::new(style, color))];
-    if let Some(path) = a.junit {
-        sinks.push(Box::new(crate::junit::JUnitSink {
-            task: opts.task.clone(),
-            path,
-        }));
+    if let Some(junit) = junit {
+        sinks.push(Box::new(junit));
     }
     let sink = Box::new(orch_engine::events::Tee(sinks));
     let runtime = match runtime() {

@@ -302,6 +302,95 @@ fn a_run_on_a_read_only_store_says_read_only() {
     assert!(sb.out_lines("once.log").len() == 1, "nothing ran: {stderr}");
 }
 
+// 20. `orch fmt` replaces a file whole: a write cut short (here by a file
+// size limit of 0, the way a full disk cuts it) leaves the old text.
+#[test]
+fn fmt_cut_short_leaves_the_file_whole() {
+    let sb = Sandbox::new("fmt-full");
+    let file = sb.root.join("p.kdl");
+    let text = "pipeline   \"x\"   start=\"a\"\n";
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 0; exec \"$0\" fmt \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_orch"))
+        .arg(&file)
+        .output()
+        .expect("sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot write {}", file.display())),
+        "{stderr}"
+    );
+    assert_eq!(read(&file), text, "the pipeline is intact: {stderr}");
+    let left: Vec<_> = std::fs::read_dir(&sb.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("orch-fmt"))
+        .collect();
+    assert!(left.is_empty(), "no temporary file is left: {left:?}");
+
+    // Without the limit it is formatted in place, through a symbolic link
+    // to the file it names (the link stays a link).
+    let link = sb.root.join("link.kdl");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    Orch::new(&sb.root)
+        .arg("fmt")
+        .arg(&link)
+        .run()
+        .expect_code(0);
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(read(&file), "pipeline \"x\" start=\"a\"\n");
+}
+
+// 20. `orch init` never writes through a symbolic link, dangling or not.
+#[test]
+fn init_does_not_write_through_a_dangling_symlink() {
+    let sb = Sandbox::new("init-symlink");
+    let dir = sb.dir("here");
+    let target = sb.root.join("elsewhere.kdl");
+    std::os::unix::fs::symlink(&target, dir.join("pipeline.kdl")).unwrap();
+    let run = Orch::new(&dir).arg("init").arg(&dir).run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("already exists"), "{run}");
+    assert!(
+        !target.exists(),
+        "nothing was written through the link: {run}"
+    );
+}
+
+// 20. An unwritable `--junit` path is refused before anything runs.
+#[test]
+fn an_unwritable_junit_path_is_refused_before_the_run() {
+    let sb = Sandbox::new("junit-unwritable");
+    let junit = sb.root.join("missing-dir").join("report.xml");
+    let run = robust(&sb, "t").arg("--junit").arg(&junit).run();
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot write the JUnit report {}",
+            junit.display()
+        )) && run.stderr.contains("nothing was run"),
+        "{run}"
+    );
+    assert!(sb.out_lines("once.log").is_empty(), "nothing ran: {run}");
+    assert!(!sb.state().join("orch.db").exists(), "nothing was recorded");
+
+    // A writable one gets the report.
+    let junit = sb.root.join("report.xml");
+    robust(&sb, "t")
+        .arg("--junit")
+        .arg(&junit)
+        .run()
+        .expect_code(0);
+    assert!(read(&junit).contains("<testsuite"));
+}
+
 // 21. `history --state-dir` on a regular file is an error, not "no runs".
 #[test]
 fn history_on_a_regular_file_is_not_a_directory() {
