@@ -413,3 +413,104 @@ fn history_on_a_regular_file_is_not_a_directory() {
         );
     }
 }
+
+// 21. Two stages share an artifact: the second stage's attempt cleared it,
+// so a resume does not report it gone.
+#[test]
+fn a_resume_does_not_report_an_artifact_a_later_attempt_cleared() {
+    let sb = Sandbox::new("shared-artifact");
+    let pipeline = hardening().join("resume-vars.kdl");
+    let base = || {
+        Orch::new(&sb.root)
+            .arg("run")
+            .arg("t")
+            .arg("-p")
+            .arg(&pipeline)
+            .arg("--state-dir")
+            .arg(sb.state())
+            .arg("--worktree")
+            .arg(sb.wt())
+            .arg("--var")
+            .arg(format!("scripts={}", scripts().display()))
+            .arg("--json")
+            .env("T_OUT", sb.out())
+    };
+    let crashed = base().env("ORCH_FAILPOINT", "before-spawn@second").run();
+    assert_eq!(crashed.code(), None, "{crashed}");
+    let resumed = base().arg("--resume").run();
+    resumed.expect_code(0);
+    let notes: Vec<String> = resumed
+        .of("note")
+        .iter()
+        .map(|n| s(&n["message"]).to_string())
+        .collect();
+    assert!(
+        notes.iter().all(|n| !n.contains("artifact")),
+        "no artifact note: {notes:?}"
+    );
+
+    // A digest that the latest attempt recorded is still checked.
+    std::fs::write(sb.task_dir("t").join("report.md"), "tampered").unwrap();
+    let again = base()
+        .arg("--restart")
+        .env("ORCH_FAILPOINT", "after-gate@second")
+        .run();
+    assert_eq!(again.code(), None, "{again}");
+    std::fs::write(sb.task_dir("t").join("report.md"), "tampered").unwrap();
+    let resumed = base().arg("--resume").run();
+    resumed.expect_code(0);
+    let notes: Vec<String> = resumed
+        .of("note")
+        .iter()
+        .map(|n| s(&n["message"]).to_string())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("changed since attempt 1 of second recorded it")),
+        "{notes:?}"
+    );
+}
+
+// 21. A missing working directory is named as such, not as a missing
+// executable.
+#[test]
+fn a_missing_cwd_is_reported_as_the_missing_directory() {
+    let sb = Sandbox::new("missing-cwd");
+    let file = sb.root.join("cwd.kdl");
+    let text = std::fs::read_to_string(hardening().join("robust.kdl"))
+        .unwrap()
+        .replace(
+            "    writes \"report\"\n}\n\ncall-site",
+            "    writes \"report\"\n    cwd \"{worktree}/missing\"\n}\n\ncall-site",
+        );
+    assert!(text.contains("missing"), "the fixture changed");
+    std::fs::write(&file, text).unwrap();
+    // The stage fails closed and pages: the alert need not wait.
+    std::fs::write(sb.out().join("release"), "").unwrap();
+    let run = Orch::new(&sb.root)
+        .arg("run")
+        .arg("t")
+        .arg("-p")
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(sb.state())
+        .arg("--worktree")
+        .arg(sb.wt())
+        .arg("--var")
+        .arg(format!("dir={}", hardening().display()))
+        .arg("--json")
+        .env("T_OUT", sb.out())
+        .run();
+    run.expect_code(1);
+    let finished = run.one("attempt-finished");
+    let exit = s(&finished["exit"]);
+    assert!(
+        exit.contains(&format!(
+            "the working directory {} cannot be used",
+            sb.wt().join("missing").display()
+        )),
+        "{run}"
+    );
+    assert!(!exit.contains("`sh`"), "{run}");
+}

@@ -199,19 +199,24 @@ impl<S: RunStore> Engine<S> {
         Ok(())
     }
 
-    /// The latest recorded digest of each artifact file must still hold.
+    /// What each artifact file should hold now. Every attempt clears its
+    /// stage's artifact when it starts, so the file is accounted for by the
+    /// latest attempt of any stage that writes it (stages may share one):
+    /// its recorded digest must still hold; when it recorded none (it was
+    /// interrupted, or found no file), the file is that attempt's
+    /// unfinished business and nothing is reported.
     fn changed_artifacts(&self, attempts: &[Attempt]) -> Vec<String> {
-        let mut latest: HashMap<PathBuf, (&Attempt, &str)> = HashMap::new();
+        let mut latest: HashMap<PathBuf, &Attempt> = HashMap::new();
         for a in attempts {
-            if let Some(sha) = a.artifact_sha256.as_deref() {
-                if let Some(path) = self.artifact_path_of_stage(&a.stage) {
-                    latest.insert(path, (a, sha));
-                }
+            if let Some(path) = self.artifact_path_of_stage(&a.stage) {
+                // Attempts come in the order they were recorded.
+                latest.insert(path, a);
             }
         }
         let mut notes: Vec<String> = latest
             .into_iter()
-            .filter_map(|(path, (a, sha))| match artifact::file_sha256(&path) {
+            .filter_map(|(path, a)| Some((path, a, a.artifact_sha256.as_deref()?)))
+            .filter_map(|(path, a, sha)| match artifact::file_sha256(&path) {
                 Some(now) if now == sha => None,
                 Some(_) => Some(format!(
                     "artifact {} changed since attempt {} of {} recorded it",
