@@ -7,22 +7,69 @@ use orch_engine::events::{Event, Sink};
 use orch_lang::model::TOOL_ERROR;
 use orch_store::{Attempt, Step};
 
-/// Writes the report to `path` when the run stops.
+/// Writes the report to `path` when the run stops. The file is opened (or
+/// created) before the run starts, so that an unwritable path is found
+/// before anything runs; one it created and never wrote is removed.
 pub struct JUnitSink {
-    pub task: String,
-    pub path: PathBuf,
+    task: String,
+    path: PathBuf,
+    file: std::fs::File,
+    created: bool,
+    written: bool,
+}
+
+impl JUnitSink {
+    /// Opens `path` for the report, or says why it cannot be written.
+    pub fn open(task: &str, path: PathBuf) -> std::io::Result<JUnitSink> {
+        let context = |e: std::io::Error| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot write the JUnit report {}: {e}", path.display()),
+            )
+        };
+        let existed = std::fs::symlink_metadata(&path).is_ok();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(context)?;
+        Ok(JUnitSink {
+            task: task.to_string(),
+            path,
+            file,
+            created: !existed,
+            written: false,
+        })
+    }
+}
+
+impl Drop for JUnitSink {
+    fn drop(&mut self) {
+        if self.created && !self.written {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Sink for JUnitSink {
     fn event(&mut self, _: &Event) {}
 
     fn stopped(&mut self, attempts: &[Attempt], outcome: Option<&str>) -> std::io::Result<()> {
-        std::fs::write(&self.path, render(&self.task, attempts, outcome)).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot write {}: {e}", self.path.display()),
-            )
-        })
+        use std::io::{Seek, Write};
+        let text = render(&self.task, attempts, outcome);
+        self.written = true;
+        self.file
+            .set_len(0)
+            .and_then(|_| self.file.rewind())
+            .and_then(|_| self.file.write_all(text.as_bytes()))
+            .and_then(|_| self.file.flush())
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot write {}: {e}", self.path.display()),
+                )
+            })
     }
 }
 

@@ -1,6 +1,7 @@
 //! `orch fmt`: the canonical layout of pipeline files.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use std::io::IsTerminal;
 
@@ -57,8 +58,8 @@ pub fn command(paths: &[PathBuf], check_only: bool) -> u8 {
         if formatted != text {
             changed.push(f.clone());
             if !check_only {
-                if let Err(e) = std::fs::write(f, formatted) {
-                    eprintln!("error: cannot write {}: {e}", f.display());
+                if let Err(e) = replace(f, &formatted) {
+                    eprintln!("error: cannot write {}: {e}; it is unchanged", f.display());
                     return exit::USAGE;
                 }
             }
@@ -80,4 +81,33 @@ pub fn command(paths: &[PathBuf], check_only: bool) -> u8 {
     } else {
         exit::OK
     }
+}
+
+/// Replaces the file at `path` (the file a symbolic link names, when it is
+/// one) with `text`: written beside it, synced, then renamed over it, so
+/// that a full disk or a crash leaves the old file whole. Its permissions
+/// are kept.
+fn replace(path: &Path, text: &str) -> std::io::Result<()> {
+    let target = std::fs::canonicalize(path)?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let permissions = std::fs::metadata(&target)?.permissions();
+    let tmp = dir.join(format!(".{name}.orch-fmt.{}", std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.set_permissions(permissions)?;
+            f.sync_all()
+        })
+        .and_then(|_| std::fs::rename(&tmp, &target));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }

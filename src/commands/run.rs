@@ -49,6 +49,18 @@ pub fn command(a: RunArgs) -> u8 {
         eprintln!("error: {e}");
         return e.exit_code();
     }
+    // The JUnit report's file is opened before anything runs: a path that
+    // cannot be written is found now, not after the task ran.
+    let junit = match a.junit {
+        Some(path) => match crate::junit::JUnitSink::open(&a.task, path) {
+            Ok(sink) => Some(sink),
+            Err(e) => {
+                eprintln!("error: {e}; nothing was run");
+                return exit::USAGE;
+            }
+        },
+        None => None,
+    };
     let tty = std::io::stdout().is_terminal();
     let style = if a.json {
         crate::report::Style::Json
@@ -71,11 +83,8 @@ pub fn command(a: RunArgs) -> u8 {
     let color = use_color(tty) && !a.json;
     let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =
         vec![Box::new(crate::report::Reporter::new(style, color))];
-    if let Some(path) = a.junit {
-        sinks.push(Box::new(crate::junit::JUnitSink {
-            task: opts.task.clone(),
-            path,
-        }));
+    if let Some(junit) = junit {
+        sinks.push(Box::new(junit));
     }
     let sink = Box::new(orch_engine::events::Tee(sinks));
     let runtime = match runtime() {
@@ -106,27 +115,27 @@ pub fn command(a: RunArgs) -> u8 {
     }
 }
 
-/// A cancel signal that turns true on SIGINT or SIGTERM. Registered before
-/// the run starts: a signal that lands before the engine first looks must
-/// still be caught.
+/// A cancel signal that turns true on SIGINT, SIGTERM or SIGHUP (a closed
+/// terminal or SSH session: its default action would kill orch and leave
+/// the producers running and the run `running`). Registered before the run
+/// starts: a signal that lands before the engine first looks must still be
+/// caught.
 fn cancel_on_signals() -> Result<tokio::sync::watch::Receiver<bool>, orch_engine::RunError> {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let (mut int, mut term) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => {
-            return Err(orch_engine::RunError::Io(format!(
-                "cannot handle SIGINT/SIGTERM: {e}"
-            )))
-        }
+    let handle = |kind: SignalKind| {
+        signal(kind).map_err(|e| {
+            orch_engine::RunError::Io(format!("cannot handle SIGINT/SIGTERM/SIGHUP: {e}"))
+        })
     };
+    let mut int = handle(SignalKind::interrupt())?;
+    let mut term = handle(SignalKind::terminate())?;
+    let mut hup = handle(SignalKind::hangup())?;
     tokio::spawn(async move {
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
         let _ = tx.send(true);
     });

@@ -21,6 +21,7 @@ use orch_store::{
 use crate::decide::{self, AfterExit, Next, Take};
 use crate::error::{exit, RunError};
 use crate::events::{Event, Sink};
+use crate::executor::AlertEnd;
 use crate::failpoint::{self, Point};
 use crate::groups::{self, Cleanup};
 use crate::session::Prepared;
@@ -198,19 +199,24 @@ impl<S: RunStore> Engine<S> {
         Ok(())
     }
 
-    /// The latest recorded digest of each artifact file must still hold.
+    /// What each artifact file should hold now. Every attempt clears its
+    /// stage's artifact when it starts, so the file is accounted for by the
+    /// latest attempt of any stage that writes it (stages may share one):
+    /// its recorded digest must still hold; when it recorded none (it was
+    /// interrupted, or found no file), the file is that attempt's
+    /// unfinished business and nothing is reported.
     fn changed_artifacts(&self, attempts: &[Attempt]) -> Vec<String> {
-        let mut latest: HashMap<PathBuf, (&Attempt, &str)> = HashMap::new();
+        let mut latest: HashMap<PathBuf, &Attempt> = HashMap::new();
         for a in attempts {
-            if let Some(sha) = a.artifact_sha256.as_deref() {
-                if let Some(path) = self.artifact_path_of_stage(&a.stage) {
-                    latest.insert(path, (a, sha));
-                }
+            if let Some(path) = self.artifact_path_of_stage(&a.stage) {
+                // Attempts come in the order they were recorded.
+                latest.insert(path, a);
             }
         }
         let mut notes: Vec<String> = latest
             .into_iter()
-            .filter_map(|(path, (a, sha))| match artifact::file_sha256(&path) {
+            .filter_map(|(path, a)| Some((path, a, a.artifact_sha256.as_deref()?)))
+            .filter_map(|(path, a, sha)| match artifact::file_sha256(&path) {
                 Some(now) if now == sha => None,
                 Some(_) => Some(format!(
                     "artifact {} changed since attempt {} of {} recorded it",
@@ -552,14 +558,30 @@ impl<S: RunStore> Engine<S> {
     }
 
     /// Runs every queued alert once; an alert's failure is reported and does
-    /// not change the task's outcome.
+    /// not change the task's outcome. An alert cut off by an interruption
+    /// was not delivered: it stays pending, and the resume runs it again.
     async fn run_pending_alerts(&mut self) -> Result<(), RunError> {
         for row in self.store.pending_alerts(self.run_id).await? {
-            let Some((ok, exit)) = executor::run_alert(self, &row).await? else {
-                self.store
-                    .finish_alert(row.id, false, "alert not defined")
-                    .await?;
-                continue;
+            if self.cancelled() {
+                break;
+            }
+            let (ok, exit) = match executor::run_alert(self, &row).await? {
+                AlertEnd::Ran { ok, exit } => (ok, exit),
+                AlertEnd::Undefined => {
+                    self.store
+                        .finish_alert(row.id, false, "alert not defined")
+                        .await?;
+                    continue;
+                }
+                AlertEnd::Interrupted => {
+                    self.emit(Event::Note {
+                        message: format!(
+                            "alert {} for {} was interrupted; it runs again on resume",
+                            row.alert, row.stage
+                        ),
+                    });
+                    break;
+                }
             };
             self.store.finish_alert(row.id, ok, &exit).await?;
             self.emit(Event::Alert {

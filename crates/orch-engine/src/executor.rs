@@ -280,27 +280,41 @@ pub(crate) fn write_runner_artifact<S: RunStore>(
         .map(|err| format!("cannot write artifact {}: {err}", path.display()))
 }
 
-/// Runs a queued alert: whether it succeeded and how it ended; `None` when
-/// the pipeline no longer defines it.
+/// How a queued alert's run ended.
+pub(crate) enum AlertEnd {
+    /// It ran to its end: whether it succeeded, and how it ended.
+    Ran { ok: bool, exit: String },
+    /// `orch` was interrupted while it ran: it was not delivered, and stays
+    /// pending for the resume.
+    Interrupted,
+    /// The pipeline no longer defines it.
+    Undefined,
+}
+
+/// Runs a queued alert.
 pub(crate) async fn run_alert<S: RunStore>(
     e: &Engine<S>,
     row: &Alert,
-) -> Result<Option<(bool, String)>, RunError> {
+) -> Result<AlertEnd, RunError> {
     let Some(alert) = e.p.alert(&row.alert) else {
-        return Ok(None);
+        return Ok(AlertEnd::Undefined);
     };
     // The alert's attempt is the last attempt of the stage that failed closed.
     let attempt = e.store.attempt_count(e.run_id, &row.stage).await?;
     let ctx = e.context(&row.stage, attempt);
     let log = e.logs.join(format!("alert.{}.{}.log", row.stage, row.id));
-    Ok(Some(
-        match invocation::alert(alert, &ctx, &e.pipeline_path) {
-            Ok(invocation) => {
-                let spec = process::Spec { invocation, log };
-                let o = process::run(&spec, |_| {}, e.cancel.clone()).await;
-                (o.exit == Exit::Code(0), o.exit.describe())
+    Ok(match invocation::alert(alert, &ctx, &e.pipeline_path) {
+        Ok(invocation) => {
+            let spec = process::Spec { invocation, log };
+            let o = process::run(&spec, |_| {}, e.cancel.clone()).await;
+            match o.exit {
+                Exit::Interrupted => AlertEnd::Interrupted,
+                exit => AlertEnd::Ran {
+                    ok: exit == Exit::Code(0),
+                    exit: exit.describe(),
+                },
             }
-            Err(err) => (false, err),
-        },
-    ))
+        }
+        Err(exit) => AlertEnd::Ran { ok: false, exit },
+    })
 }

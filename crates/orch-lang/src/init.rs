@@ -121,24 +121,45 @@ pub const DESIGNER_PROMPT: &str = "You are the designer for task {task}.\n\nRead
 
 pub const TESTER_PROMPT: &str = "You are the tester for task {task}; the test runner is switched off.\n\nRun the tests in {worktree}/{var.tests} and write {task-dir}/13-test-report.md, starting\nwith `result: PASS` or `result: FAIL`. Never report PASS for tests you did not run.\n";
 
-/// Writes the starter files into `dir`; refuses to overwrite any of them.
+/// Writes the starter files into `dir`; refuses to overwrite any of them,
+/// and never writes through a symbolic link (a dangling one included).
 pub fn init(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let prompts = dir.join("prompts");
     let files = [
         (dir.join("pipeline.kdl"), PIPELINE),
-        (dir.join("prompts").join("designer.md"), DESIGNER_PROMPT),
-        (dir.join("prompts").join("tester.md"), TESTER_PROMPT),
+        (prompts.join("designer.md"), DESIGNER_PROMPT),
+        (prompts.join("tester.md"), TESTER_PROMPT),
     ];
-    if let Some((existing, _)) = files.iter().find(|(p, _)| p.exists()) {
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    if let Some((existing, _)) = files.iter().find(|(p, _)| exists(p)) {
         return Err(format!(
             "{} already exists; orch init never overwrites",
             existing.display()
         ));
     }
-    std::fs::create_dir_all(dir.join("prompts"))
-        .map_err(|e| format!("cannot create {}: {e}", dir.join("prompts").display()))?;
+    if std::fs::symlink_metadata(&prompts).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!(
+            "{} is a symbolic link; orch init does not write through one",
+            prompts.display()
+        ));
+    }
+    std::fs::create_dir_all(&prompts)
+        .map_err(|e| format!("cannot create {}: {e}", prompts.display()))?;
     let mut written = Vec::new();
     for (path, text) in files {
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        // `create_new` never follows a symbolic link and never overwrites.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => format!(
+                    "{} already exists; orch init never overwrites",
+                    path.display()
+                ),
+                _ => format!("cannot write {}: {e}", path.display()),
+            })?;
         written.push(path);
     }
     Ok(written)

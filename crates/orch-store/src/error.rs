@@ -23,6 +23,26 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error("the run store {path} has schema version {found}, older than this orch's {supported}: a read-only command does not migrate it (the next `orch run` does)")]
+    Older {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("cannot write the run store {path}: disk full ({source})")]
+    DiskFull { path: PathBuf, source: Source },
+    #[error("cannot write the run store {path}: it is read-only ({source})")]
+    ReadOnly { path: PathBuf, source: Source },
+    #[error(
+        "cannot open the run store {path} (a missing or inaccessible file or directory): {source}"
+    )]
+    CantOpen { path: PathBuf, source: Source },
+    #[error("I/O error on the run store {path}: {source}")]
+    Io { path: PathBuf, source: Source },
+    #[error("the run store {path} was deleted or replaced while orch was using it; nothing more can be recorded there ({detail})")]
+    Replaced { path: PathBuf, detail: String },
+    #[error("the state directory {path} is not a directory")]
+    NotADirectory { path: PathBuf },
     #[error("the run store {path} is unreadable or damaged: {source}")]
     Damaged { path: PathBuf, source: Source },
     #[error("the run store {path} is locked by another process: {source}")]

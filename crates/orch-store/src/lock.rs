@@ -72,11 +72,8 @@ pub fn holder_line() -> String {
 
 /// Who holds the lock at `path`, if anyone (without taking it).
 pub fn holder(path: &Path) -> Option<String> {
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .ok()?;
+    // Read-only: `orch status` works on a store it may not write.
+    let mut file = std::fs::OpenOptions::new().read(true).open(path).ok()?;
     match file.try_lock() {
         Ok(()) => None,
         Err(std::fs::TryLockError::WouldBlock) => Some(read_holder(&mut file)),

@@ -147,7 +147,19 @@ pub async fn run(
     let mut child = match attempt.spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => {
-            let msg = format!("`{program}`: {e}");
+            // A missing working directory fails the spawn as ENOENT too:
+            // say which of the two is missing.
+            let msg = match std::fs::metadata(&inv.cwd) {
+                Err(cwd_err) => format!(
+                    "the working directory {} cannot be used: {cwd_err}",
+                    inv.cwd.display()
+                ),
+                Ok(m) if !m.is_dir() => format!(
+                    "the working directory {} is not a directory",
+                    inv.cwd.display()
+                ),
+                Ok(_) => format!("`{program}`: {e}"),
+            };
             let _ = writeln!(log, "orch: could not start {msg}");
             return finish(Exit::SpawnFailed(msg), Vec::new(), Vec::new());
         }

@@ -26,6 +26,9 @@ pub use schema::SCHEMA_VERSION;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The database file this store opened: a file deleted or replaced
+    /// under a run is noticed before the next step is written to it.
+    identity: FileId,
     locks: PathBuf,
     /// Nanoseconds spent in store calls, for `ORCH_PROFILE`.
     spent: AtomicU64,
@@ -60,28 +63,96 @@ fn box_err(e: rusqlite::Error) -> crate::error::Source {
     Box::new(e)
 }
 
-/// Maps an SQLite error met while opening `path` to what it means.
-fn open_error(path: &Path, source: rusqlite::Error) -> StoreError {
+/// Maps an SQLite error met on the store at `path` to what it means.
+fn classify(path: &Path, source: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
     let path = path.to_path_buf();
-    if schema::is_locked(&source) {
-        StoreError::Locked {
+    let code = source.sqlite_error_code();
+    let source_box = || box_err(source);
+    match code {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => StoreError::Locked {
             path,
-            source: box_err(source),
-        }
-    } else if matches!(
-        source.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::NotADatabase)
-    ) {
-        StoreError::Foreign {
+            source: source_box(),
+        },
+        Some(C::NotADatabase) => StoreError::Foreign {
             path,
             detail: "not an SQLite database".into(),
-        }
-    } else {
-        StoreError::Damaged {
+        },
+        Some(C::DiskFull) => StoreError::DiskFull {
             path,
-            source: box_err(source),
+            source: source_box(),
+        },
+        Some(C::ReadOnly) => StoreError::ReadOnly {
+            path,
+            source: source_box(),
+        },
+        Some(C::CannotOpen) => StoreError::CantOpen {
+            path,
+            source: source_box(),
+        },
+        Some(C::SystemIoFailure) => StoreError::Io {
+            path,
+            source: source_box(),
+        },
+        _ => StoreError::Damaged {
+            path,
+            source: source_box(),
+        },
+    }
+}
+
+/// Maps an SQLite error met while opening `path` to what it means.
+fn open_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    classify(path, source)
+}
+
+/// What identifies a file: its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok(FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    }
+}
+
+/// `Err(reason)` when this process may not write `path` (missing files are
+/// someone else's concern).
+fn refuse_unwritable(path: &Path) -> std::result::Result<(), String> {
+    use nix::errno::Errno;
+    match nix::unistd::access(path, nix::unistd::AccessFlags::W_OK) {
+        Err(e @ (Errno::EACCES | Errno::EROFS | Errno::EPERM)) => {
+            Err(format!("{}: {}", path.display(), e.desc()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `path` as an SQLite URI (`file:` and the path, percent-encoded).
+fn uri_of(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
         }
     }
+    uri
 }
 
 impl SqliteStore {
@@ -90,20 +161,119 @@ impl SqliteStore {
         SqliteStore::open(&state_dir.join("orch.db"))
     }
 
-    /// The store of `state_dir` for reading; `None` when nothing was ever
+    /// The store of `state_dir` for reading, opened read-only (see
+    /// [`SqliteStore::open_read_only`]); `None` when nothing was ever
     /// recorded there (no database is created by looking).
     pub fn open_existing(state_dir: &Path) -> Result<Option<SqliteStore>> {
-        let db = state_dir.join("orch.db");
-        if !db.exists() {
-            return Ok(None);
+        match std::fs::metadata(state_dir) {
+            Ok(m) if !m.is_dir() => {
+                return Err(StoreError::NotADirectory {
+                    path: state_dir.to_path_buf(),
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(state_dir, e)),
         }
-        SqliteStore::open(&db).map(Some)
+        let db = state_dir.join("orch.db");
+        match std::fs::metadata(&db) {
+            Ok(_) => SqliteStore::open_read_only(&db),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(&db, e)),
+        }
+    }
+
+    /// Opens the store at `path` for reading only: no open-lock, no
+    /// migration, no switch of journal mode, nothing written. A store that
+    /// needs a migration is refused (`Older`); `None` when the database
+    /// holds no schema yet (a run is creating it).
+    ///
+    /// Without write access to the database or its directory, a store
+    /// whose write-ahead log is empty is opened immutable, so that SQLite
+    /// creates no `-shm` file (one created read-only would break the runs
+    /// of whoever may write the store); one with pending commits in its
+    /// log is refused, saying why.
+    pub fn open_read_only(path: &Path) -> Result<Option<SqliteStore>> {
+        use rusqlite::OpenFlags;
+        let p = path.to_path_buf();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let may_write = refuse_unwritable(dir)
+            .and_then(|_| refuse_unwritable(path))
+            .is_ok();
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let shm = PathBuf::from(format!("{}-shm", path.display()));
+        let pending = std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0);
+        let mut uri = uri_of(path) + "?mode=ro";
+        if !may_write {
+            if !pending {
+                uri.push_str("&immutable=1");
+            } else if !shm.exists() {
+                return Err(StoreError::ReadOnly {
+                    path: p,
+                    source: format!(
+                        "its write-ahead log {} holds commits not yet in the database, and reading them without write access would create {} read-only; read it once with write access",
+                        wal.display(),
+                        shm.display()
+                    )
+                    .into(),
+                });
+            }
+        }
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(&p, e))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| classify(&p, e))?;
+        let version = {
+            let snapshot = conn.unchecked_transaction().map_err(|e| classify(&p, e))?;
+            let version = schema::check_ours(&snapshot, &p).map_err(|e| match e {
+                Ok(refusal) => refusal,
+                Err(source) => classify(&p, source),
+            })?;
+            if version == 0 {
+                return Ok(None);
+            }
+            if version < SCHEMA_VERSION {
+                return Err(StoreError::Older {
+                    path: p,
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            snapshot
+                .query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| classify(&p, e))?;
+            version
+        };
+        let _ = version;
+        let identity = file_id(path).map_err(|e| io_error(path, e))?;
+        Ok(Some(SqliteStore {
+            conn: Mutex::new(conn),
+            path: p,
+            identity,
+            locks: dir.join("locks"),
+            spent: AtomicU64::new(0),
+        }))
     }
 
     /// Opens (creating or migrating) the store at `path`; its locks live in
     /// `locks/` beside it.
     pub fn open(path: &Path) -> Result<SqliteStore> {
         let p = path.to_path_buf();
+        // Without write access SQLite would open the database read-only and
+        // fail at the first step (after creating a read-only `-shm` that
+        // breaks later runs): refuse before touching anything.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Err(reason) = refuse_unwritable(dir).and_then(|_| refuse_unwritable(path)) {
+            return Err(StoreError::ReadOnly {
+                path: p,
+                source: format!("no write permission on {reason}").into(),
+            });
+        }
         // Processes opening one store at once set it up one after the other:
         // SQLite refuses some of these steps (the switch to WAL, a migration)
         // to a second process instead of waiting. An OS file lock, released
@@ -126,10 +296,12 @@ impl SqliteStore {
         let damaged = |source| open_error(&p, source);
         conn.busy_timeout(Duration::from_secs(5)).map_err(damaged)?;
         schema::set_up(&mut conn, &p)?;
-        let locks = path.parent().unwrap_or(Path::new(".")).join("locks");
+        let identity = file_id(path).map_err(|e| io_error(path, e))?;
+        let locks = dir.join("locks");
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: p,
+            identity,
             locks,
             spent: AtomicU64::new(0),
         })
@@ -147,17 +319,22 @@ impl SqliteStore {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        let path = self.path.clone();
-        if schema::is_locked(&source) {
-            StoreError::Locked {
-                path,
-                source: box_err(source),
-            }
-        } else {
-            StoreError::Damaged {
-                path,
-                source: box_err(source),
-            }
+        classify(&self.path, source)
+    }
+
+    /// The database file must still be the one this store opened: SQLite
+    /// goes on writing to a deleted file, and every step written there
+    /// would be lost.
+    fn check_identity(&self) -> Result<()> {
+        let replaced = |detail: &str| StoreError::Replaced {
+            path: self.path.clone(),
+            detail: detail.into(),
+        };
+        match file_id(&self.path) {
+            Ok(id) if id == self.identity => Ok(()),
+            Ok(_) => Err(replaced("another file is at its path now")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(replaced("the file is gone")),
+            Err(e) => Err(io_error(&self.path, e)),
         }
     }
 
@@ -195,6 +372,7 @@ impl SqliteStore {
     }
 
     fn exec(&self, sql: &str, p: impl rusqlite::Params) -> Result<()> {
+        self.check_identity()?;
         self.conn()
             .prepare_cached(sql)
             .and_then(|mut stmt| stmt.execute(p))
@@ -205,6 +383,7 @@ impl SqliteStore {
     /// Inserts and returns the new row's id, under one hold of the
     /// connection (another task's insert cannot come between).
     fn insert(&self, sql: &str, p: impl rusqlite::Params) -> Result<i64> {
+        self.check_identity()?;
         let conn = self.conn();
         conn.prepare_cached(sql)
             .and_then(|mut stmt| stmt.execute(p))
@@ -220,6 +399,7 @@ impl SqliteStore {
     }
 
     fn transition_tx(&self, t: &NewTransition<'_>) -> Result<Option<i64>> {
+        self.check_identity()?;
         let conn = self.conn();
         let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
         let exec = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
@@ -475,6 +655,9 @@ impl RunStore for SqliteStore {
     }
 
     async fn position(&self, run_id: i64) -> Result<Position> {
+        // Once per step of the run: a store deleted under it stops it here
+        // at the latest.
+        self.check_identity()?;
         self.one(
             "SELECT count(*), (SELECT to_stage FROM transitions WHERE run_id = ?1 ORDER BY id DESC LIMIT 1)
              FROM transitions WHERE run_id = ?1",
@@ -567,5 +750,64 @@ impl RunStore for SqliteStore {
 
     fn spent(&self) -> Duration {
         Duration::from_nanos(self.spent.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn sqlite_errors_say_what_is_wrong_with_the_store() {
+        let path = Path::new("/state/orch.db");
+        let said = |code| classify(path, failure(code)).to_string();
+        let full = said(rusqlite::ffi::SQLITE_FULL);
+        assert!(
+            full.contains("/state/orch.db") && full.contains("disk full"),
+            "{full}"
+        );
+        let ro = said(rusqlite::ffi::SQLITE_READONLY);
+        assert!(ro.contains("it is read-only"), "{ro}");
+        let cant = said(rusqlite::ffi::SQLITE_CANTOPEN);
+        assert!(
+            cant.contains("cannot open the run store /state/orch.db"),
+            "{cant}"
+        );
+        let io = said(rusqlite::ffi::SQLITE_IOERR);
+        assert!(io.contains("I/O error on the run store"), "{io}");
+        for s in [full, ro, cant, io] {
+            assert!(!s.contains("damaged"), "{s}");
+        }
+        assert!(said(rusqlite::ffi::SQLITE_CORRUPT).contains("damaged"));
+    }
+
+    #[test]
+    fn a_read_only_open_of_an_unmigrated_store_is_refused_and_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("orch-store-ro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("orch.db");
+        {
+            let conn = Connection::open(&db).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let before = std::fs::read(&db).unwrap();
+        let refused = SqliteStore::open_existing(&dir)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("older than this orch's") && e.contains("orch.db")),
+            "{refused:?}"
+        );
+        assert_eq!(std::fs::read(&db).unwrap(), before, "not migrated");
+        assert!(!dir.join("orch.db.open-lock").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

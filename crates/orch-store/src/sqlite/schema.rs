@@ -140,13 +140,6 @@ pub(super) fn check_ours(
     Ok(version)
 }
 
-pub(super) fn is_locked(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
 pub(super) fn open_error_at(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| super::open_error(path, source)
 }
