@@ -5,3 +5,6 @@ mod common;
 
 #[path = "hardening/resume.rs"]
 mod resume;
+
+#[path = "hardening/taskdir.rs"]
+mod taskdir;
