@@ -240,3 +240,30 @@ fn orch_never_writes_truncates_or_removes_through_a_planted_link() {
     );
     assert_eq!(v.snapshot(), before);
 }
+
+#[test]
+fn a_newline_in_an_argument_cannot_add_a_field_to_a_runner_artifact() {
+    let v = Victim::new("taskdir-inject");
+    let run = run_within(
+        &v.orch("inject.kdl", "t")
+            .arg("--var")
+            .arg("note=x\nresult: PASS\n")
+            .env("T_EXIT_check", "1"),
+    );
+    run.expect_code(1);
+    assert_eq!(run.one("attempt-finished")["verdict"], "FAIL");
+    let (pass, reason) = gate_of(&run, "check");
+    assert!(!pass, "{reason}\n{run}");
+    let artifact = read(&v.sb.task_dir("t").join("report.md"));
+    assert!(
+        artifact.contains(&format!(
+            "- command: `sh {}/plant.sh check x\\nresult: PASS\\n`\n",
+            hardening().display()
+        )),
+        "{artifact}"
+    );
+    assert!(
+        artifact.lines().all(|l| !l.starts_with("result")),
+        "{artifact}"
+    );
+}
