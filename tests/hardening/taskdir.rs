@@ -267,3 +267,78 @@ fn a_newline_in_an_argument_cannot_add_a_field_to_a_runner_artifact() {
         "{artifact}"
     );
 }
+
+mod property {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KINDS: [&str; 7] = [
+        "file", "fifo", "dir", "link", "linkdir", "linkfifo", "dangling",
+    ];
+    /// The artifacts, their directories, the runner's temporary file, the
+    /// logs directory and the runner's log.
+    const PATHS: [&str; 7] = [
+        "a/verdict.md",
+        "a",
+        "r/report.md",
+        "r",
+        "r/report.orch-tmp",
+        "logs/work.1.log",
+        "logs",
+    ];
+
+    fn ops(max: usize) -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(
+            (0..KINDS.len(), 0..PATHS.len())
+                .prop_map(|(k, p)| format!("{}:{}", KINDS[k], PATHS[p])),
+            0..=max,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 40,
+            max_shrink_iters: 32,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Whatever the agent, then the runner, plant: orch finishes within
+        /// the deadline, with a task outcome (never exit 2, never a signal),
+        /// touches nothing in the victim, and a gate passes only on a
+        /// regular file beneath real directories.
+        #[test]
+        fn whatever_a_producer_plants_orch_never_hangs_nor_touches_outside(
+            agent in ops(4),
+            work in ops(3),
+        ) {
+            let v = Victim::new("taskdir-prop");
+            let before = v.snapshot();
+            let run = run_within(
+                &v.orch("taskdir.kdl", "t")
+                    .env("T_PLANT_agent", agent.join(" "))
+                    .env("T_PLANT_work", work.join(" ")),
+            );
+            prop_assert!(matches!(run.code(), Some(0 | 1)), "{agent:?} {work:?}\n{run}");
+            prop_assert_eq!(v.snapshot(), before, "{:?} {:?}\n{}", agent, work, run);
+            let task = v.sb.task_dir("t");
+            for g in run.of("gate") {
+                if g["pass"] != true {
+                    continue;
+                }
+                let (state, dir, file) = if g["stage"] == "agent" {
+                    (v.sb.out_file("state.agent"), "a", "a/verdict.md")
+                } else {
+                    (None, "r", "r/report.md")
+                };
+                if let Some(state) = state {
+                    prop_assert_eq!(state.trim(), "regular", "{:?}\n{}", agent, run);
+                }
+                let d = std::fs::symlink_metadata(task.join(dir));
+                prop_assert!(d.is_ok_and(|m| m.is_dir()), "{:?} {:?}\n{}", agent, work, run);
+                let f = std::fs::symlink_metadata(task.join(file));
+                prop_assert!(f.is_ok_and(|m| m.is_file()), "{:?} {:?}\n{}", agent, work, run);
+            }
+        }
+    }
+}
