@@ -8,3 +8,5 @@ mod resume;
 
 #[path = "hardening/robust.rs"]
 mod robust;
+#[path = "hardening/taskdir.rs"]
+mod taskdir;

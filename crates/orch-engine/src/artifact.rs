@@ -1,10 +1,11 @@
 //! The artifact files of a task directory: clearing a stale one before an
-//! attempt, writing a runner's, and the digests recorded for resume.
+//! attempt, writing a runner's, and the digests recorded for resume. All of
+//! it beneath the task directory, without following links
+//! ([`taskdir`](crate::taskdir)).
 
 use sha2::{Digest, Sha256};
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
+
+use crate::taskdir::{self, TaskDir};
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -13,34 +14,25 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-pub(crate) fn file_sha256(path: &Path) -> Option<String> {
-    let mut f = File::open(path).ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    Some(sha256_hex(&buf))
+/// The digest of the regular file `rel` beneath the task directory.
+pub(crate) fn file_sha256(dir: TaskDir<'_>, rel: &str) -> Result<String, taskdir::Error> {
+    dir.read(rel).map(|bytes| sha256_hex(&bytes))
 }
 
 /// Removes an artifact left by an earlier attempt (a file, or whatever
 /// occupies its path) and makes sure its directory exists, so a producer can
 /// write it.
-pub(crate) fn clear(path: &Path) -> Result<(), String> {
-    let cleared = match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-    };
-    cleared
-        .and_then(|_| path.parent().map_or(Ok(()), std::fs::create_dir_all))
-        .map_err(|e| format!("cannot clear the stale artifact {}: {e}", path.display()))
+pub(crate) fn clear(dir: TaskDir<'_>, rel: &str) -> Result<(), String> {
+    dir.clear(rel).map_err(|e| {
+        format!(
+            "cannot clear the stale artifact {}: {e}",
+            dir.show(rel).display()
+        )
+    })
 }
 
-/// Writes `body` to `path` through a temporary file and a rename, so a
+/// Writes `body` to `rel` through a temporary file and a rename, so a
 /// reader never sees half of it.
-pub(crate) fn write(path: &Path, body: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("orch-tmp");
-    path.parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|_| std::fs::write(&tmp, body.as_bytes()))
-        .and_then(|_| std::fs::rename(&tmp, path))
+pub(crate) fn write(dir: TaskDir<'_>, rel: &str, body: &str) -> Result<(), taskdir::Error> {
+    dir.write(rel, body.as_bytes())
 }

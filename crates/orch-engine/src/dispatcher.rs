@@ -25,6 +25,7 @@ use crate::executor::AlertEnd;
 use crate::failpoint::{self, Point};
 use crate::groups::{self, Cleanup};
 use crate::session::Prepared;
+use crate::taskdir::{self, TaskDir};
 use crate::{artifact, executor};
 
 /// How a run ended.
@@ -137,11 +138,18 @@ impl<S: RunStore> Engine<S> {
         }
     }
 
-    pub(crate) fn artifact_path_of_stage(&self, stage: &str) -> Option<PathBuf> {
+    /// The path of a stage's artifact, relative to the task directory.
+    pub(crate) fn artifact_of_stage(&self, stage: &str) -> Option<String> {
         let s = self.p.stage(stage)?;
         let g = self.p.gate(&s.gate.value)?;
         let a = self.p.artifact(&g.artifact.value)?;
-        Some(self.task_dir.join(&a.path.value))
+        Some(a.path.value.clone())
+    }
+
+    /// The task directory, every path beneath it opened without following
+    /// links.
+    pub(crate) fn dir(&self) -> TaskDir<'_> {
+        TaskDir::new(&self.task_dir)
     }
 
     /// Tells the sink the run stopped, with its attempts.
@@ -206,30 +214,42 @@ impl<S: RunStore> Engine<S> {
     /// interrupted, or found no file), the file is that attempt's
     /// unfinished business and nothing is reported.
     fn changed_artifacts(&self, attempts: &[Attempt]) -> Vec<String> {
-        let mut latest: HashMap<PathBuf, &Attempt> = HashMap::new();
+        let mut latest: HashMap<String, &Attempt> = HashMap::new();
         for a in attempts {
-            if let Some(path) = self.artifact_path_of_stage(&a.stage) {
-                // Attempts come in the order they were recorded.
-                latest.insert(path, a);
+            if let Some(rel) = self.artifact_of_stage(&a.stage) {
+                // Attempts come in the order they were recorded: the latest
+                // attempt to write a path (it cleared it first) is its owner.
+                latest.insert(rel, a);
             }
         }
+        let dir = self.dir();
         let mut notes: Vec<String> = latest
             .into_iter()
-            .filter_map(|(path, a)| Some((path, a, a.artifact_sha256.as_deref()?)))
-            .filter_map(|(path, a, sha)| match artifact::file_sha256(&path) {
-                Some(now) if now == sha => None,
-                Some(_) => Some(format!(
-                    "artifact {} changed since attempt {} of {} recorded it",
-                    path.display(),
-                    a.attempt,
-                    a.stage
-                )),
-                None => Some(format!(
-                    "artifact {} recorded by attempt {} of {} is gone",
-                    path.display(),
-                    a.attempt,
-                    a.stage
-                )),
+            .filter_map(|(rel, a)| Some((rel, a, a.artifact_sha256.as_deref()?)))
+            .filter_map(|(rel, a, sha)| {
+                let path = dir.show(&rel);
+                match artifact::file_sha256(dir, &rel) {
+                    Ok(now) if now == sha => None,
+                    Ok(_) => Some(format!(
+                        "artifact {} changed since attempt {} of {} recorded it",
+                        path.display(),
+                        a.attempt,
+                        a.stage
+                    )),
+                    Err(taskdir::Error::Missing) => Some(format!(
+                        "artifact {} recorded by attempt {} of {} is gone",
+                        path.display(),
+                        a.attempt,
+                        a.stage
+                    )),
+                    Err(e) => Some(format!(
+                        "artifact {} recorded by attempt {} of {} {}",
+                        path.display(),
+                        a.attempt,
+                        a.stage,
+                        e.describe()
+                    )),
+                }
             })
             .collect();
         notes.sort();
@@ -478,10 +498,10 @@ impl<S: RunStore> Engine<S> {
                 self.emit(Event::Note { message });
             }
         }
+        // Only a regular file has a digest; anything else fails its gate.
         let sha = self
-            .artifact_path_of_stage(&row.stage)
-            .as_deref()
-            .and_then(artifact::file_sha256);
+            .artifact_of_stage(&row.stage)
+            .and_then(|rel| artifact::file_sha256(self.dir(), &rel).ok());
         self.profile.artifacts += t.elapsed();
         self.store.record_artifact(row.id, sha.as_deref()).await?;
         failpoint::hit(Point::AfterArtifact, &row.stage);
@@ -498,8 +518,8 @@ impl<S: RunStore> Engine<S> {
         let g = self.p.gate(&stage.gate.value);
         let a = g.and_then(|g| self.p.artifact(&g.artifact.value));
         let t = Instant::now();
-        let verdict = match (g, a, self.artifact_path_of_stage(name)) {
-            (Some(g), Some(a), Some(path)) => crate::gate::evaluate(g, a, &path),
+        let verdict = match (g, a) {
+            (Some(g), Some(a)) => crate::gate::evaluate_beneath(g, a, &self.task_dir),
             _ => orch_lang::gate::Verdict::fail("the gate or its artifact is not defined"),
         };
         self.profile.gates += t.elapsed();

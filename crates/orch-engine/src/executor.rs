@@ -81,8 +81,8 @@ pub(crate) async fn start_attempt<S: RunStore>(
             return Ok(None);
         }
     };
-    let log = e.logs.join(format!("{name}.{attempt_no}.log"));
-    let log_str = log.display().to_string();
+    let log = Log::of(e, format!("{name}.{attempt_no}.log"));
+    let log_str = log.path.display().to_string();
     let mut invocation = planned.invocation;
     let argv = invocation
         .as_ref()
@@ -107,8 +107,8 @@ pub(crate) async fn start_attempt<S: RunStore>(
         .await?;
     // A stale artifact from an earlier visit must never pass this gate;
     // if it cannot be cleared the attempt cannot run (a tool-error).
-    if let Some(path) = e.artifact_path_of_stage(&name) {
-        if let Err(reason) = artifact::clear(&path) {
+    if let Some(rel) = e.artifact_of_stage(&name) {
+        if let Err(reason) = artifact::clear(e.dir(), &rel) {
             invocation = Err(reason);
         }
     }
@@ -204,20 +204,45 @@ async fn record_exit<S: RunStore>(
     Ok(e.store.attempt(x.id).await?)
 }
 
+/// An attempt's (or an alert's) log: `logs/NAME` in the task directory.
+struct Log {
+    /// Relative to the task directory.
+    rel: String,
+    /// As shown and recorded.
+    path: std::path::PathBuf,
+}
+
+impl Log {
+    fn of<S: RunStore>(e: &Engine<S>, name: String) -> Log {
+        Log {
+            path: e.logs.join(&name),
+            rel: format!("logs/{name}"),
+        }
+    }
+
+    /// Creates the log beneath the task directory, replacing whatever a
+    /// producer left at its path, never through a link.
+    fn create<S: RunStore>(&self, e: &Engine<S>) -> Result<std::fs::File, String> {
+        e.dir()
+            .create(&self.rel)
+            .map_err(|err| format!("cannot create log {}: {err}", self.path.display()))
+    }
+}
+
 /// Runs the producer's process, recording its group as soon as it exists.
 async fn supervise<S: RunStore>(
     e: &Engine<S>,
     attempt_id: i64,
     invocation: Result<Invocation, String>,
-    log: std::path::PathBuf,
+    log: Log,
 ) -> Result<process::Outcome, RunError> {
     let invocation = match invocation {
         Ok(i) => i,
         Err(reason) => {
-            let _ = std::fs::write(
-                &log,
-                format!("orch: could not build the command: {reason}\n"),
-            );
+            if let Ok(mut f) = log.create(e) {
+                use std::io::Write;
+                let _ = writeln!(f, "orch: could not build the command: {reason}");
+            }
             return Ok(process::Outcome {
                 exit: Exit::SpawnFailed(reason),
                 duration: Duration::ZERO,
@@ -226,7 +251,11 @@ async fn supervise<S: RunStore>(
             });
         }
     };
-    let spec = process::Spec { invocation, log };
+    let file = log.create(e);
+    let spec = process::Spec {
+        invocation,
+        log: log.path,
+    };
     let (group_tx, group_rx) = tokio::sync::oneshot::channel::<GroupRecord>();
     let store = e.store.clone();
     // The group is recorded while the producer runs: a crash from here on
@@ -237,8 +266,9 @@ async fn supervise<S: RunStore>(
             Err(_) => Ok(()),
         }
     };
-    let run = process::run(
+    let run = process::run_with_log(
         &spec,
+        file,
         move |group| {
             let _ = group_tx.send(crate::groups::record_of(group));
         },
@@ -274,10 +304,14 @@ pub(crate) fn write_runner_artifact<S: RunStore>(
         Duration::from_millis(row.duration_ms.unwrap_or(0).max(0) as u64),
         &row.tail,
     );
-    let path = e.task_dir.join(&a.path.value);
-    artifact::write(&path, &body)
+    artifact::write(e.dir(), &a.path.value, &body)
         .err()
-        .map(|err| format!("cannot write artifact {}: {err}", path.display()))
+        .map(|err| {
+            format!(
+                "cannot write artifact {}: {err}",
+                e.dir().show(&a.path.value).display()
+            )
+        })
 }
 
 /// How a queued alert's run ended.
@@ -302,11 +336,15 @@ pub(crate) async fn run_alert<S: RunStore>(
     // The alert's attempt is the last attempt of the stage that failed closed.
     let attempt = e.store.attempt_count(e.run_id, &row.stage).await?;
     let ctx = e.context(&row.stage, attempt);
-    let log = e.logs.join(format!("alert.{}.{}.log", row.stage, row.id));
+    let log = Log::of(e, format!("alert.{}.{}.log", row.stage, row.id));
     Ok(match invocation::alert(alert, &ctx, &e.pipeline_path) {
         Ok(invocation) => {
-            let spec = process::Spec { invocation, log };
-            let o = process::run(&spec, |_| {}, e.cancel.clone()).await;
+            let file = log.create(e);
+            let spec = process::Spec {
+                invocation,
+                log: log.path,
+            };
+            let o = process::run_with_log(&spec, file, |_| {}, e.cancel.clone()).await;
             match o.exit {
                 Exit::Interrupted => AlertEnd::Interrupted,
                 exit => AlertEnd::Ran {

@@ -6,18 +6,17 @@ use std::path::Path;
 use orch_lang::gate::{judge, Verdict};
 use orch_lang::model::{Artifact, Gate};
 
-/// Reads `path` and checks it against the artifact contract and the gate.
-pub fn evaluate(gate: &Gate, artifact: &Artifact, path: &Path) -> Verdict {
-    let bytes = match std::fs::read(path) {
+use crate::taskdir::TaskDir;
+
+/// Reads the artifact beneath `task_dir` and checks it against the artifact
+/// contract and the gate. Only a regular file is an artifact: a missing one,
+/// a symbolic link (in any component of its path), a named pipe, a socket, a
+/// device or a directory is a FAIL with the reason; nothing here can block.
+pub fn evaluate_beneath(gate: &Gate, artifact: &Artifact, task_dir: &Path) -> Verdict {
+    let bytes = match TaskDir::new(task_dir).read(&artifact.path.value) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Verdict::fail(format!("artifact {} is missing", artifact.path.value))
-        }
         Err(e) => {
-            return Verdict::fail(format!(
-                "artifact {} is unreadable: {e}",
-                artifact.path.value
-            ))
+            return Verdict::fail(format!("artifact {} {}", artifact.path.value, e.describe()))
         }
     };
     let Ok(text) = String::from_utf8(bytes) else {

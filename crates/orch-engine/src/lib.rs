@@ -20,6 +20,7 @@ mod groups;
 pub mod process;
 pub mod producer;
 pub mod session;
+mod taskdir;
 
 pub use dispatcher::Finished;
 pub use error::{exit, RunError};

@@ -100,8 +100,32 @@ pub fn become_subreaper() {
 /// as soon as the process exists (so that it can be recorded before anything
 /// else happens, and the group told from a later one with the same id);
 /// `cancel` turning true interrupts the attempt.
+///
+/// The log is created at `spec.log` (truncated), never through a symbolic
+/// link in its last component and never blocking on a named pipe; a log in
+/// a task directory is created by the engine beneath it instead (see
+/// [`run_with_log`]).
 pub async fn run(
     spec: &Spec,
+    on_spawn: impl FnOnce(&GroupIdentity),
+    cancel: watch::Receiver<bool>,
+) -> Outcome {
+    use std::os::unix::fs::OpenOptionsExt;
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(&spec.log)
+        .map_err(|e| format!("cannot create log {}: {e}", spec.log.display()));
+    run_with_log(spec, log, on_spawn, cancel).await
+}
+
+/// [`run`], with its log already opened (`spec.log` names it in messages);
+/// `Err(reason)`: the log could not be created, and nothing is spawned.
+pub async fn run_with_log(
+    spec: &Spec,
+    log: Result<std::fs::File, String>,
     on_spawn: impl FnOnce(&GroupIdentity),
     mut cancel: watch::Receiver<bool>,
 ) -> Outcome {
@@ -112,15 +136,9 @@ pub async fn run(
         tail,
         leaks,
     };
-    let mut log = match std::fs::File::create(&spec.log) {
+    let mut log = match log {
         Ok(f) => f,
-        Err(e) => {
-            return finish(
-                Exit::SpawnFailed(format!("cannot create log {}: {e}", spec.log.display())),
-                Vec::new(),
-                Vec::new(),
-            )
-        }
+        Err(reason) => return finish(Exit::SpawnFailed(reason), Vec::new(), Vec::new()),
     };
     let inv = &spec.invocation;
     let Some((program, args)) = inv.argv.split_first() else {
