@@ -5,3 +5,6 @@ mod common;
 
 #[path = "hardening/resume.rs"]
 mod resume;
+
+#[path = "hardening/validation.rs"]
+mod validation;
