@@ -62,6 +62,7 @@ codes! {
     UnknownPlaceholder = "orch::unknown-placeholder", Error;
     // Semantics: the validator and the graph checks.
     DuplicateName = "orch::duplicate-name", Error;
+    BadName = "orch::bad-name", Error;
     UnknownStage = "orch::unknown-stage", Error;
     StartNotStage = "orch::start-not-stage", Error;
     UnknownCallSite = "orch::unknown-call-site", Error;

@@ -94,6 +94,7 @@ pub fn check(
         out: Vec::new(),
     };
     c.duplicate_names();
+    c.path_names();
     c.header();
     c.artifacts();
     c.gates();
@@ -243,6 +244,29 @@ impl Checker<'_> {
         }
     }
 
+    /// Stage names become file names (`logs/STAGE.N.log`, the lock
+    /// `stage.NAME.lock`), so they are restricted as task names are.
+    fn path_names(&mut self) {
+        for s in &self.p.stages {
+            let name = &s.name.value;
+            if name.is_empty() || is_path_safe_name(name) {
+                continue;
+            }
+            self.push(
+                Finding::new(
+                    Code::BadName,
+                    s.name.span,
+                    format!(
+                        "stage `{}` cannot name a file: stage names take letters, digits, `.`, `_` and `-`, not starting with `.` or `-`",
+                        name.escape_debug()
+                    ),
+                )
+                .label("names the stage's log and lock files")
+                .help(format!("rename it, for example `{}`", safe_name_suggestion(name))),
+            );
+        }
+    }
+
     fn header(&mut self) {
         let Some(h) = &self.p.header else { return };
         if self.ix.ends.contains_key(h.start.value.as_str()) {
@@ -280,24 +304,8 @@ impl Checker<'_> {
 
     fn artifacts(&mut self) {
         for a in &self.p.artifacts {
-            let path = Path::new(&a.path.value);
-            if path.is_absolute()
-                || path
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                self.push(
-                    Finding::new(
-                        Code::BadPath,
-                        a.path.span,
-                        format!(
-                            "artifact path `{}` must stay inside the task directory",
-                            a.path.value
-                        ),
-                    )
-                    .label("absolute or escaping path")
-                    .help("write a relative path such as \"13-test-report.md\""),
-                );
+            if let Some(f) = bad_artifact_path(&a.path) {
+                self.push(f);
             }
             let mut seen = HashSet::new();
             for f in &a.fields {
@@ -1002,6 +1010,106 @@ impl Checker<'_> {
         }
         self.out.extend(found);
     }
+}
+
+/// Letters, digits, `.`, `_` and `-`, not starting with `.` or `-`: the
+/// names orch may turn into file names (the same rule as task names).
+pub fn is_path_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+fn safe_name_suggestion(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_start_matches(['.', '-']);
+    if trimmed.is_empty() {
+        "build".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// The task directory's own entries, which no artifact may overwrite.
+const RESERVED_IN_TASK_DIR: &[&str] = &["logs"];
+
+/// Why an artifact path cannot be used, as a finding; `None` when it can.
+/// Artifacts are files inside the task directory, next to orch's own `logs/`.
+fn bad_artifact_path(path: &Spanned<String>) -> Option<Finding> {
+    use std::path::Component;
+    let value = &path.value;
+    if value.is_empty() {
+        // `orch::invalid-value`, reported by the shape checks.
+        return None;
+    }
+    let p = Path::new(value);
+    let escaping = p.is_absolute()
+        || p.components().any(|c| {
+            matches!(
+                c,
+                Component::ParentDir | Component::RootDir | Component::Prefix(_)
+            )
+        });
+    let finding = |message: String, label: &str, help: &str| {
+        Some(
+            Finding::new(Code::BadPath, path.span, message)
+                .label(label)
+                .help(help),
+        )
+    };
+    if escaping {
+        return finding(
+            format!("artifact path `{value}` must stay inside the task directory"),
+            "absolute or escaping path",
+            "write a relative path such as \"13-test-report.md\"",
+        );
+    }
+    if value.contains('\0') {
+        return finding(
+            format!(
+                "artifact path `{}` contains a NUL character",
+                value.escape_debug()
+            ),
+            "not a file name",
+            "write a relative path such as \"13-test-report.md\"",
+        );
+    }
+    let normal: Vec<_> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    if normal.is_empty() || value.ends_with('/') {
+        return finding(
+            format!("artifact path `{value}` names a directory, not a file"),
+            "not a file",
+            "name a file, such as \"13-test-report.md\"",
+        );
+    }
+    if normal
+        .first()
+        .is_some_and(|first| RESERVED_IN_TASK_DIR.iter().any(|r| *first == *r))
+    {
+        return finding(
+            format!("artifact path `{value}` collides with orch's own `logs` directory"),
+            "reserved by orch",
+            "orch writes the attempts' logs there; choose another name, such as \"13-test-report.md\"",
+        );
+    }
+    None
 }
 
 fn user_of(what: &str) -> &'static str {
