@@ -156,3 +156,204 @@ fn artifact_paths_orch_cannot_use_are_bad_paths() {
         assert!(found[0].1.contains(why), "{path}: {found:?}");
     }
 }
+
+/// `orch validate ARGS… --format FORMAT` run in `dir`.
+fn validate(dir: &Path, args: &[&str], format: &str) -> Run {
+    let mut o = Orch::new(dir).arg("validate");
+    for a in args {
+        o = o.arg(a);
+    }
+    o.arg("--format").arg(format).env("NO_COLOR", "1").run()
+}
+
+/// `orch run t -p FILE` in the sandbox: it must refuse the pipeline.
+fn run_refuses(sb: &Sandbox, file: &Path) -> Run {
+    let run = Orch::new(&sb.root)
+        .arg("run")
+        .arg("t")
+        .arg("-p")
+        .arg(file)
+        .arg("--state-dir")
+        .arg(sb.state())
+        .arg("--worktree")
+        .arg(sb.wt())
+        .env("NO_COLOR", "1")
+        .run();
+    run.expect_code(2);
+    run
+}
+
+#[test]
+fn blocks_nested_1500_deep_are_a_finding_in_every_command() {
+    let sb = Sandbox::new("deep");
+    let file = sb.root.join("deep.kdl");
+    let text = format!(
+        "pipeline \"p\" start=\"a\"\n{}{}",
+        "a {\n".repeat(1500),
+        "}\n".repeat(1500)
+    );
+    std::fs::write(&file, text).unwrap();
+    for format in ["human", "json"] {
+        let run = validate(&sb.root, &["deep.kdl"], format);
+        run.expect_code(1);
+        assert!(run.stdout.contains("orch::too-deep"), "{run}");
+    }
+    let human = validate(&sb.root, &["deep.kdl"], "human");
+    assert!(
+        human
+            .stdout
+            .contains("deep.kdl:66:3: blocks are nested more than 64 levels deep"),
+        "{human}"
+    );
+    let run = Orch::new(&sb.root)
+        .arg("fmt")
+        .arg("--check")
+        .arg("deep.kdl")
+        .run();
+    run.expect_code(1);
+    assert!(run.stderr.contains("orch::too-deep"), "{run}");
+    let run = Orch::new(&sb.root)
+        .arg("graph")
+        .arg("-p")
+        .arg("deep.kdl")
+        .run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("orch::too-deep"), "{run}");
+    let run = run_refuses(&sb, &file);
+    assert!(run.stderr.contains("orch::too-deep"), "{run}");
+}
+
+#[test]
+fn a_finding_past_column_65535_is_rendered_without_its_snippet() {
+    let sb = Sandbox::new("long-line");
+    let file = sb.root.join("long.kdl");
+    // One line of 70,000 characters, the unknown property at its end.
+    let head = "pipeline \"p\" start=\"b\" /* ";
+    let tail = " */ bogus=1";
+    let line = format!(
+        "{head}{}{tail}",
+        "x".repeat(70_000 - head.len() - tail.len())
+    );
+    assert_eq!(line.len(), 70_000);
+    std::fs::write(&file, format!("{line}\n")).unwrap();
+    let run = validate(&sb.root, &["long.kdl"], "human");
+    run.expect_code(1);
+    assert!(
+        run.stdout
+            .contains("long.kdl:1:69994: unknown property `bogus` on `pipeline`"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("2 errors"), "{run}");
+    let json = validate(&sb.root, &["long.kdl"], "json");
+    json.expect_code(1);
+    assert!(json.stdout.contains("\"column\": 69994"), "{json}");
+    let run = run_refuses(&sb, &file);
+    assert!(run.stderr.contains("orch::unknown-property"), "{run}");
+}
+
+#[test]
+fn a_file_over_8_mib_is_refused_before_parsing() {
+    let sb = Sandbox::new("large");
+    let file = sb.root.join("large.kdl");
+    let mut text = String::from("pipeline \"p\" start=\"a\"\n");
+    while text.len() <= 9 * 1024 * 1024 {
+        text.push_str("// padding padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&file, &text).unwrap();
+    let started = std::time::Instant::now();
+    let run = validate(&sb.root, &["large.kdl"], "json");
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains(&format!(
+            "\"message\": \"the file is {} bytes; orch reads pipeline files of at most 8 MiB (8388608 bytes)\"",
+            text.len()
+        )),
+        "{run}"
+    );
+    let human = validate(&sb.root, &["large.kdl"], "human");
+    human.expect_code(1);
+    assert!(human.stdout.contains("orch::bad-file"), "{human}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let run = run_refuses(&sb, &file);
+    assert!(run.stderr.contains("orch::bad-file"), "{run}");
+}
+
+#[test]
+fn a_directory_walk_skips_link_cycles_and_reports_bad_files() {
+    let sb = Sandbox::new("walk");
+    let dir = sb.dir("pipes");
+    let good =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/invalid/bad-name.kdl")).unwrap();
+    std::fs::write(dir.join("a.kdl"), &good).unwrap();
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/b.kdl"), &good).unwrap();
+    // A link to itself, two links to each other, one to the parent.
+    std::os::unix::fs::symlink(".", dir.join("self")).unwrap();
+    std::os::unix::fs::symlink("sub", dir.join("x")).unwrap();
+    std::os::unix::fs::symlink("../x", dir.join("sub/y")).unwrap();
+    std::os::unix::fs::symlink("..", dir.join("sub/up")).unwrap();
+    // A link to a file is checked.
+    std::os::unix::fs::symlink("a.kdl", dir.join("link.kdl")).unwrap();
+    // A FIFO and a file that is not UTF-8.
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo.kdl"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::write(dir.join("latin1.kdl"), b"pipeline \"caf\xe9\"\n").unwrap();
+
+    let run = validate(&sb.root, &["pipes"], "json");
+    run.expect_code(1);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let files: Vec<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "pipes/a.kdl",
+            "pipes/fifo.kdl",
+            "pipes/latin1.kdl",
+            "pipes/link.kdl",
+            "pipes/sub/b.kdl"
+        ]
+    );
+    let found: Vec<(String, String)> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap_or_default().to_string(),
+                f["code"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expect = |path: &str, code: &str| (path.to_string(), code.to_string());
+    assert_eq!(
+        found,
+        [
+            expect("pipes/a.kdl", "orch::bad-name"),
+            expect("pipes/fifo.kdl", "orch::bad-file"),
+            expect("pipes/latin1.kdl", "orch::bad-file"),
+            expect("pipes/link.kdl", "orch::bad-name"),
+            expect("pipes/sub/b.kdl", "orch::bad-name"),
+        ]
+    );
+    let human = validate(&sb.root, &["pipes"], "human");
+    assert!(
+        human
+            .stdout
+            .contains("pipes/fifo.kdl:1:1: not a regular file (a FIFO)"),
+        "{human}"
+    );
+    assert!(
+        human.stdout.contains(
+            "pipes/latin1.kdl:1:14: the file is not UTF-8 text: the byte at offset 13 is not valid UTF-8"
+        ),
+        "{human}"
+    );
+}

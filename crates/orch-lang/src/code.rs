@@ -48,6 +48,8 @@ macro_rules! codes {
 codes! {
     // Syntax and shape: the KDL parse, the JSON Schema and the decoder.
     Syntax = "orch::syntax", Error;
+    BadFile = "orch::bad-file", Error;
+    TooDeep = "orch::too-deep", Error;
     UnknownNode = "orch::unknown-node", Error;
     UnknownProperty = "orch::unknown-property", Error;
     InvalidValue = "orch::invalid-value", Error;

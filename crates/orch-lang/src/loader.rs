@@ -32,6 +32,15 @@ pub struct Loaded {
 /// Parses and decodes `text`. Never fails: every problem is a finding.
 pub fn load(path: &str, text: &str) -> Loaded {
     let source = SourceFile::new(path, text);
+    if let Some(refused) = crate::limits::check(text) {
+        return Loaded {
+            source,
+            document: None,
+            pipeline: Pipeline::default(),
+            structural: vec![refused],
+            semantic: Vec::new(),
+        };
+    }
     match KdlDocument::parse_v2(text) {
         Err(err) => {
             let structural = err
