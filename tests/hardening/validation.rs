@@ -357,3 +357,33 @@ fn a_directory_walk_skips_link_cycles_and_reports_bad_files() {
         "{human}"
     );
 }
+
+#[test]
+fn a_timeout_orch_cannot_add_to_its_clock_is_refused_before_the_run() {
+    let sb = Sandbox::new("long-timeout");
+    let fixture = repo_root().join("tests/fixtures/invalid/duration-too-long.kdl");
+    let run = run_refuses(&sb, &fixture);
+    assert!(run.stderr.contains("orch::duration-too-long"), "{run}");
+    // Refused before the store was touched: no run left `running`.
+    assert!(!sb.task_dir("t").exists());
+    // 100 years is the limit, inclusive; a sum is judged as a whole.
+    for (value, ok) in [
+        ("876000h", true),
+        ("876000h1ms", false),
+        ("52560000m", true),
+        ("999999999h999999999h", false),
+    ] {
+        let text =
+            one_stage("r.md", "build").replace("timeout \"1m\"", &format!("timeout \"{value}\""));
+        let found = findings("p.kdl", &text);
+        if ok {
+            assert!(found.is_empty(), "{value}: {found:?}");
+        } else {
+            assert_eq!(
+                codes_of(&found),
+                ["orch::duration-too-long"],
+                "{value}: {found:?}"
+            );
+        }
+    }
+}

@@ -100,6 +100,7 @@ codes! {
     IneffectiveSetting = "orch::ineffective-setting", Warning;
     BadVariableName = "orch::bad-variable-name", Error;
     ZeroTimeout = "orch::zero-timeout", Error;
+    DurationTooLong = "orch::duration-too-long", Error;
 }
 
 impl fmt::Display for Code {

@@ -473,7 +473,23 @@ impl Decoder<'_> {
             .split(|c: char| !c.is_ascii_digit())
             .any(|digits| digits.len() > MAX_DURATION_DIGITS);
         match duration::parse(&s.value) {
-            Ok(d) if !too_long => Some(Spanned::new(d, s.span)),
+            Ok(d) if !too_long => {
+                if d > duration::MAX {
+                    self.semantic.push(
+                        Finding::new(
+                            Code::DurationTooLong,
+                            s.span,
+                            format!(
+                                "\"{}\" is longer than orch can wait: a duration is at most 100 years (\"876000h\")",
+                                s.value
+                            ),
+                        )
+                        .label("too long")
+                        .help("write a duration that could actually elapse, like \"2h\""),
+                    );
+                }
+                Some(Spanned::new(d, s.span))
+            }
             _ => {
                 self.err(
                     Finding::new(
