@@ -387,3 +387,55 @@ fn a_timeout_orch_cannot_add_to_its_clock_is_refused_before_the_run() {
         }
     }
 }
+
+#[test]
+fn a_prompt_file_with_stray_braces_is_a_finding_and_doubled_braces_are_literal() {
+    let root = repo_root();
+    let run = validate(
+        &root,
+        &["tests/fixtures/hardening/prompt-json.kdl"],
+        "human",
+    );
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "prompt-json.kdl:27:27: prompt file `prompts/json.md`, line 4, column\n  │ 3: unknown placeholder `{\"result\": \"PASS\"}`"
+        ),
+        "{run}"
+    );
+    assert!(
+        run.stdout
+            .contains("write `{{` and `}}` for literal braces"),
+        "{run}"
+    );
+    let clean = validate(
+        &root,
+        &["tests/fixtures/hardening/prompt-escaped.kdl", "--strict"],
+        "human",
+    );
+    clean.expect_code(0);
+}
+
+#[test]
+fn an_undeclared_variable_in_a_prompt_file_is_a_finding() {
+    let sb = Sandbox::new("prompt-var");
+    let pipes = sb.dir("p");
+    std::fs::create_dir_all(pipes.join("prompts")).unwrap();
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/hardening/prompt-json.kdl"))
+            .unwrap();
+    std::fs::write(pipes.join("p.kdl"), text).unwrap();
+    std::fs::write(
+        pipes.join("prompts/json.md"),
+        "Target:\n{var.target} and {{x}} and {oops} and }\n",
+    )
+    .unwrap();
+    let run = validate(&sb.root, &["p/p.kdl"], "json");
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "\"message\": \"prompt file `prompts/json.md`, line 2, column 1: variable `target` is not declared (and 2 more)\""
+        ),
+        "{run}"
+    );
+}

@@ -957,10 +957,8 @@ impl Checker<'_> {
                     .filter_map(|a| a.command.as_ref().map(|c| ("alert", &a.name, c))),
             );
         let mut found = Vec::new();
-        // One PATH search per program and one stat per prompt file, however
-        // many producers share them.
+        // One PATH search per program, however many producers share it.
         let mut on_path: HashMap<&str, bool> = HashMap::new();
-        let mut prompt_exists: HashMap<&str, bool> = HashMap::new();
         for (what, name, cmd) in commands {
             let Some(argv0) = cmd.argv.first() else {
                 continue;
@@ -987,12 +985,32 @@ impl Checker<'_> {
                 );
             }
         }
-        for c in &p.call_sites {
+        self.out.extend(found);
+        self.prompts();
+    }
+
+    /// Prompt files: each must exist, and since it is rendered as a
+    /// template at run time, its placeholders must be ones orch knows.
+    fn prompts(&mut self) {
+        let vars: HashSet<String> = self
+            .p
+            .header
+            .iter()
+            .flat_map(|h| h.vars.iter().map(|v| v.name.value.clone()))
+            .collect();
+        // One stat and read per prompt file, however many call-sites share it:
+        // `None` when it does not exist; an empty text when it cannot be read
+        // as text (which is reported at run time).
+        let mut texts: HashMap<&str, Option<String>> = HashMap::new();
+        let mut found = Vec::new();
+        for c in &self.p.call_sites {
             let Some(l) = &c.llm else { continue };
-            let exists = *prompt_exists
-                .entry(l.prompt.value.as_str())
-                .or_insert_with(|| self.dir.join(&l.prompt.value).is_file());
-            if !exists {
+            let text = texts.entry(l.prompt.value.as_str()).or_insert_with(|| {
+                let path = self.dir.join(&l.prompt.value);
+                path.is_file()
+                    .then(|| std::fs::read_to_string(&path).unwrap_or_default())
+            });
+            let Some(text) = text else {
                 found.push(
                     Finding::new(
                         Code::PromptNotFound,
@@ -1006,10 +1024,59 @@ impl Checker<'_> {
                     .label("no such file")
                     .help("prompt paths are relative to the pipeline file"),
                 );
-            }
+                continue;
+            };
+            found.extend(prompt_placeholders(&l.prompt, text, &vars));
         }
         self.out.extend(found);
     }
+}
+
+/// The placeholders of a prompt file that would fail its rendering: the
+/// first bad one, located inside the file, as a finding on `prompt=`.
+fn prompt_placeholders(
+    prompt: &Spanned<String>,
+    text: &str,
+    vars: &HashSet<String>,
+) -> Option<Finding> {
+    let (template, errors) = Template::parse(text, (0, 0).into(), Some(0));
+    let mut bad: Vec<(SourceSpan, String, Code)> = errors
+        .into_iter()
+        .map(|e| (e.span, e.message, Code::UnknownPlaceholder))
+        .collect();
+    for (ph, span) in template.placeholders() {
+        if let Placeholder::Var(name) = ph {
+            if !vars.contains(name) {
+                bad.push((
+                    span,
+                    format!("variable `{name}` is not declared"),
+                    Code::UnknownVariable,
+                ));
+            }
+        }
+    }
+    bad.sort_by_key(|(span, _, _)| span.offset());
+    let more = bad.len().saturating_sub(1);
+    let (span, message, code) = bad.into_iter().next()?;
+    let (line, col) =
+        crate::diagnostic::SourceFile::new(&prompt.value, text).line_col(span.offset());
+    let more = match more {
+        0 => String::new(),
+        1 => " (and 1 more)".to_string(),
+        n => format!(" (and {n} more)"),
+    };
+    Some(
+        Finding::new(
+            code,
+            prompt.span,
+            format!(
+                "prompt file `{}`, line {line}, column {col}: {message}{more}",
+                prompt.value
+            ),
+        )
+        .label("the prompt is rendered as a template")
+        .help("in a prompt, write `{{` and `}}` for literal braces; placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {var.NAME} and {env.NAME}"),
+    )
 }
 
 /// Letters, digits, `.`, `_` and `-`, not starting with `.` or `-`: the
