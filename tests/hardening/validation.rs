@@ -439,3 +439,25 @@ fn an_undeclared_variable_in_a_prompt_file_is_a_finding() {
         "{run}"
     );
 }
+
+#[test]
+fn a_runner_artifact_with_a_required_field_orch_cannot_write_fails_validation() {
+    let root = repo_root();
+    let run = validate(
+        &root,
+        &["tests/fixtures/invalid/unwritable-field.kdl", "--strict"],
+        "json",
+    );
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains("\"code\": \"orch::unwritable-field\""),
+        "{run}"
+    );
+    // An optional second field is fine: the gate can pass without it.
+    let text = one_stage("r.md", "build").replace(
+        "field \"result\" \"PASS\" \"FAIL\"",
+        "field \"result\" \"PASS\" \"FAIL\"\n    field \"summary\" required=#false",
+    );
+    let found = findings("p.kdl", &text);
+    assert!(found.is_empty(), "{found:?}");
+}

@@ -80,6 +80,7 @@ codes! {
     VerdictNotAllowed = "orch::verdict-not-allowed", Error;
     ExpectNeverHolds = "orch::expect-never-holds", Error;
     ArtifactMismatch = "orch::artifact-mismatch", Error;
+    UnwritableField = "orch::unwritable-field", Error;
     MissingTimeout = "orch::missing-timeout", Error;
     MissingCommand = "orch::missing-command", Error;
     MissingWrites = "orch::missing-writes", Error;

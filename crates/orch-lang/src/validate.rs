@@ -146,7 +146,7 @@ impl<'a> Index<'a> {
     }
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn push(&mut self, f: Finding) {
         self.out.push(f);
     }
@@ -395,49 +395,71 @@ impl Checker<'_> {
                 r.idle_timeout.as_ref(),
                 &r.retry,
             );
-            let has = |child| self.declared.has_child(kw::RUNNER, &r.name.value, child);
-            if r.command.is_none() && !has(kw::COMMAND) {
-                self.push(
-                    Finding::new(
-                        Code::MissingCommand,
-                        r.name.span,
-                        format!("runner `{}` has no `command`", r.name.value),
-                    )
-                    .label("nothing to run")
-                    .help("add `command \"PROGRAM\" \"ARG\"…`"),
-                );
-            }
-            if r.timeout.is_none() && !has(kw::TIMEOUT) {
-                self.push(
-                    Finding::new(
-                        Code::MissingTimeout,
-                        r.name.span,
-                        format!("runner `{}` has no `timeout`", r.name.value),
-                    )
-                    .label("could hang forever")
-                    .help("add `timeout \"15m\"`: every producer states how long it may run"),
-                );
-            }
-            let mut codes_seen: HashMap<i32, SourceSpan> = HashMap::new();
-            for m in &r.exit_codes {
-                for c in &m.codes {
-                    if codes_seen.insert(c.value, c.span).is_some() {
-                        self.push(
-                            Finding::new(
-                                Code::DuplicateExitCode,
-                                c.span,
-                                format!("exit code {} is mapped twice", c.value),
-                            )
-                            .label("second mapping")
-                            .help("each exit code maps to one verdict"),
-                        );
-                    }
+            self.runner_required_children(r);
+            self.runner_exit_codes(r);
+            let Some((a, field)) = self.runner_written_field(r) else {
+                continue;
+            };
+            self.runner_verdicts(r, a, field);
+            self.runner_unwritable_fields(r, a, field);
+        }
+    }
+
+    /// A runner's `command` and `timeout`.
+    fn runner_required_children(&mut self, r: &Runner) {
+        let has = |child| self.declared.has_child(kw::RUNNER, &r.name.value, child);
+        if r.command.is_none() && !has(kw::COMMAND) {
+            self.push(
+                Finding::new(
+                    Code::MissingCommand,
+                    r.name.span,
+                    format!("runner `{}` has no `command`", r.name.value),
+                )
+                .label("nothing to run")
+                .help("add `command \"PROGRAM\" \"ARG\"…`"),
+            );
+        }
+        if r.timeout.is_none() && !has(kw::TIMEOUT) {
+            self.push(
+                Finding::new(
+                    Code::MissingTimeout,
+                    r.name.span,
+                    format!("runner `{}` has no `timeout`", r.name.value),
+                )
+                .label("could hang forever")
+                .help("add `timeout \"15m\"`: every producer states how long it may run"),
+            );
+        }
+    }
+
+    /// Each exit code maps to one verdict.
+    fn runner_exit_codes(&mut self, r: &Runner) {
+        let mut codes_seen: HashMap<i32, SourceSpan> = HashMap::new();
+        for m in &r.exit_codes {
+            for c in &m.codes {
+                if codes_seen.insert(c.value, c.span).is_some() {
+                    self.push(
+                        Finding::new(
+                            Code::DuplicateExitCode,
+                            c.span,
+                            format!("exit code {} is mapped twice", c.value),
+                        )
+                        .label("second mapping")
+                        .help("each exit code maps to one verdict"),
+                    );
                 }
             }
-            let Some(w) = &r.writes else {
-                if has(kw::WRITES) {
-                    continue;
-                }
+        }
+    }
+
+    /// The artifact a runner writes and the field its verdict goes to;
+    /// `None` (with a finding where one is due) when either is missing.
+    fn runner_written_field(&mut self, r: &Runner) -> Option<(&'a Artifact, &'a Field)> {
+        let Some(w) = &r.writes else {
+            if !self
+                .declared
+                .has_child(kw::RUNNER, &r.name.value, kw::WRITES)
+            {
                 self.push(
                     Finding::new(
                         Code::MissingWrites,
@@ -450,78 +472,101 @@ impl Checker<'_> {
                     .label("no `writes`")
                     .help("add `writes \"ARTIFACT\"`"),
                 );
-                continue;
-            };
-            if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &w.artifact, "artifact") {
+            }
+            return None;
+        };
+        if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &w.artifact, "artifact") {
+            return None;
+        }
+        let a = self.ix.artifacts.get(w.artifact.value.as_str()).copied()?;
+        let field = match &w.field {
+            Some(f) => a.field(&f.value).or_else(|| {
+                self.push(
+                    Finding::new(
+                        Code::UnknownField,
+                        f.span,
+                        format!("artifact `{}` has no field `{}`", a.name.value, f.value),
+                    )
+                    .label("not a field of the artifact")
+                    .maybe_help(did_you_mean(
+                        &f.value,
+                        a.fields.iter().map(|f| f.key.value.as_str()),
+                    )),
+                );
+                None
+            })?,
+            None => a.fields.first().or_else(|| {
+                self.push(
+                    Finding::new(
+                        Code::UnknownField,
+                        w.artifact.span,
+                        format!(
+                            "artifact `{}` has no field for the runner's verdict",
+                            a.name.value
+                        ),
+                    )
+                    .label("artifact without fields")
+                    .help("declare `field \"result\" \"PASS\" \"FAIL\"` in the artifact"),
+                );
+                None
+            })?,
+        };
+        Some((a, field))
+    }
+
+    /// Every verdict a runner can give must be allowed by its field.
+    fn runner_verdicts(&mut self, r: &Runner, a: &Artifact, field: &Field) {
+        for v in r.verdicts() {
+            if v.value != TOOL_ERROR && !field.allows(&v.value) {
+                self.push(
+                    Finding::new(
+                        Code::VerdictNotAllowed,
+                        v.span,
+                        format!(
+                            "verdict \"{}\" is not an allowed value of `{}` in artifact `{}` (allowed: {})",
+                            v.value,
+                            field.key.value,
+                            a.name.value,
+                            list(&field.allowed)
+                        ),
+                    )
+                    .label("not an allowed value")
+                    .maybe_help(did_you_mean(
+                        &v.value,
+                        field
+                            .allowed
+                            .iter()
+                            .map(|a| a.value.as_str())
+                            .chain(std::iter::once(TOOL_ERROR)),
+                    )),
+                );
+            }
+        }
+    }
+
+    /// orch writes a runner's artifact itself, with the verdict field only:
+    /// another required field is never there, so the gate never passes.
+    fn runner_unwritable_fields(&mut self, r: &Runner, a: &Artifact, written: &Field) {
+        let Some(w) = &r.writes else { return };
+        for f in &a.fields {
+            if !f.required || f.key.value == written.key.value {
                 continue;
             }
-            let Some(a) = self.ix.artifacts.get(w.artifact.value.as_str()).copied() else {
-                continue;
-            };
-            let field = match &w.field {
-                Some(f) => match a.field(&f.value) {
-                    Some(field) => field,
-                    None => {
-                        self.push(
-                            Finding::new(
-                                Code::UnknownField,
-                                f.span,
-                                format!("artifact `{}` has no field `{}`", a.name.value, f.value),
-                            )
-                            .label("not a field of the artifact")
-                            .maybe_help(did_you_mean(
-                                &f.value,
-                                a.fields.iter().map(|f| f.key.value.as_str()),
-                            )),
-                        );
-                        continue;
-                    }
-                },
-                None => match a.fields.first() {
-                    Some(f) => f,
-                    None => {
-                        self.push(
-                            Finding::new(
-                                Code::UnknownField,
-                                w.artifact.span,
-                                format!(
-                                    "artifact `{}` has no field for the runner's verdict",
-                                    a.name.value
-                                ),
-                            )
-                            .label("artifact without fields")
-                            .help("declare `field \"result\" \"PASS\" \"FAIL\"` in the artifact"),
-                        );
-                        continue;
-                    }
-                },
-            };
-            for v in r.verdicts() {
-                if v.value != TOOL_ERROR && !field.allows(&v.value) {
-                    self.push(
-                        Finding::new(
-                            Code::VerdictNotAllowed,
-                            v.span,
-                            format!(
-                                "verdict \"{}\" is not an allowed value of `{}` in artifact `{}` (allowed: {})",
-                                v.value,
-                                field.key.value,
-                                a.name.value,
-                                list(&field.allowed)
-                            ),
-                        )
-                        .label("not an allowed value")
-                        .maybe_help(did_you_mean(
-                            &v.value,
-                            field
-                                .allowed
-                                .iter()
-                                .map(|a| a.value.as_str())
-                                .chain(std::iter::once(TOOL_ERROR)),
-                        )),
-                    );
-                }
-            }
+            self.push(
+                Finding::new(
+                    Code::UnwritableField,
+                    w.span,
+                    format!(
+                        "artifact `{}` requires field `{}`, but runner `{}` writes only `{}`: a gate on it can never pass",
+                        a.name.value, f.key.value, r.name.value, written.key.value
+                    ),
+                )
+                .label(format!("orch writes only `{}` here", written.key.value))
+                .help(format!(
+                    "mark the field optional (`field \"{}\" required=#false`), or let an LLM write this artifact",
+                    f.key.value
+                )),
+            );
         }
     }
 
