@@ -143,7 +143,7 @@ struct TaskContext {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The task: letters, digits, '.', '_' and '-', not starting with '.'.
+    /// The task: letters, digits, '.', '_' and '-', not starting with '.' or '-'.
     task: String,
     #[command(flatten)]
     context: TaskContext,

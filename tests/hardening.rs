@@ -10,3 +10,5 @@ mod resume;
 mod robust;
 #[path = "hardening/taskdir.rs"]
 mod taskdir;
+#[path = "hardening/validation.rs"]
+mod validation;

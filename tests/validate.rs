@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use orch_lang::analysis::{analyze_text, collect_files, Analysis};
+use orch_lang::analysis::{analyze_bytes, analyze_text, collect_files, Analysis};
 use orch_lang::code::Code;
 use orch_lang::diagnostic::{render, FileReport, Format, Severity};
 use orch_lang::validate::Options;
@@ -41,10 +41,11 @@ fn relative(root: &Path, p: &Path) -> String {
         .join("/")
 }
 
+/// Bytes, not text: the `orch::bad-file` fixture is not UTF-8.
 fn check(path: &str, opts: &Options) -> Analysis {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    analyze_text(path, &text, opts)
+    analyze_bytes(path, &bytes, opts)
 }
 
 fn codes(c: &Analysis) -> Vec<&'static str> {

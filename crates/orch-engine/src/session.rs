@@ -47,7 +47,7 @@ pub fn pipeline_digest(text: &str) -> String {
 /// A task name: letters, digits, `.`, `_`, `-`, not starting with `.`.
 pub fn check_task_name(task: &str) -> Result<(), RunError> {
     let ok = !task.is_empty()
-        && !task.starts_with('.')
+        && !task.starts_with(['.', '-'])
         && task
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
@@ -55,7 +55,7 @@ pub fn check_task_name(task: &str) -> Result<(), RunError> {
         Ok(())
     } else {
         Err(RunError::Usage(format!(
-            "invalid task name {task:?}: use letters, digits, '.', '_' and '-', not starting with '.'"
+            "invalid task name {task:?}: use letters, digits, '.', '_' and '-', not starting with '.' or '-'"
         )))
     }
 }

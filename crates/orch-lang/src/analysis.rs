@@ -2,9 +2,12 @@
 //! Load, check the shape, check the semantics, one pass per file; `orch
 //! validate`, `orch run` and the other commands all start here.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::{FileReport, Finding, Severity};
+use crate::code::Code;
+use crate::diagnostic::{FileReport, Finding, Severity, SourceFile};
+use crate::limits;
 use crate::loader::{self, Loaded};
 use crate::model::Pipeline;
 use crate::schema;
@@ -85,13 +88,116 @@ pub fn analyze_text(path: &str, text: &str, opts: &Options) -> Analysis {
     }
 }
 
-/// Reads and analyses one file.
-pub fn analyze_file(path: &Path, opts: &Options) -> std::io::Result<Analysis> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(analyze_text(&path.display().to_string(), &text, opts))
+/// Analyses one file's bytes: a file over [`limits::MAX_FILE_BYTES`] or not
+/// UTF-8 is one `orch::bad-file` finding of that file.
+pub fn analyze_bytes(path: &str, bytes: &[u8], opts: &Options) -> Analysis {
+    if bytes.len() > limits::MAX_FILE_BYTES {
+        return refused(path, String::new(), limits::too_large(bytes.len()));
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => analyze_text(path, text, opts),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            let finding = Finding::new(
+                Code::BadFile,
+                (at, 1).into(),
+                format!("the file is not UTF-8 text: the byte at offset {at} is not valid UTF-8"),
+            )
+            .label("not UTF-8")
+            .help("pipeline files are UTF-8; convert it, for example with `iconv -t UTF-8`");
+            refused(path, text, finding)
+        }
+    }
 }
 
-/// Expands directories into the `*.kdl` files below them, sorted.
+/// An analysis of a file orch did not parse: one finding, an empty pipeline.
+fn refused(path: &str, text: String, finding: Finding) -> Analysis {
+    Analysis {
+        report: FileReport {
+            source: SourceFile::new(path, text),
+            findings: vec![finding],
+        },
+        pipeline: Pipeline::default(),
+        schema_findings: Vec::new(),
+        decoder_findings: Vec::new(),
+    }
+}
+
+/// Reads and analyses one file. A path that does not exist is an error;
+/// a file that is there but cannot be checked (not a regular file, not
+/// readable, too large, not UTF-8) is an `orch::bad-file` finding of it. A
+/// FIFO or device is never opened.
+pub fn analyze_file(path: &Path, opts: &Options) -> std::io::Result<Analysis> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path)?;
+    let bad = |message: String, label: &str| {
+        Ok(refused(
+            &shown,
+            String::new(),
+            Finding::new(Code::BadFile, (0, 0).into(), message).label(label),
+        ))
+    };
+    if meta.is_dir() {
+        let why = match std::fs::read_dir(path) {
+            Err(e) => e.to_string(),
+            Ok(_) => "it is a directory".to_string(),
+        };
+        return bad(format!("cannot read the directory: {why}"), "not a file");
+    }
+    if !meta.is_file() {
+        return bad(
+            format!(
+                "not a regular file ({}): orch reads pipelines from regular files only",
+                file_kind(&meta.file_type())
+            ),
+            "not a regular file",
+        );
+    }
+    if meta.len() > limits::MAX_FILE_BYTES as u64 {
+        let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+        return Ok(refused(&shown, String::new(), limits::too_large(len)));
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| {
+        // A file that grew since `metadata` is still read only to the limit.
+        f.take(limits::MAX_FILE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+    });
+    match read {
+        Ok(_) => Ok(analyze_bytes(&shown, &bytes, opts)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(e),
+        Err(e) => bad(format!("cannot read the file: {e}"), "unreadable"),
+    }
+}
+
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
+    }
+}
+
+/// Expands directories into the `*.kdl` files below them, sorted. Symbolic
+/// links to directories below a named directory are not followed (so a
+/// link cycle cannot make the walk endless); links to files are listed. A
+/// `*.kdl` that is not a regular file (a FIFO) is listed, never opened, so
+/// that [`analyze_file`] reports it; so is a subdirectory that cannot be
+/// read. Only a named path that cannot be read is an error.
 pub fn collect_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
@@ -108,15 +214,23 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
-        .map(|e| e.path())
+        .map(|e| (e.path(), e.file_type()))
         .collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "kdl") {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (p, kind) in entries {
+        // `file_type` does not follow symbolic links.
+        let is_real_dir = kind.as_ref().is_ok_and(|k| k.is_dir());
+        if is_real_dir {
+            if walk(&p, out).is_err() {
+                out.push(p);
+            }
+        } else if p.extension().is_some_and(|e| e == "kdl") && !(is_link(&kind) && p.is_dir()) {
             out.push(p);
         }
     }
     Ok(())
+}
+
+fn is_link(kind: &std::io::Result<std::fs::FileType>) -> bool {
+    kind.as_ref().is_ok_and(|k| k.is_symlink())
 }

@@ -6,6 +6,9 @@ use std::collections::HashMap;
 /// Names what differs between two pipeline texts, node by node.
 pub fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
     fn nodes(text: &str) -> Option<Vec<(String, String)>> {
+        if crate::limits::check(text).is_some() {
+            return None;
+        }
         let mut doc = kdl::KdlDocument::parse_v2(text).ok()?;
         doc.clear_format_recursive();
         Some(

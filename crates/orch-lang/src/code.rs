@@ -48,6 +48,8 @@ macro_rules! codes {
 codes! {
     // Syntax and shape: the KDL parse, the JSON Schema and the decoder.
     Syntax = "orch::syntax", Error;
+    BadFile = "orch::bad-file", Error;
+    TooDeep = "orch::too-deep", Error;
     UnknownNode = "orch::unknown-node", Error;
     UnknownProperty = "orch::unknown-property", Error;
     InvalidValue = "orch::invalid-value", Error;
@@ -62,6 +64,7 @@ codes! {
     UnknownPlaceholder = "orch::unknown-placeholder", Error;
     // Semantics: the validator and the graph checks.
     DuplicateName = "orch::duplicate-name", Error;
+    BadName = "orch::bad-name", Error;
     UnknownStage = "orch::unknown-stage", Error;
     StartNotStage = "orch::start-not-stage", Error;
     UnknownCallSite = "orch::unknown-call-site", Error;
@@ -77,6 +80,7 @@ codes! {
     VerdictNotAllowed = "orch::verdict-not-allowed", Error;
     ExpectNeverHolds = "orch::expect-never-holds", Error;
     ArtifactMismatch = "orch::artifact-mismatch", Error;
+    UnwritableField = "orch::unwritable-field", Error;
     MissingTimeout = "orch::missing-timeout", Error;
     MissingCommand = "orch::missing-command", Error;
     MissingWrites = "orch::missing-writes", Error;
@@ -97,6 +101,7 @@ codes! {
     IneffectiveSetting = "orch::ineffective-setting", Warning;
     BadVariableName = "orch::bad-variable-name", Error;
     ZeroTimeout = "orch::zero-timeout", Error;
+    DurationTooLong = "orch::duration-too-long", Error;
 }
 
 impl fmt::Display for Code {

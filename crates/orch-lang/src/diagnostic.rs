@@ -134,11 +134,39 @@ impl SourceCode for Windowed<'_> {
     }
 }
 
+/// The longest source line shown in a snippet, in bytes. miette counts
+/// columns in 16 bits and panics past 65,535; a finding on a longer line
+/// (or in an empty file) is rendered without its snippet.
+const MAX_SNIPPET_LINE: usize = 4096;
+
+impl SourceFile {
+    /// Whether the lines a span's snippet would show (with one line of
+    /// context either side) are all short enough to print.
+    fn snippet_fits(&self, span: SourceSpan) -> bool {
+        let text = self.text.as_str();
+        if text.is_empty() {
+            return false;
+        }
+        let line_of = |offset: usize| self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let start = span.offset().min(text.len());
+        let end = span.offset().saturating_add(span.len()).min(text.len());
+        let first = line_of(start).saturating_sub(1);
+        let last = (line_of(end) + 1).min(self.line_starts.len() - 1);
+        (first..=last).all(|l| {
+            let from = self.line_starts[l];
+            let to = self.line_starts.get(l + 1).copied().unwrap_or(text.len());
+            to - from <= MAX_SNIPPET_LINE
+        })
+    }
+}
+
 /// A finding bound to its file, which is what miette renders.
 struct Rendered<'a> {
     finding: &'a Finding,
     source: Windowed<'a>,
     location: String,
+    /// Whether to show the source lines (see [`MAX_SNIPPET_LINE`]).
+    snippet: bool,
 }
 
 impl fmt::Debug for Rendered<'_> {
@@ -174,9 +202,13 @@ impl Diagnostic for Rendered<'_> {
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        Some(&self.source)
+        self.snippet
+            .then_some(&self.source as &dyn miette::SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if !self.snippet {
+            return None;
+        }
         Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
             Some(self.finding.label.clone()),
             self.finding.span,
@@ -232,6 +264,7 @@ fn render_human(reports: &[FileReport], color: bool) -> String {
                 finding: f,
                 source: Windowed(&report.source),
                 location: format!("{}:{}:{}", report.source.path, line, col),
+                snippet: report.source.snippet_fits(f.span),
             };
             // Writing into a String cannot fail.
             let _ = handler.render_report(&mut out, &rendered);

@@ -96,7 +96,16 @@ fn top_level_leading(leading: &str, first: bool) -> String {
 }
 
 /// The canonical text of a pipeline file.
+///
+/// A text [`crate::limits`] refuses is an error without diagnostics:
+/// `orch validate` says why.
 pub fn format(text: &str) -> Result<String, KdlError> {
+    if crate::limits::check(text).is_some() {
+        return Err(KdlError {
+            input: std::sync::Arc::new(String::new()),
+            diagnostics: Vec::new(),
+        });
+    }
     let mut doc = KdlDocument::parse_v2(text)?;
     let mut comments = Vec::new();
     line_comments(&doc, &mut comments);

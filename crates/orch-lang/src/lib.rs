@@ -22,6 +22,7 @@ pub mod gate;
 pub mod init;
 pub mod invocation;
 pub mod keyword;
+pub mod limits;
 pub mod loader;
 pub mod map;
 pub mod model;

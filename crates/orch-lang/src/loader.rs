@@ -32,6 +32,15 @@ pub struct Loaded {
 /// Parses and decodes `text`. Never fails: every problem is a finding.
 pub fn load(path: &str, text: &str) -> Loaded {
     let source = SourceFile::new(path, text);
+    if let Some(refused) = crate::limits::check(text) {
+        return Loaded {
+            source,
+            document: None,
+            pipeline: Pipeline::default(),
+            structural: vec![refused],
+            semantic: Vec::new(),
+        };
+    }
     match KdlDocument::parse_v2(text) {
         Err(err) => {
             let structural = err
@@ -464,7 +473,23 @@ impl Decoder<'_> {
             .split(|c: char| !c.is_ascii_digit())
             .any(|digits| digits.len() > MAX_DURATION_DIGITS);
         match duration::parse(&s.value) {
-            Ok(d) if !too_long => Some(Spanned::new(d, s.span)),
+            Ok(d) if !too_long => {
+                if d > duration::MAX {
+                    self.semantic.push(
+                        Finding::new(
+                            Code::DurationTooLong,
+                            s.span,
+                            format!(
+                                "\"{}\" is longer than orch can wait: a duration is at most 100 years (\"876000h\")",
+                                s.value
+                            ),
+                        )
+                        .label("too long")
+                        .help("write a duration that could actually elapse, like \"2h\""),
+                    );
+                }
+                Some(Spanned::new(d, s.span))
+            }
             _ => {
                 self.err(
                     Finding::new(

@@ -94,6 +94,7 @@ pub fn check(
         out: Vec::new(),
     };
     c.duplicate_names();
+    c.path_names();
     c.header();
     c.artifacts();
     c.gates();
@@ -145,7 +146,7 @@ impl<'a> Index<'a> {
     }
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     fn push(&mut self, f: Finding) {
         self.out.push(f);
     }
@@ -243,6 +244,29 @@ impl Checker<'_> {
         }
     }
 
+    /// Stage names become file names (`logs/STAGE.N.log`, the lock
+    /// `stage.NAME.lock`), so they are restricted as task names are.
+    fn path_names(&mut self) {
+        for s in &self.p.stages {
+            let name = &s.name.value;
+            if name.is_empty() || is_path_safe_name(name) {
+                continue;
+            }
+            self.push(
+                Finding::new(
+                    Code::BadName,
+                    s.name.span,
+                    format!(
+                        "stage `{}` cannot name a file: stage names take letters, digits, `.`, `_` and `-`, not starting with `.` or `-`",
+                        name.escape_debug()
+                    ),
+                )
+                .label("names the stage's log and lock files")
+                .help(format!("rename it, for example `{}`", safe_name_suggestion(name))),
+            );
+        }
+    }
+
     fn header(&mut self) {
         let Some(h) = &self.p.header else { return };
         if self.ix.ends.contains_key(h.start.value.as_str()) {
@@ -280,24 +304,8 @@ impl Checker<'_> {
 
     fn artifacts(&mut self) {
         for a in &self.p.artifacts {
-            let path = Path::new(&a.path.value);
-            if path.is_absolute()
-                || path
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                self.push(
-                    Finding::new(
-                        Code::BadPath,
-                        a.path.span,
-                        format!(
-                            "artifact path `{}` must stay inside the task directory",
-                            a.path.value
-                        ),
-                    )
-                    .label("absolute or escaping path")
-                    .help("write a relative path such as \"13-test-report.md\""),
-                );
+            if let Some(f) = bad_artifact_path(&a.path) {
+                self.push(f);
             }
             let mut seen = HashSet::new();
             for f in &a.fields {
@@ -387,49 +395,71 @@ impl Checker<'_> {
                 r.idle_timeout.as_ref(),
                 &r.retry,
             );
-            let has = |child| self.declared.has_child(kw::RUNNER, &r.name.value, child);
-            if r.command.is_none() && !has(kw::COMMAND) {
-                self.push(
-                    Finding::new(
-                        Code::MissingCommand,
-                        r.name.span,
-                        format!("runner `{}` has no `command`", r.name.value),
-                    )
-                    .label("nothing to run")
-                    .help("add `command \"PROGRAM\" \"ARG\"…`"),
-                );
-            }
-            if r.timeout.is_none() && !has(kw::TIMEOUT) {
-                self.push(
-                    Finding::new(
-                        Code::MissingTimeout,
-                        r.name.span,
-                        format!("runner `{}` has no `timeout`", r.name.value),
-                    )
-                    .label("could hang forever")
-                    .help("add `timeout \"15m\"`: every producer states how long it may run"),
-                );
-            }
-            let mut codes_seen: HashMap<i32, SourceSpan> = HashMap::new();
-            for m in &r.exit_codes {
-                for c in &m.codes {
-                    if codes_seen.insert(c.value, c.span).is_some() {
-                        self.push(
-                            Finding::new(
-                                Code::DuplicateExitCode,
-                                c.span,
-                                format!("exit code {} is mapped twice", c.value),
-                            )
-                            .label("second mapping")
-                            .help("each exit code maps to one verdict"),
-                        );
-                    }
+            self.runner_required_children(r);
+            self.runner_exit_codes(r);
+            let Some((a, field)) = self.runner_written_field(r) else {
+                continue;
+            };
+            self.runner_verdicts(r, a, field);
+            self.runner_unwritable_fields(r, a, field);
+        }
+    }
+
+    /// A runner's `command` and `timeout`.
+    fn runner_required_children(&mut self, r: &Runner) {
+        let has = |child| self.declared.has_child(kw::RUNNER, &r.name.value, child);
+        if r.command.is_none() && !has(kw::COMMAND) {
+            self.push(
+                Finding::new(
+                    Code::MissingCommand,
+                    r.name.span,
+                    format!("runner `{}` has no `command`", r.name.value),
+                )
+                .label("nothing to run")
+                .help("add `command \"PROGRAM\" \"ARG\"…`"),
+            );
+        }
+        if r.timeout.is_none() && !has(kw::TIMEOUT) {
+            self.push(
+                Finding::new(
+                    Code::MissingTimeout,
+                    r.name.span,
+                    format!("runner `{}` has no `timeout`", r.name.value),
+                )
+                .label("could hang forever")
+                .help("add `timeout \"15m\"`: every producer states how long it may run"),
+            );
+        }
+    }
+
+    /// Each exit code maps to one verdict.
+    fn runner_exit_codes(&mut self, r: &Runner) {
+        let mut codes_seen: HashMap<i32, SourceSpan> = HashMap::new();
+        for m in &r.exit_codes {
+            for c in &m.codes {
+                if codes_seen.insert(c.value, c.span).is_some() {
+                    self.push(
+                        Finding::new(
+                            Code::DuplicateExitCode,
+                            c.span,
+                            format!("exit code {} is mapped twice", c.value),
+                        )
+                        .label("second mapping")
+                        .help("each exit code maps to one verdict"),
+                    );
                 }
             }
-            let Some(w) = &r.writes else {
-                if has(kw::WRITES) {
-                    continue;
-                }
+        }
+    }
+
+    /// The artifact a runner writes and the field its verdict goes to;
+    /// `None` (with a finding where one is due) when either is missing.
+    fn runner_written_field(&mut self, r: &Runner) -> Option<(&'a Artifact, &'a Field)> {
+        let Some(w) = &r.writes else {
+            if !self
+                .declared
+                .has_child(kw::RUNNER, &r.name.value, kw::WRITES)
+            {
                 self.push(
                     Finding::new(
                         Code::MissingWrites,
@@ -442,78 +472,101 @@ impl Checker<'_> {
                     .label("no `writes`")
                     .help("add `writes \"ARTIFACT\"`"),
                 );
-                continue;
-            };
-            if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &w.artifact, "artifact") {
+            }
+            return None;
+        };
+        if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &w.artifact, "artifact") {
+            return None;
+        }
+        let a = self.ix.artifacts.get(w.artifact.value.as_str()).copied()?;
+        let field = match &w.field {
+            Some(f) => a.field(&f.value).or_else(|| {
+                self.push(
+                    Finding::new(
+                        Code::UnknownField,
+                        f.span,
+                        format!("artifact `{}` has no field `{}`", a.name.value, f.value),
+                    )
+                    .label("not a field of the artifact")
+                    .maybe_help(did_you_mean(
+                        &f.value,
+                        a.fields.iter().map(|f| f.key.value.as_str()),
+                    )),
+                );
+                None
+            })?,
+            None => a.fields.first().or_else(|| {
+                self.push(
+                    Finding::new(
+                        Code::UnknownField,
+                        w.artifact.span,
+                        format!(
+                            "artifact `{}` has no field for the runner's verdict",
+                            a.name.value
+                        ),
+                    )
+                    .label("artifact without fields")
+                    .help("declare `field \"result\" \"PASS\" \"FAIL\"` in the artifact"),
+                );
+                None
+            })?,
+        };
+        Some((a, field))
+    }
+
+    /// Every verdict a runner can give must be allowed by its field.
+    fn runner_verdicts(&mut self, r: &Runner, a: &Artifact, field: &Field) {
+        for v in r.verdicts() {
+            if v.value != TOOL_ERROR && !field.allows(&v.value) {
+                self.push(
+                    Finding::new(
+                        Code::VerdictNotAllowed,
+                        v.span,
+                        format!(
+                            "verdict \"{}\" is not an allowed value of `{}` in artifact `{}` (allowed: {})",
+                            v.value,
+                            field.key.value,
+                            a.name.value,
+                            list(&field.allowed)
+                        ),
+                    )
+                    .label("not an allowed value")
+                    .maybe_help(did_you_mean(
+                        &v.value,
+                        field
+                            .allowed
+                            .iter()
+                            .map(|a| a.value.as_str())
+                            .chain(std::iter::once(TOOL_ERROR)),
+                    )),
+                );
+            }
+        }
+    }
+
+    /// orch writes a runner's artifact itself, with the verdict field only:
+    /// another required field is never there, so the gate never passes.
+    fn runner_unwritable_fields(&mut self, r: &Runner, a: &Artifact, written: &Field) {
+        let Some(w) = &r.writes else { return };
+        for f in &a.fields {
+            if !f.required || f.key.value == written.key.value {
                 continue;
             }
-            let Some(a) = self.ix.artifacts.get(w.artifact.value.as_str()).copied() else {
-                continue;
-            };
-            let field = match &w.field {
-                Some(f) => match a.field(&f.value) {
-                    Some(field) => field,
-                    None => {
-                        self.push(
-                            Finding::new(
-                                Code::UnknownField,
-                                f.span,
-                                format!("artifact `{}` has no field `{}`", a.name.value, f.value),
-                            )
-                            .label("not a field of the artifact")
-                            .maybe_help(did_you_mean(
-                                &f.value,
-                                a.fields.iter().map(|f| f.key.value.as_str()),
-                            )),
-                        );
-                        continue;
-                    }
-                },
-                None => match a.fields.first() {
-                    Some(f) => f,
-                    None => {
-                        self.push(
-                            Finding::new(
-                                Code::UnknownField,
-                                w.artifact.span,
-                                format!(
-                                    "artifact `{}` has no field for the runner's verdict",
-                                    a.name.value
-                                ),
-                            )
-                            .label("artifact without fields")
-                            .help("declare `field \"result\" \"PASS\" \"FAIL\"` in the artifact"),
-                        );
-                        continue;
-                    }
-                },
-            };
-            for v in r.verdicts() {
-                if v.value != TOOL_ERROR && !field.allows(&v.value) {
-                    self.push(
-                        Finding::new(
-                            Code::VerdictNotAllowed,
-                            v.span,
-                            format!(
-                                "verdict \"{}\" is not an allowed value of `{}` in artifact `{}` (allowed: {})",
-                                v.value,
-                                field.key.value,
-                                a.name.value,
-                                list(&field.allowed)
-                            ),
-                        )
-                        .label("not an allowed value")
-                        .maybe_help(did_you_mean(
-                            &v.value,
-                            field
-                                .allowed
-                                .iter()
-                                .map(|a| a.value.as_str())
-                                .chain(std::iter::once(TOOL_ERROR)),
-                        )),
-                    );
-                }
-            }
+            self.push(
+                Finding::new(
+                    Code::UnwritableField,
+                    w.span,
+                    format!(
+                        "artifact `{}` requires field `{}`, but runner `{}` writes only `{}`: a gate on it can never pass",
+                        a.name.value, f.key.value, r.name.value, written.key.value
+                    ),
+                )
+                .label(format!("orch writes only `{}` here", written.key.value))
+                .help(format!(
+                    "mark the field optional (`field \"{}\" required=#false`), or let an LLM write this artifact",
+                    f.key.value
+                )),
+            );
         }
     }
 
@@ -949,10 +1002,8 @@ impl Checker<'_> {
                     .filter_map(|a| a.command.as_ref().map(|c| ("alert", &a.name, c))),
             );
         let mut found = Vec::new();
-        // One PATH search per program and one stat per prompt file, however
-        // many producers share them.
+        // One PATH search per program, however many producers share it.
         let mut on_path: HashMap<&str, bool> = HashMap::new();
-        let mut prompt_exists: HashMap<&str, bool> = HashMap::new();
         for (what, name, cmd) in commands {
             let Some(argv0) = cmd.argv.first() else {
                 continue;
@@ -979,12 +1030,32 @@ impl Checker<'_> {
                 );
             }
         }
-        for c in &p.call_sites {
+        self.out.extend(found);
+        self.prompts();
+    }
+
+    /// Prompt files: each must exist, and since it is rendered as a
+    /// template at run time, its placeholders must be ones orch knows.
+    fn prompts(&mut self) {
+        let vars: HashSet<String> = self
+            .p
+            .header
+            .iter()
+            .flat_map(|h| h.vars.iter().map(|v| v.name.value.clone()))
+            .collect();
+        // One stat and read per prompt file, however many call-sites share it:
+        // `None` when it does not exist; an empty text when it cannot be read
+        // as text (which is reported at run time).
+        let mut texts: HashMap<&str, Option<String>> = HashMap::new();
+        let mut found = Vec::new();
+        for c in &self.p.call_sites {
             let Some(l) = &c.llm else { continue };
-            let exists = *prompt_exists
-                .entry(l.prompt.value.as_str())
-                .or_insert_with(|| self.dir.join(&l.prompt.value).is_file());
-            if !exists {
+            let text = texts.entry(l.prompt.value.as_str()).or_insert_with(|| {
+                let path = self.dir.join(&l.prompt.value);
+                path.is_file()
+                    .then(|| std::fs::read_to_string(&path).unwrap_or_default())
+            });
+            let Some(text) = text else {
                 found.push(
                     Finding::new(
                         Code::PromptNotFound,
@@ -998,10 +1069,159 @@ impl Checker<'_> {
                     .label("no such file")
                     .help("prompt paths are relative to the pipeline file"),
                 );
-            }
+                continue;
+            };
+            found.extend(prompt_placeholders(&l.prompt, text, &vars));
         }
         self.out.extend(found);
     }
+}
+
+/// The placeholders of a prompt file that would fail its rendering: the
+/// first bad one, located inside the file, as a finding on `prompt=`.
+fn prompt_placeholders(
+    prompt: &Spanned<String>,
+    text: &str,
+    vars: &HashSet<String>,
+) -> Option<Finding> {
+    let (template, errors) = Template::parse(text, (0, 0).into(), Some(0));
+    let mut bad: Vec<(SourceSpan, String, Code)> = errors
+        .into_iter()
+        .map(|e| (e.span, e.message, Code::UnknownPlaceholder))
+        .collect();
+    for (ph, span) in template.placeholders() {
+        if let Placeholder::Var(name) = ph {
+            if !vars.contains(name) {
+                bad.push((
+                    span,
+                    format!("variable `{name}` is not declared"),
+                    Code::UnknownVariable,
+                ));
+            }
+        }
+    }
+    bad.sort_by_key(|(span, _, _)| span.offset());
+    let more = bad.len().saturating_sub(1);
+    let (span, message, code) = bad.into_iter().next()?;
+    let (line, col) =
+        crate::diagnostic::SourceFile::new(&prompt.value, text).line_col(span.offset());
+    let more = match more {
+        0 => String::new(),
+        1 => " (and 1 more)".to_string(),
+        n => format!(" (and {n} more)"),
+    };
+    Some(
+        Finding::new(
+            code,
+            prompt.span,
+            format!(
+                "prompt file `{}`, line {line}, column {col}: {message}{more}",
+                prompt.value
+            ),
+        )
+        .label("the prompt is rendered as a template")
+        .help("in a prompt, write `{{` and `}}` for literal braces; placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {var.NAME} and {env.NAME}"),
+    )
+}
+
+/// Letters, digits, `.`, `_` and `-`, not starting with `.` or `-`: the
+/// names orch may turn into file names (the same rule as task names).
+pub fn is_path_safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+fn safe_name_suggestion(name: &str) -> String {
+    let mapped: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_start_matches(['.', '-']);
+    if trimmed.is_empty() {
+        "build".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// The task directory's own entries, which no artifact may overwrite.
+const RESERVED_IN_TASK_DIR: &[&str] = &["logs"];
+
+/// Why an artifact path cannot be used, as a finding; `None` when it can.
+/// Artifacts are files inside the task directory, next to orch's own `logs/`.
+fn bad_artifact_path(path: &Spanned<String>) -> Option<Finding> {
+    use std::path::Component;
+    let value = &path.value;
+    if value.is_empty() {
+        // `orch::invalid-value`, reported by the shape checks.
+        return None;
+    }
+    let p = Path::new(value);
+    let escaping = p.is_absolute()
+        || p.components().any(|c| {
+            matches!(
+                c,
+                Component::ParentDir | Component::RootDir | Component::Prefix(_)
+            )
+        });
+    let finding = |message: String, label: &str, help: &str| {
+        Some(
+            Finding::new(Code::BadPath, path.span, message)
+                .label(label)
+                .help(help),
+        )
+    };
+    if escaping {
+        return finding(
+            format!("artifact path `{value}` must stay inside the task directory"),
+            "absolute or escaping path",
+            "write a relative path such as \"13-test-report.md\"",
+        );
+    }
+    if value.contains('\0') {
+        return finding(
+            format!(
+                "artifact path `{}` contains a NUL character",
+                value.escape_debug()
+            ),
+            "not a file name",
+            "write a relative path such as \"13-test-report.md\"",
+        );
+    }
+    let normal: Vec<_> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    if normal.is_empty() || value.ends_with('/') {
+        return finding(
+            format!("artifact path `{value}` names a directory, not a file"),
+            "not a file",
+            "name a file, such as \"13-test-report.md\"",
+        );
+    }
+    if normal
+        .first()
+        .is_some_and(|first| RESERVED_IN_TASK_DIR.iter().any(|r| *first == *r))
+    {
+        return finding(
+            format!("artifact path `{value}` collides with orch's own `logs` directory"),
+            "reserved by orch",
+            "orch writes the attempts' logs there; choose another name, such as \"13-test-report.md\"",
+        );
+    }
+    None
 }
 
 fn user_of(what: &str) -> &'static str {
