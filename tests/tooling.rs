@@ -236,6 +236,9 @@ fn every_flag_and_value_of_every_command_is_in_the_readme_or_its_docs_page() {
         "completions",
         "man",
         "schema",
+        "serve",
+        "submit",
+        "cancel",
     ] {
         // The command's row of the README's table, and its own page if it has one.
         let row: String = readme
