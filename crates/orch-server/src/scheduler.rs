@@ -168,7 +168,10 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
             );
             Ok(())
         }
-        Ok(_) | Err(_) if cancel_requested => mark_cancelled(&*app.store, task).await,
+        // A run that reached its end before the cancel took effect stays
+        // finished.
+        Ok(f) if f.exit_code == exit::INTERRUPTED => mark_cancelled(&*app.store, task).await,
+        Err(_) if cancel_requested => mark_cancelled(&*app.store, task).await,
         Ok(f) => {
             tracing::info!(task, exit_code = f.exit_code, "task finished");
             app.store
