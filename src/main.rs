@@ -124,6 +124,72 @@ enum Command {
     },
     /// Print the JSON Schema of the pipeline language.
     Schema,
+    /// Run the service: a durable task queue over HTTP, each task on the engine of `orch run`.
+    Serve(ServeArgs),
+    /// Queue a task on a running `orch serve`.
+    Submit {
+        /// The task: letters, digits, '.', '_' and '-', not starting with '.'.
+        task: String,
+        /// Set a pipeline variable (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// The directory producers work in; default: the current directory.
+        #[arg(long)]
+        worktree: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a task on a running `orch serve`: its producers are terminated and its run is
+    /// recorded as cancelled.
+    Cancel {
+        /// The task.
+        task: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Where the service is, and where its token may be read (`submit`, `cancel`).
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// The service's URL; default: ORCH_SERVER, else http://127.0.0.1:7700.
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The service's state directory, to read its token from STATE/token (ORCH_TOKEN wins).
+    #[arg(long, default_value = ".orch")]
+    state_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The pipeline file; an invalid one and the service does not start.
+    #[arg(short, long, default_value = "pipeline.kdl")]
+    pipeline: PathBuf,
+    /// Where runs, logs, artifacts, the queue and the token are kept.
+    #[arg(long, default_value = ".orch")]
+    state_dir: PathBuf,
+    /// The address to listen on (port 0: any free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
+    listen: std::net::SocketAddr,
+    /// How many tasks run at once (a task waiting for a serial stage holds none).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    workers: u16,
+    /// On SIGTERM/SIGINT, how long running attempts get to finish before they are cancelled.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    drain_timeout: std::time::Duration,
+    /// Read the bearer token from FILE (else ORCH_TOKEN, else STATE/token, made on first start).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = cli::serve::LogFormat::Text)]
+    log_format: cli::serve::LogFormat,
+    /// Debug logs (or set RUST_LOG).
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    orch_lang::duration::parse(s)
 }
 
 /// The pipeline and what a task runs with (`run` and `explain`).
@@ -275,6 +341,33 @@ fn main() -> ExitCode {
         }
         Command::Man { dir } => man(dir.as_deref()),
         Command::Schema => cli::validate::schema(),
+        Command::Serve(a) => cli::serve::command(cli::serve::ServeArgs {
+            pipeline: a.pipeline,
+            state_dir: a.state_dir,
+            listen: a.listen,
+            workers: usize::from(a.workers),
+            drain_timeout: a.drain_timeout,
+            token_file: a.token_file,
+            log_format: a.log_format,
+            verbose: a.verbose,
+        }),
+        Command::Submit {
+            task,
+            vars,
+            worktree,
+            client,
+        } => cli::submit::command(cli::submit::SubmitArgs {
+            task,
+            vars,
+            worktree,
+            server: client.server,
+            state_dir: client.state_dir,
+        }),
+        Command::Cancel { task, client } => cli::cancel::command(cli::cancel::CancelArgs {
+            task,
+            server: client.server,
+            state_dir: client.state_dir,
+        }),
     };
     ExitCode::from(code)
 }

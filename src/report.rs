@@ -235,6 +235,7 @@ impl Reporter {
             Event::Waiting { stage, reason } => {
                 format!("  waiting for serial stage {stage}: {reason}\n")
             }
+            Event::Acquired { stage } => format!("  took serial stage {stage}\n"),
             Event::Note { message } => format!("  {message}\n"),
             Event::AlreadyFinished {
                 task,

@@ -76,7 +76,11 @@ fn the_store_knows_neither_the_language_nor_the_engine() {
 
 #[test]
 fn the_engine_does_not_reach_up_to_the_binary_nor_parse_text_nor_speak_sql() {
-    assert_none_of("orch-engine", false, &["orch", "clap"]);
+    assert_none_of(
+        "orch-engine",
+        false,
+        &["orch", "orch-server", "clap", "axum"],
+    );
     // KDL and SQL only through the language and the store.
     assert_none_of("orch-engine", true, &["kdl", "rusqlite"]);
 }

@@ -158,7 +158,7 @@ fn completions_and_man_page_come_from_the_cli_definition() {
 }
 
 /// Every subcommand of `orch`.
-const COMMANDS: [&str; 13] = [
+const COMMANDS: [&str; 16] = [
     "validate",
     "run",
     "history",
@@ -172,6 +172,9 @@ const COMMANDS: [&str; 13] = [
     "completions",
     "man",
     "schema",
+    "serve",
+    "submit",
+    "cancel",
 ];
 
 #[test]

@@ -14,6 +14,7 @@ use orch_lang::diagnostic::{self, Format};
 use orch_lang::validate::Options;
 use orch_store::{SqliteStore, StoreError};
 
+pub mod cancel;
 pub mod explain;
 pub mod fmt;
 pub mod graph;
@@ -22,7 +23,9 @@ pub mod init;
 pub mod map;
 pub mod roadmap;
 pub mod run;
+pub mod serve;
 pub mod status;
+pub mod submit;
 pub mod validate;
 
 /// Exit statuses shared by every command.

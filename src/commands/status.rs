@@ -17,7 +17,10 @@ pub fn command(state_dir: &Path, json: bool) -> u8 {
 async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, StoreError> {
     let mut tasks = Vec::new();
     for run in store.runs(None).await? {
-        if matches!(run.status, RunStatus::Finished | RunStatus::Abandoned) {
+        if matches!(
+            run.status,
+            RunStatus::Finished | RunStatus::Abandoned | RunStatus::Cancelled
+        ) {
             continue;
         }
         // A newer run of the same task supersedes this one.

@@ -366,6 +366,11 @@ impl<S: RunStore> Engine<S> {
             match self.store.try_lock(&key, &holder).await? {
                 Ok(guard) => {
                     self.serial = Some((stage.to_string(), guard));
+                    if announced {
+                        self.emit(Event::Acquired {
+                            stage: stage.to_string(),
+                        });
+                    }
                     return Ok(true);
                 }
                 Err(other) => {

@@ -66,6 +66,10 @@ pub enum Event {
         stage: String,
         reason: String,
     },
+    /// The serial stage a `Waiting` named was taken: the task goes on.
+    Acquired {
+        stage: String,
+    },
     Note {
         message: String,
     },

@@ -142,6 +142,28 @@ pub trait RunStore: Send + Sync + 'static {
     /// now (`None`: free).
     fn stage_locks(&self) -> impl Future<Output = Result<Vec<(String, Option<String>)>>> + Send;
 
+    // The service's queue. Every write is committed when it returns.
+    /// Enqueues a task; `None` (nothing written) when a task of that name is
+    /// queued already or has runs. Returns its id (submission order).
+    fn enqueue(&self, t: &NewQueuedTask<'_>) -> impl Future<Output = Result<Option<i64>>> + Send;
+    /// The queue's tasks in submission order; only those in `state` if given.
+    fn queue(
+        &self,
+        state: Option<QueueState>,
+    ) -> impl Future<Output = Result<Vec<QueuedTask>>> + Send;
+    fn queued_task(&self, task: &str) -> impl Future<Output = Result<Option<QueuedTask>>> + Send;
+    /// Takes the oldest queued task: marks it `running` and returns it.
+    fn take_queued(&self) -> impl Future<Output = Result<Option<QueuedTask>>> + Send;
+    /// Moves a task from state `from` to `to` (with `error` for `failed`);
+    /// false (nothing written) when it was not in `from`.
+    fn move_queued(
+        &self,
+        task: &str,
+        from: QueueState,
+        to: QueueState,
+        error: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Time spent in store calls so far (`ORCH_PROFILE`).
     fn spent(&self) -> Duration {
         Duration::ZERO

@@ -69,6 +69,9 @@ spelled! {
         Finished => "finished",
         /// Replaced by a new run (`--restart`).
         Abandoned => "abandoned",
+        /// Cancelled through the service (`orch cancel`): its producers were
+        /// terminated; `--resume` can still continue it.
+        Cancelled => "cancelled",
     }
 }
 
@@ -124,6 +127,49 @@ spelled! {
         Ok => "ok",
         Failed => "failed",
     }
+}
+
+spelled! {
+    /// Where a task submitted to the service is in the queue.
+    QueueState {
+        /// Waiting for a worker.
+        Queued => "queued",
+        /// Taken by a worker (or in flight when the service stopped: resumed
+        /// on its next start).
+        Running => "running",
+        /// Its run reached an end (success or failure: see the run).
+        Finished => "finished",
+        /// Its run could not be set up or taken further (see `error`).
+        Failed => "failed",
+        /// Cancelled before or while it ran.
+        Cancelled => "cancelled",
+    }
+}
+
+/// A task submitted to the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedTask {
+    /// Submission order.
+    pub id: i64,
+    pub task: String,
+    /// The `--var` overrides it was submitted with.
+    pub vars: BTreeMap<String, String>,
+    /// Absolute.
+    pub worktree: String,
+    pub state: QueueState,
+    /// Why it failed, for `Failed`.
+    pub error: Option<String>,
+    pub submitted_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+}
+
+/// A task to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewQueuedTask<'a> {
+    pub task: &'a str,
+    pub vars: &'a BTreeMap<String, String>,
+    pub worktree: &'a str,
 }
 
 /// One run of a task through the pipeline.
@@ -293,6 +339,9 @@ mod tests {
         }
         for s in RunStatus::ALL {
             assert_eq!(s.as_str().parse::<RunStatus>(), Ok(*s));
+        }
+        for s in QueueState::ALL {
+            assert_eq!(s.as_str().parse::<QueueState>(), Ok(*s));
         }
         let e = "paused".parse::<Step>().unwrap_err();
         assert_eq!(e.to_string(), "unknown Step `paused`");

@@ -8,6 +8,7 @@
 //! One connection behind a mutex serves every task of the process: each
 //! call is short and never held across an await.
 
+mod queue;
 mod rows;
 mod schema;
 
@@ -746,6 +747,32 @@ impl RunStore for SqliteStore {
 
     async fn stage_locks(&self) -> Result<Vec<(String, Option<String>)>> {
         Ok(lock::stage_locks(&self.locks))
+    }
+
+    async fn enqueue(&self, t: &NewQueuedTask<'_>) -> Result<Option<i64>> {
+        self.enqueue_tx(t)
+    }
+
+    async fn queue(&self, state: Option<QueueState>) -> Result<Vec<QueuedTask>> {
+        self.queue_list(state)
+    }
+
+    async fn queued_task(&self, task: &str) -> Result<Option<QueuedTask>> {
+        self.queue_one(task)
+    }
+
+    async fn take_queued(&self) -> Result<Option<QueuedTask>> {
+        self.take_queued_tx()
+    }
+
+    async fn move_queued(
+        &self,
+        task: &str,
+        from: QueueState,
+        to: QueueState,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        self.move_queued_row(task, from, to, error)
     }
 
     fn spent(&self) -> Duration {

@@ -138,3 +138,20 @@ pub(super) fn alert_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         status: spelled(r, 3)?,
     })
 }
+
+pub(super) const QUEUE_SELECT: &str =
+    "SELECT id, task, vars, worktree, state, error, submitted_ms, started_ms, finished_ms FROM queue";
+
+pub(super) fn queued_row(r: &Row<'_>) -> rusqlite::Result<QueuedTask> {
+    Ok(QueuedTask {
+        id: r.get(0)?,
+        task: r.get(1)?,
+        vars: json_map(r, 2)?,
+        worktree: r.get(3)?,
+        state: spelled(r, 4)?,
+        error: r.get(5)?,
+        submitted_ms: r.get(6)?,
+        started_ms: r.get(7)?,
+        finished_ms: r.get(8)?,
+    })
+}

@@ -101,6 +101,22 @@ CREATE TABLE run_notes (
 );
 CREATE INDEX run_notes_by_run ON run_notes(run_id, id);
 "#,
+    // 4 (the service): the durable task queue, in submission order. A task
+    // name is queued once: a name that exists here or has runs is refused.
+    r#"
+CREATE TABLE queue (
+    id INTEGER PRIMARY KEY,
+    task TEXT NOT NULL UNIQUE,
+    vars TEXT NOT NULL,
+    worktree TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error TEXT,
+    submitted_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    finished_ms INTEGER
+);
+CREATE INDEX queue_by_state ON queue(state, id);
+"#,
 ];
 
 /// The store's schema version, or why it is not a store this build can use

@@ -1,0 +1,494 @@
+//! The HTTP API: routes, the token check on every request that changes
+//! something, and the handlers. Every answer is JSON (a log is text); every
+//! refusal is an [`ApiError`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use orch_store::{Attempt, QueueState, Run};
+
+use crate::config::MAX_BODY;
+use crate::error::{self, ApiError};
+use crate::scheduler::App;
+use crate::Store;
+
+type Shared<S> = State<Arc<App<S>>>;
+
+/// The service's routes.
+pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status::<S>))
+        .route("/queue", get(queue::<S>))
+        .route("/api/v1/tasks", post(submit::<S>))
+        .route("/api/v1/tasks/{task}", get(task::<S>))
+        .route("/api/v1/tasks/{task}/cancel", post(cancel::<S>))
+        .route("/api/v1/tasks/{task}/logs/{stage}/{attempt}", get(log::<S>))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::<S>,
+        ))
+        .with_state(app)
+}
+
+/// Every request but a read needs the token (reads too when the service
+/// listens beyond loopback, except `/health`). Logs each request without
+/// its headers.
+async fn guard<S: Store>(State(app): Shared<S>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let read = method == Method::GET || method == Method::HEAD;
+    let open = read && (app.open_reads || path == "/health");
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !open && !app.token.admits(auth) {
+        tracing::warn!(%method, path, "refused: no or wrong token");
+        return ApiError::unauthorized().into_response();
+    }
+    let response = next.run(req).await;
+    tracing::info!(%method, path, status = response.status().as_u16(), "request");
+    response
+}
+
+async fn health() -> Response {
+    error::json(
+        StatusCode::OK,
+        &json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+    )
+}
+
+async fn status<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
+    let queued = app.store.queue(Some(QueueState::Queued)).await?.len();
+    let (busy, waiting, draining) = {
+        let b = app.board.lock();
+        (b.busy(), b.running.len() - b.busy(), b.draining)
+    };
+    let workers = app.config.workers;
+    Ok(error::json(
+        StatusCode::OK,
+        &json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "workers": { "total": workers, "busy": busy, "idle": workers.saturating_sub(busy) },
+            "waiting": waiting,
+            "queue_length": queued,
+            "uptime_s": app.started.elapsed().as_secs(),
+            "store": app.state_dir.join("orch.db").display().to_string(),
+            "state_dir": app.state_dir.display().to_string(),
+            "pipeline": app.served.path.display().to_string(),
+            "draining": draining,
+        }),
+    ))
+}
+
+async fn queue<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
+    let queued: Vec<Value> = app
+        .store
+        .queue(Some(QueueState::Queued))
+        .await?
+        .into_iter()
+        .map(|t| json!({ "task": t.task, "submitted_ms": t.submitted_ms }))
+        .collect();
+    let (running, waiting) = {
+        let b = app.board.lock();
+        let mut running = Vec::new();
+        let mut waiting = Vec::new();
+        for (task, live) in &b.running {
+            match &live.waiting {
+                Some((stage, reason)) => {
+                    waiting.push(json!({ "task": task, "stage": stage, "reason": reason }))
+                }
+                None => running
+                    .push(json!({ "task": task, "stage": live.stage, "attempt": live.attempt })),
+            }
+        }
+        (running, waiting)
+    };
+    Ok(error::json(
+        StatusCode::OK,
+        &json!({ "queued": queued, "running": running, "waiting": waiting }),
+    ))
+}
+
+/// A submission.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Submission {
+    task: String,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    /// Absolute; default: the service's working directory.
+    worktree: Option<PathBuf>,
+}
+
+/// The body, at most [`MAX_BODY`] bytes (413 past that).
+async fn body_bytes(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} KiB", MAX_BODY / 1024),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("cannot read the body: {inner}"))
+        }
+    })
+}
+
+async fn submit<S: Store>(
+    State(app): Shared<S>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(&headers, body).await?;
+    let sub: Submission = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed body: {e}")))?;
+    orch_engine::check_task_name(&sub.task).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if app.board.lock().draining {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service is draining; submit again once it is back",
+        ));
+    }
+    let worktree = match sub.worktree {
+        Some(w) if !w.is_absolute() => {
+            return Err(ApiError::bad_request(format!(
+                "worktree {} is not an absolute path",
+                w.display()
+            )))
+        }
+        Some(w) => w,
+        None => PathBuf::from("."),
+    };
+    let header = app
+        .served
+        .header()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no pipeline header"))?;
+    let overrides: Vec<(String, String)> = sub.vars.clone().into_iter().collect();
+    // Unknown variables and a missing worktree are refused now, not when a
+    // worker takes the task.
+    let bound = orch_engine::bind(header, &overrides, &worktree)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let worktree = bound.worktree.display().to_string();
+    let id = app
+        .store
+        .enqueue(&orch_store::NewQueuedTask {
+            task: &sub.task,
+            vars: &sub.vars,
+            worktree: &worktree,
+        })
+        .await?;
+    if id.is_none() {
+        return Err(ApiError::conflict(format!(
+            "task {} exists (queued, run or with runs in the store)",
+            sub.task
+        )));
+    }
+    app.board.wake();
+    tracing::info!(task = sub.task, "task queued");
+    let url = format!("/api/v1/tasks/{}", sub.task);
+    let mut response = error::json(
+        StatusCode::CREATED,
+        &json!({ "task": sub.task, "state": "queued", "url": url }),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&url) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// A task name from a path, checked.
+fn task_name(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    let Path(task) = p.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    orch_engine::check_task_name(&task).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(task)
+}
+
+fn attempt_json(task: &str, a: &Attempt) -> Value {
+    json!({
+        "stage": a.stage,
+        "attempt": a.attempt,
+        "producer": a.producer.as_str(),
+        "name": a.producer_name,
+        "step": a.step.as_str(),
+        "exit": a.exit,
+        "exit_code": a.exit_code,
+        "verdict": a.verdict,
+        "gate_pass": a.gate_pass,
+        "gate_reason": a.gate_reason,
+        "started_ms": a.started_ms,
+        "finished_ms": a.finished_ms,
+        "duration_ms": a.duration_ms,
+        "leaked": a.leaked,
+        "log": format!("/api/v1/tasks/{task}/logs/{}/{}", a.stage, a.attempt),
+    })
+}
+
+async fn run_json<S: Store>(store: &S, run: &Run) -> Result<Value, ApiError> {
+    let attempts: Vec<Value> = store
+        .attempts(run.id)
+        .await?
+        .iter()
+        .map(|a| attempt_json(&run.task, a))
+        .collect();
+    let transitions: Vec<Value> = store
+        .transitions(run.id)
+        .await?
+        .iter()
+        .map(|t| {
+            json!({
+                "from": t.from_stage,
+                "kind": t.kind.as_str(),
+                "to": t.to_stage,
+                "reason": t.reason,
+                "attempt_id": t.attempt_id,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "id": run.id,
+        "status": run.status.as_str(),
+        "outcome": run.outcome.map(|o| o.as_str()),
+        "end": run.end_name,
+        "started_ms": run.started_ms,
+        "finished_ms": run.finished_ms,
+        "vars": run.vars,
+        "worktree": run.worktree,
+        "attempts": attempts,
+        "transitions": transitions,
+    }))
+}
+
+async fn task<S: Store>(
+    State(app): Shared<S>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let task = task_name(p)?;
+    let entry = app.store.queued_task(&task).await?;
+    let runs = app.store.runs(Some(&task)).await?;
+    if entry.is_none() && runs.is_empty() {
+        return Err(ApiError::not_found(format!("no task {task}")));
+    }
+    let mut run_docs = Vec::new();
+    for run in &runs {
+        run_docs.push(run_json(&*app.store, run).await?);
+    }
+    let live = {
+        let b = app.board.lock();
+        b.running.get(&task).map(|l| {
+            json!({
+                "stage": l.stage,
+                "attempt": l.attempt,
+                "waiting": l.waiting.as_ref().map(|(s, r)| json!({ "stage": s, "reason": r })),
+            })
+        })
+    };
+    let queue = entry.map(|e| {
+        json!({
+            "state": e.state.as_str(),
+            "error": e.error,
+            "vars": e.vars,
+            "worktree": e.worktree,
+            "submitted_ms": e.submitted_ms,
+            "started_ms": e.started_ms,
+            "finished_ms": e.finished_ms,
+        })
+    });
+    Ok(error::json(
+        StatusCode::OK,
+        &json!({ "task": task, "queue": queue, "live": live, "runs": run_docs }),
+    ))
+}
+
+/// How long a cancel waits for the task to stop before answering 202.
+const CANCEL_WAIT: Duration = Duration::from_secs(30);
+
+async fn cancel<S: Store>(
+    State(app): Shared<S>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let task = task_name(p)?;
+    let cancelled = || {
+        error::json(
+            StatusCode::OK,
+            &json!({ "task": task, "state": QueueState::Cancelled.as_str() }),
+        )
+    };
+    let Some(entry) = app.store.queued_task(&task).await? else {
+        return Err(if app.store.runs(Some(&task)).await?.is_empty() {
+            ApiError::not_found(format!("no task {task}"))
+        } else {
+            ApiError::conflict(format!(
+                "task {task} was not submitted to the service (it was run by `orch run`)"
+            ))
+        });
+    };
+    if entry.state == QueueState::Queued
+        && app
+            .store
+            .move_queued(&task, QueueState::Queued, QueueState::Cancelled, None)
+            .await?
+    {
+        tracing::info!(task, "cancelled before it started");
+        return Ok(cancelled());
+    }
+    // Queued a moment ago and taken since, or running.
+    let state = app.store.queued_task(&task).await?.map(|e| e.state);
+    if state != Some(QueueState::Running) {
+        return Err(ApiError::conflict(format!(
+            "task {task} is already {}",
+            state.map(|s| s.as_str()).unwrap_or("gone")
+        )));
+    }
+    {
+        let mut b = app.board.lock();
+        match b.running.get_mut(&task) {
+            Some(live) => {
+                live.cancel_requested = true;
+                let _ = live.cancel.send(true);
+            }
+            None => {
+                b.cancel_before_start.insert(task.clone());
+            }
+        }
+    }
+    tracing::info!(task, "cancelling");
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    loop {
+        let state = app.store.queued_task(&task).await?.map(|e| e.state);
+        match state {
+            Some(QueueState::Cancelled) => return Ok(cancelled()),
+            Some(QueueState::Running) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Some(QueueState::Running) => {
+                return Ok(error::json(
+                    StatusCode::ACCEPTED,
+                    &json!({ "task": task, "state": "cancelling" }),
+                ))
+            }
+            other => {
+                return Err(ApiError::conflict(format!(
+                    "task {task} ended before it could be cancelled: {}",
+                    other.map(|s| s.as_str()).unwrap_or("gone")
+                )))
+            }
+        }
+    }
+}
+
+/// `?tail=N`.
+fn tail_of(uri: &Uri) -> Result<Option<usize>, ApiError> {
+    let Some(query) = uri.query() else {
+        return Ok(None);
+    };
+    let mut tail = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("tail", n)) => {
+                tail = Some(n.parse::<usize>().map_err(|_| {
+                    ApiError::bad_request(format!("tail={n}: expected a number of lines"))
+                })?)
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {pair:?} (only tail=N)"
+                )))
+            }
+        }
+    }
+    Ok(tail)
+}
+
+async fn log<S: Store>(
+    State(app): Shared<S>,
+    uri: Uri,
+    p: Result<Path<(String, String, String)>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((task, stage, attempt)) = p.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    orch_engine::check_task_name(&task).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if app.served.pipeline.stage(&stage).is_none() {
+        return Err(ApiError::not_found(format!(
+            "the pipeline has no stage {stage:?}"
+        )));
+    }
+    let attempt: i64 =
+        attempt.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::bad_request(format!("attempt {attempt:?}: expected 1, 2, …"))
+        })?;
+    let tail = tail_of(&uri)?;
+    // The path is the one the engine recorded for that attempt (newest run
+    // first), and must lie in the state directory.
+    let mut recorded = None;
+    for run in app.store.runs(Some(&task)).await?.iter().rev() {
+        let attempts = app.store.attempts(run.id).await?;
+        if let Some(a) = attempts
+            .into_iter()
+            .find(|a| a.stage == stage && a.attempt == attempt)
+        {
+            recorded = Some(a.log_path);
+            break;
+        }
+    }
+    let missing = || ApiError::not_found(format!("no log of {task} {stage} attempt {attempt}"));
+    let path = recorded.ok_or_else(missing)?;
+    let path = std::fs::canonicalize(&path).map_err(|_| missing())?;
+    if !path.starts_with(&app.state_dir) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the recorded log lies outside the state directory",
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|_| missing())?;
+    let text = String::from_utf8_lossy(&bytes);
+    let body = match tail {
+        Some(n) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let mut s = lines[lines.len().saturating_sub(n)..].join("\n");
+            if !s.is_empty() {
+                s.push('\n');
+            }
+            s
+        }
+        None => text.into_owned(),
+    };
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response())
+}

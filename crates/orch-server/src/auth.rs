@@ -1,0 +1,170 @@
+//! The bearer token: where it comes from (`--token-file`, `ORCH_TOKEN`, or
+//! one made on first start at `STATE/token`, mode 0600), and the check of a
+//! request's `Authorization` header in constant time. The token itself is
+//! never logged.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::ServeError;
+
+/// The service's token, kept as its digest: requests are compared digest to
+/// digest, so the comparison takes the same time whatever was sent.
+#[derive(Clone)]
+pub struct Token {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+/// Where the token came from, for the start-up message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    File(PathBuf),
+    Env,
+    /// Made now and written to this file.
+    Created(PathBuf),
+    /// Made on an earlier start.
+    Existing(PathBuf),
+}
+
+fn digest(text: &[u8]) -> [u8; 32] {
+    Sha256::digest(text).into()
+}
+
+/// Equal without an early exit.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Token {
+    pub fn new(text: &str) -> Token {
+        Token {
+            digest: digest(text.as_bytes()),
+        }
+    }
+
+    /// Whether an `Authorization` header value carries this token.
+    pub fn admits(&self, header: Option<&[u8]>) -> bool {
+        let Some(value) = header else {
+            return false;
+        };
+        let Some(given) = value.strip_prefix(b"Bearer ") else {
+            return false;
+        };
+        let given = given.trim_ascii();
+        !given.is_empty() && same(&self.digest, &digest(given))
+    }
+}
+
+/// `STATE/token`.
+pub fn token_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("token")
+}
+
+fn read_token(path: &Path) -> Result<String, ServeError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ServeError::Usage(format!("cannot read token file {}: {e}", path.display()))
+    })?;
+    let token = text.trim().to_string();
+    if token.is_empty() {
+        return Err(ServeError::Usage(format!(
+            "token file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(token)
+}
+
+/// 32 random bytes from the kernel, as hex.
+fn random_token() -> Result<String, ServeError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| ServeError::Io(format!("cannot read /dev/urandom for a token: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The token to require: `--token-file`, else `ORCH_TOKEN`, else
+/// `STATE/token` (made, mode 0600, when missing).
+pub fn load(
+    token_file: Option<&Path>,
+    token_env: Option<&str>,
+    state_dir: &Path,
+) -> Result<(Token, TokenSource), ServeError> {
+    if let Some(path) = token_file {
+        return Ok((
+            Token::new(&read_token(path)?),
+            TokenSource::File(path.into()),
+        ));
+    }
+    if let Some(text) = token_env.map(str::trim).filter(|t| !t.is_empty()) {
+        return Ok((Token::new(text), TokenSource::Env));
+    }
+    let path = token_path(state_dir);
+    if path.exists() {
+        return Ok((Token::new(&read_token(&path)?), TokenSource::Existing(path)));
+    }
+    let token = random_token()?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ServeError::Io(format!("cannot create {}: {e}", path.display())))?;
+    file.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ServeError::Io(format!("cannot write {}: {e}", path.display())))?;
+    Ok((Token::new(&token), TokenSource::Created(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_bearer_token_is_admitted() {
+        let t = Token::new("s3cret");
+        assert!(t.admits(Some(b"Bearer s3cret")));
+        assert!(!t.admits(Some(b"Bearer s3cret2")));
+        assert!(!t.admits(Some(b"Bearer ")));
+        assert!(!t.admits(Some(b"s3cret")));
+        assert!(!t.admits(Some(b"Basic s3cret")));
+        assert!(!t.admits(None));
+    }
+
+    #[test]
+    fn a_token_is_made_once_with_mode_0600_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("orch-auth-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (first, source) = load(None, None, &dir).unwrap();
+        assert_eq!(source, TokenSource::Created(dir.join("token")));
+        let mode = std::fs::metadata(dir.join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(dir.join("token")).unwrap();
+        assert_eq!(text.trim().len(), 64);
+        let (again, source) = load(None, None, &dir).unwrap();
+        assert_eq!(source, TokenSource::Existing(dir.join("token")));
+        let header = format!("Bearer {}", text.trim());
+        assert!(first.admits(Some(header.as_bytes())));
+        assert!(again.admits(Some(header.as_bytes())));
+        // ORCH_TOKEN wins over the file.
+        let (env, source) = load(None, Some("other"), &dir).unwrap();
+        assert_eq!(source, TokenSource::Env);
+        assert!(!env.admits(Some(header.as_bytes())));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

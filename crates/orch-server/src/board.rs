@@ -1,0 +1,62 @@
+//! What the service knows of its tasks in flight, in memory: who runs, at
+//! which stage and attempt, who waits (and holds no worker), who is being
+//! cancelled. The store keeps the durable account; this is what `/queue`
+//! and `/status` show and what the scheduler counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::{watch, Notify};
+
+/// A task taken by a worker.
+pub struct Live {
+    pub stage: Option<String>,
+    pub attempt: Option<i64>,
+    /// A producer is running (between `AttemptStarted` and
+    /// `AttemptFinished`).
+    pub attempt_running: bool,
+    /// Waiting for a serial stage: (stage, reason). A waiting task holds no
+    /// worker.
+    pub waiting: Option<(String, String)>,
+    /// The engine's cancel signal for this task.
+    pub cancel: watch::Sender<bool>,
+    /// Cancelled through the API (not by a drain).
+    pub cancel_requested: bool,
+}
+
+#[derive(Default)]
+pub struct BoardState {
+    pub running: BTreeMap<String, Live>,
+    /// Cancelled before the scheduler started them.
+    pub cancel_before_start: BTreeSet<String>,
+    pub draining: bool,
+}
+
+impl BoardState {
+    /// Tasks that hold a worker: running, not waiting.
+    pub fn busy(&self) -> usize {
+        self.running
+            .values()
+            .filter(|l| l.waiting.is_none())
+            .count()
+    }
+}
+
+/// The board, and the scheduler's wake-up.
+#[derive(Default)]
+pub struct Board {
+    state: Mutex<BoardState>,
+    /// Something changed that may let the scheduler take a task.
+    pub wake: Notify,
+}
+
+impl Board {
+    /// The state; a panic elsewhere while it was held leaves it usable.
+    pub fn lock(&self) -> MutexGuard<'_, BoardState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}

@@ -1,0 +1,256 @@
+//! The scheduler: takes queued tasks in submission order while fewer than
+//! `--workers` hold a worker (a task waiting for a serial stage holds
+//! none), runs each on the engine `orch run` uses, records how it ended in
+//! the queue, and drains on a signal.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use orch_engine::{exit, Finished, RunError, RunOptions};
+use orch_store::{QueueState, QueuedTask, RunStatus};
+
+use crate::auth::Token;
+use crate::board::{Board, Live};
+use crate::config::{Config, Served};
+use crate::events::TaskSink;
+use crate::Store;
+
+/// Everything the service's parts share.
+pub struct App<S: Store> {
+    pub store: Arc<S>,
+    pub config: Config,
+    pub served: Served,
+    pub board: Arc<Board>,
+    pub token: Token,
+    pub started: Instant,
+    /// Absolute.
+    pub state_dir: PathBuf,
+    /// Reads need the token too when the service listens beyond loopback.
+    pub open_reads: bool,
+}
+
+/// Takes tasks until the service drains: first the runs that were in flight
+/// when it last stopped (`recovered`, resumed), then the queue.
+pub async fn schedule<S: Store>(app: Arc<App<S>>, mut recovered: VecDeque<QueuedTask>) {
+    loop {
+        loop {
+            {
+                let b = app.board.lock();
+                if b.draining {
+                    return;
+                }
+                if b.busy() < app.config.workers {
+                    break;
+                }
+            }
+            app.board.wake.notified().await;
+        }
+        let entry = match recovered.pop_front() {
+            Some(t) => t,
+            None => match app.store.take_queued().await {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    // A submission wakes us; the timer is a safety net.
+                    tokio::select! {
+                        _ = app.board.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot take the next task from the queue");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        start(&app, entry);
+    }
+}
+
+/// Puts the task on the board and runs it. A task taken while the service
+/// began to drain stays `running` in the queue: the next start resumes it.
+fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
+    let task = entry.task.clone();
+    let (tx, rx) = watch::channel(false);
+    {
+        let mut b = app.board.lock();
+        if b.draining {
+            return;
+        }
+        // Cancelled between being taken and started: it still runs through
+        // the engine (a resumed run's stale producers are terminated), which
+        // stops at once.
+        let cancel_requested = b.cancel_before_start.remove(&task);
+        if cancel_requested {
+            let _ = tx.send(true);
+        }
+        b.running.insert(
+            task.clone(),
+            Live {
+                stage: None,
+                attempt: None,
+                attempt_running: false,
+                waiting: None,
+                cancel: tx,
+                cancel_requested,
+            },
+        );
+    }
+    tracing::info!(task, "task taken");
+    let inner = tokio::spawn(run_task(app.clone(), entry, rx));
+    let app = app.clone();
+    tokio::spawn(async move {
+        if let Err(e) = inner.await {
+            tracing::error!(task, error = %e, "the task's worker ended abnormally");
+        }
+        app.board.lock().running.remove(&task);
+        app.board.wake();
+    });
+}
+
+/// Runs a taken task to its end (or until it is cancelled or drained) and
+/// records how it ended in the queue.
+async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::Receiver<bool>) {
+    let task = entry.task.clone();
+    let result = match app.store.latest_run(&task).await {
+        Ok(run) => {
+            // A run exists: the task was in flight when the service stopped;
+            // it continues exactly as `orch run --resume` would, with the
+            // run's own variables and worktree.
+            let resume = run.is_some();
+            let opts = RunOptions {
+                task: task.clone(),
+                pipeline: app.served.path.clone(),
+                worktree: (!resume).then(|| PathBuf::from(&entry.worktree)),
+                vars: if resume {
+                    Vec::new()
+                } else {
+                    entry.vars.clone().into_iter().collect()
+                },
+                state_dir: app.state_dir.clone(),
+                resume,
+                restart: false,
+                allow_changed_pipeline: false,
+                allow_changed_vars: false,
+            };
+            let sink = Box::new(TaskSink {
+                task: task.clone(),
+                board: app.board.clone(),
+            });
+            match orch_engine::prepare(opts) {
+                Ok(prepared) => orch_engine::run(prepared, app.store.clone(), sink, cancel).await,
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(RunError::from(e)),
+    };
+    settle(&app, &task, result).await;
+}
+
+/// Records in the queue how a task's run ended.
+async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, RunError>) {
+    let cancel_requested = app
+        .board
+        .lock()
+        .running
+        .get(task)
+        .is_some_and(|l| l.cancel_requested);
+    let recorded = match result {
+        Ok(f) if f.exit_code == exit::INTERRUPTED && !cancel_requested => {
+            tracing::info!(
+                task,
+                "interrupted; the next start of the service resumes it"
+            );
+            Ok(())
+        }
+        // A run that reached its end before the cancel took effect stays
+        // finished.
+        Ok(f) if f.exit_code == exit::INTERRUPTED => mark_cancelled(&*app.store, task).await,
+        Err(_) if cancel_requested => mark_cancelled(&*app.store, task).await,
+        Ok(f) => {
+            tracing::info!(task, exit_code = f.exit_code, "task finished");
+            app.store
+                .move_queued(task, QueueState::Running, QueueState::Finished, None)
+                .await
+                .map(drop)
+        }
+        Err(e) => {
+            tracing::warn!(task, error = %e, "task failed");
+            app.store
+                .move_queued(
+                    task,
+                    QueueState::Running,
+                    QueueState::Failed,
+                    Some(&e.to_string()),
+                )
+                .await
+                .map(drop)
+        }
+    };
+    if let Err(e) = recorded {
+        tracing::error!(task, error = %e, "cannot record how the task ended");
+    }
+}
+
+/// The task's run (if it has one) and its queue entry are cancelled.
+async fn mark_cancelled<S: Store>(store: &S, task: &str) -> orch_store::Result<()> {
+    if let Some(run) = store.latest_run(task).await? {
+        if run.status != RunStatus::Finished {
+            store.set_run_status(run.id, RunStatus::Cancelled).await?;
+        }
+    }
+    store
+        .move_queued(task, QueueState::Running, QueueState::Cancelled, None)
+        .await?;
+    tracing::info!(task, "task cancelled");
+    Ok(())
+}
+
+/// Stops taking tasks; lets running attempts finish within `timeout` (a task
+/// stops at the step after its running attempt; one with no attempt running
+/// stops now), then cancels the rest: producers are terminated with their
+/// grace and the runs left interrupted, resumable. Returns when no task is
+/// left.
+pub async fn drain<S: Store>(app: &App<S>, timeout: Duration) {
+    let left = {
+        let mut b = app.board.lock();
+        b.draining = true;
+        for live in b.running.values() {
+            if !live.attempt_running {
+                let _ = live.cancel.send(true);
+            }
+        }
+        b.running.len()
+    };
+    app.board.wake();
+    tracing::info!(
+        tasks = left,
+        timeout_ms = timeout.as_millis() as u64,
+        "draining"
+    );
+    let deadline = Instant::now() + timeout;
+    while !app.board.lock().running.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    {
+        let b = app.board.lock();
+        if !b.running.is_empty() {
+            tracing::warn!(
+                tasks = b.running.len(),
+                "drain timeout: cancelling the running attempts"
+            );
+        }
+        for live in b.running.values() {
+            let _ = live.cancel.send(true);
+        }
+    }
+    // The engine terminates each producer within its grace.
+    while !app.board.lock().running.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,134 @@
+//! `orch serve`: the service, on a multi-threaded runtime, until SIGINT or
+//! SIGTERM, then drained.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orch_lang::diagnostic::{self, Format};
+use orch_server::{Config, ServeError, Service, TokenSource};
+use orch_store::SqliteStore;
+
+use super::{exit, use_color};
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Arguments of `orch serve`, as parsed.
+pub struct ServeArgs {
+    pub pipeline: PathBuf,
+    pub state_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub workers: usize,
+    pub drain_timeout: Duration,
+    pub token_file: Option<PathBuf>,
+    pub log_format: LogFormat,
+    pub verbose: bool,
+}
+
+fn init_tracing(format: LogFormat, verbose: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if verbose {
+            "orch=debug,orch_server=debug,orch_engine=debug,orch_store=debug"
+        } else {
+            "orch=info,orch_server=info,orch_engine=warn,orch_store=warn"
+        })
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(use_color(std::io::stderr().is_terminal()))
+            .try_init(),
+    };
+}
+
+/// A future that completes on SIGINT or SIGTERM; registered before anything
+/// runs, so an early signal is not lost.
+fn on_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| ServeError::Io(format!("cannot handle SIGINT: {e}")))?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| ServeError::Io(format!("cannot handle SIGTERM: {e}")))?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "orch serve: {line}");
+    let _ = out.flush();
+}
+
+/// `orch serve`.
+pub fn command(a: ServeArgs) -> u8 {
+    init_tracing(a.log_format, a.verbose);
+    let color = use_color(std::io::stderr().is_terminal());
+    match serve(a) {
+        Ok(()) => exit::OK,
+        Err(ServeError::Invalid(report)) => {
+            let rendered = diagnostic::render(&[*report], Format::Human, color);
+            eprintln!("error: {rendered}the pipeline is invalid; the service was not started");
+            exit::USAGE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<(), ServeError> {
+    let served = orch_server::config::load_pipeline(&a.pipeline)?;
+    std::fs::create_dir_all(&a.state_dir).map_err(|e| {
+        ServeError::Usage(format!(
+            "cannot create state dir {}: {e}",
+            a.state_dir.display()
+        ))
+    })?;
+    let state_dir = std::fs::canonicalize(&a.state_dir)
+        .map_err(|e| ServeError::Usage(format!("state dir {}: {e}", a.state_dir.display())))?;
+    let store = Arc::new(SqliteStore::open_dir(&state_dir)?);
+    let config = Config {
+        pipeline: a.pipeline,
+        state_dir: state_dir.clone(),
+        listen: a.listen,
+        workers: a.workers,
+        drain_timeout: a.drain_timeout,
+        token_file: a.token_file,
+        token_env: std::env::var("ORCH_TOKEN").ok(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServeError::Io(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        orch_engine::process::become_subreaper();
+        let stop = on_signal()?;
+        let service = Service::bind(config, served, store, state_dir).await?;
+        say(&format!("listening on http://{}", service.addr));
+        match &service.token_source {
+            TokenSource::Created(p) => say(&format!(
+                "a token was made for this service: {} (mode 0600)",
+                p.display()
+            )),
+            TokenSource::Existing(p) => say(&format!("token: {}", p.display())),
+            TokenSource::File(p) => say(&format!("token: {} (--token-file)", p.display())),
+            TokenSource::Env => say("token: ORCH_TOKEN"),
+        }
+        service.run(stop).await
+    })
+}

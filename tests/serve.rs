@@ -1,0 +1,969 @@
+//! `orch serve`, driven as a person would: the real binary on a loopback
+//! port chosen at run time, real `sh` producers, the real SQLite store, and
+//! plain HTTP/1.1 requests written by hand (another client than the one
+//! `orch submit` uses).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const ORCH: &str = env!("CARGO_BIN_EXE_orch");
+const TOKEN: &str = "test-token-5b1c";
+
+/// Three stages; `b` is serial. Each producer records its start and end in
+/// `out/` and waits while a hold file for its task and stage exists.
+const PIPELINE: &str = r#"
+pipeline "svc" start="a" {
+    var "scripts" "."
+    var "flavour" "plain"
+}
+
+artifact "a-report" path="a.md" {
+    field "result" "PASS" "FAIL"
+}
+
+artifact "b-report" path="b.md" {
+    field "result" "PASS" "FAIL"
+}
+
+artifact "c-report" path="c.md" {
+    field "result" "PASS" "FAIL"
+}
+
+gate "a-ok" artifact="a-report" {
+    expect "result" "PASS"
+}
+
+gate "b-ok" artifact="b-report" {
+    expect "result" "PASS"
+}
+
+gate "c-ok" artifact="c-report" {
+    expect "result" "PASS"
+}
+
+runner "ra" {
+    command "sh" "{var.scripts}/step.sh"
+    timeout "120s"
+    grace "1s"
+    exit-code 0 verdict="PASS"
+    otherwise verdict="tool-error"
+    writes "a-report"
+}
+
+runner "rb" {
+    command "sh" "{var.scripts}/step.sh"
+    timeout "120s"
+    grace "1s"
+    exit-code 0 verdict="PASS"
+    otherwise verdict="tool-error"
+    writes "b-report"
+}
+
+runner "rc" {
+    command "sh" "{var.scripts}/step.sh"
+    timeout "120s"
+    grace "1s"
+    exit-code 0 verdict="PASS"
+    otherwise verdict="tool-error"
+    writes "c-report"
+}
+
+call-site "ca" axis="C" verdict="machine" mode="runner" {
+    runner "ra"
+}
+
+call-site "cb" axis="C" verdict="machine" mode="runner" {
+    runner "rb"
+}
+
+call-site "cc" axis="C" verdict="machine" mode="runner" {
+    runner "rc"
+}
+
+stage "a" call-site="ca" gate="a-ok" {
+    pass "b"
+    exhausted "failed"
+}
+
+stage "b" call-site="cb" gate="b-ok" {
+    pass "c"
+    exhausted "failed"
+    serial #true
+}
+
+stage "c" call-site="cc" gate="c-ok" {
+    pass "done"
+    exhausted "failed"
+}
+
+end "done" outcome="success"
+end "failed" outcome="failure"
+"#;
+
+/// `OUT` is the sandbox's `out/`, from the service's environment.
+const STEP: &str = r#"
+key="$ORCH_TASK $ORCH_STAGE $ORCH_ATTEMPT"
+echo "$$" > "$OUT/pid.$ORCH_TASK.$ORCH_STAGE.$ORCH_ATTEMPT"
+echo "$key" >> "$OUT/starts"
+if [ "$ORCH_STAGE" = b ]; then
+    mkdir "$OUT/b.held" 2>/dev/null || echo "$key" >> "$OUT/overlap"
+fi
+echo "log line 1 of $key"
+echo "log line 2 of $key"
+while [ -e "$OUT/hold-$ORCH_TASK-$ORCH_STAGE" ] || [ -e "$OUT/hold-all" ]; do sleep 0.05; done
+sleep "${STEP_SLEEP:-0.02}"
+if [ "$ORCH_STAGE" = b ]; then
+    rmdir "$OUT/b.held"
+fi
+echo "$key" >> "$OUT/ends"
+echo "log line 3 of $key"
+exit 0
+"#;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+struct Sandbox {
+    root: PathBuf,
+}
+
+impl Sandbox {
+    fn new(name: &str) -> Sandbox {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let root = std::env::temp_dir()
+            .join(format!("orch-serve-tests.{}", std::process::id()))
+            .join(format!("{name}-{n}"));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("out")).unwrap();
+        let root = std::fs::canonicalize(&root).unwrap();
+        std::fs::write(root.join("pipeline.kdl"), PIPELINE).unwrap();
+        std::fs::write(root.join("step.sh"), STEP).unwrap();
+        Sandbox { root }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.root.join("out")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    fn hold(&self, what: &str) {
+        std::fs::write(self.out().join(format!("hold-{what}")), "").unwrap();
+    }
+
+    fn release(&self, what: &str) {
+        let _ = std::fs::remove_file(self.out().join(format!("hold-{what}")));
+    }
+
+    fn lines(&self, file: &str) -> Vec<String> {
+        std::fs::read_to_string(self.out().join(file))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for e in std::fs::read_dir(self.out()).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with("pid.") {
+                if let Ok(p) = std::fs::read_to_string(e.path()).unwrap().trim().parse() {
+                    pids.push(p);
+                }
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.release("all");
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        } else {
+            eprintln!("sandbox kept: {}", self.root.display());
+        }
+    }
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `orch serve`.
+struct Serve {
+    child: Option<Child>,
+    addr: String,
+    stderr: PathBuf,
+}
+
+impl Serve {
+    fn start(sb: &Sandbox, workers: usize, extra: &[&str]) -> Serve {
+        Serve::start_with(sb, workers, extra, Some(TOKEN))
+    }
+
+    fn start_with(sb: &Sandbox, workers: usize, extra: &[&str], token: Option<&str>) -> Serve {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let stderr = sb.root.join(format!("serve-{n}.log"));
+        let mut cmd = Command::new(ORCH);
+        cmd.current_dir(&sb.root)
+            .args(["serve", "-p", "pipeline.kdl", "--state-dir", "state"])
+            .args(["--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
+            .args(extra)
+            .env("OUT", sb.out())
+            .env_remove("ORCH_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        if let Some(t) = token {
+            cmd.env("ORCH_TOKEN", t);
+        }
+        let mut child = cmd.spawn().expect("spawn orch serve");
+        let stdout = child.stdout.take().expect("its stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("orch serve: listening on http://") {
+                        break a.to_string();
+                    }
+                }
+                Err(_) => panic!(
+                    "orch serve did not say where it listens: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                ),
+            }
+        };
+        Serve {
+            child: Some(child),
+            addr,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        let (s, body) = http(&self.addr, "GET", path, None, None);
+        (
+            s,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let (s, body) = http(&self.addr, "POST", path, Some(TOKEN), Some(&bytes));
+        (
+            s,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+
+    fn submit(&self, task: &str) {
+        let (s, v) = self.post("/api/v1/tasks", &json!({ "task": task }));
+        assert_eq!(s, 201, "submit {task}: {v}");
+    }
+
+    fn task(&self, task: &str) -> Value {
+        let (s, v) = self.get(&format!("/api/v1/tasks/{task}"));
+        assert_eq!(s, 200, "GET task {task}: {v}");
+        v
+    }
+
+    fn queue_state(&self, task: &str) -> String {
+        self.task(task)["queue"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Waits for the service to exit; its exit code.
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("orch serve did not exit in {limit:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request; the status and the body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+) -> (u16, String) {
+    http_raw(
+        addr,
+        method,
+        path,
+        token.map(|t| format!("Bearer {t}")),
+        body,
+    )
+}
+
+fn http_raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    authorization: Option<String>,
+    body: Option<&[u8]>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.unwrap_or(b"");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    if let Some(a) = authorization {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // A server may answer (413) before reading a large body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+fn unchunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn finished_ok(s: &Serve, task: &str) -> bool {
+    let v = s.task(task);
+    v["queue"]["state"] == "finished"
+        && v["runs"]
+            .as_array()
+            .and_then(|r| r.last())
+            .is_some_and(|r| r["outcome"] == "success")
+}
+
+/// A task's attempts, as the API reports them (every run).
+fn attempts(s: &Serve, task: &str) -> Vec<Value> {
+    s.task(task)["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["attempts"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// Every (task, stage, attempt) the producers started, each at most once;
+/// for each (task, stage), one attempt ended `done` (passed), the last,
+/// and every earlier one was interrupted: no finished attempt ran again.
+fn assert_no_attempt_twice(sb: &Sandbox, s: &Serve, tasks: &[String]) {
+    let starts = sb.lines("starts");
+    let mut seen = BTreeSet::new();
+    for l in &starts {
+        assert!(seen.insert(l.clone()), "attempt started twice: {l}");
+    }
+    for task in tasks {
+        let mut by_stage: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for a in attempts(s, task) {
+            by_stage
+                .entry(a["stage"].as_str().unwrap().to_string())
+                .or_default()
+                .push(a);
+        }
+        assert_eq!(
+            by_stage.keys().cloned().collect::<Vec<_>>(),
+            ["a", "b", "c"],
+            "{task}"
+        );
+        for (stage, list) in by_stage {
+            let (last, earlier) = list.split_last().unwrap();
+            assert_eq!(last["step"], "done", "{task} {stage}: {last}");
+            assert_eq!(last["gate_pass"], true, "{task} {stage}");
+            for a in earlier {
+                assert_eq!(a["step"], "interrupted", "{task} {stage}: {a}");
+            }
+            let ends = sb
+                .lines("ends")
+                .iter()
+                .filter(|l| l.starts_with(&format!("{task} {stage} ")))
+                .count();
+            assert!(ends >= 1, "{task} {stage} ended");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_pipeline_refuses_to_start_with_the_validators_report() {
+    let sb = Sandbox::new("invalid");
+    std::fs::write(
+        sb.root.join("pipeline.kdl"),
+        PIPELINE.replace("pass \"c\"", "pass \"nowhere\""),
+    )
+    .unwrap();
+    let out = Command::new(ORCH)
+        .current_dir(&sb.root)
+        .args(["serve", "-p", "pipeline.kdl", "--state-dir", "state"])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("ORCH_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("nowhere"),
+        "the report names the problem: {stderr}"
+    );
+    assert!(
+        stderr.contains("the pipeline is invalid; the service was not started"),
+        "{stderr}"
+    );
+    assert!(!sb.state().join("orch.db").exists(), "nothing was created");
+}
+
+#[test]
+fn every_endpoint_and_its_error_statuses() {
+    let sb = Sandbox::new("endpoints");
+    let s = Serve::start(&sb, 1, &[]);
+
+    let (st, v) = s.get("/health");
+    assert_eq!((st, v["status"].as_str()), (200, Some("ok")));
+    assert!(v["version"].is_string());
+
+    let (st, v) = s.get("/status");
+    assert_eq!(st, 200);
+    assert_eq!(v["workers"]["total"], 1);
+    assert_eq!(v["workers"]["idle"], 1);
+    assert_eq!(v["queue_length"], 0);
+    assert!(v["store"].as_str().unwrap().ends_with("state/orch.db"));
+    assert!(v["uptime_s"].is_u64());
+
+    // One worker held by `first` (its stage a waits for a hold file), so
+    // `second` stays queued.
+    sb.hold("first-a");
+    s.submit("first");
+    let (st, v) = s.post(
+        "/api/v1/tasks",
+        &json!({ "task": "second", "vars": { "flavour": "spicy" }, "worktree": sb.root }),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["url"], "/api/v1/tasks/second");
+    wait_until("first to run stage a", Duration::from_secs(30), || {
+        s.get("/queue").1["running"][0]["stage"] == "a"
+    });
+    let (_, q) = s.get("/queue");
+    assert_eq!(q["running"][0]["task"], "first");
+    assert_eq!(q["running"][0]["attempt"], 1);
+    assert_eq!(q["queued"][0]["task"], "second");
+    let (_, st_doc) = s.get("/status");
+    assert_eq!(st_doc["workers"]["busy"], 1);
+    assert_eq!(st_doc["queue_length"], 1);
+    assert_eq!(s.task("second")["queue"]["vars"]["flavour"], "spicy");
+
+    // Refusals.
+    let (st, v) = s.post("/api/v1/tasks", &json!({ "task": "first" }));
+    assert_eq!(st, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("first"));
+    let (st, body) = http(
+        &s.addr,
+        "POST",
+        "/api/v1/tasks",
+        Some(TOKEN),
+        Some(b"{not json"),
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("\"error\""));
+    let (st, v) = s.post("/api/v1/tasks", &json!({ "task": ".hidden" }));
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = s.post("/api/v1/tasks", &json!({ "task": "x/../y" }));
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = s.post(
+        "/api/v1/tasks",
+        &json!({ "task": "third", "vars": { "flavor": "x" } }),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("flavor"), "{v}");
+    let (st, v) = s.post(
+        "/api/v1/tasks",
+        &json!({ "task": "third", "worktree": "relative/dir" }),
+    );
+    assert_eq!(st, 400, "{v}");
+    let big = json!({ "task": "big", "vars": { "flavour": "x".repeat(70 * 1024) } });
+    let (st, body) = http(
+        &s.addr,
+        "POST",
+        "/api/v1/tasks",
+        Some(TOKEN),
+        Some(&serde_json::to_vec(&big).unwrap()),
+    );
+    assert_eq!(st, 413, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    for t in ["third", "big"] {
+        let (st, _) = s.get(&format!("/api/v1/tasks/{t}"));
+        assert_eq!(st, 404, "{t} was not queued");
+    }
+    let (st, _) = s.get("/api/v1/tasks/nope");
+    assert_eq!(st, 404);
+    let (st, _) = s.get("/api/v1/nothing-here");
+    assert_eq!(st, 404);
+
+    // Cancel a queued task, then the running one.
+    let (st, v) = s.post("/api/v1/tasks/second/cancel", &json!({}));
+    assert_eq!((st, v["state"].as_str()), (200, Some("cancelled")), "{v}");
+    assert_eq!(s.queue_state("second"), "cancelled");
+    assert!(s.task("second")["runs"].as_array().unwrap().is_empty());
+    let pid_file = sb.out().join("pid.first.a.1");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    let (st, v) = s.post("/api/v1/tasks/first/cancel", &json!({}));
+    assert_eq!((st, v["state"].as_str()), (200, Some("cancelled")), "{v}");
+    assert!(!alive(pid), "the producer was terminated");
+    let doc = s.task("first");
+    assert_eq!(doc["queue"]["state"], "cancelled");
+    assert_eq!(doc["runs"][0]["status"], "cancelled");
+    assert_eq!(doc["runs"][0]["attempts"][0]["step"], "interrupted");
+    let (st, _) = s.post("/api/v1/tasks/first/cancel", &json!({}));
+    assert_eq!(st, 409, "already cancelled");
+    let (st, _) = s.post("/api/v1/tasks/ghost/cancel", &json!({}));
+    assert_eq!(st, 404);
+
+    // A task that runs through; its record and logs.
+    sb.release("first-a");
+    s.submit("fourth");
+    wait_until("fourth to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "fourth")
+    });
+    let doc = s.task("fourth");
+    let run = &doc["runs"][0];
+    assert_eq!(run["status"], "finished");
+    assert_eq!(run["end"], "done");
+    let kinds: Vec<_> = run["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            format!(
+                "{}>{}",
+                t["from"].as_str().unwrap(),
+                t["to"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(kinds, ["a>b", "b>c", "c>done"]);
+    assert_eq!(run["attempts"].as_array().unwrap().len(), 3);
+    let (st, log) = http(&s.addr, "GET", "/api/v1/tasks/fourth/logs/b/1", None, None);
+    assert_eq!(st, 200);
+    assert!(log.contains("log line 1 of fourth b 1") && log.contains("log line 3 of fourth b 1"));
+    let (st, tail) = http(
+        &s.addr,
+        "GET",
+        "/api/v1/tasks/fourth/logs/b/1?tail=1",
+        None,
+        None,
+    );
+    assert_eq!((st, tail.as_str()), (200, "log line 3 of fourth b 1\n"));
+    for (path, status) in [
+        ("/api/v1/tasks/fourth/logs/b/2", 404),
+        ("/api/v1/tasks/fourth/logs/zz/1", 404),
+        ("/api/v1/tasks/fourth/logs/..%2F..%2Forch.db/1", 404),
+        ("/api/v1/tasks/fourth/logs/b/0", 400),
+        ("/api/v1/tasks/fourth/logs/b/x", 400),
+        ("/api/v1/tasks/fourth/logs/b/1?tail=x", 400),
+        ("/api/v1/tasks/..%2Fstate/logs/b/1", 400),
+    ] {
+        let (st, body) = http(&s.addr, "GET", path, None, None);
+        assert_eq!(st, status, "{path}: {body}");
+    }
+}
+
+#[test]
+fn auth_no_token_wrong_token_right_token() {
+    let sb = Sandbox::new("auth");
+    // No --token-file, no ORCH_TOKEN: one is made in STATE/token, 0600.
+    let s = Serve::start_with(&sb, 2, &[], None);
+    let path = sb.state().join("token");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64);
+    let body = serde_json::to_vec(&json!({ "task": "t1" })).unwrap();
+    let (st, v) = http_raw(&s.addr, "POST", "/api/v1/tasks", None, Some(&body));
+    assert_eq!(st, 401, "{v}");
+    assert!(v.contains("\"error\""));
+    let (st, _) = http(&s.addr, "POST", "/api/v1/tasks", Some("wrong"), Some(&body));
+    assert_eq!(st, 401);
+    let (st, _) = http_raw(
+        &s.addr,
+        "POST",
+        "/api/v1/tasks",
+        Some(format!("Basic {token}")),
+        Some(&body),
+    );
+    assert_eq!(st, 401);
+    let (st, _) = http(&s.addr, "POST", "/api/v1/tasks/t1/cancel", None, None);
+    assert_eq!(st, 401, "cancel needs the token too");
+    let (st, _) = s.get("/api/v1/tasks/t1");
+    assert_eq!(st, 404, "nothing was queued by the refused requests");
+    let (st, v) = http(&s.addr, "POST", "/api/v1/tasks", Some(&token), Some(&body));
+    assert_eq!(st, 201, "{v}");
+    // Reads are open on loopback.
+    let (st, _) = http(&s.addr, "GET", "/queue", None, None);
+    assert_eq!(st, 200);
+    wait_until("t1 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "t1")
+    });
+    assert!(!s.log().contains(&token), "the token is never logged");
+    assert!(
+        s.log().contains("refused"),
+        "refusals are logged: {}",
+        s.log()
+    );
+}
+
+#[test]
+fn waiting_for_a_serial_stage_holds_no_worker() {
+    let sb = Sandbox::new("waiting");
+    let s = Serve::start(&sb, 2, &[]);
+    sb.hold("t1-b");
+    sb.hold("t3-a");
+    s.submit("t1");
+    wait_until("t1 in b", Duration::from_secs(30), || {
+        s.get("/queue").1["running"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["task"] == "t1" && r["stage"] == "b")
+    });
+    s.submit("t2");
+    wait_until("t2 to wait for b", Duration::from_secs(30), || {
+        let q = s.get("/queue").1;
+        q["waiting"][0]["task"] == "t2" && q["waiting"][0]["stage"] == "b"
+    });
+    // Two workers: t1 holds one; t2 waits and holds none, so t3 runs.
+    s.submit("t3");
+    wait_until("t3 to run a", Duration::from_secs(30), || {
+        s.get("/queue").1["running"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["task"] == "t3" && r["stage"] == "a")
+    });
+    s.submit("t4");
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, q) = s.get("/queue");
+    assert_eq!(q["queued"][0]["task"], "t4", "both workers are busy: {q}");
+    let (_, st) = s.get("/status");
+    assert_eq!(
+        (st["workers"]["busy"].as_u64(), st["waiting"].as_u64()),
+        (Some(2), Some(1))
+    );
+    sb.release("t1-b");
+    sb.release("t3-a");
+    for t in ["t1", "t2", "t3", "t4"] {
+        wait_until(t, Duration::from_secs(60), || finished_ok(&s, t));
+    }
+    assert!(sb.lines("overlap").is_empty());
+}
+
+#[test]
+fn fifty_tasks_on_eight_workers_with_a_serial_stage() {
+    let sb = Sandbox::new("fifty");
+    let s = Serve::start(&sb, 8, &[]);
+    let tasks: Vec<String> = (0..50).map(|i| format!("task-{i:02}")).collect();
+    // Submitted at once, from many connections.
+    std::thread::scope(|scope| {
+        for chunk in tasks.chunks(5) {
+            let s = &s;
+            scope.spawn(move || {
+                for t in chunk {
+                    s.submit(t);
+                }
+            });
+        }
+    });
+    let mut max_running = 0;
+    wait_until("every task to finish", Duration::from_secs(240), || {
+        let q = s.get("/queue").1;
+        max_running = max_running.max(q["running"].as_array().unwrap().len());
+        q["queued"].as_array().unwrap().is_empty()
+            && q["running"].as_array().unwrap().is_empty()
+            && q["waiting"].as_array().unwrap().is_empty()
+            && s.get("/status").1["queue_length"] == 0
+    });
+    for t in &tasks {
+        assert!(finished_ok(&s, t), "{t}: {}", s.task(t));
+    }
+    assert_no_attempt_twice(&sb, &s, &tasks);
+    assert_eq!(
+        sb.lines("starts").len(),
+        150,
+        "one attempt per stage per task"
+    );
+    assert!(
+        sb.lines("overlap").is_empty(),
+        "the serial stage was never shared"
+    );
+    // From the recorded attempt times: `b` never held by two at once, and
+    // no more producers at once than workers (plus the serial stage's
+    // holder, which goes on as soon as it takes the stage).
+    let mut all = Vec::new();
+    for t in &tasks {
+        for a in attempts(&s, t) {
+            all.push((
+                a["stage"].as_str().unwrap().to_string(),
+                a["started_ms"].as_i64().unwrap(),
+                a["finished_ms"].as_i64().unwrap(),
+            ));
+        }
+    }
+    let mut b: Vec<_> = all.iter().filter(|a| a.0 == "b").collect();
+    b.sort_by_key(|a| a.1);
+    for w in b.windows(2) {
+        assert!(w[1].1 >= w[0].2, "b overlapped: {:?} and {:?}", w[0], w[1]);
+    }
+    let mut max = 0;
+    for a in &all {
+        let at = a.1;
+        let n = all.iter().filter(|o| o.1 <= at && at < o.2).count();
+        max = max.max(n);
+    }
+    assert!(max <= 9, "{max} producers at once on 8 workers");
+    assert!(max_running <= 9, "{max_running} running at once");
+}
+
+#[test]
+fn sigkill_with_tasks_in_flight_then_a_restart_finishes_everything() {
+    let sb = Sandbox::new("sigkill");
+    let mut s = Serve::start(&sb, 4, &[]);
+    let tasks: Vec<String> = (0..12).map(|i| format!("k-{i:02}")).collect();
+    for t in &tasks {
+        s.submit(t);
+    }
+    // Some attempts done, some producers running, some tasks queued.
+    wait_until("work in flight", Duration::from_secs(60), || {
+        sb.lines("ends").len() >= 6
+    });
+    sb.hold("all");
+    wait_until("producers held", Duration::from_secs(30), || {
+        let starts = sb.lines("starts").len();
+        let ends = sb.lines("ends").len();
+        starts > ends
+    });
+    s.kill9();
+    let left: Vec<i32> = sb.pids().into_iter().filter(|p| alive(*p)).collect();
+    assert!(!left.is_empty(), "producers were running at the kill");
+    sb.release("all");
+    // Late submissions must not be lost either: one after the restart.
+    let s = Serve::start(&sb, 4, &[]);
+    s.submit("k-late");
+    let mut all = tasks.clone();
+    all.push("k-late".into());
+    for t in &all {
+        wait_until(t, Duration::from_secs(120), || finished_ok(&s, t));
+    }
+    assert_no_attempt_twice(&sb, &s, &all);
+    // (No check of the serial stage here: a holder killed with SIGKILL frees
+    // it while its orphaned producer may still run, until its task is
+    // resumed; docs/run.md, Durability.)
+    for p in left {
+        assert!(!alive(p), "stale producer {p} was terminated or ended");
+    }
+}
+
+#[test]
+fn sigterm_drains_then_cancels_and_leaves_runs_resumable() {
+    let sb = Sandbox::new("sigterm");
+    let mut s = Serve::start(&sb, 4, &["--drain-timeout", "2s"]);
+    // `slow` is held in a; `quick`'s attempt of a ends within the drain.
+    sb.hold("slow-a");
+    sb.hold("quick-a");
+    s.submit("slow");
+    s.submit("quick");
+    wait_until("both in a", Duration::from_secs(30), || {
+        s.get("/queue").1["running"].as_array().unwrap().len() == 2 && sb.lines("starts").len() == 2
+    });
+    let pids = sb.pids();
+    let started = Instant::now();
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    sb.release("quick-a");
+    let code = s.wait(Duration::from_secs(20));
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{}", s.log());
+    // Drain timeout 2s, grace 1s, and some slack.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    for p in &pids {
+        assert!(!alive(*p), "producer {p} is gone");
+    }
+    // `quick` finished its attempt and stopped before b; `slow`'s attempt
+    // was interrupted. Both runs are interrupted, resumable.
+    let ends = sb.lines("ends");
+    assert_eq!(ends, ["quick a 1"], "{}", s.log());
+    sb.release("slow-a");
+    let s = Serve::start(&sb, 4, &[]);
+    for t in ["slow", "quick"] {
+        wait_until(t, Duration::from_secs(60), || finished_ok(&s, t));
+    }
+    let quick = attempts(&s, "quick");
+    assert_eq!(quick.len(), 3, "quick's a ran once: {quick:?}");
+    let slow = attempts(&s, "slow");
+    assert_eq!(slow[0]["step"], "interrupted");
+    assert_eq!(slow.len(), 4);
+    let runs = s.task("slow")["runs"].as_array().unwrap().len();
+    assert_eq!(runs, 1, "resumed, not restarted");
+}
+
+#[test]
+fn submit_and_cancel_from_the_command_line() {
+    let sb = Sandbox::new("cli");
+    let s = Serve::start_with(&sb, 1, &[], None);
+    let server = format!("http://{}", s.addr);
+    let orch = |args: &[&str]| {
+        Command::new(ORCH)
+            .current_dir(&sb.root)
+            .args(args)
+            .env_remove("ORCH_TOKEN")
+            .env("ORCH_SERVER", &server)
+            .output()
+            .unwrap()
+    };
+    sb.hold("c1-a");
+    let out = orch(&[
+        "submit",
+        "c1",
+        "--var",
+        "flavour=mild",
+        "--state-dir",
+        "state",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/api/v1/tasks/c1"));
+    assert_eq!(s.task("c1")["queue"]["vars"]["flavour"], "mild");
+    assert_eq!(
+        s.task("c1")["queue"]["worktree"],
+        sb.root.display().to_string()
+    );
+    // Without the token: refused, exit 1, with a hint.
+    let out = orch(&["submit", "c2", "--state-dir", "elsewhere"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let out = orch(&["submit", "c1", "--state-dir", "state"]);
+    assert_eq!(out.status.code(), Some(1), "a second c1 is refused");
+    let out = orch(&["submit", "c3", "--var", "nope=1", "--state-dir", "state"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    let out = orch(&[
+        "submit",
+        "c4",
+        "--server",
+        "http://127.0.0.1:1",
+        "--state-dir",
+        "state",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "unreachable");
+    wait_until("c1 to run", Duration::from_secs(30), || {
+        sb.lines("starts").len() == 1
+    });
+    let out = orch(&["cancel", "c1", "--state-dir", "state"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(s.queue_state("c1"), "cancelled");
+    let out = orch(&["cancel", "c1", "--state-dir", "state"]);
+    assert_eq!(out.status.code(), Some(1), "already cancelled");
+}
