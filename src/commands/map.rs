@@ -20,7 +20,13 @@ pub fn command(path: &Path, format: MapFormat, check_file: Option<&Path>) -> u8 
     let m = orch_lang::map::build(&p);
     let generated = match format {
         MapFormat::Markdown => orch_lang::map::to_markdown(&m),
-        MapFormat::Json => orch_lang::map::to_json(&m),
+        MapFormat::Json => match orch_lang::map::to_json(&m) {
+            Ok(doc) => doc,
+            Err(e) => {
+                eprintln!("error: cannot write the JSON document: {e}");
+                return exit::USAGE;
+            }
+        },
     };
     let Some(file) = check_file else {
         print(&generated);

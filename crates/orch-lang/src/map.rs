@@ -160,61 +160,67 @@ fn verdict_field(p: &Pipeline, gate: &Gate, runner: Option<&Runner>) -> Option<S
         })
 }
 
+/// One call-site's entry: its stages, runner, transport and gates.
+fn call_site_json(p: &Pipeline, cs: &CallSite) -> CallSiteJson {
+    let stages: Vec<&Stage> = p
+        .stages
+        .iter()
+        .filter(|s| s.call_site.value == cs.name.value)
+        .collect();
+    let runner = cs.runner.as_ref().and_then(|r| p.runner(&r.value));
+    let gates = stages
+        .iter()
+        .filter_map(|s| {
+            let g = p.gate(&s.gate.value)?;
+            let a = p.artifact(&g.artifact.value)?;
+            Some(GateJson {
+                stage: s.name.value.clone(),
+                gate: g.name.value.clone(),
+                artifact: a.name.value.clone(),
+                path: a.path.value.clone(),
+                verdict_field: verdict_field(p, g, runner),
+            })
+        })
+        .collect();
+    CallSiteJson {
+        name: cs.name.value.clone(),
+        stages: stages.iter().map(|s| s.name.value.clone()).collect(),
+        axis: axis_name(cs.axis.value),
+        verdict: verdict_name(cs.verdict.value),
+        mode: keyword::mode(cs.mode.value),
+        classification: Class::of(cs),
+        why: cs.why.as_ref().map(|w| w.value.clone()),
+        runner: runner.map(|r| RunnerJson {
+            name: r.name.value.clone(),
+            argv: argv(&r.command),
+            timeout_ms: r.timeout.as_ref().map(|t| t.value.as_millis() as u64),
+            writes: r.writes.as_ref().map(|w| w.artifact.value.clone()),
+            kill_switch: r.enabled.as_ref().map(|e| KillSwitch {
+                enabled: e.enabled,
+                env: e.env.as_ref().map(|v| v.value.clone()),
+            }),
+            scope: r.scope.as_ref().map(|s| ScopeJson {
+                repos: s.repos.clone(),
+                env: s.env.as_ref().map(|v| v.value.clone()),
+            }),
+        }),
+        transport: cs.llm.as_ref().map(|l| l.transport.value.clone()),
+        prompt: cs.llm.as_ref().map(|l| l.prompt.value.clone()),
+        gates,
+    }
+}
+
 pub fn build(p: &Pipeline) -> Map {
     let name = p
         .header
         .as_ref()
         .map(|h| h.name.value.clone())
         .unwrap_or_default();
-    let mut call_sites = Vec::new();
-    for cs in &p.call_sites {
-        let stages: Vec<&Stage> = p
-            .stages
-            .iter()
-            .filter(|s| s.call_site.value == cs.name.value)
-            .collect();
-        let runner = cs.runner.as_ref().and_then(|r| p.runner(&r.value));
-        let gates = stages
-            .iter()
-            .filter_map(|s| {
-                let g = p.gate(&s.gate.value)?;
-                let a = p.artifact(&g.artifact.value)?;
-                Some(GateJson {
-                    stage: s.name.value.clone(),
-                    gate: g.name.value.clone(),
-                    artifact: a.name.value.clone(),
-                    path: a.path.value.clone(),
-                    verdict_field: verdict_field(p, g, runner),
-                })
-            })
-            .collect();
-        call_sites.push(CallSiteJson {
-            name: cs.name.value.clone(),
-            stages: stages.iter().map(|s| s.name.value.clone()).collect(),
-            axis: axis_name(cs.axis.value),
-            verdict: verdict_name(cs.verdict.value),
-            mode: keyword::mode(cs.mode.value),
-            classification: Class::of(cs),
-            why: cs.why.as_ref().map(|w| w.value.clone()),
-            runner: runner.map(|r| RunnerJson {
-                name: r.name.value.clone(),
-                argv: argv(&r.command),
-                timeout_ms: r.timeout.as_ref().map(|t| t.value.as_millis() as u64),
-                writes: r.writes.as_ref().map(|w| w.artifact.value.clone()),
-                kill_switch: r.enabled.as_ref().map(|e| KillSwitch {
-                    enabled: e.enabled,
-                    env: e.env.as_ref().map(|v| v.value.clone()),
-                }),
-                scope: r.scope.as_ref().map(|s| ScopeJson {
-                    repos: s.repos.clone(),
-                    env: s.env.as_ref().map(|v| v.value.clone()),
-                }),
-            }),
-            transport: cs.llm.as_ref().map(|l| l.transport.value.clone()),
-            prompt: cs.llm.as_ref().map(|l| l.prompt.value.clone()),
-            gates,
-        });
-    }
+    let call_sites: Vec<CallSiteJson> = p
+        .call_sites
+        .iter()
+        .map(|cs| call_site_json(p, cs))
+        .collect();
     let transports: Vec<TransportJson> = p
         .transports
         .iter()
@@ -248,8 +254,8 @@ pub fn build(p: &Pipeline) -> Map {
     }
 }
 
-pub fn to_json(m: &Map) -> String {
-    serde_json::to_string_pretty(m).unwrap_or_default() + "\n"
+pub fn to_json(m: &Map) -> Result<String, serde_json::Error> {
+    Ok(serde_json::to_string_pretty(m)? + "\n")
 }
 
 fn cell(s: &str) -> String {
@@ -264,6 +270,83 @@ fn code(s: &str) -> String {
     }
 }
 
+/// The table row of one call-site.
+fn call_site_row(c: &CallSiteJson) -> String {
+    let gates = c
+        .gates
+        .iter()
+        .map(|g| {
+            format!(
+                "`{}` → `{}` ({})",
+                g.gate,
+                g.path,
+                g.verdict_field
+                    .as_deref()
+                    .map(|f| format!("`{f}`"))
+                    .unwrap_or_else(|| "—".into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("<br>");
+    let (switch, scope) = match &c.runner {
+        Some(r) => (
+            r.kill_switch
+                .as_ref()
+                .map(|k| {
+                    format!(
+                        "{}{}",
+                        if k.enabled { "on" } else { "off" },
+                        k.env
+                            .as_deref()
+                            .map(|e| format!(" (`{e}`)"))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_else(|| "always on".into()),
+            r.scope
+                .as_ref()
+                .map(|sc| {
+                    format!(
+                        "{}{}",
+                        sc.repos.join(", "),
+                        sc.env
+                            .as_deref()
+                            .map(|e| format!(" (`{e}`)"))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_else(|| "every repo".into()),
+        ),
+        None => ("—".into(), "—".into()),
+    };
+    format!(
+        "| `{}` | {} | {} | {} | {} | **{}** | {} | {} | {} | {} | {} |\n",
+        cell(&c.name),
+        if c.stages.is_empty() {
+            "—".into()
+        } else {
+            c.stages
+                .iter()
+                .map(|st| format!("`{st}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        c.axis,
+        c.verdict,
+        c.mode,
+        c.classification.describe(),
+        code(c.runner.as_ref().map(|r| r.name.as_str()).unwrap_or("")),
+        code(c.transport.as_deref().unwrap_or("")),
+        if gates.is_empty() {
+            "—".into()
+        } else {
+            gates
+        },
+        switch,
+        cell(&scope),
+    )
+}
+
 pub fn to_markdown(m: &Map) -> String {
     let mut s = format!("# LLM call-site map: pipeline `{}`\n\n", m.pipeline);
     s.push_str(
@@ -274,79 +357,7 @@ pub fn to_markdown(m: &Map) -> String {
     s.push_str("| call-site | stage(s) | axis | verdict | mode | classification | runner | transport | gate → artifact (verdict field) | kill-switch | scope |\n");
     s.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for c in &m.call_sites {
-        let gates = c
-            .gates
-            .iter()
-            .map(|g| {
-                format!(
-                    "`{}` → `{}` ({})",
-                    g.gate,
-                    g.path,
-                    g.verdict_field
-                        .as_deref()
-                        .map(|f| format!("`{f}`"))
-                        .unwrap_or_else(|| "—".into())
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("<br>");
-        let (switch, scope) = match &c.runner {
-            Some(r) => (
-                r.kill_switch
-                    .as_ref()
-                    .map(|k| {
-                        format!(
-                            "{}{}",
-                            if k.enabled { "on" } else { "off" },
-                            k.env
-                                .as_deref()
-                                .map(|e| format!(" (`{e}`)"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .unwrap_or_else(|| "always on".into()),
-                r.scope
-                    .as_ref()
-                    .map(|sc| {
-                        format!(
-                            "{}{}",
-                            sc.repos.join(", "),
-                            sc.env
-                                .as_deref()
-                                .map(|e| format!(" (`{e}`)"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .unwrap_or_else(|| "every repo".into()),
-            ),
-            None => ("—".into(), "—".into()),
-        };
-        s.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | **{}** | {} | {} | {} | {} | {} |\n",
-            cell(&c.name),
-            if c.stages.is_empty() {
-                "—".into()
-            } else {
-                c.stages
-                    .iter()
-                    .map(|st| format!("`{st}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-            c.axis,
-            c.verdict,
-            c.mode,
-            c.classification.describe(),
-            code(c.runner.as_ref().map(|r| r.name.as_str()).unwrap_or("")),
-            code(c.transport.as_deref().unwrap_or("")),
-            if gates.is_empty() {
-                "—".into()
-            } else {
-                gates
-            },
-            switch,
-            cell(&scope),
-        ));
+        s.push_str(&call_site_row(c));
     }
     let kept: Vec<&CallSiteJson> = m
         .call_sites
