@@ -68,6 +68,20 @@ pub(crate) struct Engine<S: RunStore> {
     pub(crate) cancel: watch::Receiver<bool>,
     serial: Option<(String, S::Guard)>,
     pub(crate) profile: Profile,
+    /// Stage name → the artifact path its gate reads.
+    artifacts: HashMap<String, String>,
+}
+
+/// Every stage's artifact path, through its gate.
+fn artifacts_of(p: &Pipeline) -> HashMap<String, String> {
+    p.stages
+        .iter()
+        .filter_map(|s| {
+            let g = p.gate(&s.gate.value)?;
+            let a = p.artifact(&g.artifact.value)?;
+            Some((s.name.value.clone(), a.path.value.clone()))
+        })
+        .collect()
 }
 
 impl<S: RunStore> Engine<S> {
@@ -86,7 +100,9 @@ impl<S: RunStore> Engine<S> {
             "cannot create task dir {}",
             task_dir.display()
         )))?;
+        let artifacts = artifacts_of(&prepared.pipeline);
         Ok(Engine {
+            artifacts,
             p: Arc::new(prepared.pipeline),
             task,
             pipeline_shown: prepared.pipeline_shown,
@@ -139,11 +155,11 @@ impl<S: RunStore> Engine<S> {
     }
 
     /// The path of a stage's artifact, relative to the task directory.
+    /// The artifact path (beneath the task directory) a stage's gate reads;
+    /// looked up once per run, not at every step (the model's look-ups are
+    /// linear in the number of declarations).
     pub(crate) fn artifact_of_stage(&self, stage: &str) -> Option<String> {
-        let s = self.p.stage(stage)?;
-        let g = self.p.gate(&s.gate.value)?;
-        let a = self.p.artifact(&g.artifact.value)?;
-        Some(a.path.value.clone())
+        self.artifacts.get(stage).cloned()
     }
 
     /// The task directory, every path beneath it opened without following
