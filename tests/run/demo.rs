@@ -107,3 +107,23 @@ fn the_demo_agent_runs_from_any_directory() {
         "result: PASS\nstatus: the agent ran the suite (the test runner was off)\n"
     );
 }
+
+#[test]
+fn explain_renders_pipeline_dir_as_the_pipeline_files_directory() {
+    let sb = Sandbox::new("demo-explain");
+    let run = Orch::new(&sb.wt())
+        .arg("explain")
+        .arg("review")
+        .arg("-p")
+        .arg(repo_root().join("pipelines/demo.kdl"))
+        .arg("--worktree")
+        .arg(sb.wt())
+        .run();
+    run.expect_code(0);
+    let agent = std::fs::canonicalize(repo_root().join("pipelines/demo/agent.sh")).unwrap();
+    assert!(
+        run.stdout
+            .contains(&format!("argv: [\"sh\", \"{}\"]", agent.display())),
+        "{run}"
+    );
+}
