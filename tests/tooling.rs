@@ -90,6 +90,7 @@ fn init_writes_a_starter_that_validates_and_never_overwrites() {
     );
     let before = std::fs::read_to_string(&pipeline).unwrap();
     std::fs::write(dir.join("prompts/tester.md"), "mine").unwrap();
+    std::fs::write(dir.join("agent.sh"), "my agent").unwrap();
     let (code, _, err) = orch(&["init", dir_s]);
     assert_eq!(code, 2);
     assert!(err.contains("already exists"), "{err}");
@@ -97,6 +98,46 @@ fn init_writes_a_starter_that_validates_and_never_overwrites() {
     assert_eq!(
         std::fs::read_to_string(dir.join("prompts/tester.md")).unwrap(),
         "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("agent.sh")).unwrap(),
+        "my agent"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn the_starter_runs_green_out_of_the_box_from_any_directory() {
+    let d = temp("init-run");
+    let dir = d.join("project");
+    let dir_s = dir.to_str().unwrap();
+    let (code, _, err) = orch(&["init", dir_s]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        dir.join("agent.sh").is_file(),
+        "orch init writes the stand-in agent"
+    );
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(["run", "first", "-p"])
+        .arg(dir.join("pipeline.kdl"))
+        .arg("--worktree")
+        .arg(&dir)
+        .arg("--state-dir")
+        .arg(d.join("state"))
+        .current_dir(&d)
+        .output()
+        .expect("orch runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("task first: success (end `done`)"),
+        "{stdout}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the starter runs in seconds, not after a retry delay"
     );
     std::fs::remove_dir_all(&d).ok();
 }

@@ -603,3 +603,72 @@ fn every_unknown_property_and_every_extra_pipeline_is_a_finding() {
         "{found:?}"
     );
 }
+
+/// The rule table of docs/language.md §11, between `<!-- rules:begin -->` and
+/// `<!-- rules:end -->`: every code of `Code::ALL`, its severity, and the
+/// message its fixture produces.
+fn rule_table() -> String {
+    let mut out =
+        String::from("| code | severity | message (from its fixture) |\n| --- | --- | --- |\n");
+    for code in Code::ALL {
+        let name = code.as_str().trim_start_matches("orch::");
+        let fixture = format!("{INVALID}/{name}.kdl");
+        let checked = check(&fixture, &Options::default());
+        let finding = checked
+            .report
+            .findings
+            .iter()
+            .find(|f| f.code == *code)
+            .unwrap_or_else(|| panic!("{fixture} does not produce {code}"));
+        let severity = match code.severity() {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let anchor = code.as_str().replace("::", "");
+        let message = finding.message.replace('|', "\\|").replace('\n', " ");
+        out.push_str(&format!(
+            "| [`{code}`](#{anchor}) | {severity} | {message} |\n"
+        ));
+    }
+    out
+}
+
+#[test]
+fn the_rule_table_in_language_md_is_generated_from_the_code() {
+    const BEGIN: &str = "<!-- rules:begin -->\n";
+    const END: &str = "<!-- rules:end -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/language.md");
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let start = doc
+        .find(BEGIN)
+        .expect("docs/language.md has <!-- rules:begin -->")
+        + BEGIN.len();
+    let end = start
+        + doc[start..]
+            .find(END)
+            .expect("docs/language.md has <!-- rules:end -->");
+    let want = rule_table();
+    let have = &doc[start..end];
+    if have == want {
+        return;
+    }
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, format!("{}{want}{}", &doc[..start], &doc[end..])).unwrap();
+        return;
+    }
+    let mut diff = String::new();
+    let (h, w): (Vec<_>, Vec<_>) = (have.lines().collect(), want.lines().collect());
+    for line in &h {
+        if !w.contains(line) {
+            diff.push_str(&format!("- {line}\n"));
+        }
+    }
+    for line in &w {
+        if !h.contains(line) {
+            diff.push_str(&format!("+ {line}\n"));
+        }
+    }
+    panic!(
+        "docs/language.md's rule table differs from the code (rerun with UPDATE_DOCS=1 to rewrite it):\n{diff}"
+    );
+}

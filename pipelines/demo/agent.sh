@@ -3,10 +3,12 @@
 # its prompt on stdin like `claude --print` would, then does the stage's job
 # and writes the artifact the prompt asks for.
 prompt=$(cat)
+# The demo's files sit beside the pipeline, wherever orch is run from.
+demo=$(dirname "$ORCH_PIPELINE")/demo
 printf 'agent: got a %s-byte prompt for stage %s (attempt %s)\n' "${#prompt}" "$ORCH_STAGE" "$ORCH_ATTEMPT"
 case "$ORCH_STAGE" in
 testing)
-    if sh "$ORCH_WORKTREE/pipelines/demo/project/run-tests.sh"; then
+    if sh "$demo/project/run-tests.sh"; then
         result=PASS
     else
         result=FAIL

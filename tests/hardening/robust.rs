@@ -364,6 +364,26 @@ fn init_does_not_write_through_a_dangling_symlink() {
     );
 }
 
+// 20. Nor through a link where its stand-in agent script goes.
+#[test]
+fn init_does_not_write_the_agent_script_through_a_symlink() {
+    let sb = Sandbox::new("init-agent-symlink");
+    let dir = sb.dir("here");
+    let target = sb.root.join("elsewhere.sh");
+    std::os::unix::fs::symlink(&target, dir.join("agent.sh")).unwrap();
+    let run = Orch::new(&dir).arg("init").arg(&dir).run();
+    run.expect_code(2);
+    assert!(run.stderr.contains("already exists"), "{run}");
+    assert!(
+        !target.exists(),
+        "nothing was written through the link: {run}"
+    );
+    assert!(
+        !dir.join("pipeline.kdl").exists(),
+        "nothing was written: {run}"
+    );
+}
+
 // 20. An unwritable `--junit` path is refused before anything runs.
 #[test]
 fn an_unwritable_junit_path_is_refused_before_the_run() {

@@ -150,6 +150,7 @@ impl<S: RunStore> Engine<S> {
             attempt: attempt.max(0) as u32,
             worktree: self.worktree.display().to_string(),
             task_dir: self.task_dir.display().to_string(),
+            pipeline_dir: pipeline_dir(&self.pipeline_path),
             vars: self.vars.clone(),
         }
     }
@@ -634,4 +635,12 @@ impl<S: RunStore> Engine<S> {
         }
         Ok(())
     }
+}
+
+/// `{pipeline-dir}`: the directory of the (canonical) pipeline file.
+fn pipeline_dir(pipeline_path: &std::path::Path) -> String {
+    pipeline_path
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default()
 }

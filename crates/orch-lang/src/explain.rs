@@ -43,6 +43,10 @@ pub fn explain(
         attempt: 1,
         worktree: worktree.display().to_string(),
         task_dir: worktree.join(".orch/tasks/TASK").display().to_string(),
+        pipeline_dir: pipeline_path
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
         vars: vars.clone(),
     };
     match choice::choose(p, cs, repo, env) {

@@ -15,10 +15,14 @@ pipeline "starter" start="design" single-transport=#true {
     var "tests" "tests"
 }
 
-// How LLM calls are made. Replace the command with your agent's CLI; the
-// prompt file's text goes to it on stdin.
+// How LLM calls are made. `agent.sh`, beside this file, is a stand-in that
+// writes the design artifact, so that `orch run TASK` goes green out of the
+// box. To plug in a real agent CLI, replace the command with it, e.g.
+// `command "claude" "--print"`: the prompt file's text goes to it on stdin,
+// and it must write the artifact the prompt names. See docs/agents.md in the
+// orch repository.
 transport "agent" {
-    command "sh" "-c" "cat >/dev/null; echo 'the agent is not configured' >&2; exit 2"
+    command "sh" "{pipeline-dir}/agent.sh"
     prompt "stdin"
     timeout "30m"
     idle-timeout "5m"
@@ -119,6 +123,27 @@ alert "log" {
 
 pub const DESIGNER_PROMPT: &str = "You are the designer for task {task}.\n\nRead the task in {worktree} and write {task-dir}/03-design.md, starting with\n`status: DONE` (or `status: BLOCKED` and the question that blocks you).\n";
 
+/// The stand-in agent: reads its prompt on stdin and writes the design
+/// artifact; in any other stage it says it is a stub and fails (a tool-error).
+pub const AGENT_SCRIPT: &str = r#"#!/bin/sh
+# A stand-in for an agent CLI, written by `orch init` so that the starter runs
+# out of the box. It reads its prompt on stdin, as `claude --print` would, and
+# writes the artifact of the `design` stage. Replace the transport's command
+# in pipeline.kdl with a real agent CLI (see docs/agents.md in the orch
+# repository) and delete this file.
+prompt=$(cat)
+printf 'stub agent: got a %s-byte prompt for stage %s\n' "${#prompt}" "$ORCH_STAGE"
+case "$ORCH_STAGE" in
+design)
+    printf 'status: DONE\nThe stub agent designed nothing; plug in a real agent.\n' >"$ORCH_TASK_DIR/03-design.md"
+    ;;
+*)
+    echo "stub agent: no work for stage $ORCH_STAGE; plug in a real agent (docs/agents.md)" >&2
+    exit 2
+    ;;
+esac
+"#;
+
 pub const TESTER_PROMPT: &str = "You are the tester for task {task}; the test runner is switched off.\n\nRun the tests in {worktree}/{var.tests} and write {task-dir}/13-test-report.md, starting\nwith `result: PASS` or `result: FAIL`. Never report PASS for tests you did not run.\n";
 
 /// Writes the starter files into `dir`; refuses to overwrite any of them,
@@ -127,6 +152,7 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let prompts = dir.join("prompts");
     let files = [
         (dir.join("pipeline.kdl"), PIPELINE),
+        (dir.join("agent.sh"), AGENT_SCRIPT),
         (prompts.join("designer.md"), DESIGNER_PROMPT),
         (prompts.join("tester.md"), TESTER_PROMPT),
     ];

@@ -535,9 +535,9 @@ impl Decoder<'_> {
         {
             let help = name
                 .as_deref()
-                .and_then(|n| did_you_mean(n, ["task", "stage", "attempt", "worktree", "task-dir"]))
+                .and_then(|n| did_you_mean(n, crate::template::FIXED_PLACEHOLDERS.iter().copied()))
                 .unwrap_or_else(|| {
-                    "placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {var.NAME} and {env.NAME}".to_string()
+                    "placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {pipeline-dir}, {var.NAME} and {env.NAME}".to_string()
                 });
             self.semantic.push(
                 Finding::new(Code::UnknownPlaceholder, span, message)

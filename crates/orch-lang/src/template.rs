@@ -13,12 +13,31 @@ pub enum Placeholder {
     Attempt,
     Worktree,
     TaskDir,
+    /// The absolute directory of the pipeline file.
+    PipelineDir,
     Var(String),
     Env(String),
 }
 
 pub const PLACEHOLDER_NAMES: &[&str] = &[
-    "task", "stage", "attempt", "worktree", "task-dir", "var.NAME", "env.NAME",
+    "task",
+    "stage",
+    "attempt",
+    "worktree",
+    "task-dir",
+    "pipeline-dir",
+    "var.NAME",
+    "env.NAME",
+];
+
+/// The placeholders without a `.NAME`, for did-you-mean.
+pub const FIXED_PLACEHOLDERS: &[&str] = &[
+    "task",
+    "stage",
+    "attempt",
+    "worktree",
+    "task-dir",
+    "pipeline-dir",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +70,8 @@ pub struct Context {
     pub attempt: u32,
     pub worktree: String,
     pub task_dir: String,
+    /// The absolute directory of the pipeline file.
+    pub pipeline_dir: String,
     pub vars: HashMap<String, String>,
 }
 
@@ -170,6 +191,7 @@ impl Template {
                     Placeholder::Attempt => out.push_str(&ctx.attempt.to_string()),
                     Placeholder::Worktree => out.push_str(&ctx.worktree),
                     Placeholder::TaskDir => out.push_str(&ctx.task_dir),
+                    Placeholder::PipelineDir => out.push_str(&ctx.pipeline_dir),
                     Placeholder::Var(name) => match ctx.vars.get(name) {
                         Some(v) => out.push_str(v),
                         None => return Err(format!("variable `{name}` has no value")),
@@ -197,6 +219,7 @@ fn parse_placeholder(name: &str) -> Option<Placeholder> {
         "attempt" => Placeholder::Attempt,
         "worktree" => Placeholder::Worktree,
         "task-dir" => Placeholder::TaskDir,
+        "pipeline-dir" => Placeholder::PipelineDir,
         _ => {
             if let Some(v) = name.strip_prefix("var.").filter(|v| valid_ident(v)) {
                 Placeholder::Var(v.to_string())
@@ -238,6 +261,17 @@ mod tests {
         assert_eq!(errs[0].span, SourceSpan::from((3, 5)));
         assert_eq!(errs[0].name.as_deref(), Some("tsk"));
         assert!(errs[1].message.contains("unclosed"));
+    }
+
+    #[test]
+    fn pipeline_dir_renders_the_pipeline_directory() {
+        let (t, errs) = parse("sh {pipeline-dir}/demo/agent.sh");
+        assert!(errs.is_empty(), "{errs:?}");
+        let ctx = Context {
+            pipeline_dir: "/abs/pipelines".into(),
+            ..Context::default()
+        };
+        assert_eq!(t.render(&ctx).unwrap(), "sh /abs/pipelines/demo/agent.sh");
     }
 
     #[test]

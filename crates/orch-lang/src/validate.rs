@@ -1120,7 +1120,7 @@ fn prompt_placeholders(
             ),
         )
         .label("the prompt is rendered as a template")
-        .help("in a prompt, write `{{` and `}}` for literal braces; placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {var.NAME} and {env.NAME}"),
+        .help("in a prompt, write `{{` and `}}` for literal braces; placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {pipeline-dir}, {var.NAME} and {env.NAME}"),
     )
 }
 
