@@ -8,6 +8,8 @@ mod resume;
 
 #[path = "hardening/robust.rs"]
 mod robust;
+#[path = "hardening/secrets.rs"]
+mod secrets;
 #[path = "hardening/taskdir.rs"]
 mod taskdir;
 #[path = "hardening/validation.rs"]

@@ -22,7 +22,14 @@ pub fn command(stage: &str, path: &Path, worktree: &Path, vars: &[(String, Strin
     };
     let pipeline_path = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
     let env = |k: &str| std::env::var(k).ok();
-    match orch_lang::explain::explain(
+    // Secret values (`secret`, `*_TOKEN`…) are shown as `***`, as in a run.
+    let redactor = orch_engine::redact::Redactor::for_run(
+        Some(header),
+        &b.vars,
+        orch_engine::redact::env_vars(),
+    );
+    let redact = |s: &str| redactor.redact(s);
+    match orch_lang::explain::explain_redacted(
         &p,
         stage,
         &b.vars,
@@ -30,6 +37,7 @@ pub fn command(stage: &str, path: &Path, worktree: &Path, vars: &[(String, Strin
         &b.worktree,
         &pipeline_path,
         &env,
+        &redact,
     ) {
         Ok(s) => {
             print(&s);

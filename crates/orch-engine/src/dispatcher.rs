@@ -64,6 +64,8 @@ pub(crate) struct Engine<S: RunStore> {
     pub(crate) worktree: PathBuf,
     pub(crate) vars: HashMap<String, String>,
     pub(crate) repo: String,
+    /// The run's secret values, redacted from everything it writes.
+    pub(crate) redactor: crate::redact::Redactor,
     sink: Box<dyn Sink>,
     pub(crate) cancel: watch::Receiver<bool>,
     serial: Option<(String, S::Guard)>,
@@ -101,8 +103,14 @@ impl<S: RunStore> Engine<S> {
             task_dir.display()
         )))?;
         let artifacts = artifacts_of(&prepared.pipeline);
+        let redactor = crate::redact::Redactor::for_run(
+            prepared.pipeline.header.as_ref(),
+            &prepared.bindings.vars,
+            crate::redact::env_vars(),
+        );
         Ok(Engine {
             artifacts,
+            redactor,
             p: Arc::new(prepared.pipeline),
             task,
             pipeline_shown: prepared.pipeline_shown,
@@ -540,10 +548,12 @@ impl<S: RunStore> Engine<S> {
         let g = self.p.gate(&stage.gate.value);
         let a = g.and_then(|g| self.p.artifact(&g.artifact.value));
         let t = Instant::now();
-        let verdict = match (g, a) {
+        let mut verdict = match (g, a) {
             (Some(g), Some(a)) => crate::gate::evaluate_beneath(g, a, &self.task_dir),
             _ => orch_lang::gate::Verdict::fail("the gate or its artifact is not defined"),
         };
+        // The reason quotes the artifact, which a producer wrote.
+        verdict.reason = self.redactor.redact(&verdict.reason);
         self.profile.gates += t.elapsed();
         self.store
             .record_gate(attempt_id, verdict.pass, &verdict.reason)

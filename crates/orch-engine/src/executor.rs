@@ -84,9 +84,11 @@ pub(crate) async fn start_attempt<S: RunStore>(
     let log = Log::of(e, format!("{name}.{attempt_no}.log"));
     let log_str = log.path.display().to_string();
     let mut invocation = planned.invocation;
+    // The producer gets its real argv; the record and the events, the
+    // argv with its secrets redacted.
     let argv = invocation
         .as_ref()
-        .map(|s| s.argv.clone())
+        .map(|s| e.redactor.redact_all(&s.argv))
         .unwrap_or_default();
     let kind = producer_kind(planned.kind);
     let id = e
@@ -171,9 +173,12 @@ async fn record_exit<S: RunStore>(
     let leaks: Vec<String> = outcome
         .leaks
         .iter()
-        .map(|l| format!("pid {} `{}`", l.pid, l.command))
+        .map(|l| e.redactor.redact(&format!("pid {} `{}`", l.pid, l.command)))
         .collect();
-    let exit_text = outcome.exit.describe();
+    let exit_text = e.redactor.redact(&outcome.exit.describe());
+    // Already redacted as it was read; a secret spread over a line break of
+    // the tail's lossy decoding is redacted again here.
+    let tail = e.redactor.redact_all(&outcome.tail);
     e.store
         .record_exit(
             x.id,
@@ -183,7 +188,7 @@ async fn record_exit<S: RunStore>(
                 verdict: &verdict,
                 leaks: &leaks,
                 duration: outcome.duration,
-                tail: &outcome.tail,
+                tail: &tail,
             },
         )
         .await?;
@@ -239,6 +244,7 @@ async fn supervise<S: RunStore>(
     let invocation = match invocation {
         Ok(i) => i,
         Err(reason) => {
+            let reason = e.redactor.redact(&reason);
             if let Ok(mut f) = log.create(e) {
                 use std::io::Write;
                 let _ = writeln!(f, "orch: could not build the command: {reason}");
@@ -255,6 +261,7 @@ async fn supervise<S: RunStore>(
     let spec = process::Spec {
         invocation,
         log: log.path,
+        redactor: e.redactor.clone(),
     };
     let (group_tx, group_rx) = tokio::sync::oneshot::channel::<GroupRecord>();
     let store = e.store.clone();
@@ -299,10 +306,11 @@ pub(crate) fn write_runner_artifact<S: RunStore>(
         &key,
         verdict,
         &r.name.value,
-        &row.argv,
-        row.exit.as_deref().unwrap_or(""),
+        // Recorded redacted; redacted again for a run recorded before.
+        &e.redactor.redact_all(&row.argv),
+        &e.redactor.redact(row.exit.as_deref().unwrap_or("")),
         Duration::from_millis(row.duration_ms.unwrap_or(0).max(0) as u64),
-        &row.tail,
+        &e.redactor.redact_all(&row.tail),
     );
     artifact::write(e.dir(), &a.path.value, &body)
         .err()
@@ -343,16 +351,20 @@ pub(crate) async fn run_alert<S: RunStore>(
             let spec = process::Spec {
                 invocation,
                 log: log.path,
+                redactor: e.redactor.clone(),
             };
             let o = process::run_with_log(&spec, file, |_| {}, e.cancel.clone()).await;
             match o.exit {
                 Exit::Interrupted => AlertEnd::Interrupted,
                 exit => AlertEnd::Ran {
                     ok: exit == Exit::Code(0),
-                    exit: exit.describe(),
+                    exit: e.redactor.redact(&exit.describe()),
                 },
             }
         }
-        Err(exit) => AlertEnd::Ran { ok: false, exit },
+        Err(exit) => AlertEnd::Ran {
+            ok: false,
+            exit: e.redactor.redact(&exit),
+        },
     })
 }

@@ -19,6 +19,7 @@ pub mod gate;
 mod groups;
 pub mod process;
 pub mod producer;
+pub mod redact;
 pub mod session;
 mod taskdir;
 

@@ -2,7 +2,7 @@
 //! variables and worktree ([`prepare`]), then, with a store, the decision
 //! to start, resume, restart or report a finished run ([`run`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -293,8 +293,7 @@ async fn begin<S: RunStore>(
             if let Some(run) = previous {
                 abandon(prepared, store, &run, notes).await?;
             }
-            let vars: BTreeMap<String, String> =
-                prepared.bindings.vars.clone().into_iter().collect();
+            let vars = recorded_vars(prepared, &prepared.bindings.vars);
             let name = prepared
                 .pipeline
                 .header
@@ -363,9 +362,27 @@ async fn rebind<S: RunStore>(
     let opts = &prepared.opts;
     let mut vars = run.vars.clone();
     let mut changes = Vec::new();
+    // A secret variable is recorded redacted: it takes the value given now
+    // (or its default), which cannot be compared with the run's.
+    let secret = secret_vars(prepared);
+    for k in &secret {
+        if let Some(v) = prepared.bindings.vars.get(k) {
+            vars.insert(k.clone(), v.clone());
+        }
+    }
+    let redactor = crate::redact::Redactor::for_run(
+        prepared.pipeline.header.as_ref(),
+        &prepared.bindings.vars,
+        crate::redact::env_vars(),
+    );
     for (k, v) in &opts.vars {
+        if secret.contains(k) {
+            continue;
+        }
         match run.vars.get(k) {
             Some(old) if old == v => {}
+            // Recorded with an environment secret redacted: the same value.
+            Some(old) if *old == redactor.redact(v) => {}
             Some(old) => changes.push(format!("--var {k}={v} (the run has {k}={old})")),
             None => changes.push(format!("--var {k}={v} (the run has no {k})")),
         }
@@ -384,7 +401,7 @@ async fn rebind<S: RunStore>(
         _ => recorded,
     };
     if !changes.is_empty() {
-        let changes = changes.join(", ");
+        let changes = redactor.redact(&changes.join(", "));
         if !opts.allow_changed_vars {
             return Err(RunError::Usage(format!(
                 "run #{} began with other variables or another worktree: {changes}; resume without them to use the run's own, or pass --allow-changed-vars to change them",
@@ -392,8 +409,9 @@ async fn rebind<S: RunStore>(
             )));
         }
         let note = format!("resumed with changed variables or worktree: {changes}");
+        let recorded = recorded_vars(prepared, &vars.clone().into_iter().collect());
         store
-            .set_run_bindings(run.id, &vars, &worktree.display().to_string())
+            .set_run_bindings(run.id, &recorded, &worktree.display().to_string())
             .await?;
         store.add_run_note(run.id, &note).await?;
         notes.push(note);
@@ -416,6 +434,37 @@ async fn rebind<S: RunStore>(
         repo,
     };
     Ok(())
+}
+
+/// The pipeline variables marked `secret`.
+fn secret_vars(prepared: &Prepared) -> HashSet<String> {
+    prepared
+        .pipeline
+        .header
+        .as_ref()
+        .map(crate::redact::secret_vars)
+        .unwrap_or_default()
+}
+
+/// The variables as recorded in the run: a secret one's value redacted,
+/// and every value with the run's secrets redacted.
+fn recorded_vars(prepared: &Prepared, vars: &HashMap<String, String>) -> BTreeMap<String, String> {
+    let secret = secret_vars(prepared);
+    let redactor = crate::redact::Redactor::for_run(
+        prepared.pipeline.header.as_ref(),
+        vars,
+        crate::redact::env_vars(),
+    );
+    vars.iter()
+        .map(|(k, v)| {
+            let v = if secret.contains(k) {
+                crate::redact::MASK.to_string()
+            } else {
+                redactor.redact(v)
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 /// Gives up an unfinished run for a new one (`--restart`): nothing of it

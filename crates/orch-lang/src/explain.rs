@@ -19,6 +19,25 @@ pub fn explain(
     pipeline_path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
+    explain_redacted(p, stage, vars, repo, worktree, pipeline_path, env, &|s| {
+        s.to_string()
+    })
+}
+
+/// [`explain`], with `redact` applied to every argument shown and to the
+/// reason a command cannot be built (the engine's redaction of secrets: the
+/// language crate knows nothing of their values).
+#[allow(clippy::too_many_arguments)]
+pub fn explain_redacted(
+    p: &Pipeline,
+    stage: &str,
+    vars: &HashMap<String, String>,
+    repo: &str,
+    worktree: &Path,
+    pipeline_path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    redact: &dyn Fn(&str) -> String,
+) -> Result<String, String> {
     let Some(s) = p.stage(stage) else {
         let help = crate::diagnostic::did_you_mean(stage, p.stages.iter().map(|s| s.name.as_str()))
             .map(|h| format!(" ({h})"))
@@ -78,7 +97,7 @@ pub fn explain(
             let spec = invocation::of(choice.producer, &ctx, pipeline_path);
             match spec {
                 Ok(spec) => {
-                    let mut argv = spec.argv.clone();
+                    let mut argv: Vec<String> = spec.argv.iter().map(|a| redact(a)).collect();
                     if choice.producer.kind() == Kind::Llm && spec.stdin.is_none() {
                         // The prompt is the last argument: too long to show.
                         if let Some(last) = argv.last_mut() {
@@ -99,7 +118,7 @@ pub fn explain(
                         out.push_str(&format!("  prompt: {} bytes on stdin\n", stdin.len()));
                     }
                 }
-                Err(e) => out.push_str(&format!("  argv: cannot be built now: {e}\n")),
+                Err(e) => out.push_str(&format!("  argv: cannot be built now: {}\n", redact(&e))),
             }
         }
     }

@@ -738,7 +738,8 @@ impl Decoder<'_> {
         };
         let mut description = None;
         let mut vars: Vec<Var> = Vec::new();
-        for child in self.children(node, &["description", "var"]) {
+        let mut secrets: Vec<Name> = Vec::new();
+        for child in self.children(node, &["description", "var", "secret"]) {
             self.check_props(child, &[]);
             self.children(child, &[]);
             match child.name().value() {
@@ -746,6 +747,17 @@ impl Decoder<'_> {
                     let d = self.one_string(child, "a description");
                     if self.once(&description, child) {
                         description = d.map(|d| d.value);
+                    }
+                }
+                "secret" => {
+                    let a = self.arg_count(child, 1, None, "one or more variable names");
+                    for e in a {
+                        if let Some(n) = self
+                            .string_of(e, "a variable name")
+                            .and_then(|n| self.non_empty(n, "a name"))
+                        {
+                            secrets.push(n);
+                        }
                     }
                 }
                 _ => {
@@ -770,6 +782,7 @@ impl Decoder<'_> {
             single_transport,
             description,
             vars,
+            secrets,
             span: node.span(),
         })
     }

@@ -68,6 +68,9 @@ pub struct Header {
     pub single_transport: bool,
     pub description: Option<String>,
     pub vars: Vec<Var>,
+    /// `secret "NAME" "var.NAME"…`: environment variables (`{env.NAME}`)
+    /// and pipeline variables (`var.NAME`) whose values orch redacts.
+    pub secrets: Vec<Name>,
     /// Span of the whole node.
     pub span: SourceSpan,
 }

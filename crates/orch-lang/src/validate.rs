@@ -281,6 +281,29 @@ impl<'a> Checker<'a> {
         } else {
             self.reference(kw::STAGE, Code::UnknownStage, &h.start, "stage");
         }
+        for s in &h.secrets {
+            let Some(name) = s.value.strip_prefix("var.") else {
+                continue;
+            };
+            let declared = h.vars.iter().map(|v| v.name.value.as_str());
+            if name != "repo" && !h.vars.iter().any(|v| v.name.value == name) {
+                self.push(
+                    Finding::new(
+                        Code::UnknownVariable,
+                        s.span,
+                        format!("secret variable `{name}` is not declared"),
+                    )
+                    .label("unknown variable")
+                    .maybe_help(
+                        did_you_mean(name, declared).or_else(|| {
+                                Some(format!(
+                                    "declare it in the pipeline: `var \"{name}\" \"DEFAULT\"`, or name an environment variable without `var.`"
+                                ))
+                            }),
+                    ),
+                );
+            }
+        }
         if h.single_transport && self.p.transports.len() > 1 {
             for t in &self.p.transports[1..] {
                 self.push(

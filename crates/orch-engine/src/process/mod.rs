@@ -32,8 +32,10 @@ use orch_lang::invocation::Invocation;
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub invocation: Invocation,
-    /// Where stdout and stderr go, as written.
+    /// Where stdout and stderr go, as written but for the secrets this
+    /// redacts (from the log and the tail alike).
     pub log: PathBuf,
+    pub redactor: crate::redact::Redactor,
 }
 
 /// How the process ended.
@@ -178,6 +180,7 @@ pub async fn run_with_log(
                 ),
                 Ok(_) => format!("`{program}`: {e}"),
             };
+            let msg = spec.redactor.redact(&msg);
             let _ = writeln!(log, "orch: could not start {msg}");
             return finish(Exit::SpawnFailed(msg), Vec::new(), Vec::new());
         }
@@ -194,10 +197,10 @@ pub async fn run_with_log(
     }
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(pump(out, tx.clone()));
+        tokio::spawn(pump(out, tx.clone(), spec.redactor.stream()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(pump(err, tx.clone()));
+        tokio::spawn(pump(err, tx.clone(), spec.redactor.stream()));
     }
     drop(tx);
 
@@ -290,13 +293,28 @@ async fn cancelled(rx: &mut watch::Receiver<bool>) {
     std::future::pending::<()>().await
 }
 
-async fn pump(mut r: impl AsyncRead + Unpin, tx: mpsc::Sender<Vec<u8>>) {
+/// Reads one of the producer's pipes, its secrets redacted: bytes that may
+/// begin a secret split across two reads wait for the next read (or the
+/// end of the pipe).
+async fn pump(
+    mut r: impl AsyncRead + Unpin,
+    tx: mpsc::Sender<Vec<u8>>,
+    mut redact: crate::redact::Stream,
+) {
     let mut buf = vec![0u8; 8192];
     loop {
         match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                let rest = redact.finish();
+                if !rest.is_empty() {
+                    let _ = tx.send(rest).await;
+                }
+                return;
+            }
             Ok(n) => {
-                if tx.send(buf[..n].to_vec()).await.is_err() {
+                // Sent even when all of it is held back: it is output, for
+                // the idle timeout.
+                if tx.send(redact.push(&buf[..n])).await.is_err() {
                     return;
                 }
             }

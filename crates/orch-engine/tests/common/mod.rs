@@ -67,6 +67,7 @@ pub fn spec(dir: &Path, script: &str) -> Spec {
             grace: Duration::from_secs(1),
         },
         log: dir.join("log"),
+        redactor: Default::default(),
     }
 }
 
