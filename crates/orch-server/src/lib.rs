@@ -71,6 +71,8 @@ impl<S: Store> Service<S> {
         let app = Arc::new(App {
             store,
             open_reads: addr.ip().is_loopback(),
+            feed: tokio::sync::broadcast::channel(events::EVENT_BUFFER).0,
+            closing: tokio::sync::watch::channel(false).0,
             config,
             served,
             board: Arc::default(),
@@ -111,6 +113,7 @@ impl<S: Store> Service<S> {
         scheduler::drain(&app, app.config.drain_timeout).await;
         let _ = scheduler.await;
         let _ = stop_tx.send(true);
+        app.closing.send_replace(true);
         match tokio::time::timeout(CLOSE_CONNECTIONS, server).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP server ended with an error"),
             Ok(_) => {}

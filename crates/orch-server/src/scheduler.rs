@@ -31,6 +31,10 @@ pub struct App<S: Store> {
     pub state_dir: PathBuf,
     /// Reads need the token too when the service listens beyond loopback.
     pub open_reads: bool,
+    /// Every task's engine events, for `GET /api/v1/events`.
+    pub feed: crate::events::Feed,
+    /// Set once the service has drained: event streams end.
+    pub closing: watch::Sender<bool>,
 }
 
 /// Takes tasks until the service drains: first the runs that were in flight
@@ -141,6 +145,7 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
             let sink = Box::new(TaskSink {
                 task: task.clone(),
                 board: app.board.clone(),
+                feed: app.feed.clone(),
             });
             match orch_engine::prepare(opts) {
                 Ok(prepared) => orch_engine::run(prepared, app.store.clone(), sink, cancel).await,
