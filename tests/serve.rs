@@ -844,11 +844,16 @@ fn sigkill_with_tasks_in_flight_then_a_restart_finishes_everything() {
         sb.lines("ends").len() >= 6
     });
     sb.hold("all");
-    wait_until("producers held", Duration::from_secs(30), || {
+    // A producer past its hold loop when the hold was made still ends
+    // within its short sleep: wait until one is held, past that.
+    let held = || {
         let starts = sb.lines("starts").len();
         let ends = sb.lines("ends").len();
         starts > ends
-    });
+    };
+    wait_until("producers held", Duration::from_secs(30), held);
+    std::thread::sleep(Duration::from_millis(500));
+    wait_until("producers held", Duration::from_secs(30), held);
     s.kill9();
     let left: Vec<i32> = sb.pids().into_iter().filter(|p| alive(*p)).collect();
     assert!(!left.is_empty(), "producers were running at the kill");
@@ -1142,4 +1147,49 @@ fn every_operation_of_the_openapi_document_answers_as_declared() {
     assert_eq!(called, 9, "every operation was called");
     assert_eq!(s.queue_state("held1"), "cancelled");
     sb.release("held1-a");
+}
+
+#[test]
+fn a_pipeline_edit_serves_new_tasks_once_valid_and_runs_in_flight_keep_theirs() {
+    let sb = Sandbox::new("edit");
+    let s = Serve::start(&sb, 4, &[]);
+    sb.hold("p1-a");
+    s.submit("p1");
+    wait_until("p1 to start", Duration::from_secs(60), || {
+        sb.lines("starts").iter().any(|l| l.starts_with("p1 a "))
+    });
+    // A valid edit: new tasks take it.
+    let spicy = PIPELINE.replace("\"flavour\" \"plain\"", "\"flavour\" \"spicy\"");
+    std::fs::write(sb.root.join("pipeline.kdl"), &spicy).unwrap();
+    s.submit("p2");
+    wait_until("p2 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "p2")
+    });
+    // An invalid edit: logged, and the last valid pipeline keeps serving.
+    std::fs::write(
+        sb.root.join("pipeline.kdl"),
+        spicy.replace("pass \"c\"", "pass \"nowhere\""),
+    )
+    .unwrap();
+    s.submit("p3");
+    wait_until("p3 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "p3")
+    });
+    assert!(
+        s.log().contains("the pipeline changed but is invalid"),
+        "{}",
+        s.log()
+    );
+    sb.release("p1-a");
+    wait_until("p1 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "p1")
+    });
+    let flavour = |task: &str| s.task(task)["runs"][0]["vars"]["flavour"].clone();
+    assert_eq!(
+        flavour("p1"),
+        "plain",
+        "the run in flight kept its pipeline"
+    );
+    assert_eq!(flavour("p2"), "spicy", "a new task took the valid edit");
+    assert_eq!(flavour("p3"), "spicy", "the invalid edit was not taken");
 }

@@ -106,7 +106,7 @@ async fn status<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
             "uptime_s": app.started.elapsed().as_secs(),
             "store": app.state_dir.join("orch.db").display().to_string(),
             "state_dir": app.state_dir.display().to_string(),
-            "pipeline": app.served.path.display().to_string(),
+            "pipeline": app.served().path.display().to_string(),
             "draining": draining,
         }),
     ))
@@ -205,8 +205,8 @@ async fn submit<S: Store>(
         Some(w) => w,
         None => PathBuf::from("."),
     };
-    let header = app
-        .served
+    let served = app.refresh();
+    let header = served
         .header()
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no pipeline header"))?;
     let overrides: Vec<(String, String)> = sub.vars.clone().into_iter().collect();
@@ -454,7 +454,7 @@ async fn log<S: Store>(
 ) -> Result<Response, ApiError> {
     let Path((task, stage, attempt)) = p.map_err(|e| ApiError::bad_request(e.body_text()))?;
     orch_engine::check_task_name(&task).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if app.served.pipeline.stage(&stage).is_none() {
+    if app.served().pipeline.stage(&stage).is_none() {
         return Err(ApiError::not_found(format!(
             "the pipeline has no stage {stage:?}"
         )));
