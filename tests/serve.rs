@@ -232,7 +232,7 @@ impl Serve {
         let mut cmd = Command::new(ORCH);
         cmd.current_dir(&sb.root)
             .args(["serve", "-p", "pipeline.kdl", "--state-dir", "state"])
-            .args(["--listen", "127.0.0.1:0", "--workers", &workers.to_string()])
+            .args(["--workers", &workers.to_string()])
             .args(extra)
             .env("OUT", sb.out())
             .env_remove("ORCH_TOKEN")
@@ -240,6 +240,9 @@ impl Serve {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap());
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         if let Some(t) = token {
             cmd.env("ORCH_TOKEN", t);
         }
@@ -967,4 +970,285 @@ fn submit_and_cancel_from_the_command_line() {
     assert_eq!(s.queue_state("c1"), "cancelled");
     let out = orch(&["cancel", "c1", "--state-dir", "state"]);
     assert_eq!(out.status.code(), Some(1), "already cancelled");
+}
+
+/// Opens `GET path` and reads the answer's head; the stream, left open, and
+/// the status.
+fn open_stream(addr: &str, path: &str, token: Option<&str>) -> (u16, BufReader<TcpStream>) {
+    let mut s = TcpStream::connect(addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    // HTTP/1.0: the body is not chunked, it runs until the server closes.
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = 0;
+    loop {
+        let mut line = String::new();
+        assert!(r.read_line(&mut line).unwrap() > 0, "the head ended early");
+        if status == 0 {
+            status = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .expect("a status");
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    (status, r)
+}
+
+#[test]
+fn the_event_stream_carries_a_tasks_events_to_run_finished() {
+    let sb = Sandbox::new("events");
+    let s = Serve::start(&sb, 2, &[]);
+    let (st, mut r) = open_stream(&s.addr, "/api/v1/events", None);
+    assert_eq!(st, 200);
+    s.submit("ev1");
+    let mut kinds = Vec::new();
+    let mut stages = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "no run-finished: {kinds:?}");
+        let mut line = String::new();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "stream closed: {kinds:?}"
+        );
+        let Some(data) = line.trim_end().strip_prefix("data: ") else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["task"], "ev1", "{v}");
+        let kind = v["event"].as_str().unwrap().to_string();
+        kinds.push(kind.clone());
+        if kind == "attempt-started" {
+            stages.push(v["stage"].as_str().unwrap().to_string());
+        }
+        if kind == "run-finished" {
+            assert_eq!(v["outcome"], "success", "{v}");
+            break;
+        }
+    }
+    assert_eq!(kinds.first().map(String::as_str), Some("run-started"));
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "attempt-started").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "attempt-finished").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(stages, ["a", "b", "c"], "{kinds:?}");
+    assert!(finished_ok(&s, "ev1"));
+}
+
+#[test]
+fn beyond_loopback_reads_need_the_token() {
+    let sb = Sandbox::new("wide");
+    let s = Serve::start(&sb, 1, &["--listen", "0.0.0.0:0"]);
+    assert!(s.addr.starts_with("0.0.0.0:"), "{}", s.addr);
+    let port = s.addr.rsplit_once(':').unwrap().1;
+    let addr = format!("127.0.0.1:{port}");
+    for path in [
+        "/status",
+        "/queue",
+        "/api/v1/openapi.json",
+        "/api/v1/tasks/t1",
+    ] {
+        let (st, v) = http(&addr, "GET", path, None, None);
+        assert_eq!(st, 401, "{path} without the token: {v}");
+        let (st, _) = http(&addr, "GET", path, Some("wrong"), None);
+        assert_eq!(st, 401, "{path} with a wrong token");
+    }
+    let (st, _) = open_stream(&addr, "/api/v1/events", None);
+    assert_eq!(st, 401, "the event stream without the token");
+    let (st, v) = http(&addr, "GET", "/health", None, None);
+    assert_eq!(st, 200, "/health stays open: {v}");
+    for path in ["/status", "/queue", "/api/v1/openapi.json"] {
+        let (st, v) = http(&addr, "GET", path, Some(TOKEN), None);
+        assert_eq!(st, 200, "{path} with the token: {v}");
+    }
+    let (st, _) = open_stream(&addr, "/api/v1/events", Some(TOKEN));
+    assert_eq!(st, 200, "the event stream with the token");
+}
+
+/// Every operation of the OpenAPI document the service serves, called once
+/// as a valid call: the status is one the document declares for success,
+/// and `docs/openapi.json` is that document.
+#[test]
+fn every_operation_of_the_openapi_document_answers_as_declared() {
+    let sb = Sandbox::new("openapi");
+    let s = Serve::start(&sb, 2, &[]);
+    let (st, doc) = s.get("/api/v1/openapi.json");
+    assert_eq!(st, 200);
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc, file, "the service serves docs/openapi.json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    // A finished task for the reads, a held one for the cancel.
+    s.submit("done1");
+    wait_until("done1 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "done1")
+    });
+    sb.hold("held1-a");
+    s.submit("held1");
+    wait_until("held1 to start", Duration::from_secs(60), || {
+        sb.lines("starts").iter().any(|l| l.starts_with("held1 a "))
+    });
+    let mut called = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let declared: Vec<u16> = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.parse().unwrap())
+                .collect();
+            let success: Vec<u16> = declared.iter().copied().filter(|c| *c < 300).collect();
+            assert!(!success.is_empty(), "{method} {path} declares a success");
+            let task = if path.ends_with("/cancel") {
+                "held1"
+            } else {
+                "done1"
+            };
+            let url = path
+                .replace("{task}", task)
+                .replace("{stage}", "a")
+                .replace("{attempt}", "1");
+            let status = match (method.as_str(), path.as_str()) {
+                ("get", "/api/v1/events") => open_stream(&s.addr, &url, None).0,
+                ("get", _) => s.get(&url).0,
+                ("post", "/api/v1/tasks") => s.post(&url, &json!({ "task": "new1" })).0,
+                ("post", _) => s.post(&url, &json!({})).0,
+                other => panic!("an operation the test does not know: {other:?}"),
+            };
+            assert!(
+                success.contains(&status),
+                "{method} {path}: {status}, declared {success:?}"
+            );
+            called += 1;
+        }
+    }
+    assert_eq!(called, 9, "every operation was called");
+    assert_eq!(s.queue_state("held1"), "cancelled");
+    sb.release("held1-a");
+}
+
+#[test]
+fn a_pipeline_edit_serves_new_tasks_once_valid_and_runs_in_flight_keep_theirs() {
+    let sb = Sandbox::new("edit");
+    let s = Serve::start(&sb, 4, &[]);
+    sb.hold("p1-a");
+    s.submit("p1");
+    wait_until("p1 to start", Duration::from_secs(60), || {
+        sb.lines("starts").iter().any(|l| l.starts_with("p1 a "))
+    });
+    // A valid edit: new tasks take it.
+    let spicy = PIPELINE.replace("\"flavour\" \"plain\"", "\"flavour\" \"spicy\"");
+    std::fs::write(sb.root.join("pipeline.kdl"), &spicy).unwrap();
+    s.submit("p2");
+    wait_until("p2 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "p2")
+    });
+    // An invalid edit: logged, and the last valid pipeline keeps serving.
+    std::fs::write(
+        sb.root.join("pipeline.kdl"),
+        spicy.replace("pass \"c\"", "pass \"nowhere\""),
+    )
+    .unwrap();
+    s.submit("p3");
+    wait_until("p3 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "p3")
+    });
+    assert!(
+        s.log().contains("the pipeline changed but is invalid"),
+        "{}",
+        s.log()
+    );
+    sb.release("p1-a");
+    wait_until("p1 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "p1")
+    });
+    let flavour = |task: &str| s.task(task)["runs"][0]["vars"]["flavour"].clone();
+    assert_eq!(
+        flavour("p1"),
+        "plain",
+        "the run in flight kept its pipeline"
+    );
+    assert_eq!(flavour("p2"), "spicy", "a new task took the valid edit");
+    assert_eq!(flavour("p3"), "spicy", "the invalid edit was not taken");
+}
+
+/// The load test: 200 tasks submitted at once (from 20
+/// connections) to 16 workers, three short stages, `b` serial.
+/// `ORCH_SERVE_LOAD_TASKS=N` changes how many.
+#[test]
+fn load_two_hundred_tasks_on_sixteen_workers() {
+    let n: usize = std::env::var("ORCH_SERVE_LOAD_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let sb = Sandbox::new("load");
+    let s = Serve::start(&sb, 16, &[]);
+    let tasks: Vec<String> = (0..n).map(|i| format!("load-{i:03}")).collect();
+    std::thread::scope(|scope| {
+        for chunk in tasks.chunks(n.div_ceil(20).max(1)) {
+            let s = &s;
+            scope.spawn(move || {
+                for t in chunk {
+                    s.submit(t);
+                }
+            });
+        }
+    });
+    wait_until("every task to finish", Duration::from_secs(300), || {
+        let q = s.get("/queue").1;
+        q["queued"].as_array().unwrap().is_empty()
+            && q["running"].as_array().unwrap().is_empty()
+            && q["waiting"].as_array().unwrap().is_empty()
+    });
+    for t in &tasks {
+        assert!(finished_ok(&s, t), "{t}: {}", s.task(t));
+    }
+    assert_no_attempt_twice(&sb, &s, &tasks);
+    assert_eq!(sb.lines("starts").len(), 3 * n, "one attempt per stage");
+    assert!(
+        sb.lines("overlap").is_empty(),
+        "the serial stage was shared"
+    );
+    // From the recorded attempt times: `b` never held by two at once, and
+    // no attempt recorded twice.
+    let mut b = Vec::new();
+    let mut seen = BTreeSet::new();
+    for t in &tasks {
+        for a in attempts(&s, t) {
+            let stage = a["stage"].as_str().unwrap().to_string();
+            assert!(
+                seen.insert((t.clone(), stage.clone(), a["attempt"].as_i64().unwrap())),
+                "{t} {stage} recorded twice"
+            );
+            if stage == "b" {
+                b.push((
+                    a["started_ms"].as_i64().unwrap(),
+                    a["finished_ms"].as_i64().unwrap(),
+                ));
+            }
+        }
+    }
+    assert_eq!(b.len(), n);
+    b.sort();
+    for w in b.windows(2) {
+        assert!(w[1].0 >= w[0].1, "b overlapped: {:?} and {:?}", w[0], w[1]);
+    }
 }

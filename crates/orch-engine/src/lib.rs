@@ -26,5 +26,6 @@ mod taskdir;
 pub use dispatcher::Finished;
 pub use error::{exit, RunError};
 pub use session::{
-    bind, check_task_name, pipeline_digest, prepare, run, Bindings, Prepared, RunOptions,
+    bind, check_task_name, pipeline_digest, prepare, prepare_text, run, Bindings, Prepared,
+    RunOptions,
 };

@@ -178,6 +178,14 @@ pub fn prepare(opts: RunOptions) -> Result<Prepared, RunError> {
             nearby_pipelines(&opts.pipeline)
         ))
     })?;
+    prepare_text(opts, text)
+}
+
+/// As [`prepare`], with the pipeline's text given (read earlier from
+/// `opts.pipeline`, which still names it): `orch serve` runs new tasks on
+/// the last valid text of a file that may have changed since.
+pub fn prepare_text(opts: RunOptions, text: String) -> Result<Prepared, RunError> {
+    check_task_name(&opts.task)?;
     let pipeline_shown = opts.pipeline.display().to_string();
     let checked = analysis::analyze_text(&pipeline_shown, &text, &Options { offline: true });
     if checked.has_errors() {

@@ -36,6 +36,8 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/api/v1/tasks/{task}", get(task::<S>))
         .route("/api/v1/tasks/{task}/cancel", post(cancel::<S>))
         .route("/api/v1/tasks/{task}/logs/{stage}/{attempt}", get(log::<S>))
+        .route("/api/v1/events", get(events::<S>))
+        .route("/api/v1/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here")
@@ -68,6 +70,18 @@ async fn guard<S: Store>(State(app): Shared<S>, req: Request, next: Next) -> Res
     response
 }
 
+/// The API's OpenAPI 3.1 description, kept in `docs/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+async fn openapi() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
 async fn health() -> Response {
     error::json(
         StatusCode::OK,
@@ -92,7 +106,7 @@ async fn status<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
             "uptime_s": app.started.elapsed().as_secs(),
             "store": app.state_dir.join("orch.db").display().to_string(),
             "state_dir": app.state_dir.display().to_string(),
-            "pipeline": app.served.path.display().to_string(),
+            "pipeline": app.served().path.display().to_string(),
             "draining": draining,
         }),
     ))
@@ -191,8 +205,8 @@ async fn submit<S: Store>(
         Some(w) => w,
         None => PathBuf::from("."),
     };
-    let header = app
-        .served
+    let served = app.refresh();
+    let header = served
         .header()
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no pipeline header"))?;
     let overrides: Vec<(String, String)> = sub.vars.clone().into_iter().collect();
@@ -440,7 +454,7 @@ async fn log<S: Store>(
 ) -> Result<Response, ApiError> {
     let Path((task, stage, attempt)) = p.map_err(|e| ApiError::bad_request(e.body_text()))?;
     orch_engine::check_task_name(&task).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if app.served.pipeline.stage(&stage).is_none() {
+    if app.served().pipeline.stage(&stage).is_none() {
         return Err(ApiError::not_found(format!(
             "the pipeline has no stage {stage:?}"
         )));
@@ -491,4 +505,60 @@ async fn log<S: Store>(
         body,
     )
         .into_response())
+}
+
+/// `GET /api/v1/events`: every task's engine events as Server-Sent Events,
+/// each `data:` one JSON object as `orch run --json` prints it, with its
+/// `task`. A client that falls behind loses the oldest events and reads a
+/// `: lagged N` comment instead; the engine never waits for a client.
+async fn events<S: Store>(State(app): Shared<S>) -> Response {
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let rx = app.feed.subscribe();
+    let closing = app.closing.subscribe();
+    let stream = futures_util::stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
+        let received = tokio::select! {
+            r = rx.recv() => r,
+            _ = closing.wait_for(|c| *c) => return None,
+        };
+        let item = match received {
+            Ok(line) => SseEvent::default().data(&*line),
+            Err(RecvError::Lagged(n)) => SseEvent::default().comment(format!("lagged {n}")),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(item), (rx, closing)))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `.route(PATH, METHOD(…))` of [`router`] is an operation of the
+    /// OpenAPI document, and every path of the document is routed.
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_back() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let source = include_str!("api.rs");
+        let mut routed = std::collections::BTreeSet::new();
+        for line in source.lines().map(str::trim) {
+            let Some(rest) = line.strip_prefix(".route(\"") else {
+                continue;
+            };
+            let (path, rest) = rest.split_once('"').unwrap();
+            let method = rest.trim_start_matches(", ").split('(').next().unwrap();
+            assert!(
+                paths.get(path).and_then(|p| p.get(method)).is_some(),
+                "{method} {path} is not in docs/openapi.json"
+            );
+            routed.insert(path.to_string());
+        }
+        let documented: std::collections::BTreeSet<String> = paths.keys().cloned().collect();
+        assert_eq!(routed, documented);
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
 }

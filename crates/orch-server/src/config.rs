@@ -8,6 +8,7 @@ use std::time::Duration;
 use orch_lang::analysis;
 use orch_lang::model::{Header, Pipeline};
 use orch_lang::validate::Options;
+use sha2::Digest;
 
 use crate::error::ServeError;
 
@@ -36,6 +37,9 @@ pub struct Served {
     pub pipeline: Pipeline,
     /// Absolute.
     pub path: PathBuf,
+    /// The text it was read from, and its SHA-256.
+    pub text: String,
+    pub digest: [u8; 32],
 }
 
 impl Served {
@@ -48,6 +52,12 @@ impl Served {
 pub fn load_pipeline(path: &Path) -> Result<Served, ServeError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ServeError::Usage(format!("cannot read pipeline {}: {e}", path.display())))?;
+    check_pipeline(path, text)
+}
+
+/// Checks a pipeline's text as `orch run` does.
+pub fn check_pipeline(path: &Path, text: String) -> Result<Served, ServeError> {
+    let digest = sha2::Sha256::digest(text.as_bytes()).into();
     let shown = path.display().to_string();
     let checked = analysis::analyze_text(&shown, &text, &Options { offline: true });
     if checked.has_errors() {
@@ -62,5 +72,7 @@ pub fn load_pipeline(path: &Path) -> Result<Served, ServeError> {
     Ok(Served {
         pipeline: checked.pipeline,
         path,
+        text,
+        digest,
     })
 }

@@ -1,21 +1,47 @@
 //! A task's engine events: logged through `tracing`, and kept on the board
 //! (stage, attempt, waiting), which frees the task's worker while it waits
-//! for a serial stage.
+//! for a serial stage; and published, as `orch run --json` prints them
+//! with the task's name, to the clients of `GET /api/v1/events`.
 
 use std::sync::Arc;
 
 use orch_engine::events::{Event, Sink};
+use tokio::sync::broadcast;
 
 use crate::board::Board;
+
+/// How many events the broadcast keeps for a slow client before it lags.
+pub const EVENT_BUFFER: usize = 4096;
+
+/// The events of every task, as JSON objects (one line each).
+pub type Feed = broadcast::Sender<Arc<str>>;
 
 pub struct TaskSink {
     pub task: String,
     pub board: Arc<Board>,
+    pub feed: Feed,
+}
+
+/// The event as `orch run --json` prints it, with `task` added.
+pub fn event_json(task: &str, e: &Event) -> Option<String> {
+    let mut v = serde_json::to_value(e).ok()?;
+    if let serde_json::Value::Object(map) = &mut v {
+        map.entry("task")
+            .or_insert_with(|| serde_json::Value::String(task.to_string()));
+    }
+    serde_json::to_string(&v).ok()
 }
 
 impl Sink for TaskSink {
     fn event(&mut self, e: &Event) {
         let task = self.task.as_str();
+        // Never blocks: with no client the event is dropped, and a client
+        // that falls behind lags.
+        if self.feed.receiver_count() > 0 {
+            if let Some(line) = event_json(task, e) {
+                let _ = self.feed.send(line.into());
+            }
+        }
         match e {
             Event::RunStarted {
                 run_id, resumed, ..

@@ -71,8 +71,11 @@ impl<S: Store> Service<S> {
         let app = Arc::new(App {
             store,
             open_reads: addr.ip().is_loopback(),
+            feed: tokio::sync::broadcast::channel(events::EVENT_BUFFER).0,
+            closing: tokio::sync::watch::channel(false).0,
             config,
-            served,
+            served: std::sync::RwLock::new(Arc::new(served)),
+            rejected: std::sync::Mutex::new(None),
             board: Arc::default(),
             token,
             started: Instant::now(),
@@ -111,6 +114,7 @@ impl<S: Store> Service<S> {
         scheduler::drain(&app, app.config.drain_timeout).await;
         let _ = scheduler.await;
         let _ = stop_tx.send(true);
+        app.closing.send_replace(true);
         match tokio::time::timeout(CLOSE_CONNECTIONS, server).await {
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP server ended with an error"),
             Ok(_) => {}

@@ -23,7 +23,11 @@ use crate::Store;
 pub struct App<S: Store> {
     pub store: Arc<S>,
     pub config: Config,
-    pub served: Served,
+    /// The last valid pipeline; new tasks take it, runs in flight keep
+    /// theirs.
+    pub served: std::sync::RwLock<Arc<Served>>,
+    /// The digest of the last invalid text seen, logged once.
+    pub rejected: std::sync::Mutex<Option<[u8; 32]>>,
     pub board: Arc<Board>,
     pub token: Token,
     pub started: Instant,
@@ -31,6 +35,54 @@ pub struct App<S: Store> {
     pub state_dir: PathBuf,
     /// Reads need the token too when the service listens beyond loopback.
     pub open_reads: bool,
+    /// Every task's engine events, for `GET /api/v1/events`.
+    pub feed: crate::events::Feed,
+    /// Set once the service has drained: event streams end.
+    pub closing: watch::Sender<bool>,
+}
+
+impl<S: Store> App<S> {
+    /// The pipeline new tasks run on.
+    pub fn served(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the pipeline file: a changed text that validates serves the
+    /// next tasks; an invalid one is logged (once) and the last valid
+    /// pipeline keeps serving. Runs in flight are not touched.
+    pub fn refresh(&self) -> Arc<Served> {
+        use sha2::Digest;
+        let current = self.served();
+        let Ok(text) = std::fs::read_to_string(&current.path) else {
+            tracing::warn!(path = %current.path.display(), "cannot read the pipeline; the last valid one serves");
+            return current;
+        };
+        let digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        if digest == current.digest {
+            return current;
+        }
+        let mut rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        if *rejected == Some(digest) {
+            return current;
+        }
+        match crate::config::check_pipeline(&current.path, text) {
+            Ok(new) => {
+                let new = Arc::new(new);
+                *self.served.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+                *rejected = None;
+                tracing::info!(path = %new.path.display(), "the pipeline changed and validates: new tasks run on it");
+                new
+            }
+            Err(e) => {
+                *rejected = Some(digest);
+                tracing::warn!(path = %current.path.display(), error = %e, "the pipeline changed but is invalid; the last valid one keeps serving");
+                current
+            }
+        }
+    }
 }
 
 /// Takes tasks until the service drains: first the runs that were in flight
@@ -123,9 +175,10 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
             // it continues exactly as `orch run --resume` would, with the
             // run's own variables and worktree.
             let resume = run.is_some();
+            let served = app.refresh();
             let opts = RunOptions {
                 task: task.clone(),
-                pipeline: app.served.path.clone(),
+                pipeline: served.path.clone(),
                 worktree: (!resume).then(|| PathBuf::from(&entry.worktree)),
                 vars: if resume {
                     Vec::new()
@@ -141,8 +194,9 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
             let sink = Box::new(TaskSink {
                 task: task.clone(),
                 board: app.board.clone(),
+                feed: app.feed.clone(),
             });
-            match orch_engine::prepare(opts) {
+            match orch_engine::prepare_text(opts, served.text.clone()) {
                 Ok(prepared) => orch_engine::run(prepared, app.store.clone(), sink, cancel).await,
                 Err(e) => Err(e),
             }
