@@ -164,3 +164,19 @@ fn is_rfc3339(s: &str) -> bool {
             _ => c.is_ascii_digit(),
         })
 }
+
+#[test]
+fn verbose_debug_lines_on_a_pipe_carry_no_colour() {
+    let sb = Sandbox::new("verbose-pipe");
+    let run = sb.orch("ok.kdl", "t").arg("-v").run();
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("DEBUG"),
+        "-v prints the engine's debug lines: {run}"
+    );
+    assert!(
+        !run.stderr.contains('\u{1b}'),
+        "no escape sequences on a pipe: {:?}",
+        run.stderr.lines().next()
+    );
+}
