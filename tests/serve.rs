@@ -554,6 +554,20 @@ fn every_endpoint_and_its_error_statuses() {
     assert_eq!(st_doc["workers"]["busy"], 1);
     assert_eq!(st_doc["queue_length"], 1);
     assert_eq!(s.task("second")["queue"]["vars"]["flavour"], "spicy");
+    // The list: both tasks in submission order; no outcome while unfinished.
+    let (st, list) = s.get("/api/v1/tasks");
+    assert_eq!(st, 200, "{list}");
+    let names: Vec<&str> = list["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "second"]);
+    assert_eq!(list["tasks"][0]["status"], "running");
+    assert!(list["tasks"][0]["outcome"].is_null());
+    assert_eq!(list["tasks"][1]["queue"], "queued");
+    assert!(list["tasks"][1]["run"].is_null());
 
     // Refusals.
     let (st, v) = s.post("/api/v1/tasks", &json!({ "task": "first" }));
@@ -834,14 +848,15 @@ fn fifty_tasks_on_eight_workers_with_a_serial_stage() {
 #[test]
 fn sigkill_with_tasks_in_flight_then_a_restart_finishes_everything() {
     let sb = Sandbox::new("sigkill");
-    let mut s = Serve::start(&sb, 4, &[]);
-    let tasks: Vec<String> = (0..12).map(|i| format!("k-{i:02}")).collect();
+    let mut s = Serve::start(&sb, 8, &[]);
+    // 50 tasks in flight (submitted, not finished) when the service dies.
+    let tasks: Vec<String> = (0..50).map(|i| format!("k-{i:02}")).collect();
     for t in &tasks {
         s.submit(t);
     }
     // Some attempts done, some producers running, some tasks queued.
     wait_until("work in flight", Duration::from_secs(60), || {
-        sb.lines("ends").len() >= 6
+        sb.lines("ends").len() >= 12
     });
     sb.hold("all");
     // A producer that starts after the hold file exists is held in its loop
@@ -851,11 +866,20 @@ fn sigkill_with_tasks_in_flight_then_a_restart_finishes_everything() {
         sb.lines("starts").len() > before
     });
     s.kill9();
+    let finished_at_kill = sb
+        .lines("ends")
+        .iter()
+        .filter(|l| l.split(' ').nth(1) == Some("c"))
+        .count();
+    assert!(
+        finished_at_kill <= 10,
+        "most of the 50 tasks were in flight at the kill ({finished_at_kill} had finished)"
+    );
     let left: Vec<i32> = sb.pids().into_iter().filter(|p| alive(*p)).collect();
     assert!(!left.is_empty(), "producers were running at the kill");
     sb.release("all");
     // Late submissions must not be lost either: one after the restart.
-    let s = Serve::start(&sb, 4, &[]);
+    let s = Serve::start(&sb, 8, &[]);
     s.submit("k-late");
     let mut all = tasks.clone();
     all.push("k-late".into());
@@ -1140,7 +1164,7 @@ fn every_operation_of_the_openapi_document_answers_as_declared() {
             called += 1;
         }
     }
-    assert_eq!(called, 9, "every operation was called");
+    assert_eq!(called, 10, "every operation was called");
     assert_eq!(s.queue_state("held1"), "cancelled");
     sb.release("held1-a");
 }

@@ -33,6 +33,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/status", get(status::<S>))
         .route("/queue", get(queue::<S>))
         .route("/api/v1/tasks", post(submit::<S>))
+        .route("/api/v1/tasks", get(tasks::<S>))
         .route("/api/v1/tasks/{task}", get(task::<S>))
         .route("/api/v1/tasks/{task}/cancel", post(cancel::<S>))
         .route("/api/v1/tasks/{task}/logs/{stage}/{attempt}", get(log::<S>))
@@ -304,6 +305,42 @@ async fn run_json<S: Store>(store: &S, run: &Run) -> Result<Value, ApiError> {
         "attempts": attempts,
         "transitions": transitions,
     }))
+}
+
+/// Every task the service knows (queued or with runs), oldest first: its
+/// queue state and its latest run (outcome null until the run ends).
+async fn tasks<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
+    let mut by_task: BTreeMap<String, Value> = BTreeMap::new();
+    for e in app.store.queue(None).await? {
+        by_task.insert(
+            e.task.clone(),
+            json!({
+                "task": e.task,
+                "url": format!("/api/v1/tasks/{}", e.task),
+                "queue": e.state.as_str(),
+                "submitted_ms": e.submitted_ms,
+                "run": null, "status": null, "outcome": null, "end": null,
+            }),
+        );
+    }
+    // Runs come oldest first: the latest of a task is written last.
+    for run in app.store.runs(None).await? {
+        let entry = by_task.entry(run.task.clone()).or_insert_with(|| {
+            json!({
+                "task": run.task,
+                "url": format!("/api/v1/tasks/{}", run.task),
+                "queue": null,
+                "submitted_ms": null,
+            })
+        });
+        entry["run"] = json!(run.id);
+        entry["status"] = json!(run.status);
+        entry["outcome"] = json!(run.outcome);
+        entry["end"] = json!(run.end_name);
+    }
+    let mut tasks: Vec<Value> = by_task.into_values().collect();
+    tasks.sort_by_key(|t| t["submitted_ms"].as_i64().unwrap_or(i64::MAX));
+    Ok(error::json(StatusCode::OK, &json!({ "tasks": tasks })))
 }
 
 async fn task<S: Store>(
