@@ -78,18 +78,6 @@ fn a_roadmap_says_when_its_history_ran_an_earlier_version_of_the_file() {
     );
 }
 
-fn history_json(sb: &Sandbox, task: &str) -> serde_json::Value {
-    let run = Orch::new(&sb.root)
-        .arg("history")
-        .arg(task)
-        .arg("--state-dir")
-        .arg(sb.state())
-        .arg("--json")
-        .run();
-    run.expect_code(0);
-    serde_json::from_str(&run.stdout).expect("history --json is JSON")
-}
-
 #[test]
 fn history_after_a_restart_points_every_attempt_at_its_own_log() {
     let sb = Sandbox::new("history-restart-logs");

@@ -541,3 +541,22 @@ pub fn files_below(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// A fixture of the hardening tests (`tests/fixtures/hardening/NAME`).
+pub fn hardening_fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures/hardening").join(name)
+}
+
+/// `orch history TASK --state-dir STATE --json`, run from the sandbox root,
+/// parsed.
+pub fn history_json(sb: &Sandbox, task: &str) -> serde_json::Value {
+    let run = Orch::new(&sb.root)
+        .arg("history")
+        .arg(task)
+        .arg("--state-dir")
+        .arg(sb.state())
+        .arg("--json")
+        .run();
+    run.expect_code(0);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON: {e}\n{run}"))
+}

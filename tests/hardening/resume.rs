@@ -6,7 +6,7 @@ use crate::common::*;
 use std::path::{Path, PathBuf};
 
 fn pipeline() -> PathBuf {
-    repo_root().join("tests/fixtures/hardening/resume-vars.kdl")
+    hardening_fixture("resume-vars.kdl")
 }
 
 /// `orch run TASK -p resume-vars.kdl --state-dir state`, from the sandbox
@@ -131,15 +131,7 @@ fn a_consented_change_on_resume_is_taken_and_recorded_in_the_run() {
     assert_eq!(sb.out_lines("args.runner.second"), ["prod"]);
     assert_eq!(sb.out_lines("cwd.runner.second"), [a.display().to_string()]);
 
-    let history = Orch::new(&sb.root)
-        .arg("history")
-        .arg("t")
-        .arg("--state-dir")
-        .arg(sb.state())
-        .arg("--json")
-        .run();
-    history.expect_code(0);
-    let doc: serde_json::Value = serde_json::from_str(&history.stdout).expect("JSON");
+    let doc = history_json(&sb, "t");
     let run0 = &doc["runs"][0];
     assert_eq!(run0["vars"]["target"], "prod");
     assert_eq!(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn hardening() -> PathBuf {
-    repo_root().join("tests/fixtures/hardening")
+    hardening_fixture("")
 }
 
 /// `orch run TASK -p robust.kdl --state-dir state --worktree wt --json`,
@@ -26,19 +26,6 @@ fn robust(sb: &Sandbox, task: &str) -> Orch {
         .arg(format!("dir={}", hardening().display()))
         .arg("--json")
         .env("T_OUT", sb.out())
-}
-
-/// `orch history TASK --state-dir state --json`, parsed.
-fn history(sb: &Sandbox, task: &str) -> serde_json::Value {
-    let run = Orch::new(&sb.root)
-        .arg("history")
-        .arg(task)
-        .arg("--state-dir")
-        .arg(sb.state())
-        .arg("--json")
-        .run();
-    run.expect_code(0);
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON: {e}\n{run}"))
 }
 
 /// Waits until a process is gone (not running, or a zombie).
@@ -68,7 +55,7 @@ fn sighup_terminates_the_producer_and_leaves_the_run_resumable() {
         "the producer {producer} outlived orch's SIGHUP\n{run}"
     );
     assert_eq!(
-        history(&sb, "t")["runs"][0]["status"],
+        history_json(&sb, "t")["runs"][0]["status"],
         "interrupted",
         "{run}"
     );

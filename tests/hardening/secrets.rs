@@ -11,7 +11,7 @@ const TOKEN: &str = "tok-3f9a1c7e5b2d";
 const API_KEY: &str = "key-8e6d4b2a0c9f";
 
 fn pipeline() -> std::path::PathBuf {
-    repo_root().join("tests/fixtures/hardening/secrets.kdl")
+    hardening_fixture("secrets.kdl")
 }
 
 fn orch(sb: &Sandbox) -> Orch {

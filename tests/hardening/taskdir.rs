@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn hardening() -> PathBuf {
-    repo_root().join("tests/fixtures/hardening")
+    hardening_fixture("")
 }
 
 /// A sandbox with a victim directory outside the task directory: a file
