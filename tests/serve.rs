@@ -117,7 +117,7 @@ if [ "$ORCH_STAGE" = b ]; then
 fi
 echo "log line 1 of $key"
 echo "log line 2 of $key"
-while [ -e "$OUT/hold-$ORCH_TASK-$ORCH_STAGE" ] || [ -e "$OUT/hold-all" ]; do sleep 0.05; done
+while [ -e "$OUT/hold-$ORCH_TASK-$ORCH_STAGE" ] || [ -e "$OUT/hold-stage-$ORCH_STAGE" ] || [ -e "$OUT/hold-all" ]; do sleep 0.05; done
 sleep "${STEP_SLEEP:-0.02}"
 if [ "$ORCH_STAGE" = b ]; then
     rmdir "$OUT/b.held"
@@ -187,6 +187,7 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.release("all");
+        self.release("stage-c");
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.root);
         } else {
@@ -851,19 +852,15 @@ fn sigkill_with_tasks_in_flight_then_a_restart_finishes_everything() {
     let mut s = Serve::start(&sb, 8, &[]);
     // 50 tasks in flight (submitted, not finished) when the service dies.
     let tasks: Vec<String> = (0..50).map(|i| format!("k-{i:02}")).collect();
+    sb.hold("stage-c");
     for t in &tasks {
         s.submit(t);
     }
-    // Some attempts done, some producers running, some tasks queued.
+    // Stage c (the last) is held for every task: no task can finish, so
+    // all 50 are in flight at the kill, some with earlier attempts done, some
+    // with a producer running, some queued.
     wait_until("work in flight", Duration::from_secs(60), || {
-        sb.lines("ends").len() >= 12
-    });
-    sb.hold("all");
-    // A producer that starts after the hold file exists is held in its loop
-    // (one that started before may be past it and about to end).
-    let before = sb.lines("starts").len();
-    wait_until("a producer held", Duration::from_secs(30), || {
-        sb.lines("starts").len() > before
+        sb.lines("ends").len() >= 12 && sb.lines("starts").iter().any(|l| l.ends_with(" c 1"))
     });
     s.kill9();
     let finished_at_kill = sb
@@ -871,13 +868,13 @@ fn sigkill_with_tasks_in_flight_then_a_restart_finishes_everything() {
         .iter()
         .filter(|l| l.split(' ').nth(1) == Some("c"))
         .count();
-    assert!(
-        finished_at_kill <= 10,
-        "most of the 50 tasks were in flight at the kill ({finished_at_kill} had finished)"
+    assert_eq!(
+        finished_at_kill, 0,
+        "all 50 tasks were in flight at the kill"
     );
     let left: Vec<i32> = sb.pids().into_iter().filter(|p| alive(*p)).collect();
     assert!(!left.is_empty(), "producers were running at the kill");
-    sb.release("all");
+    sb.release("stage-c");
     // Late submissions must not be lost either: one after the restart.
     let s = Serve::start(&sb, 8, &[]);
     s.submit("k-late");
