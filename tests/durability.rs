@@ -10,13 +10,12 @@
 //! knows exactly how often each producer ran. Files in the counter directory
 //! steer the K-th run of a producer (see `count.sh` and `agent.sh`):
 //! `hold-STAGE-K` keeps it running, `exit-STAGE-K` picks its exit code,
-//! `verdict-STAGE-K` the review's verdict, `fifo-STAGE-K` leaves a named pipe
-//! where `orch` will block.
+//! `verdict-STAGE-K` the review's verdict.
 //!
-//! Step boundaries are hit in two ways: `ORCH_FAILPOINT=POINT@STAGE` (the
-//! engine kills itself with SIGKILL there), and without any hook: a named
-//! pipe where `orch` next opens a file (or a full pipe where it next prints)
-//! blocks it exactly at the boundary, and the test kills it there.
+//! Step boundaries are hit with `ORCH_FAILPOINT=POINT@STAGE` (the engine
+//! kills itself with SIGKILL there). A named pipe no longer blocks orch (only
+//! a regular file is an artifact), so there is no hook-free way to stop it
+//! at a boundary.
 
 use orch_store::{RunStore, SqliteStore};
 use rusqlite::{Connection, OpenFlags};
