@@ -1273,3 +1273,39 @@ fn load_two_hundred_tasks_on_sixteen_workers() {
         assert!(w[1].0 >= w[0].1, "b overlapped: {:?} and {:?}", w[0], w[1]);
     }
 }
+
+/// The queue is durable, so a secret variable is refused at submission
+/// (nothing is written), and the store holds no trace of its value.
+#[test]
+fn a_secret_variable_is_refused_and_never_stored() {
+    let sb = Sandbox::new("secret");
+    let with_secret = PIPELINE.replace(
+        "var \"flavour\" \"plain\"",
+        "var \"flavour\" \"plain\"\n    secret \"var.flavour\"",
+    );
+    std::fs::write(sb.root.join("pipeline.kdl"), with_secret).unwrap();
+    let s = Serve::start(&sb, 1, &[]);
+    let (st, v) = s.post(
+        "/api/v1/tasks",
+        &json!({ "task": "t1", "vars": { "flavour": "s3cr3t-value" } }),
+    );
+    assert_eq!(st, 400, "{v}");
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("variable flavour is secret"), "{msg}");
+    assert!(!msg.contains("s3cr3t-value"), "{msg}");
+    let (st, _) = s.get("/api/v1/tasks/t1");
+    assert_eq!(st, 404, "nothing was queued");
+    // Without the secret the task is taken and runs with the default.
+    s.submit("t2");
+    wait_until("t2 to finish", Duration::from_secs(60), || {
+        finished_ok(&s, "t2")
+    });
+    let needle = b"s3cr3t-value";
+    for file in ["orch.db", "orch.db-wal"] {
+        let bytes = std::fs::read(sb.state().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "the secret reached {file}"
+        );
+    }
+}

@@ -210,6 +210,15 @@ async fn submit<S: Store>(
     let header = served
         .header()
         .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no pipeline header"))?;
+    // The queue is durable, and a secret must never be written down: a
+    // secret variable reaches a task through the service's environment.
+    let secret = orch_engine::redact::secret_vars(header);
+    if let Some(name) = sub.vars.keys().find(|k| secret.contains(*k)) {
+        return Err(ApiError::bad_request(format!(
+            "variable {name} is secret and the service does not store secrets: \
+             give the service the value in its environment and use {{env.NAME}} in the pipeline"
+        )));
+    }
     let overrides: Vec<(String, String)> = sub.vars.clone().into_iter().collect();
     // Unknown variables and a missing worktree are refused now, not when a
     // worker takes the task.
