@@ -239,6 +239,14 @@ impl Reporter {
             Event::Note { message } => format!("  {message}\n"),
             Event::AlreadyFinished {
                 task,
+                run_id,
+                outcome,
+                ..
+            } if outcome == "cancelled" => format!(
+                "task {task} was cancelled (run #{run_id}); use --restart to run it again\n"
+            ),
+            Event::AlreadyFinished {
+                task,
                 outcome,
                 end,
                 pipeline_changed: None,

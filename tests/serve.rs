@@ -991,6 +991,22 @@ fn submit_and_cancel_from_the_command_line() {
     assert_eq!(s.queue_state("c1"), "cancelled");
     let out = orch(&["cancel", "c1", "--state-dir", "state"]);
     assert_eq!(out.status.code(), Some(1), "already cancelled");
+    // A cancelled run is over: `orch run --resume` does not take it up again.
+    let out = orch(&[
+        "run",
+        "c1",
+        "-p",
+        "pipeline.kdl",
+        "--state-dir",
+        "state",
+        "--resume",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("task c1 was cancelled"),
+        "{out:?}"
+    );
+    assert_eq!(sb.lines("starts").len(), 1, "no stage ran again");
 }
 
 /// Opens `GET path` and reads the answer's head; the stream, left open, and

@@ -248,7 +248,11 @@ pub async fn run<S: RunStore>(
             sink.event(&Event::AlreadyFinished {
                 task,
                 run_id: run.id,
-                outcome: outcome.map(|o| o.as_str()).unwrap_or_default().into(),
+                outcome: match run.status {
+                    RunStatus::Cancelled => RunStatus::Cancelled.as_str(),
+                    _ => outcome.map(|o| o.as_str()).unwrap_or_default(),
+                }
+                .into(),
                 end: run.end_name.unwrap_or_default(),
                 pipeline_changed: changed,
             });
@@ -284,7 +288,12 @@ async fn begin<S: RunStore>(
     let opts = &prepared.opts;
     let hash = sha256_hex(prepared.text.as_bytes());
     match store.latest_run(&opts.task).await? {
-        Some(run) if run.status == RunStatus::Finished && !opts.restart => {
+        // A cancelled run is over too: a person stopped it, and only
+        // `--restart` overrides that.
+        Some(run)
+            if matches!(run.status, RunStatus::Finished | RunStatus::Cancelled)
+                && !opts.restart =>
+        {
             Ok(Begin::AlreadyFinished(Box::new(run)))
         }
         Some(run) if run.status != RunStatus::Abandoned && !opts.restart => {
