@@ -141,7 +141,7 @@ pub fn alert(a: &Alert, ctx: &Context, pipeline_path: &Path) -> Result<Invocatio
         cwd: PathBuf::from(&ctx.worktree),
         env,
         stdin: None,
-        timeout: a.timeout,
+        timeout: a.timeout.value,
         idle_timeout: None,
         grace: Duration::from_secs(5),
     })

@@ -1405,7 +1405,7 @@ impl Decoder<'_> {
         Some(Alert {
             name: name?,
             command,
-            timeout: timeout.map(|t| t.value).unwrap_or(DEFAULT_ALERT_TIMEOUT),
+            timeout: timeout.unwrap_or(Spanned::new(DEFAULT_ALERT_TIMEOUT, node.span())),
             span: node.span(),
         })
     }

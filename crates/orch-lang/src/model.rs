@@ -370,7 +370,8 @@ pub struct End {
 pub struct Alert {
     pub name: Name,
     pub command: Option<Command>,
-    pub timeout: Duration,
+    /// Its `timeout`, or the default (spanning the whole node).
+    pub timeout: Spanned<Duration>,
     pub span: SourceSpan,
 }
 

@@ -885,6 +885,17 @@ impl<'a> Checker<'a> {
                     .help("add `command \"PROGRAM\" \"ARG\"…`"),
                 );
             }
+            if a.timeout.value.is_zero() {
+                self.push(
+                    Finding::new(
+                        Code::ZeroTimeout,
+                        a.timeout.span,
+                        format!("alert `{}` has a timeout of zero", a.name.value),
+                    )
+                    .label("the alert would time out before it is sent")
+                    .help("give the alert the time it needs, like \"30s\""),
+                );
+            }
         }
     }
 
