@@ -17,6 +17,8 @@ fn normalise_entries(doc: &mut KdlDocument) {
             if let Some(f) = entry.format_mut() {
                 if is_blank(&f.leading) {
                     f.leading = " ".into();
+                } else if let Some(c) = inline_comment(&f.leading, " ", " ") {
+                    f.leading = c;
                 }
                 if is_blank(&f.trailing) {
                     f.trailing.clear();
@@ -31,6 +33,81 @@ fn normalise_entries(doc: &mut KdlDocument) {
         }
         if let Some(children) = node.children_mut() {
             normalise_entries(children);
+        }
+    }
+}
+
+/// A comment kept inside a node's line (between an entry's key, `=` and
+/// value, after an entry, before `{`), trimmed and with the spaces `orch
+/// fmt` puts around it; `None` where there is none. A piece holding a line
+/// break (an escaped newline with its `//` comment) is kept as written: it
+/// cannot be joined onto one line.
+fn inline_comment(piece: &str, before: &str, after: &str) -> Option<String> {
+    if is_blank(piece) {
+        None
+    } else if piece.contains('\n') {
+        Some(piece.to_string())
+    } else {
+        Some(format!("{before}{}{after}", piece.trim()))
+    }
+}
+
+/// What the formatter drops from one node: each entry's comments after its
+/// key, after its `=` and after its value, and the comment before `{`.
+struct Inline {
+    entries: Vec<[Option<String>; 3]>,
+    before_children: Option<String>,
+}
+
+/// Each node's inline comments, in pre-order.
+fn inline_comments(doc: &KdlDocument, out: &mut Vec<Inline>) {
+    for node in doc.nodes() {
+        let entries = node
+            .entries()
+            .iter()
+            .map(|e| match e.format() {
+                Some(f) => [
+                    inline_comment(&f.after_key, " ", ""),
+                    inline_comment(&f.after_eq, "", ""),
+                    inline_comment(&f.trailing, " ", ""),
+                ],
+                None => [None, None, None],
+            })
+            .collect();
+        let before_children = node
+            .format()
+            .and_then(|f| inline_comment(&f.before_children, " ", " "));
+        out.push(Inline {
+            entries,
+            before_children,
+        });
+        if let Some(c) = node.children() {
+            inline_comments(c, out);
+        }
+    }
+}
+
+fn restore_inline_comments(doc: &mut KdlDocument, kept: &mut impl Iterator<Item = Inline>) {
+    for node in doc.nodes_mut() {
+        let Some(inline) = kept.next() else { return };
+        for (entry, [after_key, after_eq, trailing]) in
+            node.entries_mut().iter_mut().zip(inline.entries)
+        {
+            if after_key.is_none() && after_eq.is_none() && trailing.is_none() {
+                continue;
+            }
+            entry.keep_format();
+            if let Some(f) = entry.format_mut() {
+                f.after_key = after_key.unwrap_or_default();
+                f.after_eq = after_eq.unwrap_or_default();
+                f.trailing = trailing.unwrap_or_default();
+            }
+        }
+        if let (Some(c), Some(f)) = (inline.before_children, node.format_mut()) {
+            f.before_children = c;
+        }
+        if let Some(c) = node.children_mut() {
+            restore_inline_comments(c, kept);
         }
     }
 }
@@ -109,6 +186,8 @@ pub fn format(text: &str) -> Result<String, KdlError> {
     let mut doc = KdlDocument::parse_v2(text)?;
     let mut comments = Vec::new();
     line_comments(&doc, &mut comments);
+    let mut inline = Vec::new();
+    inline_comments(&doc, &mut inline);
     let leadings: Vec<String> = doc
         .nodes()
         .iter()
@@ -117,6 +196,7 @@ pub fn format(text: &str) -> Result<String, KdlError> {
     normalise_entries(&mut doc);
     doc.autoformat();
     restore_line_comments(&mut doc, &mut comments.into_iter());
+    restore_inline_comments(&mut doc, &mut inline.into_iter());
     for (i, (node, leading)) in doc.nodes_mut().iter_mut().zip(leadings).enumerate() {
         if let Some(f) = node.format_mut() {
             f.leading = top_level_leading(&leading, i == 0);
@@ -143,6 +223,17 @@ mod tests {
         assert_eq!(
             out,
             "// file\n\npipeline \"x\" start=\"a\" {\n    var \"t\" \"v\"  // the target\n}\n\n// about a\nstage \"a\" call-site=\"c\" gate=\"g\" {\n    pass \"done\"\n    exhausted \"done\"\n}\nend \"done\" outcome=\"success\"\n"
+        );
+        assert_eq!(format(&out).unwrap(), out, "formatting is idempotent");
+    }
+
+    #[test]
+    fn keeps_comments_inside_a_nodes_line() {
+        let text = "pipeline \"x\" start=/* c1 */\"a\"   /* c2 */   {\n  var \"t\"  /* c3 */  \"v\"\n}\nend \"done\" outcome /* c4 */ =\"success\" /* c5 */\n";
+        let out = format(text).unwrap();
+        assert_eq!(
+            out,
+            "pipeline \"x\" start=/* c1 */\"a\" /* c2 */ {\n    var \"t\" /* c3 */ \"v\"\n}\nend \"done\" outcome /* c4 */=\"success\" /* c5 */\n"
         );
         assert_eq!(format(&out).unwrap(), out, "formatting is idempotent");
     }
