@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::io::IsTerminal;
 
 use orch_lang::analysis;
-use orch_lang::diagnostic::{self, Format};
+use orch_lang::diagnostic::{self, FileReport, Format};
 use orch_lang::validate::Options;
 
 use super::{describe, exit, use_color};
@@ -27,8 +27,15 @@ pub fn command(paths: &[PathBuf], check_only: bool) -> u8 {
     let mut changed = Vec::new();
     let mut broken = false;
     for f in &files {
-        let text = match std::fs::read_to_string(f) {
-            Ok(t) => t,
+        let text = match read(f) {
+            Ok(Ok(t)) => t,
+            Ok(Err(refused)) => {
+                // Not a regular file, or not UTF-8: said as `orch validate`
+                // says it, and the other files are still formatted.
+                report(refused);
+                broken = true;
+                continue;
+            }
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", f.display());
                 return exit::USAGE;
@@ -38,19 +45,8 @@ pub fn command(paths: &[PathBuf], check_only: bool) -> u8 {
             Ok(t) => t,
             Err(_) => {
                 // Not KDL: say where, the way `orch validate` does.
-                let checked = analysis::analyze_text(
-                    &f.display().to_string(),
-                    &text,
-                    &Options { offline: true },
-                );
-                eprint!(
-                    "{}",
-                    diagnostic::render(
-                        &[checked.report],
-                        Format::Human,
-                        use_color(std::io::stderr().is_terminal())
-                    )
-                );
+                let shown = f.display().to_string();
+                report(analysis::analyze_text(&shown, &text, &OFFLINE).report);
                 broken = true;
                 continue;
             }
@@ -81,6 +77,29 @@ pub fn command(paths: &[PathBuf], check_only: bool) -> u8 {
     } else {
         exit::OK
     }
+}
+
+const OFFLINE: Options = Options { offline: true };
+
+/// A pipeline file's text, or the report of why it cannot be formatted (a
+/// FIFO or device, never opened; a file that is not UTF-8). A path that
+/// cannot be read at all is an error.
+fn read(path: &Path) -> std::io::Result<Result<String, FileReport>> {
+    if !std::fs::metadata(path)?.is_file() {
+        return analysis::analyze_file(path, &OFFLINE).map(|a| Err(a.report));
+    }
+    Ok(match String::from_utf8(std::fs::read(path)?) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let shown = path.display().to_string();
+            Err(analysis::analyze_bytes(&shown, e.as_bytes(), &OFFLINE).report)
+        }
+    })
+}
+
+fn report(report: FileReport) {
+    let color = use_color(std::io::stderr().is_terminal());
+    eprint!("{}", diagnostic::render(&[report], Format::Human, color));
 }
 
 /// Replaces the file at `path` (the file a symbolic link names, when it is

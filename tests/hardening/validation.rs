@@ -356,6 +356,27 @@ fn a_directory_walk_skips_link_cycles_and_reports_bad_files() {
         ),
         "{human}"
     );
+    // `orch fmt` walks the same way: the FIFO is never opened, the file that
+    // is not UTF-8 is reported, and the others are still checked.
+    let child = Orch::new(&sb.root)
+        .arg("fmt")
+        .arg("--check")
+        .arg("pipes")
+        .env("NO_COLOR", "1")
+        .spawn();
+    let fmt = finish(child, std::time::Duration::from_secs(30));
+    fmt.expect_code(1);
+    assert!(
+        fmt.stderr
+            .contains("pipes/fifo.kdl:1:1: not a regular file (a FIFO)"),
+        "{fmt}"
+    );
+    assert!(
+        fmt.stderr
+            .contains("pipes/latin1.kdl:1:14: the file is not UTF-8 text"),
+        "{fmt}"
+    );
+    assert!(!fmt.stderr.contains("cannot read"), "{fmt}");
 }
 
 #[test]
