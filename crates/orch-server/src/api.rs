@@ -559,21 +559,16 @@ async fn log<S: Store>(
 /// `: lagged N` comment instead; the engine never waits for a client.
 async fn events<S: Store>(State(app): Shared<S>) -> Response {
     use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-    use tokio::sync::broadcast::error::RecvError;
-    let rx = app.feed.subscribe();
-    let closing = app.closing.subscribe();
-    let stream = futures_util::stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
-        let received = tokio::select! {
-            r = rx.recv() => r,
-            _ = closing.wait_for(|c| *c) => return None,
-        };
-        let item = match received {
-            Ok(line) => SseEvent::default().data(&*line),
-            Err(RecvError::Lagged(n)) => SseEvent::default().comment(format!("lagged {n}")),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok::<_, std::convert::Infallible>(item), (rx, closing)))
-    });
+    use futures_util::StreamExt;
+    let stream =
+        crate::events::client_stream(app.feed.subscribe(), app.closing.subscribe()).map(|item| {
+            Ok::<_, std::convert::Infallible>(match item {
+                crate::events::Item::Event(line) => SseEvent::default().data(&*line),
+                crate::events::Item::Lagged(n) => {
+                    SseEvent::default().comment(format!("lagged {n}"))
+                }
+            })
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()

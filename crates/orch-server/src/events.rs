@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use orch_engine::events::{Event, Sink};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::board::Board;
 
@@ -15,6 +15,38 @@ pub const EVENT_BUFFER: usize = 4096;
 
 /// The events of every task, as JSON objects (one line each).
 pub type Feed = broadcast::Sender<Arc<str>>;
+
+/// What a client of the event stream reads next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    /// An event, as [`event_json`] wrote it.
+    Event(Arc<str>),
+    /// The client fell behind by more than [`EVENT_BUFFER`] events: this
+    /// many of the oldest were dropped for it.
+    Lagged(u64),
+}
+
+/// The feed as one client reads it: every event in order, a [`Item::Lagged`]
+/// where events were lost to its slowness, the rest after it; it ends when
+/// the service closes (`closing` turns true) or the feed does.
+pub fn client_stream(
+    rx: broadcast::Receiver<Arc<str>>,
+    closing: watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = Item> {
+    use broadcast::error::RecvError;
+    futures_util::stream::unfold((rx, closing), |(mut rx, mut closing)| async move {
+        let received = tokio::select! {
+            r = rx.recv() => r,
+            _ = closing.wait_for(|c| *c) => return None,
+        };
+        let item = match received {
+            Ok(line) => Item::Event(line),
+            Err(RecvError::Lagged(n)) => Item::Lagged(n),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((item, (rx, closing)))
+    })
+}
 
 pub struct TaskSink {
     pub task: String,
@@ -139,5 +171,48 @@ impl Sink for TaskSink {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn line(s: &str) -> Item {
+        Item::Event(Arc::from(s))
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_reads_how_many_it_lost_then_the_rest() {
+        let (feed, rx) = broadcast::channel(2);
+        let (close, closing) = watch::channel(false);
+        let mut stream = std::pin::pin!(client_stream(rx, closing));
+        for i in 0..5 {
+            feed.send(Arc::from(format!("e{i}"))).unwrap();
+        }
+        assert_eq!(stream.next().await, Some(Item::Lagged(3)));
+        assert_eq!(stream.next().await, Some(line("e3")));
+        assert_eq!(stream.next().await, Some(line("e4")));
+        // Caught up: it reads new events as they come.
+        feed.send(Arc::from("e5")).unwrap();
+        assert_eq!(stream.next().await, Some(line("e5")));
+        close.send_replace(true);
+        assert_eq!(
+            stream.next().await,
+            None,
+            "the stream ends with the service"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_stream_ends_when_the_feed_does() {
+        let (feed, rx) = broadcast::channel::<Arc<str>>(2);
+        let (_close, closing) = watch::channel(false);
+        let mut stream = std::pin::pin!(client_stream(rx, closing));
+        feed.send(Arc::from("last")).unwrap();
+        drop(feed);
+        assert_eq!(stream.next().await, Some(line("last")));
+        assert_eq!(stream.next().await, None);
     }
 }
