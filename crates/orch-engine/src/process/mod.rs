@@ -142,15 +142,58 @@ pub async fn run_with_log(
         Ok(f) => f,
         Err(reason) => return finish(Exit::SpawnFailed(reason), Vec::new(), Vec::new()),
     };
+    let attempt = reap::Attempt::register();
+    let mut child = match spawn(spec, &attempt) {
+        Ok(c) => c,
+        Err(msg) => {
+            let _ = writeln!(log, "orch: could not start {msg}");
+            return finish(Exit::SpawnFailed(msg), Vec::new(), Vec::new());
+        }
+    };
+    let pgid = child.id().unwrap_or(0);
+    let pg = i32::try_from(pgid).unwrap_or(0);
+    on_spawn(&identity::capture(pgid, attempt.token()));
+
+    let inv = &spec.invocation;
+    if let (Some(mut stdin), Some(data)) = (child.stdin.take(), inv.stdin.clone()) {
+        tokio::spawn(async move {
+            // A producer that does not read its prompt is its own business.
+            let _ = stdin.write_all(&data).await;
+        });
+    }
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(64);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(pump(out, tx.clone(), spec.redactor.stream()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(pump(err, tx.clone(), spec.redactor.stream()));
+    }
+    drop(tx);
+
+    let mut output = Output {
+        rx,
+        open: true,
+        log,
+        tail: Tail::default(),
+    };
+    let exit = supervise(inv, &attempt, &mut child, pg, &mut output, &mut cancel).await;
+    attempt.leader_reaped();
+    // The leader is gone; whatever is left of its group goes too.
+    attempt.terminate_group(pg, inv.grace).await;
+    // Output still buffered in the pipes belongs to the log.
+    output.drain(Duration::from_millis(200)).await;
+    let leaks = attempt.reap_escapees(pg).await;
+    drop(attempt);
+    finish(exit, output.tail.lines(), leaks)
+}
+
+/// Starts the producer in a process group of its own, carrying the
+/// attempt's supervision token; `Err`: why it could not start, redacted.
+fn spawn(spec: &Spec, attempt: &reap::Attempt) -> Result<tokio::process::Child, String> {
     let inv = &spec.invocation;
     let Some((program, args)) = inv.argv.split_first() else {
-        return finish(
-            Exit::SpawnFailed("empty command".into()),
-            Vec::new(),
-            Vec::new(),
-        );
+        return Err("empty command".into());
     };
-    let attempt = reap::Attempt::register();
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(&inv.cwd)
@@ -164,104 +207,100 @@ pub async fn run_with_log(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = match attempt.spawn(&mut cmd) {
-        Ok(c) => c,
-        Err(e) => {
-            // A missing working directory fails the spawn as ENOENT too:
-            // say which of the two is missing.
-            let msg = match std::fs::metadata(&inv.cwd) {
-                Err(cwd_err) => format!(
-                    "the working directory {} cannot be used: {cwd_err}",
-                    inv.cwd.display()
-                ),
-                Ok(m) if !m.is_dir() => format!(
-                    "the working directory {} is not a directory",
-                    inv.cwd.display()
-                ),
-                Ok(_) => format!("`{program}`: {e}"),
-            };
-            let msg = spec.redactor.redact(&msg);
-            let _ = writeln!(log, "orch: could not start {msg}");
-            return finish(Exit::SpawnFailed(msg), Vec::new(), Vec::new());
+    attempt.spawn(&mut cmd).map_err(|e| {
+        // A missing working directory fails the spawn as ENOENT too: say
+        // which of the two is missing.
+        let msg = match std::fs::metadata(&inv.cwd) {
+            Err(cwd_err) => format!(
+                "the working directory {} cannot be used: {cwd_err}",
+                inv.cwd.display()
+            ),
+            Ok(m) if !m.is_dir() => format!(
+                "the working directory {} is not a directory",
+                inv.cwd.display()
+            ),
+            Ok(_) => format!("`{program}`: {e}"),
+        };
+        spec.redactor.redact(&msg)
+    })
+}
+
+/// The producer's output as it arrives: into the log and the tail.
+struct Output {
+    rx: mpsc::Receiver<Vec<u8>>,
+    /// Whether a pipe may still send.
+    open: bool,
+    log: std::fs::File,
+    tail: Tail,
+}
+
+impl Output {
+    /// Takes one chunk (or notes that the pipes closed); true if it was output.
+    fn take(&mut self, chunk: Option<Vec<u8>>) -> bool {
+        match chunk {
+            Some(bytes) => {
+                let _ = self.log.write_all(&bytes);
+                self.tail.push(&bytes);
+                true
+            }
+            None => {
+                self.open = false;
+                false
+            }
         }
-    };
-    let pgid = child.id().unwrap_or(0);
-    let pg = i32::try_from(pgid).unwrap_or(0);
-    on_spawn(&identity::capture(pgid, attempt.token()));
+    }
 
-    if let (Some(mut stdin), Some(data)) = (child.stdin.take(), inv.stdin.clone()) {
-        tokio::spawn(async move {
-            // A producer that does not read its prompt is its own business.
-            let _ = stdin.write_all(&data).await;
-        });
+    /// Reads what is left in the pipes, for at most `limit`.
+    async fn drain(&mut self, limit: Duration) {
+        let until = tokio::time::Instant::now() + limit;
+        while self.open {
+            tokio::select! {
+                chunk = self.rx.recv() => { self.take(chunk); }
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
     }
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(64);
-    if let Some(out) = child.stdout.take() {
-        tokio::spawn(pump(out, tx.clone(), spec.redactor.stream()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(pump(err, tx.clone(), spec.redactor.stream()));
-    }
-    drop(tx);
+}
 
-    let mut tail = Tail::default();
+/// Waits for the leader's exit while logging its output; stops it at the
+/// timeout, the idle timeout or a cancel.
+async fn supervise(
+    inv: &Invocation,
+    attempt: &reap::Attempt,
+    child: &mut tokio::process::Child,
+    pg: i32,
+    output: &mut Output,
+    cancel: &mut watch::Receiver<bool>,
+) -> Exit {
     let deadline = tokio::time::Instant::now() + inv.timeout;
     let mut last_output = tokio::time::Instant::now();
-    let mut pipes_open = true;
-    let exit = loop {
+    loop {
         let idle_deadline = inv
             .idle_timeout
             .map(|d| last_output + d)
             .unwrap_or(deadline);
-        tokio::select! {
-            chunk = rx.recv(), if pipes_open => match chunk {
-                Some(bytes) => {
-                    let _ = log.write_all(&bytes);
-                    tail.push(&bytes);
+        let stopped = tokio::select! {
+            chunk = output.rx.recv(), if output.open => {
+                if output.take(chunk) {
                     last_output = tokio::time::Instant::now();
                 }
-                None => pipes_open = false,
-            },
+                continue;
+            }
             status = child.wait() => {
-                break match status {
+                return match status {
                     Ok(s) => exit_of(s),
                     Err(e) => Exit::SpawnFailed(format!("waiting for the process: {e}")),
                 };
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                stop_leader(&attempt, &mut child, pg, inv.grace).await;
-                break Exit::TimedOut;
-            }
+            _ = tokio::time::sleep_until(deadline) => Exit::TimedOut,
             _ = tokio::time::sleep_until(idle_deadline), if inv.idle_timeout.is_some() => {
-                stop_leader(&attempt, &mut child, pg, inv.grace).await;
-                break Exit::IdleTimedOut;
+                Exit::IdleTimedOut
             }
-            _ = cancelled(&mut cancel) => {
-                stop_leader(&attempt, &mut child, pg, inv.grace).await;
-                break Exit::Interrupted;
-            }
-        }
-    };
-    attempt.leader_reaped();
-    // The leader is gone; whatever is left of its group goes too.
-    attempt.terminate_group(pg, inv.grace).await;
-    // Output still buffered in the pipes belongs to the log.
-    let drain_until = tokio::time::Instant::now() + Duration::from_millis(200);
-    while pipes_open {
-        tokio::select! {
-            chunk = rx.recv() => match chunk {
-                Some(bytes) => {
-                    let _ = log.write_all(&bytes);
-                    tail.push(&bytes);
-                }
-                None => pipes_open = false,
-            },
-            _ = tokio::time::sleep_until(drain_until) => break,
-        }
+            _ = cancelled(cancel) => Exit::Interrupted,
+        };
+        stop_leader(attempt, child, pg, inv.grace).await;
+        return stopped;
     }
-    let leaks = attempt.reap_escapees(pg).await;
-    drop(attempt);
-    finish(exit, tail.lines(), leaks)
 }
 
 /// SIGTERM to the group, and the leader reaped by its `Child::wait`
