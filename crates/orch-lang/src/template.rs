@@ -85,83 +85,44 @@ impl Template {
         span: SourceSpan,
         inner_offset: Option<usize>,
     ) -> (Template, Vec<TemplateError>) {
-        let mut parts = Vec::new();
-        let mut errors = Vec::new();
-        let mut lit = String::new();
-        let sub_span = |start: usize, end: usize| -> SourceSpan {
-            match inner_offset {
-                Some(o) => (o + start, end - start).into(),
-                None => span,
-            }
+        let mut scan = Scan {
+            raw,
+            span,
+            inner_offset,
+            i: 0,
+            lit: String::new(),
+            parts: Vec::new(),
+            errors: Vec::new(),
         };
         let bytes = raw.as_bytes();
-        let mut i = 0;
-        while i < raw.len() {
-            let c = bytes[i];
-            if c == b'{' && bytes.get(i + 1) == Some(&b'{') {
-                lit.push('{');
-                i += 2;
-            } else if c == b'}' && bytes.get(i + 1) == Some(&b'}') {
-                lit.push('}');
-                i += 2;
-            } else if c == b'{' {
-                match raw[i + 1..].find(['}', '{']) {
-                    Some(rel) if bytes[i + 1 + rel] == b'}' => {
-                        let end = i + 1 + rel;
-                        let name = &raw[i + 1..end];
-                        let ph_span = sub_span(i, end + 1);
-                        match parse_placeholder(name) {
-                            Some(p) => {
-                                if !lit.is_empty() {
-                                    parts.push(Part::Literal(std::mem::take(&mut lit)));
-                                }
-                                parts.push(Part::Placeholder(p, ph_span));
-                            }
-                            None => errors.push(TemplateError {
-                                message: format!("unknown placeholder `{{{name}}}`"),
-                                span: ph_span,
-                                name: Some(name.to_string()),
-                            }),
-                        }
-                        i = end + 1;
-                    }
-                    _ => {
-                        errors.push(TemplateError {
-                            message: "unclosed `{` in a template (write `{{` for a literal brace)"
-                                .to_string(),
-                            span: sub_span(i, i + 1),
-                            name: None,
-                        });
-                        lit.push('{');
-                        i += 1;
-                    }
+        while scan.i < raw.len() {
+            let i = scan.i;
+            match (bytes[i], bytes.get(i + 1)) {
+                (b'{', Some(b'{')) => scan.literal("{", 2),
+                (b'}', Some(b'}')) => scan.literal("}", 2),
+                (b'{', _) => scan.placeholder(),
+                (b'}', _) => {
+                    scan.error(
+                        "unmatched `}` in a template (write `}}` for a literal brace)",
+                        i,
+                    );
+                    scan.literal("}", 1);
                 }
-            } else if c == b'}' {
-                errors.push(TemplateError {
-                    message: "unmatched `}` in a template (write `}}` for a literal brace)"
-                        .to_string(),
-                    span: sub_span(i, i + 1),
-                    name: None,
-                });
-                lit.push('}');
-                i += 1;
-            } else {
-                // Copy one whole UTF-8 character.
-                let ch_len = raw[i..].chars().next().map(char::len_utf8).unwrap_or(1);
-                lit.push_str(&raw[i..i + ch_len]);
-                i += ch_len;
+                _ => {
+                    // Copy one whole UTF-8 character.
+                    let ch_len = raw[i..].chars().next().map(char::len_utf8).unwrap_or(1);
+                    scan.literal(&raw[i..i + ch_len], ch_len);
+                }
             }
         }
-        if !lit.is_empty() {
-            parts.push(Part::Literal(lit));
-        }
+        scan.flush();
         (
             Template {
                 raw: raw.to_string(),
-                parts,
+                parts: scan.parts,
                 span,
             },
-            errors,
+            scan.errors,
         )
     }
 
@@ -230,6 +191,81 @@ fn parse_placeholder(name: &str) -> Option<Placeholder> {
             }
         }
     })
+}
+
+/// The state of [`Template::parse`] walking a template's text.
+struct Scan<'a> {
+    raw: &'a str,
+    span: SourceSpan,
+    /// Where the text starts in the file, when it is known (a string
+    /// written without escapes): each error then points at its bytes.
+    inner_offset: Option<usize>,
+    i: usize,
+    lit: String,
+    parts: Vec<Part>,
+    errors: Vec<TemplateError>,
+}
+
+impl Scan<'_> {
+    fn sub_span(&self, start: usize, end: usize) -> SourceSpan {
+        match self.inner_offset {
+            Some(o) => (o + start, end - start).into(),
+            None => self.span,
+        }
+    }
+
+    /// Literal text `text`, read from `len` bytes of the template.
+    fn literal(&mut self, text: &str, len: usize) {
+        self.lit.push_str(text);
+        self.i += len;
+    }
+
+    fn flush(&mut self) {
+        if !self.lit.is_empty() {
+            self.parts
+                .push(Part::Literal(std::mem::take(&mut self.lit)));
+        }
+    }
+
+    fn error(&mut self, message: &str, at: usize) {
+        self.errors.push(TemplateError {
+            message: message.to_string(),
+            span: self.sub_span(at, at + 1),
+            name: None,
+        });
+    }
+
+    /// `{NAME}` at `self.i`; a `{` with no `}` before the next `{` is an
+    /// error and stays as literal text.
+    fn placeholder(&mut self) {
+        let (raw, i) = (self.raw, self.i);
+        let close = raw[i + 1..]
+            .find(['}', '{'])
+            .map(|rel| i + 1 + rel)
+            .filter(|&end| raw.as_bytes()[end] == b'}');
+        let Some(end) = close else {
+            self.error(
+                "unclosed `{` in a template (write `{{` for a literal brace)",
+                i,
+            );
+            self.literal("{", 1);
+            return;
+        };
+        let name = &raw[i + 1..end];
+        let ph_span = self.sub_span(i, end + 1);
+        match parse_placeholder(name) {
+            Some(p) => {
+                self.flush();
+                self.parts.push(Part::Placeholder(p, ph_span));
+            }
+            None => self.errors.push(TemplateError {
+                message: format!("unknown placeholder `{{{name}}}`"),
+                span: ph_span,
+                name: Some(name.to_string()),
+            }),
+        }
+        self.i = end + 1;
+    }
 }
 
 #[cfg(test)]
