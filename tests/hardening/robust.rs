@@ -521,3 +521,62 @@ fn a_missing_cwd_is_reported_as_the_missing_directory() {
     );
     assert!(!exit.contains("`sh`"), "{run}");
 }
+
+// 21. A full disk: the run stops with exit 2 naming the store and "disk
+// full", never as a damaged store; once there is room again the store reads
+// back whole and `--resume` finishes the task. The state directory is a
+// 1 MiB tmpfs mounted in a user and mount namespace of the test's own
+// (`unshare`), filled by the producer's log.
+#[test]
+fn a_full_disk_stops_the_run_with_exit_2_and_the_store_stays_intact() {
+    let sb = Sandbox::new("disk-full");
+    let pipeline = repo_root().join("tests/fixtures/hardening/disk-full.kdl");
+    std::fs::write(sb.wt().join("big"), "").unwrap();
+    std::fs::create_dir_all(sb.state()).unwrap();
+    let script = r#"
+        mount -t tmpfs -o size=1m tmpfs "$STATE" || { echo "cannot mount a tmpfs"; exit 99; }
+        "$ORCH" run t -p "$PIPELINE" --state-dir "$STATE" --worktree "$WT" 2>&1
+        echo "first run exit $?"
+        rm -f "$WT/big" "$STATE"/tasks/t/logs/*
+        "$ORCH" history t --state-dir "$STATE" --json > "$OUT/history.json"
+        echo "history exit $?"
+        "$ORCH" run t -p "$PIPELINE" --state-dir "$STATE" --worktree "$WT" --resume 2>&1
+        echo "resume exit $?"
+    "#;
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .env("ORCH", env!("CARGO_BIN_EXE_orch"))
+        .env("PIPELINE", &pipeline)
+        .env("STATE", sb.state())
+        .env("WT", sb.wt())
+        .env("OUT", sb.out())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("unshare (util-linux) runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the test needs a user and mount namespace (unshare) to mount a small tmpfs: {said}"
+    );
+    assert!(said.contains("first run exit 2"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "cannot write the run store {}: disk full",
+            sb.state().join("orch.db").display()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("damaged"), "{said}");
+    assert!(said.contains("history exit 0"), "{said}");
+    let history: serde_json::Value =
+        serde_json::from_str(&sb.out_file("history.json").unwrap_or_default())
+            .unwrap_or_else(|e| panic!("history --json: {e}: {said}"));
+    assert_eq!(history["runs"][0]["task"], "t", "{history}");
+    assert!(said.contains("resume exit 0"), "{said}");
+    assert!(said.contains("task t: success"), "{said}");
+}
