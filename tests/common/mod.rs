@@ -136,6 +136,21 @@ impl Sandbox {
             .arg("--json")
             .env("T_OUT", self.out())
     }
+
+    /// `orch run TASK -p PIPELINE --state-dir state --worktree wt`, with
+    /// T_OUT set, run from the sandbox root: add the rest.
+    pub fn run(&self, task: &str, pipeline: impl AsRef<OsStr>) -> Orch {
+        Orch::new(&self.root)
+            .arg("run")
+            .arg(task)
+            .arg("-p")
+            .arg(pipeline)
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--worktree")
+            .arg(self.wt())
+            .env("T_OUT", self.out())
+    }
 }
 
 impl Drop for Sandbox {

@@ -13,15 +13,7 @@ fn hardening() -> PathBuf {
 /// `orch run TASK -p robust.kdl --state-dir state --worktree wt --json`,
 /// from the sandbox root.
 fn robust(sb: &Sandbox, task: &str) -> Orch {
-    Orch::new(&sb.root)
-        .arg("run")
-        .arg(task)
-        .arg("-p")
-        .arg(hardening().join("robust.kdl"))
-        .arg("--state-dir")
-        .arg(sb.state())
-        .arg("--worktree")
-        .arg(sb.wt())
+    sb.run(task, hardening().join("robust.kdl"))
         .arg("--var")
         .arg(format!("dir={}", hardening().display()))
         .arg("--json")
@@ -428,15 +420,7 @@ fn a_resume_does_not_report_an_artifact_a_later_attempt_cleared() {
     let sb = Sandbox::new("shared-artifact");
     let pipeline = hardening().join("resume-vars.kdl");
     let base = || {
-        Orch::new(&sb.root)
-            .arg("run")
-            .arg("t")
-            .arg("-p")
-            .arg(&pipeline)
-            .arg("--state-dir")
-            .arg(sb.state())
-            .arg("--worktree")
-            .arg(sb.wt())
+        sb.run("t", &pipeline)
             .arg("--var")
             .arg(format!("scripts={}", scripts().display()))
             .arg("--json")
@@ -495,15 +479,8 @@ fn a_missing_cwd_is_reported_as_the_missing_directory() {
     std::fs::write(&file, text).unwrap();
     // The stage fails closed and pages: the alert need not wait.
     std::fs::write(sb.out().join("release"), "").unwrap();
-    let run = Orch::new(&sb.root)
-        .arg("run")
-        .arg("t")
-        .arg("-p")
-        .arg(&file)
-        .arg("--state-dir")
-        .arg(sb.state())
-        .arg("--worktree")
-        .arg(sb.wt())
+    let run = sb
+        .run("t", &file)
         .arg("--var")
         .arg(format!("dir={}", hardening().display()))
         .arg("--json")

@@ -76,15 +76,8 @@ impl Victim {
     /// `orch run TASK -p tests/fixtures/hardening/PIPELINE`, with the
     /// victim and T_OUT set.
     fn orch(&self, pipeline: &str, task: &str) -> Orch {
-        Orch::new(&self.sb.root)
-            .arg("run")
-            .arg(task)
-            .arg("-p")
-            .arg(hardening().join(pipeline))
-            .arg("--state-dir")
-            .arg(self.sb.state())
-            .arg("--worktree")
-            .arg(self.sb.wt())
+        self.sb
+            .run(task, hardening().join(pipeline))
             .arg("--var")
             .arg(format!("hardening={}", hardening().display()))
             .arg("--json")

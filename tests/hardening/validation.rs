@@ -168,17 +168,7 @@ fn validate(dir: &Path, args: &[&str], format: &str) -> Run {
 
 /// `orch run t -p FILE` in the sandbox: it must refuse the pipeline.
 fn run_refuses(sb: &Sandbox, file: &Path) -> Run {
-    let run = Orch::new(&sb.root)
-        .arg("run")
-        .arg("t")
-        .arg("-p")
-        .arg(file)
-        .arg("--state-dir")
-        .arg(sb.state())
-        .arg("--worktree")
-        .arg(sb.wt())
-        .env("NO_COLOR", "1")
-        .run();
+    let run = sb.run("t", file).env("NO_COLOR", "1").run();
     run.expect_code(2);
     run
 }
