@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orch_store::{QueueState, RunStore};
+use orch_store::RunStore;
 
 pub use auth::TokenSource;
 pub use config::{Config, Served};

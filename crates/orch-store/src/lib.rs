@@ -6,6 +6,7 @@
 //! implementation. Behaviour tests are written against the trait.
 #![forbid(unsafe_code)]
 
+mod any;
 mod error;
 pub mod lock;
 pub mod postgres;
@@ -16,6 +17,7 @@ pub mod time;
 use std::future::Future;
 use std::time::Duration;
 
+pub use any::{AnyGuard, AnyStore, StoreLocation};
 pub use error::{Result, StoreError};
 pub use postgres::{PgOptions, PostgresStore};
 pub use records::*;
@@ -178,6 +180,13 @@ pub trait RunStore: Send + Sync + 'static {
     /// of one host).
     fn services(&self) -> impl Future<Output = Result<Vec<ServiceRecord>>> + Send {
         async { Ok(Vec::new()) }
+    }
+
+    /// Whether the store can take writes now: a networked store says no
+    /// while its database is unreachable or after its lease was lost
+    /// (`/health` reports not-ready).
+    fn healthy(&self) -> bool {
+        true
     }
 
     /// Time spent in store calls so far (`ORCH_PROFILE`).

@@ -73,6 +73,11 @@ impl Drop for PostgresStore {
     }
 }
 
+/// `url` without its password, for messages.
+pub fn shown_url(url: &str) -> String {
+    pool::redact(url)
+}
+
 fn target(url: &str) -> Result<pool::Target> {
     pool::parse_url(url).map_err(|e| StoreError::Open {
         path: std::path::PathBuf::from(pool::redact(url)),
@@ -762,6 +767,10 @@ impl RunStore for PostgresStore {
 
     async fn services(&self) -> Result<Vec<ServiceRecord>> {
         PostgresStore::services(self).await
+    }
+
+    fn healthy(&self) -> bool {
+        self.reachable() && !self.inner.lost.load(Ordering::SeqCst)
     }
 
     fn spent(&self) -> Duration {
