@@ -493,8 +493,15 @@ fn unchunk(mut s: &str) -> String {
     out
 }
 
+/// Finished with success; a task that failed or was cancelled fails the
+/// test at once.
 fn finished_ok(s: &Serve, task: &str) -> bool {
     let v = s.task(task);
+    let state = v["queue"]["state"].as_str().unwrap_or("");
+    assert!(
+        !matches!(state, "failed" | "cancelled"),
+        "{task} {state}: {v}"
+    );
     v["queue"]["state"] == "finished"
         && v["runs"]
             .as_array()
@@ -717,7 +724,8 @@ fn three_services_share_one_queue_with_a_serial_stage() {
     assert!(text.contains("services sharing the store"), "{text}");
     for n in names {
         assert!(
-            text.lines().any(|l| l.starts_with(n) && l.contains("live")),
+            text.lines()
+                .any(|l| l.trim_start().starts_with(n) && l.contains("live")),
             "{n}: {text}"
         );
     }

@@ -44,12 +44,14 @@ pub(super) fn key_text(key: &LockKey) -> String {
 
 /// A process-unique id: host, pid and the time it started.
 pub(super) fn new_id() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!(
-        "{}-{}-{:x}",
+        "{}-{}-{:x}-{n}",
         crate::lock::hostname(),
         std::process::id(),
         nanos
@@ -134,6 +136,42 @@ impl Inner {
     ) -> Result<std::result::Result<String, String>> {
         let key = key_text(key);
         let guard = new_id();
+        // A holder may release between the attempt and the look at who
+        // holds it: then the lock is tried again.
+        for _ in 0..5 {
+            if let Some(taken) = self.try_take(me, &key, &guard, holder).await? {
+                return Ok(Ok(taken));
+            }
+            if let Some(h) = self.holder_of(&key).await? {
+                return Ok(Err(h));
+            }
+            if !self.alive(me).await? {
+                break;
+            }
+        }
+        Err(self.fenced(&key, "this process's lease has ended"))
+    }
+
+    /// Whether this process's lease is live.
+    async fn alive(&self, me: &Identity) -> Result<bool> {
+        let rows = self
+            .pool
+            .query(
+                "SELECT 1 FROM services WHERE id = $1 AND expires_at > clock_timestamp()",
+                &[&me.id],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// One attempt at the lock: its guard id when taken.
+    async fn try_take(
+        &self,
+        me: &Identity,
+        key: &str,
+        guard: &str,
+        holder: &str,
+    ) -> Result<Option<String>> {
         let rows = self
             .pool
             .query(
@@ -148,13 +186,7 @@ impl Inner {
                 &[&key, &me.id, &guard, &holder],
             )
             .await?;
-        if !rows.is_empty() {
-            return Ok(Ok(guard));
-        }
-        if let Some(h) = self.holder_of(&key).await? {
-            return Ok(Err(h));
-        }
-        Err(self.fenced(&key, "this process's lease has ended"))
+        Ok((!rows.is_empty()).then(|| guard.to_string()))
     }
 
     /// Who holds a lock under a live lease.

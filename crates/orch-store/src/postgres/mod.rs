@@ -97,8 +97,15 @@ const ATTEMPT_TASK: &str = "(SELECT task FROM attempts WHERE id = $1)";
 /// tests `(SELECT ok FROM ok)` and returns an `id`; the result is whether
 /// the fence held, and the id written.
 fn fenced(task: &str, me: &str, write: &str) -> String {
+    fenced_or(task, me, write, "NULL")
+}
+
+/// Like [`fenced`], for an insert that may have been made already by an
+/// earlier try of the same request: `found` reads the id it wrote then.
+fn fenced_or(task: &str, me: &str, write: &str, found: &str) -> String {
     format!(
-        "WITH ok AS (SELECT {} AS ok), w AS ({write}) SELECT (SELECT ok FROM ok), (SELECT max(id) FROM w)",
+        "WITH ok AS (SELECT {} AS ok), w AS ({write})
+         SELECT (SELECT ok FROM ok), coalesce((SELECT max(id) FROM w), {found})",
         fence(task, me)
     )
 }
@@ -291,11 +298,14 @@ impl RunStore for PostgresStore {
         let me = self.me(r.task)?;
         let vars = json(r.vars, "the variables")?;
         let pid = i64::from(std::process::id());
-        let sql = fenced(
+        let req = lease::new_id();
+        let sql = fenced_or(
             "$1::text",
             "$11::text",
-            "INSERT INTO runs (task, pipeline_path, pipeline_hash, pipeline_text, vars, worktree, status, pid, host, started_ms, pipeline_name)
-             SELECT $1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10 WHERE (SELECT ok FROM ok) RETURNING id",
+            "INSERT INTO runs (task, pipeline_path, pipeline_hash, pipeline_text, vars, worktree, status, pid, host, started_ms, pipeline_name, req)
+             SELECT $1, $2, $3, $4, $5, $6, 'running', $7, $8, $9, $10, $12 WHERE (SELECT ok FROM ok)
+             ON CONFLICT (req) DO NOTHING RETURNING id",
+            "(SELECT id FROM runs WHERE req = $12)",
         );
         let id = self
             .write(
@@ -313,6 +323,7 @@ impl RunStore for PostgresStore {
                     &now_ms(),
                     &r.pipeline_name,
                     &me,
+                    &req,
                 ],
             )
             .await?;
@@ -371,12 +382,15 @@ impl RunStore for PostgresStore {
     async fn add_run_note(&self, run_id: i64, text: &str) -> Result<()> {
         let what = format!("run {run_id}");
         let me = self.me(&what)?;
-        let sql = fenced(
+        let req = lease::new_id();
+        let sql = fenced_or(
             RUN_TASK,
             "$4::text",
-            "INSERT INTO run_notes (run_id, text, at_ms) SELECT $1, $2, $3 WHERE (SELECT ok FROM ok) RETURNING id",
+            "INSERT INTO run_notes (run_id, text, at_ms, req) SELECT $1, $2, $3, $5 WHERE (SELECT ok FROM ok)
+             ON CONFLICT (req) DO NOTHING RETURNING id",
+            "(SELECT id FROM run_notes WHERE req = $5)",
         );
-        self.write(&what, &sql, &[&run_id, &text, &now_ms(), &me])
+        self.write(&what, &sql, &[&run_id, &text, &now_ms(), &me, &req])
             .await
             .map(drop)
     }
@@ -446,11 +460,14 @@ impl RunStore for PostgresStore {
     async fn insert_attempt(&self, a: &NewAttempt<'_>) -> Result<i64> {
         let me = self.me(a.task)?;
         let argv = json(&a.argv, "the argv")?;
-        let sql = fenced(
+        let req = lease::new_id();
+        let sql = fenced_or(
             RUN_TASK,
             "$13::text",
-            "INSERT INTO attempts (run_id, task, stage, attempt, call_site, producer, producer_name, argv, defers, step, started_ms, log_path, visit)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'started', $10, $11, $12 WHERE (SELECT ok FROM ok) RETURNING id",
+            "INSERT INTO attempts (run_id, task, stage, attempt, call_site, producer, producer_name, argv, defers, step, started_ms, log_path, visit, req)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'started', $10, $11, $12, $14 WHERE (SELECT ok FROM ok)
+             ON CONFLICT (req) DO NOTHING RETURNING id",
+            "(SELECT id FROM attempts WHERE req = $14)",
         );
         let id = self
             .write(
@@ -470,6 +487,7 @@ impl RunStore for PostgresStore {
                     &a.log_path,
                     &a.visit,
                     &me,
+                    &req,
                 ],
             )
             .await?;
@@ -576,14 +594,17 @@ impl RunStore for PostgresStore {
     async fn record_transition(&self, t: &NewTransition<'_>) -> Result<Option<i64>> {
         let what = format!("run {}", t.run_id);
         let me = self.me(&what)?;
+        let req = lease::new_id();
         let sql = format!(
             "WITH ok AS (SELECT {} AS ok),
-             t AS (INSERT INTO transitions (run_id, attempt_id, from_stage, kind, to_stage, reason, at_ms)
-                   SELECT $1, $2, $3, $4, $5, $6, $7 WHERE (SELECT ok FROM ok) RETURNING id),
+             t AS (INSERT INTO transitions (run_id, attempt_id, from_stage, kind, to_stage, reason, at_ms, req)
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $10 WHERE (SELECT ok FROM ok)
+                   ON CONFLICT (req) DO NOTHING RETURNING id),
              d AS (UPDATE attempts SET step = 'done' WHERE id = $2 AND EXISTS (SELECT 1 FROM t)),
              w AS (INSERT INTO alerts (run_id, transition_id, stage, alert, status, at_ms)
                    SELECT $1, t.id, $3, $8::text, 'pending', $7 FROM t WHERE $8::text IS NOT NULL RETURNING id)
-             SELECT (SELECT ok FROM ok), (SELECT max(id) FROM w)",
+             SELECT (SELECT ok FROM ok), coalesce((SELECT max(id) FROM w),
+                 (SELECT a.id FROM alerts a JOIN transitions x ON x.id = a.transition_id WHERE x.req = $10))",
             fence(RUN_TASK, "$9::text")
         );
         self.write(
@@ -599,6 +620,7 @@ impl RunStore for PostgresStore {
                 &now_ms(),
                 &t.alert,
                 &me,
+                &req,
             ],
         )
         .await

@@ -47,10 +47,15 @@ impl PostgresStore {
     /// from a dead service first, then the queue in submission order.
     pub(super) async fn claim(&self) -> Result<Option<QueuedTask>> {
         let me = self.me("the queue")?;
+        // A retry of this claim after its connection broke finds the task
+        // it took then (`claim_req`), rather than taking a second one.
+        let req = super::lease::new_id();
         self.row(
-            "UPDATE queue q SET state = 'running', owner = $1,
+            "WITH prior AS (SELECT id FROM queue WHERE claim_req = $3),
+             taken AS (
+             UPDATE queue q SET state = 'running', owner = $1, claim_req = $3,
                  started_ms = CASE WHEN q.state = 'queued' THEN $2 ELSE q.started_ms END
-             WHERE q.id = (
+             WHERE NOT EXISTS (SELECT 1 FROM prior) AND q.id = (
                  SELECT c.id FROM queue c
                  WHERE c.state = 'queued'
                     OR (c.state = 'running' AND NOT EXISTS (
@@ -58,8 +63,12 @@ impl PostgresStore {
                  ORDER BY (c.state = 'running') DESC, c.id
                  LIMIT 1 FOR UPDATE SKIP LOCKED)
                AND EXISTS (SELECT 1 FROM services s WHERE s.id = $1 AND s.expires_at > clock_timestamp())
-             RETURNING q.id, q.task, q.vars, q.worktree, q.state, q.error, q.submitted_ms, q.started_ms, q.finished_ms",
-            &[&me, &now_ms()],
+             RETURNING q.id, q.task, q.vars, q.worktree, q.state, q.error, q.submitted_ms, q.started_ms, q.finished_ms)
+             SELECT * FROM taken
+             UNION ALL
+             SELECT id, task, vars, worktree, state, error, submitted_ms, started_ms, finished_ms
+             FROM queue WHERE claim_req = $3 AND id IN (SELECT id FROM prior)",
+            &[&me, &now_ms(), &req],
             queued_row,
         )
         .await

@@ -13,7 +13,10 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes a store from version `i` to `i + 1`. The records
 /// are those of the SQLite store; `services` and `locks` are what many
-/// services need: leases and the locks tied to them.
+/// services need: leases and the locks tied to them. `req` (and
+/// `claim_req`) is the id of the request that wrote a row: a statement
+/// retried after its connection broke (it may have committed) finds its
+/// row instead of writing it twice.
 pub(super) const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE runs (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -30,7 +33,8 @@ CREATE TABLE runs (
     pid BIGINT NOT NULL,
     host TEXT NOT NULL,
     started_ms BIGINT NOT NULL,
-    finished_ms BIGINT
+    finished_ms BIGINT,
+    req TEXT UNIQUE
 );
 CREATE INDEX runs_by_task ON runs(task, id);
 CREATE TABLE attempts (
@@ -63,7 +67,8 @@ CREATE TABLE attempts (
     artifact_sha256 TEXT,
     gate_pass BOOLEAN,
     gate_reason TEXT,
-    tail TEXT
+    tail TEXT,
+    req TEXT UNIQUE
 );
 CREATE INDEX attempts_by_run ON attempts(run_id, id);
 CREATE INDEX attempts_by_stage ON attempts(run_id, stage);
@@ -75,7 +80,8 @@ CREATE TABLE transitions (
     kind TEXT NOT NULL,
     to_stage TEXT NOT NULL,
     reason TEXT NOT NULL,
-    at_ms BIGINT NOT NULL
+    at_ms BIGINT NOT NULL,
+    req TEXT UNIQUE
 );
 CREATE INDEX transitions_by_run ON transitions(run_id, id);
 CREATE TABLE alerts (
@@ -93,7 +99,8 @@ CREATE TABLE run_notes (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id BIGINT NOT NULL REFERENCES runs(id),
     text TEXT NOT NULL,
-    at_ms BIGINT NOT NULL
+    at_ms BIGINT NOT NULL,
+    req TEXT UNIQUE
 );
 CREATE INDEX run_notes_by_run ON run_notes(run_id, id);
 CREATE TABLE services (
@@ -114,6 +121,7 @@ CREATE TABLE queue (
     state TEXT NOT NULL,
     error TEXT,
     owner TEXT,
+    claim_req TEXT UNIQUE,
     submitted_ms BIGINT NOT NULL,
     started_ms BIGINT,
     finished_ms BIGINT
