@@ -74,7 +74,14 @@ fn the_store_knows_neither_the_language_nor_the_engine() {
     assert_none_of(
         "orch-store",
         false,
-        &["orch-lang", "orch-engine", "orch", "orch-server", "axum", "hyper"],
+        &[
+            "orch-lang",
+            "orch-engine",
+            "orch",
+            "orch-server",
+            "axum",
+            "hyper",
+        ],
     );
 }
 
