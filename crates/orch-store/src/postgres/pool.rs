@@ -247,7 +247,7 @@ impl Pool {
                 }
                 Err(e) if is_connection_error(&e) && started.elapsed() < RETRY_FOR => {
                     self.reachable.store(false, Ordering::Relaxed);
-                    tracing_free_warn(&self.target.shown, &e);
+                    warn_retry(&self.target.shown, &e);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
@@ -278,10 +278,9 @@ impl Pool {
     }
 }
 
-/// Says once per failure that the database is being retried (stderr: the
-/// store crate has no logger of its own).
-fn tracing_free_warn(url: &str, e: &tokio_postgres::Error) {
-    eprintln!("warning: the PostgreSQL store {url} is unreachable ({e}); retrying");
+/// Says that the database is being retried (the service's log).
+fn warn_retry(url: &str, e: &tokio_postgres::Error) {
+    tracing::warn!(store = url, error = %e, "the PostgreSQL store is unreachable; retrying");
 }
 
 #[cfg(test)]
