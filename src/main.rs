@@ -43,6 +43,9 @@ enum Command {
         /// Where runs are kept.
         #[arg(long, default_value = ".orch")]
         state_dir: PathBuf,
+        /// The run store: postgres://… or an SQLite file (default: ORCH_STORE, else STATE/orch.db).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// One JSON document instead of tables.
         #[arg(long)]
         json: bool,
@@ -52,6 +55,9 @@ enum Command {
         /// Where runs are kept.
         #[arg(long, default_value = ".orch")]
         state_dir: PathBuf,
+        /// The run store: postgres://… or an SQLite file (default: ORCH_STORE, else STATE/orch.db).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// One JSON document instead of tables.
         #[arg(long)]
         json: bool,
@@ -76,6 +82,9 @@ enum Command {
         /// Where runs are kept.
         #[arg(long, default_value = ".orch")]
         state_dir: PathBuf,
+        /// The run store: postgres://… or an SQLite file (default: ORCH_STORE, else STATE/orch.db).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
         /// One JSON document instead of text.
         #[arg(long)]
         json: bool,
@@ -168,6 +177,13 @@ struct ServeArgs {
     /// Where runs, logs, artifacts, the queue and the token are kept.
     #[arg(long, default_value = ".orch")]
     state_dir: PathBuf,
+    /// The run store and queue: postgres://… (shared by many services) or an SQLite file
+    /// (default: ORCH_STORE, else STATE/orch.db).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// This service's name among those sharing a PostgreSQL store (default: HOST:PID).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
     /// The address to listen on (port 0: any free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
     listen: std::net::SocketAddr,
@@ -216,6 +232,9 @@ struct RunArgs {
     /// Where runs, logs and artifacts are kept.
     #[arg(long, default_value = ".orch")]
     state_dir: PathBuf,
+    /// The run store: postgres://… or an SQLite file (default: ORCH_STORE, else STATE/orch.db).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// Print JSON-lines events instead of the human view.
     #[arg(long)]
     json: bool,
@@ -293,6 +312,7 @@ fn main() -> ExitCode {
             worktree: a.context.worktree,
             vars: a.context.vars,
             state_dir: a.state_dir,
+            store: a.store,
             json: a.json,
             resume: a.resume,
             restart: a.restart,
@@ -304,9 +324,18 @@ fn main() -> ExitCode {
         Command::History {
             task,
             state_dir,
+            store,
             json,
-        } => cli::history::command(task.as_deref(), &state_dir, json),
-        Command::Status { state_dir, json } => cli::status::command(&state_dir, json),
+        } => cli::history::command(
+            task.as_deref(),
+            &cli::store_location(store, &state_dir),
+            json,
+        ),
+        Command::Status {
+            state_dir,
+            store,
+            json,
+        } => cli::status::command(&cli::store_location(store, &state_dir), json),
         Command::Map {
             pipeline,
             format,
@@ -315,8 +344,9 @@ fn main() -> ExitCode {
         Command::Roadmap {
             pipeline,
             state_dir,
+            store,
             json,
-        } => cli::roadmap::command(&pipeline, &state_dir, json),
+        } => cli::roadmap::command(&pipeline, &cli::store_location(store, &state_dir), json),
         Command::Graph { pipeline, format } => cli::graph::command(&pipeline, format),
         Command::Explain { stage, task } => {
             let worktree = task.worktree.unwrap_or_else(|| PathBuf::from("."));
@@ -344,6 +374,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => cli::serve::command(cli::serve::ServeArgs {
             pipeline: a.pipeline,
             state_dir: a.state_dir,
+            store: a.store,
+            name: a.name,
             listen: a.listen,
             workers: usize::from(a.workers),
             drain_timeout: a.drain_timeout,

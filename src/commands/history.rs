@@ -2,21 +2,20 @@
 //! and logs.
 
 use serde::Serialize;
-use std::path::Path;
 use std::time::Duration;
 
 use orch_lang::duration::human;
-use orch_store::{Attempt, Run, RunStore};
+use orch_store::{Attempt, Run, RunStore, StoreLocation};
 
-use super::{json_doc, print_or_fail, read_store, ReadError};
+use super::{describe_store, json_doc, print_or_fail, read_store, ReadError};
 use crate::report::attempts_table;
 
 /// `orch history`.
-pub fn command(task: Option<&str>, state_dir: &Path, json: bool) -> u8 {
-    print_or_fail(read_store(state_dir, async |store| match store {
+pub fn command(task: Option<&str>, at: &StoreLocation, json: bool) -> u8 {
+    print_or_fail(read_store(at, async |store| match store {
         Some(store) => history(store, task, json).await,
         None if json => Ok("{\n  \"version\": 1,\n  \"runs\": []\n}\n".into()),
-        None => Ok(format!("no runs recorded in {}\n", state_dir.display())),
+        None => Ok(format!("no runs recorded in {}\n", describe_store(at))),
     }))
 }
 

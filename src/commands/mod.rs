@@ -12,7 +12,7 @@ use serde::Serialize;
 use orch_lang::analysis;
 use orch_lang::diagnostic::{self, Format};
 use orch_lang::validate::Options;
-use orch_store::{SqliteStore, StoreError};
+use orch_store::{AnyStore, StoreError, StoreLocation};
 
 pub mod cancel;
 pub mod explain;
@@ -48,16 +48,47 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// Runs a read of the store of `state_dir` (`None` when nothing was ever
-/// recorded there: looking creates no database).
+/// The store a command uses: `--store` as given, else `ORCH_STORE`, else
+/// the state directory's SQLite database.
+pub fn store_location(given: Option<String>, state_dir: &Path) -> StoreLocation {
+    let given = given.or_else(|| std::env::var("ORCH_STORE").ok());
+    StoreLocation::choose(given.as_deref(), state_dir)
+}
+
+/// How this process appears to the others sharing a PostgreSQL store; the
+/// lease is `ORCH_LEASE` (a duration, default 10s).
+pub fn pg_options(name: Option<String>) -> Result<orch_store::PgOptions, String> {
+    let mut opts = orch_store::PgOptions::default();
+    if let Some(name) = name {
+        opts.name = name;
+    }
+    if let Some(lease) = std::env::var("ORCH_LEASE").ok().filter(|s| !s.is_empty()) {
+        opts.lease =
+            orch_lang::duration::parse(&lease).map_err(|e| format!("ORCH_LEASE `{lease}`: {e}"))?;
+    }
+    Ok(opts)
+}
+
+/// The store, for a message.
+fn describe_store(at: &StoreLocation) -> String {
+    match at {
+        StoreLocation::StateDir(p) | StoreLocation::SqliteFile(p) => p.display().to_string(),
+        StoreLocation::Postgres(url) => orch_store::postgres::shown_url(url),
+    }
+}
+
+/// Runs a read of the store at `at` (`None` when nothing was ever recorded
+/// there: looking creates no database).
 fn read_store<T, E: std::fmt::Display>(
-    state_dir: &Path,
-    read: impl AsyncFnOnce(Option<&SqliteStore>) -> Result<T, E>,
+    at: &StoreLocation,
+    read: impl AsyncFnOnce(Option<&AnyStore>) -> Result<T, E>,
 ) -> Result<T, String> {
-    let store = SqliteStore::open_existing(state_dir).map_err(|e| e.to_string())?;
-    runtime()?
-        .block_on(read(store.as_ref()))
-        .map_err(|e| e.to_string())
+    runtime()?.block_on(async {
+        let store = AnyStore::open_existing(at)
+            .await
+            .map_err(|e| e.to_string())?;
+        read(store.as_ref()).await.map_err(|e| e.to_string())
+    })
 }
 
 /// Prints a read command's output, or its store error (exit 2).

@@ -1,13 +1,13 @@
 //! `orch roadmap`: avoidable LLM control paths ranked by this pipeline's
 //! run history.
 
-use orch_store::RunStore;
+use orch_store::{RunStore, StoreLocation};
 use std::path::Path;
 
 use super::{exit, json_doc, load_valid, print, read_store};
 
 /// `orch roadmap`.
-pub fn command(path: &Path, state_dir: &Path, json: bool) -> u8 {
+pub fn command(path: &Path, at: &StoreLocation, json: bool) -> u8 {
     let p = match load_valid(path) {
         Ok(p) => p,
         Err(code) => return code,
@@ -17,7 +17,7 @@ pub fn command(path: &Path, state_dir: &Path, json: bool) -> u8 {
         .as_ref()
         .map(|h| h.name.value.clone())
         .unwrap_or_default();
-    let attempts = match read_store(state_dir, async |store| match store {
+    let attempts = match read_store(at, async |store| match store {
         Some(store) => store.llm_attempts(&name).await,
         None => Ok(Vec::new()),
     }) {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use orch_lang::diagnostic::{self, Format};
-use orch_store::SqliteStore;
+use orch_store::AnyStore;
 
 use super::{exit, runtime, use_color};
 
@@ -16,6 +16,8 @@ pub struct RunArgs {
     pub worktree: Option<PathBuf>,
     pub vars: Vec<(String, String)>,
     pub state_dir: PathBuf,
+    /// `--store` as given.
+    pub store: Option<String>,
     pub json: bool,
     pub resume: bool,
     pub restart: bool,
@@ -87,6 +89,7 @@ pub fn command(a: RunArgs) -> u8 {
         sinks.push(Box::new(junit));
     }
     let sink = Box::new(orch_engine::events::Tee(sinks));
+    let store_given = a.store;
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -98,8 +101,14 @@ pub fn command(a: RunArgs) -> u8 {
         orch_engine::process::become_subreaper();
         let cancel = cancel_on_signals()?;
         let prepared = orch_engine::prepare(opts)?;
-        let store = Arc::new(SqliteStore::open_dir(prepared.state_dir())?);
-        orch_engine::run(prepared, store, sink, cancel).await
+        let at = super::store_location(store_given, prepared.state_dir());
+        let pg = super::pg_options(None).map_err(orch_engine::RunError::Usage)?;
+        let store = Arc::new(AnyStore::open(&at, pg).await?);
+        let result = orch_engine::run(prepared, store.clone(), sink, cancel).await;
+        // A shared store: the task's lock is free for others now, not when
+        // the lease would have expired.
+        store.close().await?;
+        result
     });
     match result {
         Ok(f) => f.exit_code,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use orch_lang::diagnostic::{self, Format};
 use orch_server::{Config, ServeError, Service, TokenSource};
-use orch_store::SqliteStore;
+use orch_store::AnyStore;
 
 use super::{exit, use_color};
 
@@ -24,6 +24,10 @@ pub enum LogFormat {
 pub struct ServeArgs {
     pub pipeline: PathBuf,
     pub state_dir: PathBuf,
+    /// `--store` as given.
+    pub store: Option<String>,
+    /// `--name`.
+    pub name: Option<String>,
     pub listen: SocketAddr,
     pub workers: usize,
     pub drain_timeout: Duration,
@@ -101,7 +105,8 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     })?;
     let state_dir = std::fs::canonicalize(&a.state_dir)
         .map_err(|e| ServeError::Usage(format!("state dir {}: {e}", a.state_dir.display())))?;
-    let store = Arc::new(SqliteStore::open_dir(&state_dir)?);
+    let at = super::store_location(a.store, &state_dir);
+    let pg = super::pg_options(a.name).map_err(ServeError::Usage)?;
     let config = Config {
         pipeline: a.pipeline,
         state_dir: state_dir.clone(),
@@ -118,7 +123,10 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     runtime.block_on(async {
         orch_engine::process::become_subreaper();
         let stop = on_signal()?;
-        let service = Service::bind(config, served, store, state_dir).await?;
+        let store = Arc::new(AnyStore::open(&at, pg).await?);
+        let lost = store.lost();
+        let stop = stop_or_lost(stop, lost.clone());
+        let service = Service::bind(config, served, store.clone(), state_dir).await?;
         say(&format!("listening on http://{}", service.addr));
         match &service.token_source {
             TokenSource::Created(p) => say(&format!(
@@ -129,6 +137,36 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
             TokenSource::File(p) => say(&format!("token: {} (--token-file)", p.display())),
             TokenSource::Env => say("token: ORCH_TOKEN"),
         }
-        service.run(stop).await
+        service.run(stop).await?;
+        if lost.is_some_and(|l| *l.borrow()) {
+            return Err(ServeError::Io(
+                "this service's lease on the store ended (paused or cut off past it): its tasks \
+                 are taken over by the other services; it stopped and recorded nothing more for them"
+                    .into(),
+            ));
+        }
+        store.close().await?;
+        Ok(())
     })
+}
+
+/// Completes on a signal, or when the service lost its lease on a shared
+/// store: whatever it held is someone else's now, so it drains and stops
+/// (a supervisor starts it again as a new service).
+async fn stop_or_lost(
+    stop: impl std::future::Future<Output = ()>,
+    lost: Option<tokio::sync::watch::Receiver<bool>>,
+) {
+    let lost = async move {
+        match lost {
+            Some(mut l) => {
+                let _ = l.wait_for(|l| *l).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = stop => {}
+        _ = lost => tracing::error!("the lease on the store was lost: stopping"),
+    }
 }

@@ -1,16 +1,13 @@
 //! `orch status`: tasks in flight, serial stages and their holders.
 
-use orch_store::{LockKey, RunStatus, RunStore, StoreError};
-use std::path::Path;
+use orch_store::{LockKey, RunStatus, RunStore, StoreError, StoreLocation};
 
 use super::{json_doc, print_or_fail, read_store, ReadError};
 use crate::report::table;
 
 /// `orch status`.
-pub fn command(state_dir: &Path, json: bool) -> u8 {
-    print_or_fail(read_store(state_dir, async |store| {
-        status(store, json).await
-    }))
+pub fn command(at: &StoreLocation, json: bool) -> u8 {
+    print_or_fail(read_store(at, async |store| status(store, json).await))
 }
 
 /// The unfinished latest run of every task, as `orch status` shows it.
@@ -53,7 +50,7 @@ async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, Sto
 
 /// `orch status`: tasks in flight and serial stages.
 pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String, ReadError> {
-    let (tasks, serial) = match store {
+    let (tasks, serial, services) = match store {
         Some(store) => (
             in_flight(store).await?,
             store
@@ -62,11 +59,16 @@ pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String
                 .into_iter()
                 .map(|(stage, holder)| serde_json::json!({ "stage": stage, "holder": holder }))
                 .collect(),
+            store.services().await?,
         ),
-        None => (Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), Vec::new()),
     };
     if json {
-        let doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial });
+        let mut doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial });
+        // Only a shared (PostgreSQL) store has services to list.
+        if !services.is_empty() {
+            doc["services"] = serde_json::to_value(&services)?;
+        }
         return Ok(json_doc(&doc)?);
     }
     let mut out = String::new();
@@ -111,5 +113,36 @@ pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String
             .collect();
         out.push_str(&table(&["stage", "held by"], &rows, "  "));
     }
+    if !services.is_empty() {
+        out.push_str("\nservices sharing the store:\n");
+        out.push_str(&services_table(&services));
+    }
     Ok(out)
+}
+
+/// The services sharing a PostgreSQL store: name, labels, tasks held, last
+/// renewal, whether the lease is live.
+fn services_table(services: &[orch_store::ServiceRecord]) -> String {
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.host.clone(),
+                if s.labels.is_empty() {
+                    "-".into()
+                } else {
+                    s.labels.join(",")
+                },
+                s.tasks_held.to_string(),
+                orch_store::rfc3339(s.renewed_ms),
+                if s.live { "live" } else { "expired" }.into(),
+            ]
+        })
+        .collect();
+    table(
+        &["service", "host", "labels", "tasks", "renewed", "lease"],
+        &rows,
+        "  ",
+    )
 }

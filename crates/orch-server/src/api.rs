@@ -29,7 +29,7 @@ type Shared<S> = State<Arc<App<S>>>;
 /// The service's routes.
 pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(health::<S>))
         .route("/status", get(status::<S>))
         .route("/queue", get(queue::<S>))
         .route("/api/v1/tasks", post(submit::<S>))
@@ -83,15 +83,27 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn health() -> Response {
-    error::json(
-        StatusCode::OK,
-        &json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
-    )
+/// Not ready (503) while the store cannot take writes: a shared store's
+/// database unreachable (the service retries with backoff) or its lease
+/// lost. A load balancer sends no submissions there meanwhile.
+async fn health<S: Store>(State(app): Shared<S>) -> Response {
+    if app.store.healthy() {
+        error::json(
+            StatusCode::OK,
+            &json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }),
+        )
+    } else {
+        error::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "not-ready", "version": env!("CARGO_PKG_VERSION"),
+                     "reason": "the store is unreachable or this service's lease ended" }),
+        )
+    }
 }
 
 async fn status<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
     let queued = app.store.queue(Some(QueueState::Queued)).await?.len();
+    let services = app.store.services().await?;
     let (busy, waiting, draining) = {
         let b = app.board.lock();
         (b.busy(), b.running.len() - b.busy(), b.draining)
@@ -109,6 +121,7 @@ async fn status<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
             "state_dir": app.state_dir.display().to_string(),
             "pipeline": app.served().path.display().to_string(),
             "draining": draining,
+            "services": services,
         }),
     ))
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orch_store::{QueueState, RunStore};
+use orch_store::RunStore;
 
 pub use auth::TokenSource;
 pub use config::{Config, Served};
@@ -93,7 +93,7 @@ impl<S: Store> Service<S> {
     /// queue and the API until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
         let app = self.app;
-        let recovered = app.store.queue(Some(QueueState::Running)).await?;
+        let recovered = app.store.recoverable().await?;
         if !recovered.is_empty() {
             tracing::info!(
                 tasks = recovered.len(),

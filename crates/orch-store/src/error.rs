@@ -52,6 +52,18 @@ pub enum StoreError {
         what: &'static str,
         source: serde_json::Error,
     },
+    #[error("cannot reach the PostgreSQL store {url}: {source}")]
+    Unreachable { url: String, source: Source },
+    #[error("the PostgreSQL store {url} refused a statement: {source}")]
+    Postgres { url: String, source: Source },
+    #[error(
+        "the PostgreSQL store {url} does not let this process write for task {task}: {detail}"
+    )]
+    Fenced {
+        url: String,
+        task: String,
+        detail: String,
+    },
     #[error("cannot use the lock {path}: {source}")]
     Lock {
         path: PathBuf,

@@ -6,8 +6,10 @@
 //! implementation. Behaviour tests are written against the trait.
 #![forbid(unsafe_code)]
 
+mod any;
 mod error;
 pub mod lock;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
 pub mod time;
@@ -15,7 +17,9 @@ pub mod time;
 use std::future::Future;
 use std::time::Duration;
 
+pub use any::{AnyGuard, AnyStore, StoreLocation};
 pub use error::{Result, StoreError};
+pub use postgres::{PgOptions, PostgresStore};
 pub use records::*;
 pub use sqlite::SqliteStore;
 pub use time::{now_ms, rfc3339};
@@ -163,6 +167,27 @@ pub trait RunStore: Send + Sync + 'static {
         to: QueueState,
         error: Option<&str>,
     ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The tasks a service resumes first when it starts: on a store of one
+    /// host, every task left `running` (they were this host's). A shared
+    /// store returns none: a dead service's tasks are claimed through
+    /// `take_queued` once its lease has expired.
+    fn recoverable(&self) -> impl Future<Output = Result<Vec<QueuedTask>>> + Send {
+        self.queue(Some(QueueState::Running))
+    }
+
+    /// The services sharing the store, with their leases (none on a store
+    /// of one host).
+    fn services(&self) -> impl Future<Output = Result<Vec<ServiceRecord>>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// Whether the store can take writes now: a networked store says no
+    /// while its database is unreachable or after its lease was lost
+    /// (`/health` reports not-ready).
+    fn healthy(&self) -> bool {
+        true
+    }
 
     /// Time spent in store calls so far (`ORCH_PROFILE`).
     fn spent(&self) -> Duration {

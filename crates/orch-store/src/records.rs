@@ -356,3 +356,20 @@ pub struct LlmAttempt {
     /// The digest of the pipeline file the attempt's run used.
     pub pipeline_hash: String,
 }
+
+/// A service sharing the store (PostgreSQL): who it is, what it may run,
+/// what it holds, and when it last renewed its lease.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ServiceRecord {
+    pub id: String,
+    pub name: String,
+    pub host: String,
+    pub pid: i64,
+    pub labels: Vec<String>,
+    /// Queue entries it holds (`running` under its lease).
+    pub tasks_held: i64,
+    pub renewed_ms: i64,
+    pub expires_ms: i64,
+    /// Its lease has not expired.
+    pub live: bool,
+}
