@@ -117,7 +117,7 @@ fn names(
     kinds: &[Kind],
     scope: Option<&str>,
 ) -> Vec<(String, CompletionItemKind, String)> {
-    let index = doc.index();
+    let index = doc.names_index();
     kinds
         .iter()
         .flat_map(|k| {

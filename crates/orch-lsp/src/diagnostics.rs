@@ -47,12 +47,17 @@ fn related(doc: &mut Document, uri: &Uri, f: &Finding) -> Vec<DiagnosticRelatedI
         location: Location::new(uri.clone(), range),
         message: f.label.clone(),
     }];
-    let here = f.span.offset();
+    let (from, to) = (f.span.offset(), f.span.offset() + f.span.len());
     let suggestion = f.help.as_deref().and_then(suggested_name);
     let text = doc.text.clone();
     let index = doc.index();
     let mut extra = Vec::new();
-    if let Some(o) = index.at(here + 1).or_else(|| index.at(here)) {
+    // The name the finding is about: the first written within its span.
+    let about = index
+        .occurrences
+        .iter()
+        .find(|o| from <= o.span.offset() && o.span.offset() + o.span.len() <= to);
+    if let Some(o) = about {
         if let Some(d) = index.definition(&o.key) {
             if d.span != o.span {
                 extra.push((d.span, format!("`{}` is first defined here", d.key.name)));

@@ -17,6 +17,10 @@ pub struct Document {
     pub path: Option<PathBuf>,
     pub analysis: Analysis,
     index: Option<Index>,
+    /// The last version that parsed, while this one does not: a half-typed
+    /// node makes the whole file unparseable, yet completion still needs
+    /// the names the file declares.
+    pub previous: Option<Box<Document>>,
 }
 
 impl Document {
@@ -34,7 +38,48 @@ impl Document {
             path,
             analysis,
             index: None,
+            previous: None,
         }
+    }
+
+    /// Whether the text parsed far enough to declare anything.
+    pub fn parsed(&self) -> bool {
+        !self.analysis.pipeline.declarations.is_empty()
+    }
+
+    /// Replaces `old` by this version, keeping the last version that parsed
+    /// when this one does not.
+    pub fn succeed(&mut self, old: Option<Document>) {
+        if self.parsed() {
+            return;
+        }
+        self.previous = match old {
+            Some(mut o) if o.parsed() => {
+                o.previous = None;
+                Some(Box::new(o))
+            }
+            Some(o) => o.previous,
+            None => None,
+        };
+    }
+
+    /// The index that knows the file's names: this version's, or the last
+    /// version's that parsed.
+    pub fn names_index(&mut self) -> &Index {
+        let stale = !self.parsed();
+        let Document {
+            previous,
+            index,
+            analysis,
+            text,
+            ..
+        } = self;
+        if stale {
+            if let Some(p) = previous {
+                return p.index();
+            }
+        }
+        index.get_or_insert_with(|| Index::build(&analysis.pipeline, text))
     }
 
     /// The name index, built on first use after a change.

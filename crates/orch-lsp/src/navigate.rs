@@ -51,7 +51,7 @@ pub enum RenameError {
     NoName,
     #[error("cannot rename to `{0}`: {1}")]
     Invalid(String, &'static str),
-    #[error("cannot rename to `{0}`: a {1} of that name already exists")]
+    #[error("cannot rename to `{0}`: {1} `{0}` already exists")]
     Taken(String, &'static str),
     #[error("cannot rename `{0}`: it is written with escapes at offset {1}; edit it by hand")]
     Escaped(String, usize),

@@ -228,6 +228,7 @@ impl Server {
     /// Analyses the new text and publishes its diagnostics.
     fn update(&mut self, uri: Uri, version: i32, text: String) -> Message {
         let mut doc = Document::new(uri.as_str(), text);
+        doc.succeed(self.docs.remove(uri.as_str()));
         let diags = diagnostics::of(&mut doc, &uri);
         self.docs.insert(uri.as_str().to_string(), doc);
         publish(uri, diags, Some(version))
