@@ -824,3 +824,96 @@ proptest! {
         c.shutdown();
     }
 }
+
+/// The first ```lua block of docs/editors.md: the Neovim set-up users copy.
+fn neovim_snippet() -> String {
+    let doc = std::fs::read_to_string(repo_root().join("docs/editors.md")).expect("editors.md");
+    let start = doc
+        .find("```lua\n")
+        .expect("a lua block in docs/editors.md")
+        + 7;
+    let len = doc[start..].find("```").expect("the block's end");
+    doc[start..start + len].to_string()
+}
+
+/// A real editor: headless Neovim, configured with the documented snippet,
+/// opens a broken pipeline and reports orch's diagnostics.
+#[test]
+fn neovim_reports_the_diagnostics() {
+    let nvim = Command::new("nvim").arg("--version").output();
+    assert!(
+        nvim.as_ref().is_ok_and(|o| o.status.success()),
+        "nvim is not installed: this test needs a real editor client \
+         (Debian: apt-get install neovim; .ci/run installs it)"
+    );
+    let text = broken_gate();
+    let file = TempPipeline::new("nvim", &text);
+    let init = file.dir.join("init.lua");
+    std::fs::write(&init, neovim_snippet()).expect("init.lua");
+    let out = file.dir.join("diagnostics.txt");
+    let check = file.dir.join("check.lua");
+    std::fs::write(
+        &check,
+        r#"
+local function lsp_code(d)
+  if d.code then return d.code end
+  local l = d.user_data and d.user_data.lsp
+  return l and l.code or ""
+end
+vim.wait(30000, function() return #vim.diagnostic.get(0) > 0 end, 50)
+local out = {}
+for _, d in ipairs(vim.diagnostic.get(0)) do
+  table.insert(out, string.format("%d:%d:%s:%d", d.lnum, d.col, lsp_code(d), d.severity))
+end
+table.sort(out)
+vim.fn.writefile(out, os.getenv("ORCH_NVIM_OUT"))
+vim.cmd("qa!")
+"#,
+    )
+    .expect("check.lua");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_orch"))
+        .parent()
+        .expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let status = Command::new("nvim")
+        .args(["--headless", "-n", "-i", "NONE", "-u"])
+        .arg(&init)
+        .arg("-c")
+        .arg(format!("luafile {}", check.display()))
+        .arg(&file.path)
+        .current_dir(&file.dir)
+        .env("PATH", path)
+        .env("ORCH_NVIM_OUT", &out)
+        .env("XDG_STATE_HOME", file.dir.join("state"))
+        .env("XDG_DATA_HOME", file.dir.join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run nvim");
+    assert!(status.success(), "nvim exited with {status}");
+    let got = std::fs::read_to_string(&out).expect("nvim wrote the diagnostics");
+    // What orch validate finds, as Neovim numbers them (0-based, severity 1 = error).
+    let mut expected: Vec<String> = validate_json(&file.path)
+        .iter()
+        .map(|f| {
+            format!(
+                "{}:{}:{}:{}",
+                f["line"].as_u64().unwrap_or(0) - 1,
+                f["column"].as_u64().unwrap_or(0) - 1,
+                f["code"].as_str().unwrap_or(""),
+                if f["severity"] == "error" { 1 } else { 2 }
+            )
+        })
+        .collect();
+    expected.sort();
+    assert!(
+        expected.iter().any(|e| e.contains("orch::unknown-gate")),
+        "{expected:?}"
+    );
+    assert_eq!(got.lines().collect::<Vec<_>>(), expected);
+}
