@@ -917,3 +917,47 @@ vim.cmd("qa!")
     );
     assert_eq!(got.lines().collect::<Vec<_>>(), expected);
 }
+
+/// The server stands on the language crate alone: no engine, store,
+/// service, runtime or SQL in its dependency tree.
+#[test]
+fn the_language_server_depends_on_the_language_crate_alone() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "-p",
+            "orch-lsp",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deps: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert!(deps.iter().any(|d| d == "orch-lang"), "{deps:?}");
+    for f in [
+        "orch-engine",
+        "orch-store",
+        "orch-server",
+        "orch",
+        "tokio",
+        "rusqlite",
+    ] {
+        assert!(
+            !deps.iter().any(|d| d == f),
+            "orch-lsp must not depend on {f}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ use crate::keyword as kw;
 use crate::model::*;
 use crate::template::{Part, Placeholder, Template};
 use miette::SourceSpan;
+use std::collections::HashMap;
 
 /// What a name names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,7 +81,10 @@ pub struct Occurrence {
 /// Every occurrence of every name in a file, in file order.
 #[derive(Debug, Clone, Default)]
 pub struct Index {
+    /// Sorted by offset.
     pub occurrences: Vec<Occurrence>,
+    /// The first definition of each name, by its position in `occurrences`.
+    first_definition: HashMap<Key, usize>,
 }
 
 impl Index {
@@ -96,7 +100,25 @@ impl Index {
         let mut occurrences = b.out;
         occurrences.sort_by_key(|o| (o.span.offset(), !o.is_definition));
         occurrences.dedup_by(|a, b| a.span == b.span && a.key == b.key);
-        Index { occurrences }
+        let mut first_definition = HashMap::new();
+        for (i, o) in occurrences.iter().enumerate() {
+            if o.is_definition {
+                first_definition.entry(o.key.clone()).or_insert(i);
+            }
+        }
+        Index {
+            occurrences,
+            first_definition,
+        }
+    }
+
+    /// The occurrences written within `from..to`, in file order.
+    pub fn within(&self, from: usize, to: usize) -> impl Iterator<Item = &Occurrence> {
+        let first = self.occurrences.partition_point(|o| o.span.offset() < from);
+        self.occurrences[first..]
+            .iter()
+            .take_while(move |o| o.span.offset() < to)
+            .filter(move |o| o.span.offset() + o.span.len() <= to)
     }
 
     /// The occurrence under a byte offset (its end included, where an
@@ -109,9 +131,9 @@ impl Index {
 
     /// The first definition of a name.
     pub fn definition(&self, key: &Key) -> Option<&Occurrence> {
-        self.occurrences
-            .iter()
-            .find(|o| o.is_definition && &o.key == key)
+        self.first_definition
+            .get(key)
+            .and_then(|&i| self.occurrences.get(i))
     }
 
     /// Every occurrence of a name, its definitions included.

@@ -53,10 +53,7 @@ fn related(doc: &mut Document, uri: &Uri, f: &Finding) -> Vec<DiagnosticRelatedI
     let index = doc.index();
     let mut extra = Vec::new();
     // The name the finding is about: the first written within its span.
-    let about = index
-        .occurrences
-        .iter()
-        .find(|o| from <= o.span.offset() && o.span.offset() + o.span.len() <= to);
+    let about = index.within(from, to).next();
     if let Some(o) = about {
         if let Some(d) = index.definition(&o.key) {
             if d.span != o.span {
@@ -91,6 +88,9 @@ pub fn suggested_name(help: &str) -> Option<String> {
 }
 
 /// Quick fixes for the findings that overlap `range`: apply the suggested name.
+// lsp-types keys a WorkspaceEdit's changes by `Uri`, which clippy deems
+// mutable (a cache inside); it is never mutated here.
+#[allow(clippy::mutable_key_type)]
 pub fn code_actions(doc: &Document, uri: &Uri, range: Range) -> Vec<CodeActionOrCommand> {
     let (from, to) = doc.lines.span(&doc.text, range);
     let mut out = Vec::new();

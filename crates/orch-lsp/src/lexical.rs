@@ -70,11 +70,9 @@ pub fn context(text: &str, cursor: usize) -> Context {
                 frames.pop();
                 start = i + 1;
             }
-            b'\n' | b';' => {
-                // A line ending in `\` continues the node.
-                if !text[start..i].trim_end().ends_with('\\') {
-                    start = i + 1;
-                }
+            // A line ending in `\` continues the node.
+            b'\n' | b';' if !text[start..i].trim_end().ends_with('\\') => {
+                start = i + 1;
             }
             _ => {}
         }

@@ -57,6 +57,9 @@ pub enum RenameError {
     Escaped(String, usize),
 }
 
+// lsp-types keys a WorkspaceEdit's changes by `Uri`, which clippy deems
+// mutable (a cache inside); it is never mutated here.
+#[allow(clippy::mutable_key_type)]
 pub fn rename(
     doc: &mut Document,
     uri: &Uri,

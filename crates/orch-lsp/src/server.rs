@@ -2,7 +2,7 @@
 //! `catch_unwind`, so that a bug answers that request with an error and
 //! the server keeps serving.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
@@ -66,7 +66,16 @@ pub struct Server {
 impl Server {
     /// Serves until `shutdown` and `exit`, or until the client goes away.
     pub fn run(&mut self, conn: &Connection) -> Result<(), lsp_server::ProtocolError> {
-        for msg in &conn.receiver {
+        let mut backlog: VecDeque<Message> = VecDeque::new();
+        loop {
+            let msg = match backlog.pop_front() {
+                Some(m) => m,
+                None => match conn.receiver.recv() {
+                    Ok(m) => m,
+                    Err(_) => return Ok(()),
+                },
+            };
+            backlog.extend(conn.receiver.try_iter());
             match msg {
                 Message::Request(req) => {
                     if conn.handle_shutdown(&req)? {
@@ -79,26 +88,29 @@ impl Server {
                     if n.method == "exit" {
                         return Ok(());
                     }
-                    let method = n.method.clone();
-                    let out = catch_unwind(AssertUnwindSafe(|| self.notified(n)));
-                    match out {
-                        Ok(Ok(msgs)) => msgs.into_iter().for_each(|m| send(conn, m)),
-                        Ok(Err(e)) => {
-                            send(conn, log(MessageType::WARNING, &format!("{method}: {e}")))
-                        }
-                        Err(p) => send(
-                            conn,
-                            log(
-                                MessageType::ERROR,
-                                &format!("{method}: internal error: {}", panic_text(&p)),
-                            ),
-                        ),
+                    if superseded(&n, &backlog) {
+                        continue;
+                    }
+                    for m in self.notified_safely(n) {
+                        send(conn, m);
                     }
                 }
                 Message::Response(_) => {}
             }
         }
-        Ok(())
+    }
+
+    /// [`Self::notified`], a panic reported to the client's log.
+    fn notified_safely(&mut self, n: Notification) -> Vec<Message> {
+        let method = n.method.clone();
+        match catch_unwind(AssertUnwindSafe(|| self.notified(n))) {
+            Ok(Ok(msgs)) => msgs,
+            Ok(Err(e)) => vec![log(MessageType::WARNING, &format!("{method}: {e}"))],
+            Err(p) => vec![log(
+                MessageType::ERROR,
+                &format!("{method}: internal error: {}", panic_text(&p)),
+            )],
+        }
     }
 
     /// The response to a request; a panic in its handler is an error response.
@@ -233,6 +245,31 @@ impl Server {
         self.docs.insert(uri.as_str().to_string(), doc);
         publish(uri, diags, Some(version))
     }
+}
+
+/// Whether a `didChange` is already replaced by a later one of the same
+/// document waiting in the backlog, with no request in between (which must
+/// see this version): typing faster than a large file is analysed then
+/// costs one analysis, not one per keystroke.
+fn superseded(n: &Notification, backlog: &VecDeque<Message>) -> bool {
+    if n.method != "textDocument/didChange" {
+        return false;
+    }
+    let uri = |n: &Notification| n.params.pointer("/textDocument/uri").cloned();
+    let mine = uri(n);
+    for m in backlog {
+        match m {
+            Message::Request(_) => return false,
+            Message::Notification(later) if later.method == n.method && uri(later) == mine => {
+                return true;
+            }
+            Message::Notification(later) if later.method != n.method && uri(later) == mine => {
+                return false;
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn publish(uri: Uri, diagnostics: Vec<Diagnostic>, version: Option<i32>) -> Message {
