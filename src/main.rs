@@ -113,6 +113,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// A Language Server for pipeline files on stdin/stdout (for editors).
+    Lsp,
     /// Write a commented starter pipeline.kdl and its prompt files (never overwrites).
     Init {
         /// Where to write them.
@@ -361,6 +363,7 @@ fn main() -> ExitCode {
             cli::fmt::command(&paths, check)
         }
         Command::Init { dir } => cli::init::command(&dir),
+        Command::Lsp => cli::lsp::command(),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             // Into a buffer first: the generator panics on a closed pipe.

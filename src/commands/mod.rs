@@ -20,6 +20,7 @@ pub mod fmt;
 pub mod graph;
 pub mod history;
 pub mod init;
+pub mod lsp;
 pub mod map;
 pub mod roadmap;
 pub mod run;

@@ -1,0 +1,93 @@
+//! Byte offsets (orch's spans) ↔ LSP positions (line and UTF-16 code unit,
+//! the protocol's default and only mandatory encoding).
+
+use lsp_types::{Position, Range};
+use miette::SourceSpan;
+
+/// A text's line starts, for conversions both ways.
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// The position of a byte offset (clamped to the text; an offset inside
+    /// a character counts from that character's start).
+    pub fn position(&self, text: &str, offset: usize) -> Position {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset) - 1;
+        let start = self.starts[line];
+        let character: usize = text[start..offset].chars().map(char::len_utf16).sum();
+        Position::new(to_u32(line), to_u32(character))
+    }
+
+    /// The byte offset of a position. A line past the end is the end of
+    /// the text; a character past the end of its line is the line's end.
+    pub fn offset(&self, text: &str, pos: Position) -> usize {
+        let Some(&start) = self.starts.get(pos.line as usize) else {
+            return text.len();
+        };
+        let end = self
+            .starts
+            .get(pos.line as usize + 1)
+            .map(|e| e - 1)
+            .unwrap_or(text.len());
+        let mut units = 0usize;
+        for (i, c) in text[start..end].char_indices() {
+            if units >= pos.character as usize {
+                return start + i;
+            }
+            units += c.len_utf16();
+        }
+        end
+    }
+
+    pub fn range(&self, text: &str, span: SourceSpan) -> Range {
+        let start = span.offset();
+        Range::new(
+            self.position(text, start),
+            self.position(text, start.saturating_add(span.len())),
+        )
+    }
+
+    /// The byte range of an LSP range (start ≤ end).
+    pub fn span(&self, text: &str, range: Range) -> (usize, usize) {
+        let a = self.offset(text, range.start);
+        let b = self.offset(text, range.end);
+        (a.min(b), a.max(b))
+    }
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_utf16_code_units() {
+        // `é` is 2 bytes and 1 unit; `𝄞` is 4 bytes and 2 units.
+        let text = "aé𝄞b\nx";
+        let ix = LineIndex::new(text);
+        assert_eq!(ix.position(text, 0), Position::new(0, 0));
+        assert_eq!(ix.position(text, 3), Position::new(0, 2));
+        assert_eq!(ix.position(text, 7), Position::new(0, 4));
+        assert_eq!(ix.position(text, 9), Position::new(1, 0));
+        assert_eq!(ix.offset(text, Position::new(0, 4)), 7);
+        assert_eq!(ix.offset(text, Position::new(0, 99)), 8);
+        assert_eq!(ix.offset(text, Position::new(7, 0)), text.len());
+        // Inside a character: its start.
+        assert_eq!(ix.position(text, 5), Position::new(0, 2));
+    }
+}
