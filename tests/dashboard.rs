@@ -486,6 +486,15 @@ async fn queue_page_lists_tasks_and_shows_a_new_submission_without_a_reload() {
         json!(42),
         "the page was reloaded"
     );
+    b.until(
+        "third waits too, counted",
+        "return document.getElementById('row-third').dataset.state === 'waiting' \
+         && document.querySelector('[data-count=waiting]').textContent === '2'",
+    )
+    .await;
+    // After the fresh rows' highlight fades.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    b.screenshot("queue").await;
     // An engine event: the held stage finishes; its row says so.
     let t1 = b.js("return Date.now()").await.as_f64().unwrap();
     sb.release("first-check");
@@ -510,7 +519,6 @@ async fn queue_page_lists_tasks_and_shows_a_new_submission_without_a_reload() {
     )
     .await;
     assert_eq!(b.js("return window.orchMark").await, json!(42));
-    b.screenshot("queue").await;
     // The filter, without JavaScript's help: a link.
     s.submit("fourth-fail");
     wait_until("fourth-fail ends", Duration::from_secs(60), || {

@@ -22,6 +22,8 @@ const LANE: i64 = 26;
 /// Room for an edge's label beside its lane.
 const LABEL_ROOM: i64 = 190;
 const TOP: i64 = 16;
+/// The horizontal radius of an end's outer circle.
+const END_RX: i64 = NODE_W / 3;
 
 /// Escapes text for an SVG text node or a quoted attribute.
 fn esc(s: &str) -> String {
@@ -80,6 +82,8 @@ fn nodes(p: &Pipeline) -> Vec<Node> {
 struct Placed {
     from: usize,
     to: usize,
+    /// Half the width of the target node (an end is narrower).
+    to_half: i64,
     kind: &'static str,
     label: String,
     lane: i64,
@@ -105,6 +109,11 @@ fn place(p: &Pipeline, index: &HashMap<&str, usize>) -> (Vec<Placed>, i64, i64) 
             out.push(Placed {
                 from: a,
                 to: b,
+                to_half: if b >= p.stages.len() {
+                    END_RX
+                } else {
+                    NODE_W / 2
+                },
                 kind,
                 label: l,
                 lane,
@@ -133,8 +142,8 @@ pub fn render(p: &Pipeline) -> String {
         svg,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"orch-graph\" viewBox=\"0 0 {width} {height}\" \
          width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"stage graph\">\
-         <defs><marker id=\"orch-arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" \
-         markerHeight=\"7\" orient=\"auto-start-reverse\"><path d=\"M0,0L10,5L0,10z\" fill=\"currentColor\"/></marker></defs>"
+         <defs><marker id=\"orch-arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"8\" \
+         markerHeight=\"8\" markerUnits=\"userSpaceOnUse\" orient=\"auto-start-reverse\"><path d=\"M0,0L10,5L0,10z\" fill=\"currentColor\"/></marker></defs>"
     );
     for e in &placed {
         edge(&mut svg, e, cx, &top);
@@ -161,18 +170,13 @@ fn edge(svg: &mut String, e: &Placed, cx: i64, top: &impl Fn(usize) -> i64) {
         return;
     }
     let right = e.lane > 0;
-    let side = if right {
-        cx + NODE_W / 2
-    } else {
-        cx - NODE_W / 2
-    };
-    let x = if right {
-        side + e.lane * LANE
-    } else {
-        side + e.lane * LANE
-    };
-    let y1 = top(e.from) + NODE_H / 2 + if right { 8 } else { -8 };
-    let y2 = top(e.to) + NODE_H / 2 + if right { -8 } else { 8 };
+    let sign = if right { 1 } else { -1 };
+    let from_side = cx + sign * NODE_W / 2;
+    let to_side = cx + sign * e.to_half;
+    let x = from_side + e.lane * LANE;
+    // Lanes leave and reach their nodes a little apart.
+    let y1 = top(e.from) + NODE_H / 2 + sign * (4 + 3 * e.lane.abs());
+    let y2 = top(e.to) + NODE_H / 2 - sign * (4 + 3 * e.lane.abs());
     let (tx, anchor) = if right {
         (x + 6, "start")
     } else {
@@ -180,7 +184,7 @@ fn edge(svg: &mut String, e: &Placed, cx: i64, top: &impl Fn(usize) -> i64) {
     };
     let _ = write!(
         svg,
-        "<g class=\"{class}\"><path d=\"M{side},{y1}L{x},{y1}L{x},{y2}L{side},{y2}\" \
+        "<g class=\"{class}\"><path d=\"M{from_side},{y1}L{x},{y1}L{x},{y2}L{to_side},{y2}\" \
          marker-end=\"url(#orch-arrow)\"/><text x=\"{tx}\" y=\"{}\" text-anchor=\"{anchor}\">{label}</text></g>",
         (y1 + y2) / 2 + 4
     );
@@ -212,10 +216,10 @@ fn node(svg: &mut String, n: &Node, cx: i64, y: i64) {
         c if c.starts_with("end") => format!(
             "<ellipse cx=\"{cx}\" cy=\"{}\" rx=\"{}\" ry=\"{}\"/><ellipse cx=\"{cx}\" cy=\"{}\" rx=\"{}\" ry=\"{}\"/>",
             y + h / 2,
-            w / 3,
+            END_RX,
             h / 2,
             y + h / 2,
-            w / 3 - 5,
+            END_RX - 5,
             h / 2 - 5
         ),
         _ => format!("<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"3\"/>"),

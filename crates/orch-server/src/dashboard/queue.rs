@@ -255,8 +255,10 @@ pub fn render_queue(rows: &[Row], filter: Option<RowState>) -> String {
     let body = html! {
         h1 { "Tasks" }
         p.summary {
-            (count(RowState::Queued)) " queued · " (count(RowState::Running)) " running · "
-            (count(RowState::Waiting)) " waiting · " (rows.len()) " in all"
+            span data-count="queued" { (count(RowState::Queued)) } " queued · "
+            span data-count="running" { (count(RowState::Running)) } " running · "
+            span data-count="waiting" { (count(RowState::Waiting)) } " waiting · "
+            span data-count="all" { (rows.len()) } " in all"
         }
         (filters(filter))
         div.scroll {

@@ -51,7 +51,23 @@
         var tbody = table.tBodies[0];
         tbody.insertBefore(row, tbody.firstChild);
       }
+      recount();
       window.orchSeen[task] = Date.now();
+    });
+  }
+
+  // The summary's counts, from the rows (all of them are shown unfiltered).
+  function recount() {
+    var table = document.getElementById("queue");
+    if (!table || table.dataset.filter) return;
+    var rows = table.tBodies[0].rows;
+    document.querySelectorAll("[data-count]").forEach(function (el) {
+      var k = el.dataset.count;
+      var n = 0;
+      for (var i = 0; i < rows.length; i++) {
+        if (k === "all" || rows[i].dataset.state === k) n++;
+      }
+      el.textContent = String(n);
     });
   }
 
