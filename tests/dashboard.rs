@@ -154,11 +154,15 @@ struct Serve {
 
 impl Serve {
     fn start(sb: &Sandbox) -> Serve {
+        Serve::start_on(sb, "127.0.0.1:0")
+    }
+
+    fn start_on(sb: &Sandbox, listen: &str) -> Serve {
         let stderr = sb.root.join("serve.log");
         let mut child = Command::new(ORCH)
             .current_dir(&sb.root)
             .args(["serve", "-p", "pipeline.kdl", "--state-dir", "state"])
-            .args(["--workers", "4", "--listen", "127.0.0.1:0"])
+            .args(["--workers", "4", "--listen", listen])
             .env("OUT", sb.root.join("out"))
             .env("ORCH_TOKEN", TOKEN)
             .env_remove("RUST_LOG")
@@ -389,7 +393,8 @@ impl Browser {
         let dir = root.join("target").join("dashboard");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
-        if std::env::var_os("UPDATE_DOCS_SCREENSHOTS").is_some() {
+        let in_docs = ["queue", "queue-phone", "task", "pipeline"].contains(&name);
+        if in_docs && std::env::var_os("UPDATE_DOCS_SCREENSHOTS").is_some() {
             std::fs::write(
                 root.join("docs").join(format!("dashboard-{name}.png")),
                 &png,
@@ -706,6 +711,8 @@ async fn pipeline_page_draws_every_stage() {
         .text("#map tr[data-call-site='checker']")
         .await
         .contains("deterministic"));
+    // Tall enough for the map and the roadmap too.
+    b.c().set_window_size(1200, 1300).await.unwrap();
     b.screenshot("pipeline").await;
     // Keyboard: the first Tab reaches the skip link.
     b.c()
@@ -720,4 +727,31 @@ async fn pipeline_page_draws_every_stage() {
         json!("skip")
     );
     b.end().await;
+}
+
+/// Beyond loopback the pages follow the API's rule: no read without the
+/// token. (No browser needed: a browser sends no `Authorization` header.)
+#[test]
+fn beyond_loopback_the_pages_need_the_token() {
+    let sb = Sandbox::new("wide");
+    let s = Serve::start_on(&sb, "0.0.0.0:0");
+    let port = s.addr.rsplit_once(':').unwrap().1;
+    let addr = format!("127.0.0.1:{port}");
+    for path in [
+        "/",
+        "/pipeline",
+        "/tasks/x",
+        "/rows/x",
+        "/assets/dashboard.css",
+    ] {
+        let (st, page) = http(&addr, "GET", path, None, b"");
+        assert_eq!(st, 401, "{path} without the token: {page}");
+        assert!(page.contains("need the token"), "{page}");
+    }
+    for (path, want) in [("/", 200), ("/pipeline", 200), ("/tasks/x", 404)] {
+        let (st, page) = http(&addr, "GET", path, Some(TOKEN), b"");
+        assert_eq!(st, want, "{path} with the token: {page}");
+    }
+    let (st, _) = http(&addr, "POST", "/tasks/x/cancel", None, b"token=wrong");
+    assert_eq!(st, 401);
 }

@@ -175,8 +175,9 @@ fn edge(svg: &mut String, e: &Placed, cx: i64, top: &impl Fn(usize) -> i64) {
     let to_side = cx + sign * e.to_half;
     let x = from_side + e.lane * LANE;
     // Lanes leave and reach their nodes a little apart.
-    let y1 = top(e.from) + NODE_H / 2 + sign * (4 + 3 * e.lane.abs());
-    let y2 = top(e.to) + NODE_H / 2 - sign * (4 + 3 * e.lane.abs());
+    let apart = (2 + 7 * e.lane.abs()).min(NODE_H / 2 - 4);
+    let y1 = top(e.from) + NODE_H / 2 + sign * apart;
+    let y2 = top(e.to) + NODE_H / 2 - sign * apart;
     let (tx, anchor) = if right {
         (x + 6, "start")
     } else {
