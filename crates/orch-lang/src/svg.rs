@@ -99,7 +99,7 @@ fn place(p: &Pipeline, index: &HashMap<&str, usize>) -> (Vec<Placed>, i64, i64) 
             };
             let lane = if b == a + 1 && kind == "pass" {
                 0
-            } else if b > a || b == a {
+            } else if b >= a {
                 right += 1;
                 right
             } else {

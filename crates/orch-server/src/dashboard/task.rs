@@ -27,9 +27,11 @@ use super::queue::{self, RowState};
 /// The most of a log the whole-log page shows.
 const MAX_LOG: usize = 8 * 1024 * 1024;
 
-fn checked(task: &str) -> Result<(), Response> {
+/// The refusal of an invalid task name, if it is one.
+fn refused_name(task: &str) -> Option<Response> {
     orch_engine::check_task_name(task)
-        .map_err(|e| layout::refusal(StatusCode::BAD_REQUEST, &e.to_string()))
+        .err()
+        .map(|e| layout::refusal(StatusCode::BAD_REQUEST, &e.to_string()))
 }
 
 /// The pipeline a run ran on, from the text it recorded.
@@ -42,7 +44,7 @@ pub async fn page<S: Store>(
     Path(task): Path<String>,
     uri: Uri,
 ) -> Response {
-    if let Err(r) = checked(&task) {
+    if let Some(r) = refused_name(&task) {
         return r;
     }
     match render(&app, &task, uri.query()).await {
@@ -281,7 +283,7 @@ pub async fn cancel<S: Store>(
     Path(task): Path<String>,
     body: Body,
 ) -> Response {
-    if let Err(r) = checked(&task) {
+    if let Some(r) = refused_name(&task) {
         return r;
     }
     let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {
@@ -320,7 +322,7 @@ pub async fn log<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path((task, stage, attempt)): Path<(String, String, String)>,
 ) -> Response {
-    if let Err(r) = checked(&task) {
+    if let Some(r) = refused_name(&task) {
         return r;
     }
     let Some(n) = attempt.parse::<i64>().ok().filter(|n| *n >= 1) else {
