@@ -532,12 +532,12 @@ async fn queue_page_lists_tasks_and_shows_a_new_submission_without_a_reload() {
     .await;
     b.goto(&s.url("/?outcome=failure")).await;
     let rows = b
-        .js("return [...document.querySelectorAll('#queue tbody tr')].map(r => r.dataset.task)")
+        .js("return [...document.querySelectorAll('#queue tbody tr')].map(r => r.id.slice(4))")
         .await;
     assert_eq!(rows, json!(["fourth-fail"]));
     b.goto(&s.url("/")).await;
     let rows = b
-        .js("return [...document.querySelectorAll('#queue tbody tr')].map(r => r.dataset.task)")
+        .js("return [...document.querySelectorAll('#queue tbody tr')].map(r => r.id.slice(4))")
         .await;
     assert_eq!(
         rows,

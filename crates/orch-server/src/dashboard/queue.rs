@@ -183,6 +183,13 @@ pub async fn rows<S: Store>(app: &App<S>, only: Option<&str>) -> orch_store::Res
     for run in app.store.runs(only).await? {
         latest.insert(run.task.clone(), run);
     }
+    // Each run's last attempt: in one query for the whole page.
+    let mut last_of: HashMap<i64, Attempt> = HashMap::new();
+    if only.is_none() {
+        for a in app.store.last_attempts().await? {
+            last_of.insert(a.run_id, a);
+        }
+    }
     let live = live_views(app);
     let now = now_ms();
     let mut out = Vec::with_capacity(entries.len().max(latest.len()));
@@ -197,7 +204,8 @@ pub async fn rows<S: Store>(app: &App<S>, only: Option<&str>) -> orch_store::Res
         }
         let run = latest.get(&task);
         let last = match run {
-            Some(r) => app.store.last_attempt(r.id).await?,
+            Some(r) if only.is_some() => app.store.last_attempt(r.id).await?,
+            Some(r) => last_of.remove(&r.id),
             None => None,
         };
         out.push(build_row(
@@ -213,11 +221,12 @@ pub async fn rows<S: Store>(app: &App<S>, only: Option<&str>) -> orch_store::Res
     Ok(out)
 }
 
+/// One row, kept small (a page may hold thousands): the task is in the
+/// row's id, states and producers are classes.
 fn row_markup(r: &Row) -> Markup {
-    let href = format!("/tasks/{}", r.task);
     html! {
-        tr id={ "row-" (r.task) } data-task=(r.task) data-state=(r.state.as_str()) {
-            th scope="row" { a href=(href) { (r.task) } }
+        tr id={ "row-" (r.task) } data-state=(r.state.as_str()) {
+            th scope="row" { a href={ "/tasks/" (r.task) } { (r.task) } }
             td {
                 @if let Some(s) = &r.stage { (s) } @else { "—" }
                 @if let Some(n) = r.attempt { " #" (n) }
@@ -230,7 +239,7 @@ fn row_markup(r: &Row) -> Markup {
                     span class={ "producer " (kind.as_str()) } { (kind.as_str()) } " " (name)
                 } @else { "—" }
             }
-            td.num { (elapsed(r.elapsed_ms)) }
+            td { (elapsed(r.elapsed_ms)) }
             td { span class={ "badge " (r.state.as_str()) } { (r.state.as_str()) } }
         }
     }

@@ -111,7 +111,7 @@
 
   function resync() {
     if (kind === "queue") {
-      document.querySelectorAll("#queue tbody tr").forEach(function (r) { pending[r.dataset.task] = true; });
+      document.querySelectorAll("#queue tbody tr").forEach(function (r) { pending[r.id.slice(4)] = true; });
       flush();
     } else if (kind === "task") {
       refreshTask();
