@@ -60,9 +60,15 @@ def main():
             times.append(dt * 1000)
             size = len(body)
         rows = body.count(b"<tr id=")
+        api = []
+        for _ in range(gets):
+            st, _, dt = request(c, "GET", "/api/v1/tasks")
+            api.append(dt * 1000)
         print(f"GET / with {rows} rows ({n} ended, 16 running, 100 queued), {gets} requests:")
         print(f"  p50 {pct(times, 50):.1f} ms, p99 {pct(times, 99):.1f} ms, max {max(times):.1f} ms")
         print(f"  size {size} bytes ({size / 1024:.0f} KiB)")
+        print(f"for comparison, GET /api/v1/tasks (the same tasks as JSON, no attempts): "
+              f"p50 {pct(api, 50):.1f} ms, p99 {pct(api, 99):.1f} ms")
     finally:
         if os.path.exists(hold):
             os.remove(hold)
