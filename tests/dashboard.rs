@@ -21,8 +21,9 @@ use serde_json::{json, Value};
 const ORCH: &str = env!("CARGO_BIN_EXE_orch");
 const TOKEN: &str = "dash-token-8d2f";
 
-/// An LLM stage (its agent writes the artifact) then a serial runner stage
-/// that may roll back to it.
+/// An LLM stage (its agent writes the artifact), a serial runner stage that
+/// may roll back to it, and an LLM stage whose verdict is a machine fact (an
+/// avoidable LLM control path, on the roadmap).
 const PIPELINE: &str = r#"
 pipeline "dash" start="write" {
     var "scripts" "."
@@ -69,16 +70,25 @@ call-site "checker" axis="C" verdict="machine" mode="runner" {
     runner "rcheck"
 }
 
+call-site "reviewer" axis="C" verdict="machine" mode="llm" {
+    llm transport="agent" prompt="prompt.md"
+}
+
 stage "write" call-site="writer" gate="report-ok" {
     pass "check"
     exhausted "failed"
 }
 
 stage "check" call-site="checker" gate="check-ok" {
-    pass "done"
+    pass "review"
     fail "write" budget=2
     exhausted "failed"
     serial #true
+}
+
+stage "review" call-site="reviewer" gate="report-ok" {
+    pass "done"
+    exhausted "failed"
 }
 
 end "done" outcome="success"
@@ -683,6 +693,7 @@ async fn pipeline_page_draws_every_stage() {
     for (name, class) in [
         ("write", "node llm"),
         ("check", "node runner"),
+        ("review", "node llm"),
         ("done", "node end success"),
         ("failed", "node end failure"),
     ] {
@@ -711,6 +722,17 @@ async fn pipeline_page_draws_every_stage() {
         .text("#map tr[data-call-site='checker']")
         .await
         .contains("deterministic"));
+    assert!(b
+        .text("#map tr[data-call-site='reviewer']")
+        .await
+        .contains("avoidable LLM control path"));
+    // The roadmap: the avoidable one, with the LLM attempt p1 recorded.
+    let entries = b
+        .js("return [...document.querySelectorAll('#roadmap li')].map(l => l.dataset.callSite)")
+        .await;
+    assert_eq!(entries, json!(["reviewer"]));
+    let entry = b.text("#roadmap li").await;
+    assert!(entry.contains("1 LLM attempt(s)"), "{entry}");
     // Tall enough for the map and the roadmap too.
     b.c().set_window_size(1200, 1300).await.unwrap();
     b.screenshot("pipeline").await;

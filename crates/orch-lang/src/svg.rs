@@ -90,21 +90,11 @@ struct Placed {
 }
 
 fn place(p: &Pipeline, index: &HashMap<&str, usize>) -> (Vec<Placed>, i64, i64) {
-    let (mut left, mut right) = (0, 0);
     let mut out = Vec::new();
     for s in &p.stages {
         for (from, to, l, kind) in edges(s) {
             let (Some(&a), Some(&b)) = (index.get(from), index.get(to)) else {
                 continue;
-            };
-            let lane = if b == a + 1 && kind == "pass" {
-                0
-            } else if b >= a {
-                right += 1;
-                right
-            } else {
-                left += 1;
-                -left
             };
             out.push(Placed {
                 from: a,
@@ -116,9 +106,25 @@ fn place(p: &Pipeline, index: &HashMap<&str, usize>) -> (Vec<Placed>, i64, i64) 
                 },
                 kind,
                 label: l,
-                lane,
+                lane: 0,
             });
         }
+    }
+    // Shorter edges run in the inner lanes, so that lanes do not cross.
+    let mut order: Vec<usize> = (0..out.len()).collect();
+    order.sort_by_key(|&i| (out[i].from.abs_diff(out[i].to), i));
+    let (mut left, mut right) = (0, 0);
+    for i in order {
+        let e = &mut out[i];
+        e.lane = if e.to == e.from + 1 && e.kind == "pass" {
+            0
+        } else if e.to >= e.from {
+            right += 1;
+            right
+        } else {
+            left += 1;
+            -left
+        };
     }
     (out, left, right)
 }
