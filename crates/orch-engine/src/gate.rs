@@ -13,17 +13,19 @@ use crate::taskdir::TaskDir;
 /// a symbolic link (in any component of its path), a named pipe, a socket, a
 /// device or a directory is a FAIL with the reason; nothing here can block.
 pub fn evaluate_beneath(gate: &Gate, artifact: &Artifact, task_dir: &Path) -> Verdict {
-    let bytes = match TaskDir::new(task_dir).read(&artifact.path.value) {
-        Ok(b) => b,
-        Err(e) => {
-            return Verdict::fail(format!("artifact {} {}", artifact.path.value, e.describe()))
-        }
-    };
-    let Ok(text) = String::from_utf8(bytes) else {
-        return Verdict::fail(format!(
-            "artifact {} is not UTF-8 text",
-            artifact.path.value
-        ));
-    };
-    judge(gate, artifact, &text)
+    match read_beneath(artifact, task_dir) {
+        Ok(text) => judge(gate, artifact, &text),
+        Err(reason) => Verdict::fail(reason),
+    }
+}
+
+/// The artifact's text, read beneath `task_dir` as its gate reads it (a
+/// regular file, no link followed, nothing that can block), or why not:
+/// the dashboard shows an artifact's fields through this.
+pub fn read_beneath(artifact: &Artifact, task_dir: &Path) -> Result<String, String> {
+    let bytes = TaskDir::new(task_dir)
+        .read(&artifact.path.value)
+        .map_err(|e| format!("artifact {} {}", artifact.path.value, e.describe()))?;
+    String::from_utf8(bytes)
+        .map_err(|_| format!("artifact {} is not UTF-8 text", artifact.path.value))
 }

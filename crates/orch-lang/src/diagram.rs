@@ -1,4 +1,5 @@
-//! `orch graph`: the transition graph as Mermaid or Graphviz DOT.
+//! `orch graph`: the transition graph as Mermaid or Graphviz DOT (and, in
+//! [`svg`](crate::svg), as a picture drawn from the same stages and edges).
 
 use std::collections::HashMap;
 
@@ -12,10 +13,10 @@ pub enum DiagramFormat {
 }
 
 /// Each stage's mode, through its call-site (looked up once, not per stage).
-struct Modes<'p>(HashMap<&'p str, Mode>);
+pub(crate) struct Modes<'p>(HashMap<&'p str, Mode>);
 
 impl<'p> Modes<'p> {
-    fn new(p: &'p Pipeline) -> Self {
+    pub(crate) fn new(p: &'p Pipeline) -> Self {
         let mut m = HashMap::new();
         for c in &p.call_sites {
             m.entry(c.name.as_str()).or_insert(c.mode.value);
@@ -23,12 +24,12 @@ impl<'p> Modes<'p> {
         Modes(m)
     }
 
-    fn of(&self, s: &Stage) -> Option<Mode> {
+    pub(crate) fn of(&self, s: &Stage) -> Option<Mode> {
         self.0.get(s.call_site.as_str()).copied()
     }
 }
 
-fn label(modes: &Modes<'_>, s: &Stage) -> String {
+pub(crate) fn label(modes: &Modes<'_>, s: &Stage) -> String {
     let mode = match modes.of(s) {
         Some(Mode::Llm) => "llm",
         Some(Mode::Runner) => "runner",
@@ -44,7 +45,7 @@ fn label(modes: &Modes<'_>, s: &Stage) -> String {
 }
 
 /// Edges: (from, to, label, kind).
-fn edges(s: &Stage) -> Vec<(&str, &str, String, &'static str)> {
+pub(crate) fn edges(s: &Stage) -> Vec<(&str, &str, String, &'static str)> {
     let mut out = Vec::new();
     if let Some(t) = &s.pass {
         out.push((

@@ -29,5 +29,6 @@ pub mod model;
 pub mod roadmap;
 pub mod schema;
 pub mod symbols;
+pub mod svg;
 pub mod template;
 pub mod validate;

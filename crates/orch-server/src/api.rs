@@ -47,6 +47,9 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
             app.clone(),
             guard::<S>,
         ))
+        // The dashboard's pages, under their own guard (a browser's form
+        // carries its token in the body).
+        .merge(crate::dashboard::routes(app.clone()))
         .with_state(app)
 }
 
@@ -253,6 +256,7 @@ async fn submit<S: Store>(
         )));
     }
     app.board.wake();
+    crate::dashboard::queue_event(&app, &sub.task, QueueState::Queued);
     tracing::info!(task = sub.task, "task queued");
     let url = format!("/api/v1/tasks/{}", sub.task);
     let mut response = error::json(
@@ -409,7 +413,7 @@ async fn task<S: Store>(
 /// How long a cancel waits for the task to stop before answering 202.
 const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
-async fn cancel<S: Store>(
+pub(crate) async fn cancel<S: Store>(
     State(app): Shared<S>,
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -435,6 +439,7 @@ async fn cancel<S: Store>(
             .move_queued(&task, QueueState::Queued, QueueState::Cancelled, None)
             .await?
     {
+        crate::dashboard::queue_event(&app, &task, QueueState::Cancelled);
         tracing::info!(task, "cancelled before it started");
         return Ok(cancelled());
     }

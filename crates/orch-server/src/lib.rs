@@ -2,6 +2,7 @@
 //! durable queue in the run store and runs each on orch's engine, as
 //! `orch run` would, many at once on one tokio runtime.
 //!
+//! [`dashboard`] is its web pages, at `/`.
 //! [`config`] checks what it serves; [`auth`] the token; [`api`] the
 //! routes; [`scheduler`] takes queued tasks while workers are free, runs
 //! them and drains; [`board`] is what it knows of tasks in flight and
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod board;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod scheduler;

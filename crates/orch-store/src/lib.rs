@@ -81,6 +81,18 @@ pub trait RunStore: Send + Sync + 'static {
     fn attempts(&self, run_id: i64) -> impl Future<Output = Result<Vec<Attempt>>> + Send;
     fn last_attempt(&self, run_id: i64) -> impl Future<Output = Result<Option<Attempt>>> + Send;
     fn attempt(&self, id: i64) -> impl Future<Output = Result<Option<Attempt>>> + Send;
+    /// The last attempt of every run that has one, in one go (the
+    /// dashboard's queue page shows each task's). The default asks run by
+    /// run; a store can answer in one query.
+    fn last_attempts(&self) -> impl Future<Output = Result<Vec<Attempt>>> + Send {
+        async move {
+            let mut out = Vec::new();
+            for run in self.runs(None).await? {
+                out.extend(self.last_attempt(run.id).await?);
+            }
+            Ok(out)
+        }
+    }
     /// Attempts of a stage in a run (attempt numbers run 1..=count).
     fn attempt_count(&self, run_id: i64, stage: &str) -> impl Future<Output = Result<i64>> + Send;
     fn insert_attempt(&self, a: &NewAttempt<'_>) -> impl Future<Output = Result<i64>> + Send;

@@ -559,6 +559,16 @@ impl RunStore for SqliteStore {
         )
     }
 
+    async fn last_attempts(&self) -> Result<Vec<Attempt>> {
+        self.all(
+            &format!(
+                "{ATTEMPT_SELECT} WHERE id IN (SELECT MAX(id) FROM attempts GROUP BY run_id) ORDER BY id"
+            ),
+            (),
+            attempt_row,
+        )
+    }
+
     async fn attempt(&self, id: i64) -> Result<Option<Attempt>> {
         self.one(
             &format!("{ATTEMPT_SELECT} WHERE id = ?1"),

@@ -1,0 +1,394 @@
+//! `/tasks/{task}`: a task's runs, each as a timeline of its attempts (one
+//! bar per attempt: producer, verdict, gate PASS/FAIL with its reason,
+//! defers, LEAK, the transition taken with the rollback budget left), the
+//! fields of its artifacts, each attempt's log tail (the whole log one
+//! click away), and the Cancel form. Everything shown from a task, a log
+//! or an artifact is escaped by the templates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+
+use orch_lang::model::Pipeline;
+use orch_store::{rfc3339, Attempt, Run, Transition, TransitionKind};
+
+use crate::scheduler::App;
+use crate::Store;
+
+use super::access;
+use super::layout::{self, elapsed, segment, Nav};
+use super::queue::{self, RowState};
+
+/// The most of a log the whole-log page shows.
+const MAX_LOG: usize = 8 * 1024 * 1024;
+
+/// The refusal of an invalid task name, if it is one.
+fn refused_name(task: &str) -> Option<Response> {
+    orch_engine::check_task_name(task)
+        .err()
+        .map(|e| layout::refusal(StatusCode::BAD_REQUEST, &e.to_string()))
+}
+
+/// The pipeline a run ran on, from the text it recorded.
+fn pipeline_of(run: &Run) -> Pipeline {
+    orch_lang::loader::load(&run.pipeline_path, &run.pipeline_text).pipeline
+}
+
+pub async fn page<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(task): Path<String>,
+    uri: Uri,
+) -> Response {
+    if let Some(r) = refused_name(&task) {
+        return r;
+    }
+    match render(&app, &task, uri.query()).await {
+        Ok(Some(m)) => layout::respond(StatusCode::OK, m),
+        Ok(None) => layout::refusal(StatusCode::NOT_FOUND, &format!("no task {task}")),
+        Err(e) => layout::refusal(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn render<S: Store>(
+    app: &App<S>,
+    task: &str,
+    query: Option<&str>,
+) -> orch_store::Result<Option<Markup>> {
+    let Some(row) = queue::rows(app, Some(task)).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let entry = app.store.queued_task(task).await?;
+    let runs = app.store.runs(Some(task)).await?;
+    let mut sections = Vec::new();
+    for (i, run) in runs.iter().enumerate().rev() {
+        let attempts = app.store.attempts(run.id).await?;
+        let transitions = app.store.transitions(run.id).await?;
+        let latest = i + 1 == runs.len();
+        sections.push(run_section(task, run, &attempts, &transitions, latest));
+    }
+    let pipeline = match runs.last() {
+        Some(r) => pipeline_of(r),
+        None => app.served().pipeline.clone(),
+    };
+    let task_dir = app.state_dir.join("tasks").join(task);
+    let notice = layout::param(query, "cancel");
+    let body = html! {
+        h1 { "Task " (task) " " span class={ "badge " (row.state.as_str()) } { (row.state.as_str()) } }
+        @if let Some(n) = notice {
+            p.notice role="status" { @if n == "stopping" { "Cancel requested: the task is still stopping." } @else { "Cancelled." } }
+        }
+        dl.facts {
+            @if let Some((stage, reason)) = &row.waiting { dt { "waits for" } dd { (stage) ", " (reason) } }
+            @if let Some(e) = &entry {
+                dt { "submitted" } dd { (rfc3339(e.submitted_ms)) }
+                dt { "worktree" } dd { code { (e.worktree) } }
+                @if !e.vars.is_empty() {
+                    dt { "vars" } dd { @for (k, v) in &e.vars { code { (k) "=" (v) } " " } }
+                }
+                @if let Some(err) = &e.error { dt { "error" } dd.fail { (err) } }
+            }
+            dt { "elapsed" } dd { (elapsed(row.elapsed_ms)) }
+        }
+        @if matches!(row.state, RowState::Queued | RowState::Running | RowState::Waiting) {
+            (cancel_form(task))
+        }
+        @if runs.is_empty() { p { "No run yet: the task waits for a worker." } }
+        @for s in sections { (s) }
+        (artifacts(&pipeline, &task_dir))
+    };
+    Ok(Some(layout::page(
+        &format!("Task {task}"),
+        Nav::Task,
+        Some(("task", task)),
+        body,
+    )))
+}
+
+fn cancel_form(task: &str) -> Markup {
+    html! {
+        form.cancel method="post" action={ "/tasks/" (task) "/cancel" } {
+            label for="token" { "Token" }
+            input #token type="password" name="token" autocomplete="current-password" required;
+            button type="submit" { "Cancel task" }
+        }
+    }
+}
+
+/// How many rollbacks each `fail` transition left, by the transition's id.
+fn budgets_left(p: &Pipeline, transitions: &[Transition]) -> HashMap<i64, Option<i64>> {
+    let mut used: HashMap<&str, i64> = HashMap::new();
+    let mut out = HashMap::new();
+    for t in transitions
+        .iter()
+        .filter(|t| t.kind == TransitionKind::Fail)
+    {
+        let n = used.entry(t.from_stage.as_str()).or_default();
+        *n += 1;
+        let budget = p
+            .stage(&t.from_stage)
+            .and_then(|s| s.fail.as_ref())
+            .and_then(|f| f.budget.as_ref())
+            .map(|b| i64::from(b.value));
+        out.insert(t.id, budget.map(|b| b - *n));
+    }
+    out
+}
+
+fn run_section(
+    task: &str,
+    run: &Run,
+    attempts: &[Attempt],
+    transitions: &[Transition],
+    latest: bool,
+) -> Markup {
+    let p = pipeline_of(run);
+    let left = budgets_left(&p, transitions);
+    let by_attempt: HashMap<i64, &Transition> = transitions
+        .iter()
+        .filter_map(|t| t.attempt_id.map(|a| (a, t)))
+        .collect();
+    let end = attempts
+        .iter()
+        .map(|a| {
+            a.finished_ms
+                .unwrap_or(a.started_ms + a.duration_ms.unwrap_or(0))
+        })
+        .chain(run.finished_ms)
+        .max()
+        .unwrap_or(run.started_ms)
+        .max(orch_store::now_ms().min(run.finished_ms.unwrap_or(i64::MAX)));
+    let span = (end - run.started_ms).max(1) as f64;
+    let inner = html! {
+        p.runinfo {
+            "status " strong { (run.status.as_str()) }
+            @if let Some(o) = run.outcome { " · outcome " strong { (o.as_str()) } }
+            @if let Some(e) = &run.end_name { " · end " (e) }
+            " · started " (rfc3339(run.started_ms))
+        }
+        ol.timeline {
+            @for a in attempts {
+                (attempt_item(task, a, by_attempt.get(&a.id).copied(), &left, run.started_ms, span))
+            }
+        }
+    };
+    html! {
+        section.run aria-label={ "run " (run.id) } {
+            @if latest {
+                h2 { "Run " (run.id) }
+                (inner)
+            } @else {
+                details { summary { h2 { "Run " (run.id) " (earlier)" } } (inner) }
+            }
+        }
+    }
+}
+
+fn attempt_item(
+    task: &str,
+    a: &Attempt,
+    t: Option<&Transition>,
+    left: &HashMap<i64, Option<i64>>,
+    run_start: i64,
+    span: f64,
+) -> Markup {
+    let duration = a
+        .duration_ms
+        .unwrap_or_else(|| orch_store::now_ms() - a.started_ms);
+    let offset = ((a.started_ms - run_start) as f64 / span * 100.0).clamp(0.0, 99.0);
+    let width = (duration as f64 / span * 100.0).clamp(0.8, 100.0 - offset);
+    let gate = match a.gate_pass {
+        Some(true) => "pass",
+        Some(false) => "fail",
+        None => "none",
+    };
+    let log = format!("/tasks/{task}/logs/{}/{}", segment(&a.stage), a.attempt);
+    html! {
+        li.attempt data-stage=(a.stage) data-attempt=(a.attempt) data-gate=(gate) {
+            div.track aria-hidden="true" {
+                span class={ "bar " (a.producer.as_str()) " gate-" (gate) }
+                    style=(format!("margin-left:{offset:.2}%;width:{width:.2}%")) {}
+            }
+            div.what {
+                strong { (a.stage) " #" (a.attempt) }
+                " " span class={ "producer " (a.producer.as_str()) } { (a.producer.as_str()) } " " (a.producer_name)
+                " · " (elapsed(duration))
+                @if let Some(v) = &a.verdict { " · verdict " code { (v) } }
+                @if let Some(x) = &a.exit { " · " (x) }
+                @if a.defers > 0 { " · " span.defer { "deferred " (a.defers) "×" } }
+                @if a.leaked { " " span.badge.leak title="processes outlived the producer's group" { "LEAK" } }
+            }
+            @match a.gate_pass {
+                Some(true) => p.gate.pass { "gate PASS" @if let Some(r) = &a.gate_reason { ": " (r) } },
+                Some(false) => p.gate.fail { "gate FAIL" @if let Some(r) = &a.gate_reason { ": " (r) } },
+                None => {},
+            }
+            @if let Some(t) = t {
+                p.transition {
+                    (t.kind.as_str()) " → " (t.to_stage)
+                    @if t.kind == TransitionKind::Fail {
+                        " (rollback"
+                        @if let Some(Some(n)) = left.get(&t.id) { ", budget left " (n) }
+                        ")"
+                    }
+                    @if !t.reason.is_empty() { ": " (t.reason) }
+                }
+            }
+            details.log {
+                summary { "log tail (" (a.tail.len()) " lines)" }
+                pre { @for l in &a.tail { (l) "\n" } }
+                a href=(log) { "whole log" }
+            }
+        }
+    }
+}
+
+fn artifacts(p: &Pipeline, task_dir: &std::path::Path) -> Markup {
+    html! {
+        section.artifacts aria-label="artifacts" {
+            h2 { "Artifacts" }
+            @if p.artifacts.is_empty() { p { "The pipeline declares none." } }
+            @for art in &p.artifacts {
+                h3 { (art.name.value) " " small { code { (art.path.value) } } }
+                @match orch_engine::gate::read_beneath(art, task_dir) {
+                    Err(why) => p.muted { (why) },
+                    Ok(text) => {
+                        @let fields = orch_lang::gate::parse_fields(&text);
+                        table.fields {
+                            @for f in &art.fields {
+                                tr data-field=(f.key.value) {
+                                    th scope="row" { (f.key.value) }
+                                    td { @match fields.get(&f.key.value) {
+                                        Some(v) => code { (v) },
+                                        None => span.muted { "missing" },
+                                    } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `POST /tasks/{task}/cancel` from the page's form: the token typed into
+/// the form, then the API's cancel.
+pub async fn cancel<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(task): Path<String>,
+    body: Body,
+) -> Response {
+    if let Some(r) = refused_name(&task) {
+        return r;
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {
+        return layout::refusal(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large");
+    };
+    let form = String::from_utf8_lossy(&bytes);
+    let token = layout::param(Some(&form), "token");
+    if !access::form_token_admitted(&app, token.as_deref()) {
+        tracing::warn!(task, "cancel refused: no or wrong token in the form");
+        return layout::refusal(
+            StatusCode::UNAUTHORIZED,
+            "Refused: the token is missing or wrong. Nothing was cancelled.",
+        );
+    }
+    let answer = crate::api::cancel::<S>(State(app), Ok(Path(task.clone()))).await;
+    match answer {
+        Ok(r) => {
+            let how = if r.status() == StatusCode::ACCEPTED {
+                "stopping"
+            } else {
+                "done"
+            };
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, format!("/tasks/{task}?cancel={how}"))],
+            )
+                .into_response()
+        }
+        Err(e) => layout::refusal(e.status, &e.message),
+    }
+}
+
+/// `/tasks/{task}/logs/{stage}/{attempt}`: the whole log of an attempt (of
+/// the task's newest run that has it), as text in a page.
+pub async fn log<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path((task, stage, attempt)): Path<(String, String, String)>,
+) -> Response {
+    if let Some(r) = refused_name(&task) {
+        return r;
+    }
+    let Some(n) = attempt.parse::<i64>().ok().filter(|n| *n >= 1) else {
+        return layout::refusal(StatusCode::BAD_REQUEST, "the attempt is a number, 1, 2, …");
+    };
+    let text = match read_log(&app, &task, &stage, n).await {
+        Ok(t) => t,
+        Err((status, why)) => return layout::refusal(status, &why),
+    };
+    let body = html! {
+        h1 { "Log of " a href={ "/tasks/" (task) } { (task) } " " (stage) " #" (n) }
+        pre.whole { (text) }
+    };
+    layout::respond(
+        StatusCode::OK,
+        layout::page(&format!("Log {task} {stage} #{n}"), Nav::Task, None, body),
+    )
+}
+
+/// The file the store recorded for the attempt, read only when it lies in
+/// the state directory (as the API's log endpoint does).
+async fn read_log<S: Store>(
+    app: &App<S>,
+    task: &str,
+    stage: &str,
+    attempt: i64,
+) -> Result<String, (StatusCode, String)> {
+    let missing = || {
+        (
+            StatusCode::NOT_FOUND,
+            format!("no log of {task} {stage} attempt {attempt}"),
+        )
+    };
+    let store_err = |e: orch_store::StoreError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let mut recorded = None;
+    for run in app
+        .store
+        .runs(Some(task))
+        .await
+        .map_err(store_err)?
+        .iter()
+        .rev()
+    {
+        let attempts = app.store.attempts(run.id).await.map_err(store_err)?;
+        if let Some(a) = attempts
+            .into_iter()
+            .find(|a| a.stage == stage && a.attempt == attempt)
+        {
+            recorded = Some(a.log_path);
+            break;
+        }
+    }
+    let path = std::fs::canonicalize(recorded.ok_or_else(missing)?).map_err(|_| missing())?;
+    if !path.starts_with(&app.state_dir) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "the recorded log lies outside the state directory".into(),
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|_| missing())?;
+    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG)]).into_owned();
+    if bytes.len() > MAX_LOG {
+        text.push_str(&format!(
+            "\n… {} more bytes not shown\n",
+            bytes.len() - MAX_LOG
+        ));
+    }
+    Ok(text)
+}
