@@ -444,6 +444,8 @@ impl<S: RunStore> Engine<S> {
         match a.producer {
             ProducerKind::Runner => self.p.runner(&a.producer_name).map(|r| r.retry.clone()),
             ProducerKind::Llm => self.p.transport(&a.producer_name).map(|t| t.retry.clone()),
+            // A person's decision is never a tool-error to retry.
+            ProducerKind::Approval => None,
         }
         .unwrap_or_else(Retry::none)
     }
