@@ -147,6 +147,34 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Approve a task's pending approval request (as one of its approvers).
+    Approve {
+        /// The task.
+        task: String,
+        /// Who decides: one of the request's approvers.
+        #[arg(long = "as", value_name = "NAME")]
+        who: String,
+        /// Why (optional).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".orch")]
+        state_dir: PathBuf,
+    },
+    /// Reject a task's pending approval request (as one of its approvers), saying why.
+    Reject {
+        /// The task.
+        task: String,
+        /// Who decides: one of the request's approvers.
+        #[arg(long = "as", value_name = "NAME")]
+        who: String,
+        /// Why: a rejection always says why.
+        #[arg(long, value_name = "TEXT")]
+        comment: String,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".orch")]
+        state_dir: PathBuf,
+    },
 }
 
 /// Where the service is, and where its token may be read (`submit`, `cancel`).
@@ -232,6 +260,9 @@ struct RunArgs {
     /// (recorded in the run); without it a resume uses the run's own and refuses others.
     #[arg(long, requires = "resume")]
     allow_changed_vars: bool,
+    /// At an approval stage, wait for the decision or the expiry instead of exiting with 4.
+    #[arg(long)]
+    wait: bool,
     /// Write a JUnit XML report of the run (a test case per stage attempt) to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -298,6 +329,7 @@ fn main() -> ExitCode {
             restart: a.restart,
             allow_changed_pipeline: a.allow_changed_pipeline,
             allow_changed_vars: a.allow_changed_vars,
+            wait: a.wait,
             junit: a.junit,
             verbose: a.verbose,
         }),
@@ -367,6 +399,30 @@ fn main() -> ExitCode {
             task,
             server: client.server,
             state_dir: client.state_dir,
+        }),
+        Command::Approve {
+            task,
+            who,
+            comment,
+            state_dir,
+        } => cli::approve::command(cli::approve::DecideArgs {
+            task,
+            decision: orch_store::Decision::Approved,
+            who,
+            comment,
+            state_dir,
+        }),
+        Command::Reject {
+            task,
+            who,
+            comment,
+            state_dir,
+        } => cli::approve::command(cli::approve::DecideArgs {
+            task,
+            decision: orch_store::Decision::Rejected,
+            who,
+            comment: Some(comment),
+            state_dir,
         }),
     };
     ExitCode::from(code)

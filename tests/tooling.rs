@@ -199,7 +199,7 @@ fn completions_and_man_page_come_from_the_cli_definition() {
 }
 
 /// Every subcommand of `orch`.
-const COMMANDS: [&str; 16] = [
+const COMMANDS: [&str; 18] = [
     "validate",
     "run",
     "history",
@@ -216,6 +216,8 @@ const COMMANDS: [&str; 16] = [
     "serve",
     "submit",
     "cancel",
+    "approve",
+    "reject",
 ];
 
 #[test]

@@ -190,6 +190,8 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
                 restart: false,
                 allow_changed_pipeline: false,
                 allow_changed_vars: false,
+                // A waiting task gives its worker back (see `Waiting`).
+                wait: false,
             };
             let sink = Box::new(TaskSink {
                 task: task.clone(),
