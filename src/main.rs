@@ -208,6 +208,10 @@ struct ServeArgs {
     /// Read the bearer token from FILE (else ORCH_TOKEN, else STATE/token, made on first start).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Who may decide approvals through the API: lines of `NAME TOKEN-SHA256`; the decider's
+    /// name comes from the token.
+    #[arg(long, value_name = "FILE")]
+    tokens_file: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = cli::serve::LogFormat::Text)]
     log_format: cli::serve::LogFormat,
@@ -380,6 +384,7 @@ fn main() -> ExitCode {
             workers: usize::from(a.workers),
             drain_timeout: a.drain_timeout,
             token_file: a.token_file,
+            tokens_file: a.tokens_file,
             log_format: a.log_format,
             verbose: a.verbose,
         }),

@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
+use orch_engine::approval::DecideError;
 use orch_engine::decide::{self, Refusal};
-use orch_engine::failpoint::{self, Point};
-use orch_store::{Decision, DecisionOutcome, NewDecision, RunStatus, RunStore, SqliteStore};
+use orch_store::{Decision, SqliteStore};
 
 use super::{exit, runtime};
 
@@ -20,15 +20,6 @@ pub struct DecideArgs {
     pub who: String,
     pub comment: Option<String>,
     pub state_dir: PathBuf,
-}
-
-/// Why nothing was recorded.
-#[derive(Debug, thiserror::Error)]
-enum DecideError {
-    #[error("{0}")]
-    Refused(Refusal),
-    #[error(transparent)]
-    Store(#[from] orch_store::StoreError),
 }
 
 /// `orch approve` / `orch reject`.
@@ -71,42 +62,15 @@ async fn decide_task(a: &DecideArgs) -> Result<i64, DecideError> {
     if !a.state_dir.join("orch.db").is_file() {
         return Err(DecideError::Refused(Refusal::NoPending));
     }
-    let store = SqliteStore::open_dir(&a.state_dir)?;
-    let latest = store.approvals(Some(&a.task)).await?.pop();
-    let run = store.latest_run(&a.task).await?;
-    let open = match (&latest, &run) {
-        (Some(l), Some(r)) => {
-            r.id == l.request.run_id
-                && !matches!(r.status, RunStatus::Finished | RunStatus::Abandoned)
-        }
-        _ => false,
-    };
-    let now = orch_store::now_ms();
-    let request_id =
-        decide::may_decide(latest.as_ref(), open, &a.who, now).map_err(DecideError::Refused)?;
-    let stage = latest.map(|l| l.request.stage).unwrap_or_default();
-    failpoint::hit(Point::BeforeDecision, &stage);
-    let outcome = store
-        .decide_approval(
-            request_id,
-            &NewDecision {
-                decision: a.decision,
-                decider: &a.who,
-                comment: a.comment.as_deref().unwrap_or(""),
-                at_ms: now,
-            },
-        )
-        .await?;
-    match outcome {
-        DecisionOutcome::Recorded(id) => {
-            failpoint::hit(Point::AfterDecision, &stage);
-            Ok(id)
-        }
-        // Another decider won the race, or the clock passed the expiry.
-        DecisionOutcome::AlreadyDecided(d) => Err(DecideError::Refused(Refusal::AlreadyDecided(d))),
-        DecisionOutcome::Expired => Err(DecideError::Refused(Refusal::Expired { at_ms: now })),
-        DecisionOutcome::NoRequest => Err(DecideError::Refused(Refusal::NoPending)),
-    }
+    let store = SqliteStore::open_dir(&a.state_dir).map_err(DecideError::Store)?;
+    orch_engine::approval::decide_task(
+        &store,
+        &a.task,
+        &a.who,
+        a.decision,
+        a.comment.as_deref().unwrap_or(""),
+    )
+    .await
 }
 
 /// One request and what became of it, on one line (`orch status`,

@@ -257,3 +257,70 @@ pub(crate) async fn write_decision_artifact<S: RunStore>(
         )
     }))
 }
+
+/// Why a decision was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// Refused: nothing was written.
+    #[error("{0}")]
+    Refused(decide::Refusal),
+    #[error(transparent)]
+    Store(#[from] orch_store::StoreError),
+}
+
+/// Records `who`'s decision on `task`'s latest approval request: the checks
+/// of [`decide::may_decide`] first (a refusal writes nothing), then one
+/// transaction that the store refuses if another decision or the expiry
+/// came first. Committed when it returns Ok (the decision's id). Used by
+/// `orch approve`/`orch reject` and by the service, so both refuse alike.
+pub async fn decide_task<S: RunStore>(
+    store: &S,
+    task: &str,
+    who: &str,
+    decision: orch_store::Decision,
+    comment: &str,
+) -> Result<i64, DecideError> {
+    use decide::Refusal;
+    let latest = store.approvals(Some(task)).await?.pop();
+    let run = store.latest_run(task).await?;
+    let open = match (&latest, &run) {
+        (Some(l), Some(r)) => {
+            r.id == l.request.run_id
+                && !matches!(
+                    r.status,
+                    orch_store::RunStatus::Finished | orch_store::RunStatus::Abandoned
+                )
+        }
+        _ => false,
+    };
+    let now = orch_store::now_ms();
+    let request_id =
+        decide::may_decide(latest.as_ref(), open, who, now).map_err(DecideError::Refused)?;
+    let stage = latest.map(|l| l.request.stage).unwrap_or_default();
+    failpoint::hit(Point::BeforeDecision, &stage);
+    let outcome = store
+        .decide_approval(
+            request_id,
+            &orch_store::NewDecision {
+                decision,
+                decider: who,
+                comment,
+                at_ms: now,
+            },
+        )
+        .await?;
+    match outcome {
+        orch_store::DecisionOutcome::Recorded(id) => {
+            failpoint::hit(Point::AfterDecision, &stage);
+            Ok(id)
+        }
+        // Another decider won the race, or the clock passed the expiry.
+        orch_store::DecisionOutcome::AlreadyDecided(d) => {
+            Err(DecideError::Refused(Refusal::AlreadyDecided(d)))
+        }
+        orch_store::DecisionOutcome::Expired => {
+            Err(DecideError::Refused(Refusal::Expired { at_ms: now }))
+        }
+        orch_store::DecisionOutcome::NoRequest => Err(DecideError::Refused(Refusal::NoPending)),
+    }
+}

@@ -8,7 +8,7 @@
 //! the store is shared. Signals are the caller's to handle (`cancel`).
 #![forbid(unsafe_code)]
 
-mod approval;
+pub mod approval;
 mod artifact;
 pub mod decide;
 mod dispatcher;
