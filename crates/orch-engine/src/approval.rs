@@ -147,37 +147,7 @@ async fn wait_for_decision<S: RunStore>(
     loop {
         match decide::approval_state(&approval, orch_store::now_ms()) {
             ApprovalState::Decided(d) => {
-                let verdict = d.decision.artifact_value();
-                let exit = format!("decided by {}", d.decider);
-                e.store
-                    .record_exit(
-                        row.id,
-                        &ExitRecord {
-                            exit_code: None,
-                            exit: &exit,
-                            verdict,
-                            leaks: &[],
-                            duration: Duration::from_millis(
-                                (d.at_ms - approval.request.requested_ms).max(0) as u64,
-                            ),
-                            tail: &[],
-                        },
-                    )
-                    .await?;
-                e.emit(Event::Note {
-                    message: format!(
-                        "{} {} by {}{}",
-                        stage.name.value,
-                        verdict,
-                        d.decider,
-                        if d.comment.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", d.comment)
-                        }
-                    ),
-                });
-                failpoint::hit(Point::AfterExit, &stage.name.value);
+                record_decision(e, stage, row, &approval, &d).await?;
                 return Ok(Waited::Decided);
             }
             ApprovalState::Expired => {
@@ -217,6 +187,42 @@ async fn wait_for_decision<S: RunStore>(
             }
         }
     }
+}
+
+/// The decision is the attempt's exit: its verdict is APPROVED or REJECTED.
+async fn record_decision<S: RunStore>(
+    e: &mut Engine<S>,
+    stage: &Stage,
+    row: &Attempt,
+    approval: &Approval,
+    d: &orch_store::ApprovalDecision,
+) -> Result<(), RunError> {
+    let verdict = d.decision.artifact_value();
+    let exit = format!("decided by {}", d.decider);
+    let waited = (d.at_ms - approval.request.requested_ms).max(0) as u64;
+    e.store
+        .record_exit(
+            row.id,
+            &ExitRecord {
+                exit_code: None,
+                exit: &exit,
+                verdict,
+                leaks: &[],
+                duration: Duration::from_millis(waited),
+                tail: &[],
+            },
+        )
+        .await?;
+    let comment = if d.comment.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", d.comment)
+    };
+    e.emit(Event::Note {
+        message: format!("{} {verdict} by {}{comment}", stage.name.value, d.decider),
+    });
+    failpoint::hit(Point::AfterExit, &stage.name.value);
+    Ok(())
 }
 
 /// Writes the decision artifact of an approval attempt from its recorded
