@@ -158,6 +158,34 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Approve a task's pending approval request (as one of its approvers).
+    Approve {
+        /// The task.
+        task: String,
+        /// Who decides: one of the request's approvers.
+        #[arg(long = "as", value_name = "NAME")]
+        who: String,
+        /// Why (optional).
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".orch")]
+        state_dir: PathBuf,
+    },
+    /// Reject a task's pending approval request (as one of its approvers), saying why.
+    Reject {
+        /// The task.
+        task: String,
+        /// Who decides: one of the request's approvers.
+        #[arg(long = "as", value_name = "NAME")]
+        who: String,
+        /// Why: a rejection always says why.
+        #[arg(long, value_name = "TEXT")]
+        comment: String,
+        /// Where runs are kept.
+        #[arg(long, default_value = ".orch")]
+        state_dir: PathBuf,
+    },
 }
 
 /// Where the service is, and where its token may be read (`submit`, `cancel`).
@@ -198,6 +226,10 @@ struct ServeArgs {
     /// Read the bearer token from FILE (else ORCH_TOKEN, else STATE/token, made on first start).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Who may decide approvals through the API: lines of `NAME TOKEN-SHA256`; the decider's
+    /// name comes from the token.
+    #[arg(long, value_name = "FILE")]
+    tokens_file: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = cli::serve::LogFormat::Text)]
     log_format: cli::serve::LogFormat,
@@ -253,6 +285,9 @@ struct RunArgs {
     /// (recorded in the run); without it a resume uses the run's own and refuses others.
     #[arg(long, requires = "resume")]
     allow_changed_vars: bool,
+    /// At an approval stage, wait for the decision or the expiry instead of exiting with 4.
+    #[arg(long)]
+    wait: bool,
     /// Write a JUnit XML report of the run (a test case per stage attempt) to FILE.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
@@ -320,6 +355,7 @@ fn main() -> ExitCode {
             restart: a.restart,
             allow_changed_pipeline: a.allow_changed_pipeline,
             allow_changed_vars: a.allow_changed_vars,
+            wait: a.wait,
             junit: a.junit,
             verbose: a.verbose,
         }),
@@ -383,6 +419,7 @@ fn main() -> ExitCode {
             workers: usize::from(a.workers),
             drain_timeout: a.drain_timeout,
             token_file: a.token_file,
+            tokens_file: a.tokens_file,
             log_format: a.log_format,
             verbose: a.verbose,
         }),
@@ -402,6 +439,30 @@ fn main() -> ExitCode {
             task,
             server: client.server,
             state_dir: client.state_dir,
+        }),
+        Command::Approve {
+            task,
+            who,
+            comment,
+            state_dir,
+        } => cli::approve::command(cli::approve::DecideArgs {
+            task,
+            decision: orch_store::Decision::Approved,
+            who,
+            comment,
+            state_dir,
+        }),
+        Command::Reject {
+            task,
+            who,
+            comment,
+            state_dir,
+        } => cli::approve::command(cli::approve::DecideArgs {
+            task,
+            decision: orch_store::Decision::Rejected,
+            who,
+            comment: Some(comment),
+            state_dir,
         }),
     };
     ExitCode::from(code)

@@ -199,7 +199,7 @@ fn completions_and_man_page_come_from_the_cli_definition() {
 }
 
 /// Every subcommand of `orch`.
-const COMMANDS: [&str; 17] = [
+const COMMANDS: [&str; 19] = [
     "validate",
     "run",
     "history",
@@ -217,6 +217,8 @@ const COMMANDS: [&str; 17] = [
     "submit",
     "cancel",
     "lsp",
+    "approve",
+    "reject",
 ];
 
 #[test]

@@ -80,11 +80,17 @@ pub async fn history<S: RunStore>(
     json: bool,
 ) -> Result<String, ReadError> {
     let runs = store.runs(task).await?;
+    let approvals = store.approvals(task).await?;
+    let now = orch_store::now_ms();
     let mut out = String::new();
     let mut docs = Vec::new();
     for run in &runs {
         let attempts = store.attempts(run.id).await?;
         let notes = store.run_notes(run.id).await?;
+        let of_run: Vec<_> = approvals
+            .iter()
+            .filter(|a| a.request.run_id == run.id)
+            .collect();
         if json {
             docs.push(serde_json::json!({
                 "id": run.id,
@@ -102,12 +108,16 @@ pub async fn history<S: RunStore>(
                 "worktree": run.worktree,
                 "notes": notes.iter().map(|n| &n.text).collect::<Vec<_>>(),
                 "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>(),
+                "approvals": of_run.iter().map(|a| super::approve::approval_json(a, now)).collect::<Vec<_>>(),
             }));
             continue;
         }
         out.push_str(&run_header(run));
         for n in &notes {
             out.push_str(&format!("  note: {}\n", n.text));
+        }
+        for a in &of_run {
+            out.push_str(&format!("  {}\n", super::approve::describe(a, now)));
         }
         if attempts.is_empty() {
             out.push_str("  (no attempts)\n");

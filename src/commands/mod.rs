@@ -14,6 +14,7 @@ use orch_lang::diagnostic::{self, Format};
 use orch_lang::validate::Options;
 use orch_store::{AnyStore, StoreError, StoreLocation};
 
+pub mod approve;
 pub mod cancel;
 pub mod explain;
 pub mod fmt;

@@ -23,6 +23,7 @@ pub struct RunArgs {
     pub restart: bool,
     pub allow_changed_pipeline: bool,
     pub allow_changed_vars: bool,
+    pub wait: bool,
     pub junit: Option<PathBuf>,
     pub verbose: bool,
 }
@@ -81,6 +82,7 @@ pub fn command(a: RunArgs) -> u8 {
         restart: a.restart,
         allow_changed_pipeline: a.allow_changed_pipeline,
         allow_changed_vars: a.allow_changed_vars,
+        wait: a.wait,
     };
     let color = use_color(tty) && !a.json;
     let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =

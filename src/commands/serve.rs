@@ -32,6 +32,7 @@ pub struct ServeArgs {
     pub workers: usize,
     pub drain_timeout: Duration,
     pub token_file: Option<PathBuf>,
+    pub tokens_file: Option<PathBuf>,
     pub log_format: LogFormat,
     pub verbose: bool,
 }
@@ -115,6 +116,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         drain_timeout: a.drain_timeout,
         token_file: a.token_file,
         token_env: std::env::var("ORCH_TOKEN").ok(),
+        tokens_file: a.tokens_file,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

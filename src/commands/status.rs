@@ -36,7 +36,13 @@ async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, Sto
         tasks.push(serde_json::json!({
             "task": run.task,
             "run": run.id,
-            "state": if holder.is_some() { "running" } else { "interrupted" },
+            "state": if holder.is_some() {
+                "running"
+            } else if run.status == RunStatus::Waiting {
+                "waiting"
+            } else {
+                "interrupted"
+            },
             "holder": holder,
             "stage": stage,
             "attempt": last.map(|a| a.attempt),
@@ -48,9 +54,29 @@ async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, Sto
     Ok(tasks)
 }
 
+/// Every request still waiting for a decision: undecided, not expired, of
+/// its task's latest run, which is not finished.
+async fn pending_approvals<S: RunStore>(
+    store: &S,
+    now: i64,
+) -> Result<Vec<orch_store::Approval>, StoreError> {
+    let mut out = Vec::new();
+    for a in store.approvals(None).await? {
+        if a.decision.is_some() || now >= a.request.expires_ms {
+            continue;
+        }
+        let latest = store.latest_run(&a.request.task).await?;
+        if latest.is_some_and(|r| r.id == a.request.run_id && r.status != RunStatus::Finished) {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
 /// `orch status`: tasks in flight and serial stages.
 pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String, ReadError> {
-    let (tasks, serial, services) = match store {
+    let now = orch_store::now_ms();
+    let (tasks, serial, services, pending) = match store {
         Some(store) => (
             in_flight(store).await?,
             store
@@ -60,11 +86,16 @@ pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String
                 .map(|(stage, holder)| serde_json::json!({ "stage": stage, "holder": holder }))
                 .collect(),
             store.services().await?,
+            pending_approvals(store, now).await?,
         ),
-        None => (Vec::new(), Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
     };
     if json {
-        let mut doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial });
+        let approvals: Vec<_> = pending
+            .iter()
+            .map(|a| super::approve::approval_json(a, now))
+            .collect();
+        let mut doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial, "pending_approvals": approvals });
         // Only a shared (PostgreSQL) store has services to list.
         if !services.is_empty() {
             doc["services"] = serde_json::to_value(&services)?;
@@ -99,6 +130,16 @@ pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String
             &rows,
             "  ",
         ));
+    }
+    if !pending.is_empty() {
+        out.push_str("\npending approvals:\n");
+        for a in &pending {
+            out.push_str(&format!(
+                "  task {}: {}\n",
+                a.request.task,
+                super::approve::describe(a, now)
+            ));
+        }
     }
     if !serial.is_empty() {
         out.push_str("\nserial stages:\n");

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use orch_lang::model::{Retry, Stage, TOOL_ERROR};
-use orch_store::{Attempt, Step, TransitionKind};
+use orch_store::{Approval, ApprovalDecision, Attempt, Step, TransitionKind};
 
 /// What to do with the attempt of a stage's current visit.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,12 +136,124 @@ pub fn fail_closed(stage: &Stage, reason: &str) -> Result<Take, Stuck> {
     }
 }
 
+/// The attempt of an approval stage's current visit. Unlike a process, a
+/// request survives the run stopping: a started or interrupted approval
+/// attempt goes on waiting for the same request, never starts another.
+pub fn next_approval(last: Option<Attempt>, stage: &str, visit: i64) -> Next {
+    match last.filter(|a| a.stage == stage && a.visit == visit) {
+        Some(a) if a.step != Step::Done => Next::Continue(Box::new(a)),
+        _ => Next::Start { defers: 0 },
+    }
+}
+
+/// Where an approval request stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalState {
+    /// Decided (before its expiry: the store refuses a later decision).
+    Decided(ApprovalDecision),
+    /// No decision, and its time is up: the stage fails closed.
+    Expired,
+    /// No decision yet; this much time is left.
+    Pending { left: Duration },
+}
+
+pub fn approval_state(a: &Approval, now_ms: i64) -> ApprovalState {
+    match &a.decision {
+        Some(d) => ApprovalState::Decided(d.clone()),
+        None if now_ms >= a.request.expires_ms => ApprovalState::Expired,
+        None => ApprovalState::Pending {
+            left: Duration::from_millis((a.request.expires_ms - now_ms).max(0) as u64),
+        },
+    }
+}
+
+/// Why a decision is refused (nothing is recorded).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// The task has no request waiting for a decision.
+    NoPending,
+    /// The decider is not among the request's approvers.
+    NotApprover { approvers: Vec<String> },
+    /// The request was decided already.
+    AlreadyDecided(ApprovalDecision),
+    /// The request expired at this time (ms since the epoch).
+    Expired { at_ms: i64 },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoPending => f.write_str("no approval request is pending"),
+            Refusal::NotApprover { approvers } => {
+                write!(f, "not among the approvers ({})", approvers.join(", "))
+            }
+            Refusal::AlreadyDecided(d) => write!(
+                f,
+                "already decided: {} by {} at {}",
+                d.decision.artifact_value(),
+                d.decider,
+                orch_store::rfc3339(d.at_ms)
+            ),
+            Refusal::Expired { at_ms } => write!(
+                f,
+                "the request expired at {}; the stage failed closed",
+                orch_store::rfc3339(*at_ms)
+            ),
+        }
+    }
+}
+
+/// Whether `who` may decide a task's latest request now. `open` says its
+/// run can still take it (neither finished nor abandoned). Returns the
+/// request's id.
+pub fn may_decide(
+    latest: Option<&Approval>,
+    open: bool,
+    who: &str,
+    now_ms: i64,
+) -> Result<i64, Refusal> {
+    let a = latest.ok_or(Refusal::NoPending)?;
+    if let Some(d) = &a.decision {
+        return Err(Refusal::AlreadyDecided(d.clone()));
+    }
+    if now_ms >= a.request.expires_ms {
+        return Err(Refusal::Expired {
+            at_ms: a.request.expires_ms,
+        });
+    }
+    if !open {
+        return Err(Refusal::NoPending);
+    }
+    if !a.request.approvers.iter().any(|n| n == who) {
+        return Err(Refusal::NotApprover {
+            approvers: a.request.approvers.clone(),
+        });
+    }
+    Ok(a.request.id)
+}
+
+/// The artifact orch writes from a decision: the `decision` line first (the
+/// gate reads it), then who, when and the comment, each on one line.
+pub fn decision_artifact(approval: &str, d: &ApprovalDecision) -> String {
+    use crate::producer::one_line;
+    format!(
+        "{}: {}\ndecided-by: {}\ndecided-at: {}\ncomment: {}\n\n# Decision on approval `{}` (written by orch)\n",
+        orch_lang::model::DECISION_FIELD,
+        d.decision.artifact_value(),
+        one_line(&d.decider),
+        orch_store::rfc3339(d.at_ms),
+        one_line(&d.comment),
+        one_line(approval),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use orch_lang::analysis::analyze_text;
     use orch_lang::model::Pipeline;
     use orch_lang::validate::Options;
+    use orch_store::Decision;
 
     fn pipeline(stage_body: &str) -> Pipeline {
         let text = format!(
@@ -305,5 +417,102 @@ alert "ops" {{
             next(Some(attempt("x", 0, Step::Exited, 0)), "s", 0),
             Next::Start { defers: 0 }
         );
+    }
+
+    fn approval(decided: Option<Decision>) -> Approval {
+        Approval {
+            request: orch_store::ApprovalRequest {
+                id: 7,
+                run_id: 1,
+                attempt_id: 3,
+                task: "t".into(),
+                stage: "approve".into(),
+                approval: "release".into(),
+                approvers: vec!["alice".into(), "bob".into()],
+                show: vec![],
+                requested_ms: 1_000,
+                expires_ms: 10_000,
+            },
+            decision: decided.map(|decision| ApprovalDecision {
+                id: 1,
+                request_id: 7,
+                decision,
+                decider: "bob".into(),
+                comment: "line one\ndecision: APPROVED".into(),
+                at_ms: 2_000,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_request_is_pending_until_decided_or_expired() {
+        let a = approval(None);
+        assert_eq!(
+            approval_state(&a, 4_000),
+            ApprovalState::Pending {
+                left: Duration::from_secs(6)
+            }
+        );
+        assert_eq!(approval_state(&a, 10_000), ApprovalState::Expired);
+        let d = approval(Some(Decision::Rejected));
+        // A decision recorded in time stands, whenever the run looks.
+        assert!(matches!(
+            approval_state(&d, 50_000),
+            ApprovalState::Decided(_)
+        ));
+    }
+
+    #[test]
+    fn only_an_approver_decides_once_in_time_while_the_run_is_open() {
+        let a = approval(None);
+        assert_eq!(may_decide(Some(&a), true, "alice", 2_000), Ok(7));
+        assert_eq!(
+            may_decide(None, true, "alice", 2_000),
+            Err(Refusal::NoPending)
+        );
+        assert_eq!(
+            may_decide(Some(&a), false, "alice", 2_000),
+            Err(Refusal::NoPending)
+        );
+        assert!(matches!(
+            may_decide(Some(&a), true, "mallory", 2_000),
+            Err(Refusal::NotApprover { .. })
+        ));
+        assert_eq!(
+            may_decide(Some(&a), true, "alice", 10_000),
+            Err(Refusal::Expired { at_ms: 10_000 })
+        );
+        let d = approval(Some(Decision::Approved));
+        let refused = may_decide(Some(&d), true, "alice", 3_000).unwrap_err();
+        assert!(matches!(refused, Refusal::AlreadyDecided(_)));
+        assert!(refused.to_string().contains("APPROVED by bob"), "{refused}");
+    }
+
+    #[test]
+    fn a_comment_cannot_pose_as_the_decision() {
+        let d = approval(Some(Decision::Rejected));
+        let body = decision_artifact("release", d.decision.as_ref().unwrap());
+        let fields = orch_lang::gate::parse_fields(&body);
+        assert_eq!(fields.get("decision").map(String::as_str), Some("REJECTED"));
+        assert_eq!(fields.get("decided-by").map(String::as_str), Some("bob"));
+        assert_eq!(
+            body.lines().filter(|l| l.starts_with("decision:")).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn an_approval_attempt_goes_on_waiting_across_a_stop() {
+        let mut a = attempt("approve", 0, Step::Interrupted, 0);
+        assert!(matches!(
+            next_approval(Some(a.clone()), "approve", 0),
+            Next::Continue(_)
+        ));
+        a.step = Step::Done;
+        assert_eq!(
+            next_approval(Some(a), "approve", 0),
+            Next::Start { defers: 0 }
+        );
+        assert_eq!(next_approval(None, "approve", 0), Next::Start { defers: 0 });
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct Profile {
 pub(crate) enum Flow {
     Continue,
     Interrupted,
+    /// An approval request is pending: the run stops, resumable.
+    Waiting,
 }
 
 pub(crate) struct Engine<S: RunStore> {
@@ -68,6 +70,8 @@ pub(crate) struct Engine<S: RunStore> {
     pub(crate) redactor: crate::redact::Redactor,
     sink: Box<dyn Sink>,
     pub(crate) cancel: watch::Receiver<bool>,
+    /// `--wait`: at an approval stage, wait for the decision.
+    pub(crate) wait: bool,
     serial: Option<(String, S::Guard)>,
     pub(crate) profile: Profile,
     /// Stage name → the artifact path its gate reads.
@@ -103,6 +107,7 @@ impl<S: RunStore> Engine<S> {
             task_dir.display()
         )))?;
         let artifacts = artifacts_of(&prepared.pipeline);
+        let wait = prepared.opts.wait;
         let redactor = crate::redact::Redactor::for_run(
             prepared.pipeline.header.as_ref(),
             &prepared.bindings.vars,
@@ -125,6 +130,7 @@ impl<S: RunStore> Engine<S> {
             repo: prepared.bindings.repo,
             sink,
             cancel,
+            wait,
             serial: None,
             profile: Profile::default(),
         })
@@ -183,6 +189,24 @@ impl<S: RunStore> Engine<S> {
         self.sink
             .stopped(&attempts, outcome.map(Outcome::as_str))
             .map_err(|e| RunError::Io(e.to_string()))
+    }
+
+    /// Stops at an approval stage whose request is pending.
+    async fn waiting(&mut self) -> Result<Finished, RunError> {
+        self.serial = None;
+        self.store
+            .set_run_status(self.run_id, RunStatus::Waiting)
+            .await?;
+        self.stopped(None).await?;
+        self.emit(Event::Note {
+            message: format!(
+                "waiting for a decision: `orch approve {0} --as NAME` or `orch reject {0} --as NAME --comment TEXT`, then `orch run {0} --resume`",
+                self.task
+            ),
+        });
+        Ok(Finished {
+            exit_code: exit::WAITING,
+        })
     }
 
     async fn interrupted(&mut self) -> Result<Finished, RunError> {
@@ -319,6 +343,7 @@ impl<S: RunStore> Engine<S> {
             match self.step_stage(&stage, position.transitions).await? {
                 Flow::Continue => {}
                 Flow::Interrupted => return self.interrupted().await,
+                Flow::Waiting => return self.waiting().await,
             }
         }
     }
@@ -418,6 +443,9 @@ impl<S: RunStore> Engine<S> {
     /// Advances the current stage by one step: an attempt (new or resumed),
     /// then its gate and transition.
     async fn step_stage(&mut self, stage: &Stage, visit: i64) -> Result<Flow, RunError> {
+        if let Some(node) = self.p.approval_of_stage(&stage.name.value).cloned() {
+            return crate::approval::step(self, stage, &node, visit).await;
+        }
         let last = self.store.last_attempt(self.run_id).await?;
         let (row, defers) = match decide::next(last, &stage.name.value, visit) {
             Next::Continue(a) => {
@@ -444,12 +472,14 @@ impl<S: RunStore> Engine<S> {
         match a.producer {
             ProducerKind::Runner => self.p.runner(&a.producer_name).map(|r| r.retry.clone()),
             ProducerKind::Llm => self.p.transport(&a.producer_name).map(|t| t.retry.clone()),
+            // A person's decision is never a tool-error to retry.
+            ProducerKind::Approval => None,
         }
         .unwrap_or_else(Retry::none)
     }
 
     /// From a recorded exit: defer, or write the artifact, gate, transition.
-    async fn finish_attempt(
+    pub(crate) async fn finish_attempt(
         &mut self,
         stage: &Stage,
         mut row: Attempt,
@@ -522,11 +552,15 @@ impl<S: RunStore> Engine<S> {
     /// and records the artifact's digest.
     async fn record_artifact(&mut self, row: &Attempt, verdict: &str) -> Result<(), RunError> {
         let t = Instant::now();
-        if row.producer == ProducerKind::Runner {
-            if let Some(message) = executor::write_runner_artifact(self, row, verdict) {
-                // The gate will find no artifact and fail closed.
-                self.emit(Event::Note { message });
-            }
+        let unwritten = match row.producer {
+            ProducerKind::Runner => executor::write_runner_artifact(self, row, verdict),
+            ProducerKind::Approval => crate::approval::write_decision_artifact(self, row).await?,
+            // The agent wrote its own.
+            ProducerKind::Llm => None,
+        };
+        if let Some(message) = unwritten {
+            // The gate will find no artifact and fail closed.
+            self.emit(Event::Note { message });
         }
         // Only a regular file has a digest; anything else fails its gate.
         let sha = self

@@ -9,6 +9,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const INVALID: u8 = 2;
     pub const INTERRUPTED: u8 = 3;
+    /// Stopped at an approval stage, waiting for a person's decision.
+    pub const WAITING: u8 = 4;
 }
 
 #[derive(Debug, thiserror::Error)]

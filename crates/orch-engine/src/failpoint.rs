@@ -4,11 +4,15 @@
 
 /// A step boundary the durability tests can crash at.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Point {
+pub enum Point {
     BeforeSpawn,
     AfterExit,
     AfterArtifact,
     AfterGate,
+    /// `orch approve`/`reject`, checks passed, before the decision is committed.
+    BeforeDecision,
+    /// The decision is committed, before it is acknowledged.
+    AfterDecision,
 }
 
 impl Point {
@@ -18,11 +22,13 @@ impl Point {
             Point::AfterExit => "after-exit",
             Point::AfterArtifact => "after-artifact",
             Point::AfterGate => "after-gate",
+            Point::BeforeDecision => "before-decision",
+            Point::AfterDecision => "after-decision",
         }
     }
 }
 
-pub(crate) fn hit(point: Point, stage: &str) {
+pub fn hit(point: Point, stage: &str) {
     let Ok(want) = std::env::var("ORCH_FAILPOINT") else {
         return;
     };

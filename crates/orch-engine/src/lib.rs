@@ -8,13 +8,15 @@
 //! the store is shared. Signals are the caller's to handle (`cancel`).
 #![forbid(unsafe_code)]
 
+pub mod approval;
 mod artifact;
 pub mod decide;
 mod dispatcher;
 mod error;
 pub mod events;
 mod executor;
-mod failpoint;
+#[doc(hidden)]
+pub mod failpoint;
 pub mod gate;
 mod groups;
 pub mod process;

@@ -37,6 +37,9 @@ pub struct RunOptions {
     /// Resume with other `--var` values or another `--worktree` than the
     /// run began with.
     pub allow_changed_vars: bool,
+    /// At an approval stage, wait for the decision (or the expiry) instead
+    /// of stopping with [`exit::WAITING`](crate::exit::WAITING).
+    pub wait: bool,
 }
 
 /// The digest a run records of its pipeline file's text.

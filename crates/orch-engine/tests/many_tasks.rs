@@ -127,6 +127,7 @@ fn options(dir: &Path, task: &str) -> RunOptions {
         restart: false,
         allow_changed_pipeline: false,
         allow_changed_vars: false,
+        wait: false,
     }
 }
 

@@ -144,6 +144,11 @@ pub fn choose<'p>(
         .as_ref()
         .and_then(|l| p.transport(&l.transport.value).map(|t| (t, l)));
     match cs.mode.value {
+        // A person decides: the engine records a request, nothing is spawned.
+        Mode::Human => Err(format!(
+            "call-site `{}` has mode=\"human\": a person decides, no process runs",
+            cs.name.value
+        )),
         Mode::Llm => match llm {
             Some((t, l)) => Ok(Choice {
                 producer: Producer::Llm(t, l),

@@ -102,6 +102,12 @@ codes! {
     BadVariableName = "orch::bad-variable-name", Error;
     ZeroTimeout = "orch::zero-timeout", Error;
     DurationTooLong = "orch::duration-too-long", Error;
+    // Approvals: a person's decision.
+    UnknownApproval = "orch::unknown-approval", Error;
+    NoApprovers = "orch::no-approvers", Error;
+    DuplicateApprover = "orch::duplicate-approver", Error;
+    MissingExpiry = "orch::missing-expiry", Error;
+    BadDecisionField = "orch::bad-decision-field", Error;
 }
 
 impl fmt::Display for Code {

@@ -34,6 +34,7 @@ pub(crate) fn label(modes: &Modes<'_>, s: &Stage) -> String {
         Some(Mode::Llm) => "llm",
         Some(Mode::Runner) => "runner",
         Some(Mode::Hybrid) => "hybrid",
+        Some(Mode::Human) => "human",
         None => "?",
     };
     format!(
@@ -112,6 +113,8 @@ fn mermaid(p: &Pipeline) -> String {
         let shape = match modes.of(s) {
             Some(Mode::Llm) => format!("s{i}([\"{l}\"])"),
             Some(Mode::Hybrid) => format!("s{i}{{{{\"{l}\"}}}}"),
+            // A person's decision: a trapezoid, like a manual operation.
+            Some(Mode::Human) => format!("s{i}[/\"{l}\"\\]"),
             _ => format!("s{i}[\"{l}\"]"),
         };
         out.push_str(&format!("    {shape}\n"));
@@ -144,10 +147,14 @@ fn mermaid(p: &Pipeline) -> String {
     out.push_str("    classDef llm fill:#fde2e4,stroke:#c9184a\n");
     out.push_str("    classDef runner fill:#d8f3dc,stroke:#2d6a4f\n");
     out.push_str("    classDef hybrid fill:#fff3bf,stroke:#e67700\n");
+    if p.stages.iter().any(|s| modes.of(s) == Some(Mode::Human)) {
+        out.push_str("    classDef human fill:#dbe4ff,stroke:#364fc7\n");
+    }
     for (i, s) in p.stages.iter().enumerate() {
         let class = match modes.of(s) {
             Some(Mode::Llm) => "llm",
             Some(Mode::Hybrid) => "hybrid",
+            Some(Mode::Human) => "human",
             _ => "runner",
         };
         out.push_str(&format!("    class s{i} {class}\n"));
@@ -178,6 +185,7 @@ fn dot(p: &Pipeline) -> String {
         let (shape, color) = match modes.of(s) {
             Some(Mode::Llm) => ("ellipse", "#fde2e4"),
             Some(Mode::Hybrid) => ("hexagon", "#fff3bf"),
+            Some(Mode::Human) => ("invtrapezium", "#dbe4ff"),
             _ => ("box", "#d8f3dc"),
         };
         out.push_str(&format!(

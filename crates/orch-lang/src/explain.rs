@@ -68,6 +68,67 @@ pub fn explain_redacted(
             .unwrap_or_default(),
         vars: vars.clone(),
     };
+    if cs.mode.value == Mode::Human {
+        out.push_str(&approval_lines(p, cs));
+    } else {
+        out.push_str(&producer_lines(
+            p,
+            cs,
+            repo,
+            env,
+            &ctx,
+            pipeline_path,
+            redact,
+        ));
+    }
+    gate_and_transitions(p, s, &mut out);
+    Ok(out)
+}
+
+/// Who may decide at a human stage, and for how long a request waits.
+fn approval_lines(p: &Pipeline, cs: &CallSite) -> String {
+    let Some(a) = cs.approval.as_ref().and_then(|a| p.approval(&a.value)) else {
+        return "  producer: none, the stage would fail closed: no approval is defined\n".into();
+    };
+    let mut out = format!(
+        "  producer: a person's decision (approval `{}`)\n",
+        a.name.value
+    );
+    out.push_str(&format!(
+        "  who may decide: {}\n",
+        a.approver_names().join(", ")
+    ));
+    out.push_str(&format!(
+        "  expires: {} after the stage is reached; then it fails closed (exhausted)\n",
+        a.expires
+            .as_ref()
+            .map(|d| crate::duration::human(d.value))
+            .unwrap_or_else(|| "never (invalid)".into())
+    ));
+    if !a.show.is_empty() {
+        let shown: Vec<&str> = a.show.iter().map(|s| s.value.as_str()).collect();
+        out.push_str(&format!("  shows: {}\n", shown.join(", ")));
+    }
+    if let Some(w) = &a.writes {
+        out.push_str(&format!(
+            "  writes `{}`: `decision: APPROVED|REJECTED`, who, when and the comment\n",
+            w.value
+        ));
+    }
+    out
+}
+
+/// The producer a machine or LLM stage would run, with its command.
+fn producer_lines(
+    p: &Pipeline,
+    cs: &CallSite,
+    repo: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    ctx: &Context,
+    pipeline_path: &Path,
+    redact: &dyn Fn(&str) -> String,
+) -> String {
+    let mut out = String::new();
     match choice::choose(p, cs, repo, env) {
         Err(reason) => {
             out.push_str(&format!(
@@ -94,7 +155,7 @@ pub fn explain_redacted(
                 choice.producer.kind().as_str(),
                 choice.reason
             ));
-            let spec = invocation::of(choice.producer, &ctx, pipeline_path);
+            let spec = invocation::of(choice.producer, ctx, pipeline_path);
             match spec {
                 Ok(spec) => {
                     let mut argv: Vec<String> = spec.argv.iter().map(|a| redact(a)).collect();
@@ -122,6 +183,11 @@ pub fn explain_redacted(
             }
         }
     }
+    out
+}
+
+/// The stage's gate, its artifact's fields, and its transitions.
+fn gate_and_transitions(p: &Pipeline, s: &Stage, out: &mut String) {
     if let Some(g) = p.gate(&s.gate.value) {
         let path = p
             .artifact(&g.artifact.value)
@@ -186,5 +252,4 @@ pub fn explain_redacted(
     if s.serial {
         out.push_str("  serial: one task at a time\n");
     }
-    Ok(out)
 }

@@ -14,10 +14,11 @@ pub const CALL_SITE: &str = "call-site";
 pub const STAGE: &str = "stage";
 pub const END: &str = "end";
 pub const ALERT: &str = "alert";
+pub const APPROVAL: &str = "approval";
 
 /// Every top-level node, in the order the documentation lists them.
 pub const TOP_LEVEL: &[&str] = &[
-    PIPELINE, TRANSPORT, ARTIFACT, GATE, RUNNER, CALL_SITE, STAGE, END, ALERT,
+    PIPELINE, TRANSPORT, ARTIFACT, GATE, RUNNER, CALL_SITE, STAGE, END, ALERT, APPROVAL,
 ];
 
 // Children whose presence the validator asks about (written, even if
@@ -30,12 +31,15 @@ pub const FAIL: &str = "fail";
 pub const EXHAUSTED: &str = "exhausted";
 pub const LLM: &str = "llm";
 pub const WHY: &str = "why";
+pub const APPROVERS: &str = "approvers";
+pub const EXPIRES: &str = "expires";
 
 /// A call-site's `mode` values.
 pub const MODES: &[(&str, Mode)] = &[
     ("llm", Mode::Llm),
     ("runner", Mode::Runner),
     ("hybrid", Mode::Hybrid),
+    ("human", Mode::Human),
 ];
 
 /// How a mode is written.
@@ -44,5 +48,6 @@ pub fn mode(m: Mode) -> &'static str {
         Mode::Llm => "llm",
         Mode::Runner => "runner",
         Mode::Hybrid => "hybrid",
+        Mode::Human => "human",
     }
 }

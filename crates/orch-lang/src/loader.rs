@@ -699,6 +699,11 @@ impl Decoder<'_> {
                         p.alerts.push(a)
                     }
                 }
+                kw::APPROVAL => {
+                    if let Some(a) = self.approval(node) {
+                        p.approvals.push(a)
+                    }
+                }
                 other => {
                     let f = Finding::new(
                         Code::UnknownNode,
@@ -1239,8 +1244,17 @@ impl Decoder<'_> {
         let mut runner = None;
         let mut llm = None;
         let mut why = None;
-        for child in self.children(node, &["runner", "llm", "why"]) {
+        let mut approval = None;
+        for child in self.children(node, &["runner", "llm", "why", "approval"]) {
             match child.name().value() {
+                "approval" => {
+                    self.check_props(child, &[]);
+                    self.children(child, &[]);
+                    let a = self.one_name(child, "an approval name");
+                    if self.once(&approval, child) {
+                        approval = a;
+                    }
+                }
                 "runner" => {
                     self.check_props(child, &[]);
                     self.children(child, &[]);
@@ -1286,6 +1300,7 @@ impl Decoder<'_> {
             mode: mode?,
             runner,
             llm,
+            approval,
             why,
             span: node.span(),
         })
@@ -1408,6 +1423,66 @@ impl Decoder<'_> {
             timeout: timeout.unwrap_or(Spanned::new(DEFAULT_ALERT_TIMEOUT, node.span())),
             span: node.span(),
         })
+    }
+}
+
+impl Decoder<'_> {
+    /// `approval "NAME" { approvers …; expires "D"; show …; writes "A" }`.
+    fn approval(&mut self, node: &KdlNode) -> Option<Approval> {
+        self.check_props(node, &[]);
+        let name = self.name(node);
+        let mut approvers: Option<Vec<Name>> = None;
+        let mut expires: Option<Option<Spanned<Duration>>> = None;
+        let mut show: Vec<Spanned<String>> = Vec::new();
+        let mut writes: Option<Option<Name>> = None;
+        for child in self.children(node, &["approvers", "expires", "show", "writes"]) {
+            self.check_props(child, &[]);
+            self.children(child, &[]);
+            match child.name().value() {
+                "approvers" => {
+                    let names = self.strings(child, "one or more approver names");
+                    if self.once(&approvers, child) {
+                        approvers = Some(names);
+                    }
+                }
+                "expires" => {
+                    let d = self.duration_child(child);
+                    if self.once(&expires, child) {
+                        expires = Some(d);
+                    }
+                }
+                "show" => show.extend(self.strings(child, "one or more artifact paths")),
+                _ => {
+                    let w = self.one_name(child, "an artifact name");
+                    if self.once(&writes, child) {
+                        writes = Some(w);
+                    }
+                }
+            }
+        }
+        Some(Approval {
+            name: name?,
+            approvers: approvers.unwrap_or_default(),
+            expires: expires.flatten(),
+            show,
+            writes: writes.flatten(),
+            span: node.span(),
+        })
+    }
+
+    /// One or more non-empty string arguments.
+    fn strings(&mut self, child: &KdlNode, what: &str) -> Vec<Spanned<String>> {
+        let a = self.arg_count(child, 1, None, what);
+        let mut out = Vec::new();
+        for e in a {
+            if let Some(s) = self
+                .string_of(e, what)
+                .and_then(|s| self.non_empty(s, "a name"))
+            {
+                out.push(s);
+            }
+        }
+        out
     }
 }
 

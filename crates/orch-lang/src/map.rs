@@ -19,14 +19,47 @@ pub enum Class {
     KeepLlm,
     /// P: not on the control path.
     NotOnControlPath,
+    /// C, human: a person decides (an approval).
+    PersonDecides,
     /// C, judgement, runner or hybrid: rejected by validation.
     Invalid,
+}
+
+/// Who makes a control-path decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decider {
+    Machine,
+    Llm,
+    Person,
+}
+
+impl Decider {
+    /// Who decides at a call-site; `None` off the control path.
+    pub fn of(cs: &CallSite) -> Option<Decider> {
+        match (cs.axis.value, cs.mode.value) {
+            (Axis::P, _) => None,
+            (Axis::C, Mode::Human) => Some(Decider::Person),
+            (Axis::C, Mode::Llm) => Some(Decider::Llm),
+            // A hybrid's runner decides; its LLM is a fallback.
+            (Axis::C, Mode::Runner | Mode::Hybrid) => Some(Decider::Machine),
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Decider::Machine => "machine",
+            Decider::Llm => "LLM",
+            Decider::Person => "person",
+        }
+    }
 }
 
 impl Class {
     pub fn of(cs: &CallSite) -> Class {
         match (cs.axis.value, cs.verdict.value, cs.mode.value) {
             (Axis::P, _, _) => Class::NotOnControlPath,
+            (Axis::C, _, Mode::Human) => Class::PersonDecides,
             (Axis::C, VerdictKind::Machine, Mode::Llm) => Class::AvoidableLlmControlPath,
             (Axis::C, VerdictKind::Machine, _) => Class::Deterministic,
             (Axis::C, VerdictKind::Judgement, Mode::Llm) => Class::KeepLlm,
@@ -40,6 +73,7 @@ impl Class {
             Class::Deterministic => "deterministic",
             Class::KeepLlm => "keep LLM",
             Class::NotOnControlPath => "not on the control path",
+            Class::PersonDecides => "a person decides",
             Class::Invalid => "invalid: a runner cannot give a judgement",
         }
     }
@@ -98,11 +132,24 @@ pub struct CallSiteJson {
     pub verdict: &'static str,
     pub mode: &'static str,
     pub classification: Class,
+    /// Who makes the decision; absent off the control path.
+    pub decided_by: Option<Decider>,
     pub why: Option<String>,
     pub runner: Option<RunnerJson>,
     pub transport: Option<String>,
     pub prompt: Option<String>,
+    pub approval: Option<ApprovalJson>,
     pub gates: Vec<GateJson>,
+}
+
+/// A human call-site's approval: who may decide, and for how long.
+#[derive(Debug, Serialize)]
+pub struct ApprovalJson {
+    pub name: String,
+    pub approvers: Vec<String>,
+    pub expires_ms: Option<u64>,
+    pub show: Vec<String>,
+    pub writes: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -189,6 +236,7 @@ fn call_site_json(p: &Pipeline, cs: &CallSite) -> CallSiteJson {
         verdict: verdict_name(cs.verdict.value),
         mode: keyword::mode(cs.mode.value),
         classification: Class::of(cs),
+        decided_by: Decider::of(cs),
         why: cs.why.as_ref().map(|w| w.value.clone()),
         runner: runner.map(|r| RunnerJson {
             name: r.name.value.clone(),
@@ -206,8 +254,23 @@ fn call_site_json(p: &Pipeline, cs: &CallSite) -> CallSiteJson {
         }),
         transport: cs.llm.as_ref().map(|l| l.transport.value.clone()),
         prompt: cs.llm.as_ref().map(|l| l.prompt.value.clone()),
+        approval: approval_json(p, cs),
         gates,
     }
+}
+
+fn approval_json(p: &Pipeline, cs: &CallSite) -> Option<ApprovalJson> {
+    if cs.mode.value != Mode::Human {
+        return None;
+    }
+    let a = p.approval(&cs.approval.as_ref()?.value)?;
+    Some(ApprovalJson {
+        name: a.name.value.clone(),
+        approvers: a.approver_names(),
+        expires_ms: a.expires.as_ref().map(|d| d.value.as_millis() as u64),
+        show: a.show.iter().map(|s| s.value.clone()).collect(),
+        writes: a.writes.as_ref().map(|w| w.value.clone()),
+    })
 }
 
 pub fn build(p: &Pipeline) -> Map {
@@ -374,6 +437,7 @@ pub fn to_markdown(m: &Map) -> String {
             ));
         }
     }
+    s.push_str(&decisions_markdown(m));
     s.push_str("\n## Transports\n\n");
     if m.transports.is_empty() {
         s.push_str("None: no call-site uses an LLM.\n");
@@ -410,6 +474,54 @@ pub fn to_markdown(m: &Map) -> String {
                 "- `{c}`: the verdict is a machine fact but an LLM produces it; replace it with a runner (or `mode=\"hybrid\"` to keep a fallback).\n"
             ));
         }
+    }
+    s
+}
+
+/// Every control-path decision and who makes it: a machine, an LLM or a
+/// person (with who may decide and for how long).
+fn decisions_markdown(m: &Map) -> String {
+    let mut s = String::from("\n## Control-path decisions and who makes them\n\n");
+    let mut any = false;
+    for c in &m.call_sites {
+        let Some(d) = c.decided_by else { continue };
+        any = true;
+        let stages = if c.stages.is_empty() {
+            "no stage".to_string()
+        } else {
+            c.stages
+                .iter()
+                .map(|st| format!("`{st}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        s.push_str(&format!(
+            "- `{}` ({stages}): {}",
+            cell(&c.name),
+            d.describe()
+        ));
+        if let Some(a) = &c.approval {
+            s.push_str(&format!(
+                ", approval `{}` by {}, expires after {}",
+                a.name,
+                if a.approvers.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    a.approvers
+                        .iter()
+                        .map(|n| format!("`{}`", cell(n)))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                },
+                a.expires_ms
+                    .map(|ms| crate::duration::human(std::time::Duration::from_millis(ms)))
+                    .unwrap_or_else(|| "never (invalid)".into())
+            ));
+        }
+        s.push('\n');
+    }
+    if !any {
+        s.push_str("None: no call-site is on the control path.\n");
     }
     s
 }

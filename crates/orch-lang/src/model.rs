@@ -41,6 +41,7 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     pub ends: Vec<End>,
     pub alerts: Vec<Alert>,
+    pub approvals: Vec<Approval>,
     /// Every named top-level node as written, in file order, including those
     /// that failed to decode: one broken node must not make each reference
     /// to it an error too.
@@ -310,6 +311,8 @@ pub enum Mode {
     Llm,
     Runner,
     Hybrid,
+    /// A person decides, through an [`Approval`].
+    Human,
 }
 
 /// `llm transport="T" prompt="prompts/x.md"`.
@@ -328,6 +331,8 @@ pub struct CallSite {
     pub mode: Spanned<Mode>,
     pub runner: Option<Name>,
     pub llm: Option<Llm>,
+    /// `approval "NAME"`: the request a `mode="human"` call-site makes.
+    pub approval: Option<Name>,
     pub why: Option<Spanned<String>>,
     pub span: SourceSpan,
 }
@@ -366,6 +371,36 @@ pub struct End {
     pub span: SourceSpan,
 }
 
+/// `approval "NAME"`: a person's decision as a stage's producer.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub name: Name,
+    /// Who may decide; validation wants at least one, each once.
+    pub approvers: Vec<Name>,
+    /// How long the request waits; then the stage fails closed.
+    pub expires: Option<Spanned<Duration>>,
+    /// Artifact paths (beneath the task directory) the approver is shown.
+    pub show: Vec<Spanned<String>>,
+    /// The artifact orch writes from the decision.
+    pub writes: Option<Name>,
+    pub span: SourceSpan,
+}
+
+impl Approval {
+    pub fn allows(&self, who: &str) -> bool {
+        self.approvers.iter().any(|a| a.value == who)
+    }
+
+    pub fn approver_names(&self) -> Vec<String> {
+        self.approvers.iter().map(|a| a.value.clone()).collect()
+    }
+}
+
+/// The field a decision artifact's gate reads, and its two values.
+pub const DECISION_FIELD: &str = "decision";
+pub const APPROVED: &str = "APPROVED";
+pub const REJECTED: &str = "REJECTED";
+
 #[derive(Debug, Clone)]
 pub struct Alert {
     pub name: Name,
@@ -396,6 +431,17 @@ impl Pipeline {
     }
     pub fn transport(&self, name: &str) -> Option<&Transport> {
         self.transports.iter().find(|s| s.name.value == name)
+    }
+    pub fn approval(&self, name: &str) -> Option<&Approval> {
+        self.approvals.iter().find(|s| s.name.value == name)
+    }
+    /// The approval a stage asks for, when its call-site is `mode="human"`.
+    pub fn approval_of_stage(&self, stage: &str) -> Option<&Approval> {
+        let cs = self.call_site(&self.stage(stage)?.call_site.value)?;
+        if cs.mode.value != Mode::Human {
+            return None;
+        }
+        self.approval(&cs.approval.as_ref()?.value)
     }
     pub fn alert(&self, name: &str) -> Option<&Alert> {
         self.alerts.iter().find(|s| s.name.value == name)

@@ -29,6 +29,16 @@ pub struct Roadmap {
     /// False when the store holds no LLM attempts of these call-sites.
     pub has_history: bool,
     pub entries: Vec<Entry>,
+    /// Control-path decisions a person makes (approvals): never replaced,
+    /// listed so that the roadmap shows who decides.
+    pub people: Vec<PersonDecision>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PersonDecision {
+    pub call_site: String,
+    pub stages: Vec<String>,
+    pub approvers: Vec<String>,
 }
 
 /// Builds the roadmap from the pipeline and `(call-site, duration_ms)` of
@@ -39,6 +49,28 @@ pub fn build(p: &Pipeline, llm_attempts: &[(String, i64)]) -> Roadmap {
         by_site.entry(cs.as_str()).or_default().push(*ms);
     }
     let mut entries = Vec::new();
+    let stages_of = |cs: &str| -> Vec<String> {
+        p.stages
+            .iter()
+            .filter(|s| s.call_site.value == cs)
+            .map(|s| s.name.value.clone())
+            .collect()
+    };
+    let people = p
+        .call_sites
+        .iter()
+        .filter(|cs| Class::of(cs) == Class::PersonDecides)
+        .map(|cs| PersonDecision {
+            call_site: cs.name.value.clone(),
+            stages: stages_of(&cs.name.value),
+            approvers: cs
+                .approval
+                .as_ref()
+                .and_then(|a| p.approval(&a.value))
+                .map(|a| a.approver_names())
+                .unwrap_or_default(),
+        })
+        .collect();
     for cs in &p.call_sites {
         let durations = by_site.get(cs.name.value.as_str());
         let kind = match (Class::of(cs), cs.mode.value) {
@@ -92,13 +124,36 @@ pub fn build(p: &Pipeline, llm_attempts: &[(String, i64)]) -> Roadmap {
             .unwrap_or_default(),
         has_history,
         entries,
+        people,
     }
+}
+
+/// The roadmap's closing list: decisions a person makes, which stay.
+fn people_text(r: &Roadmap) -> String {
+    if r.people.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\nDecided by a person (approvals, not to replace):\n");
+    for d in &r.people {
+        s.push_str(&format!(
+            "- `{}` (stage {}): {}\n",
+            d.call_site,
+            if d.stages.is_empty() {
+                "none".to_string()
+            } else {
+                d.stages.join(", ")
+            },
+            d.approvers.join(" or ")
+        ));
+    }
+    s
 }
 
 pub fn to_text(r: &Roadmap) -> String {
     let mut s = format!("Roadmap for pipeline `{}`\n\n", r.pipeline);
     if r.entries.is_empty() {
         s.push_str("Nothing to replace: no avoidable LLM control path, and no hybrid fallback has fired.\n");
+        s.push_str(&people_text(r));
         return s;
     }
     if !r.has_history {
@@ -131,5 +186,6 @@ pub fn to_text(r: &Roadmap) -> String {
             s.push_str("   no LLM attempts recorded\n");
         }
     }
+    s.push_str(&people_text(r));
     s
 }

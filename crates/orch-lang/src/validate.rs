@@ -11,6 +11,7 @@ use crate::keyword as kw;
 use crate::model::*;
 use crate::template::{Placeholder, Template};
 
+mod approval;
 pub mod graph;
 
 /// The names a file declares, from the loader's [`Declaration`]s, so that
@@ -101,6 +102,7 @@ pub fn check(
     c.runners();
     c.transports();
     c.call_sites();
+    c.approvals();
     c.stages();
     c.alerts();
     c.placeholders();
@@ -166,7 +168,7 @@ impl<'a> Checker<'a> {
 
     fn duplicate_names(&mut self) {
         let p = self.p;
-        let groups: [(&str, Vec<&Name>); 7] = [
+        let groups: [(&str, Vec<&Name>); 8] = [
             (
                 "stage or end",
                 p.stages
@@ -181,6 +183,7 @@ impl<'a> Checker<'a> {
             ("runner", p.runners.iter().map(|x| &x.name).collect()),
             ("call-site", p.call_sites.iter().map(|x| &x.name).collect()),
             ("alert", p.alerts.iter().map(|x| &x.name).collect()),
+            ("approval", p.approvals.iter().map(|x| &x.name).collect()),
         ];
         for (what, mut names) in groups {
             names.sort_by_key(|n| n.span.offset());
@@ -699,6 +702,10 @@ impl<'a> Checker<'a> {
         for c in &self.p.call_sites {
             let has = |child| self.declared.has_child(kw::CALL_SITE, &c.name.value, child);
             let mode = c.mode.value;
+            if self.call_site_approval(c) {
+                // A person decides: no runner, no LLM (checked there).
+                continue;
+            }
             let needs_runner = matches!(mode, Mode::Runner | Mode::Hybrid);
             let needs_llm = matches!(mode, Mode::Llm | Mode::Hybrid);
             match (&c.runner, needs_runner) {
@@ -837,6 +844,7 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
+            self.stage_approval(s);
             // The runner must write the artifact the gate reads.
             let runner = self
                 .ix
@@ -964,6 +972,16 @@ impl<'a> Checker<'a> {
                     .iter()
                     .filter_map(|r| r.writes.as_ref().map(|w| w.artifact.value.as_str())),
             )
+            .chain(
+                p.approvals
+                    .iter()
+                    .filter_map(|a| a.writes.as_ref().map(|w| w.value.as_str())),
+            )
+            .collect();
+        let used_approvals: HashSet<&str> = p
+            .call_sites
+            .iter()
+            .filter_map(|c| c.approval.as_ref().map(|a| a.value.as_str()))
             .collect();
         let used_runners: HashSet<&str> = p
             .call_sites
@@ -1015,6 +1033,9 @@ impl<'a> Checker<'a> {
         }
         for x in &p.alerts {
             unused("alert", &x.name, &used_alerts);
+        }
+        for x in &p.approvals {
+            unused("approval", &x.name, &used_approvals);
         }
     }
 
@@ -1261,8 +1282,8 @@ fn bad_artifact_path(path: &Spanned<String>) -> Option<Finding> {
 fn user_of(what: &str) -> &'static str {
     match what {
         "call-site" | "gate" => "stage",
-        "artifact" => "gate or runner",
-        "runner" | "transport" => "call-site",
+        "artifact" => "gate, runner or approval",
+        "runner" | "transport" | "approval" => "call-site",
         _ => "stage's `exhausted` transition",
     }
 }

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use orch_store::{Attempt, QueueState, Run};
 
+use crate::approvals::decide as approval;
 use crate::config::MAX_BODY;
 use crate::error::{self, ApiError};
 use crate::scheduler::App;
@@ -36,6 +37,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/api/v1/tasks", get(tasks::<S>))
         .route("/api/v1/tasks/{task}", get(task::<S>))
         .route("/api/v1/tasks/{task}/cancel", post(cancel::<S>))
+        .route("/api/v1/tasks/{task}/approval", post(approval::<S>))
         .route("/api/v1/tasks/{task}/logs/{stage}/{attempt}", get(log::<S>))
         .route("/api/v1/events", get(events::<S>))
         .route("/api/v1/openapi.json", get(openapi))
@@ -65,7 +67,11 @@ async fn guard<S: Store>(State(app): Shared<S>, req: Request, next: Next) -> Res
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    if !open && !app.token.admits(auth) {
+    // A decider's own token (`--tokens-file`) may decide an approval; the
+    // handler takes the decider's name from it.
+    let decider =
+        method == Method::POST && path.ends_with("/approval") && app.deciders.who(auth).is_some();
+    if !open && !decider && !app.token.admits(auth) {
         tracing::warn!(%method, path, "refused: no or wrong token");
         return ApiError::unauthorized().into_response();
     }
@@ -152,9 +158,10 @@ async fn queue<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
         }
         (running, waiting)
     };
+    let approvals = crate::approvals::pending(&app).await?;
     Ok(error::json(
         StatusCode::OK,
-        &json!({ "queued": queued, "running": running, "waiting": waiting }),
+        &json!({ "queued": queued, "running": running, "waiting": waiting, "approvals": approvals }),
     ))
 }
 
@@ -170,7 +177,10 @@ struct Submission {
 }
 
 /// The body, at most [`MAX_BODY`] bytes (413 past that).
-async fn body_bytes(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+pub(crate) async fn body_bytes(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -270,7 +280,7 @@ async fn submit<S: Store>(
 }
 
 /// A task name from a path, checked.
-fn task_name(
+pub(crate) fn task_name(
     p: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<String, ApiError> {
     let Path(task) = p.map_err(|e| ApiError::bad_request(e.body_text()))?;

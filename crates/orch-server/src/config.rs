@@ -30,6 +30,8 @@ pub struct Config {
     pub token_file: Option<PathBuf>,
     /// `ORCH_TOKEN`, read by the binary.
     pub token_env: Option<String>,
+    /// `--tokens-file`: who may decide approvals (`NAME TOKEN-SHA256`).
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// The pipeline the service runs tasks on, valid when it was loaded.

@@ -11,11 +11,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod approvals;
 pub mod auth;
 pub mod board;
 pub mod client;
 pub mod config;
 pub mod dashboard;
+pub mod deciders;
 pub mod error;
 pub mod events;
 pub mod scheduler;
@@ -64,6 +66,10 @@ impl<S: Store> Service<S> {
             config.token_env.as_deref(),
             &state_dir,
         )?;
+        let deciders = match &config.tokens_file {
+            Some(path) => deciders::Deciders::load(path)?,
+            None => deciders::Deciders::default(),
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| ServeError::Usage(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -80,6 +86,7 @@ impl<S: Store> Service<S> {
             rejected: std::sync::Mutex::new(None),
             board: Arc::default(),
             token,
+            deciders,
             started: Instant::now(),
             state_dir,
         });
@@ -103,6 +110,7 @@ impl<S: Store> Service<S> {
             );
         }
         let scheduler = tokio::spawn(scheduler::schedule(app.clone(), recovered.into()));
+        let clock = tokio::spawn(scheduler::approval_clock(app.clone()));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(self.listener, api::router(app.clone())).with_graceful_shutdown(
             async move {
@@ -115,6 +123,7 @@ impl<S: Store> Service<S> {
         tracing::info!("stop requested: no new tasks are taken");
         scheduler::drain(&app, app.config.drain_timeout).await;
         let _ = scheduler.await;
+        clock.abort();
         let _ = stop_tx.send(true);
         app.closing.send_replace(true);
         match tokio::time::timeout(CLOSE_CONNECTIONS, server).await {

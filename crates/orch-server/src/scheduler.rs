@@ -30,6 +30,8 @@ pub struct App<S: Store> {
     pub rejected: std::sync::Mutex<Option<[u8; 32]>>,
     pub board: Arc<Board>,
     pub token: Token,
+    /// The tokens that name approval deciders (`--tokens-file`).
+    pub deciders: crate::deciders::Deciders,
     pub started: Instant,
     /// Absolute.
     pub state_dir: PathBuf,
@@ -190,6 +192,8 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
                 restart: false,
                 allow_changed_pipeline: false,
                 allow_changed_vars: false,
+                // A waiting task gives its worker back (see `Waiting`).
+                wait: false,
             };
             let sink = Box::new(TaskSink {
                 task: task.clone(),
@@ -225,6 +229,15 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
         // A run that reached its end before the cancel took effect stays
         // finished.
         Ok(f) if f.exit_code == exit::INTERRUPTED => mark_cancelled(&*app.store, task).await,
+        // Waiting for a person: the worker is free; the approval clock
+        // queues the task again once it is decided or expired.
+        Ok(f) if f.exit_code == exit::WAITING => {
+            tracing::info!(task, "waiting for an approval decision");
+            app.store
+                .move_queued(task, QueueState::Running, QueueState::Waiting, None)
+                .await
+                .map(drop)
+        }
         Err(_) if cancel_requested => mark_cancelled(&*app.store, task).await,
         Ok(f) => {
             tracing::info!(task, exit_code = f.exit_code, "task finished");
@@ -249,6 +262,45 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
     if let Err(e) = recorded {
         tracing::error!(task, error = %e, "cannot record how the task ended");
     }
+}
+
+/// How often the service looks at waiting tasks' approval requests.
+const APPROVAL_TICK: Duration = Duration::from_millis(250);
+
+/// The service's clock for approvals: a waiting task whose request was
+/// decided (through the API or `orch approve`) or has expired is queued
+/// again; the engine then applies the decision, or fails the stage closed.
+pub async fn approval_clock<S: Store>(app: Arc<App<S>>) {
+    loop {
+        if let Err(e) = requeue_decided(&app).await {
+            tracing::error!(error = %e, "cannot look at the waiting tasks");
+        }
+        tokio::time::sleep(APPROVAL_TICK).await;
+    }
+}
+
+/// Queues again every waiting task whose latest request is no longer pending.
+pub async fn requeue_decided<S: Store>(app: &App<S>) -> orch_store::Result<()> {
+    let now = orch_store::now_ms();
+    for t in app.store.queue(Some(QueueState::Waiting)).await? {
+        let latest = app.store.approvals(Some(&t.task)).await?.pop();
+        let pending = latest.as_ref().is_some_and(|a| {
+            matches!(
+                orch_engine::decide::approval_state(a, now),
+                orch_engine::decide::ApprovalState::Pending { .. }
+            )
+        });
+        if !pending
+            && app
+                .store
+                .move_queued(&t.task, QueueState::Waiting, QueueState::Queued, None)
+                .await?
+        {
+            tracing::info!(task = t.task, "approval decided or expired: queued again");
+            app.board.wake();
+        }
+    }
+    Ok(())
 }
 
 /// The task's run (if it has one) and its queue entry are cancelled.

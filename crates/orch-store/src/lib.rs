@@ -201,6 +201,32 @@ pub trait RunStore: Send + Sync + 'static {
         true
     }
 
+    // Approvals: a person's decision.
+    /// Records the request of an approval attempt; a second call for the
+    /// same attempt writes nothing and returns the first request's id (a
+    /// resumed run asks again). Returns the request's id.
+    fn request_approval(
+        &self,
+        r: &NewApprovalRequest<'_>,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// Every request (with its decision) of a task, or of every task, oldest
+    /// first.
+    fn approvals(&self, task: Option<&str>) -> impl Future<Output = Result<Vec<Approval>>> + Send;
+    /// The request of an approval attempt, with its decision.
+    fn approval_of_attempt(
+        &self,
+        attempt_id: i64,
+    ) -> impl Future<Output = Result<Option<Approval>>> + Send;
+    /// Records a decision, all or nothing and committed when it returns: at
+    /// most one per request (a second is refused with the first), none at
+    /// or after the request's expiry (`d.at_ms >= expires_ms`). Whether the
+    /// decider may decide is the caller's to check first.
+    fn decide_approval(
+        &self,
+        request_id: i64,
+        d: &NewDecision<'_>,
+    ) -> impl Future<Output = Result<DecisionOutcome>> + Send;
+
     /// Time spent in store calls so far (`ORCH_PROFILE`).
     fn spent(&self) -> Duration {
         Duration::ZERO

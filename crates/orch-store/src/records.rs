@@ -72,6 +72,9 @@ spelled! {
         /// Cancelled through the service (`orch cancel`): its producers were
         /// terminated; `--resume` can still continue it.
         Cancelled => "cancelled",
+        /// Stopped at an approval stage with its request pending;
+        /// `--resume` continues it once a decision exists (or it expired).
+        Waiting => "waiting",
     }
 }
 
@@ -88,6 +91,8 @@ spelled! {
     ProducerKind {
         Runner => "runner",
         Llm => "llm",
+        /// A person's decision: nothing is spawned.
+        Approval => "approval",
     }
 }
 
@@ -143,6 +148,9 @@ spelled! {
         Failed => "failed",
         /// Cancelled before or while it ran.
         Cancelled => "cancelled",
+        /// Its run waits for a person's decision; it holds no worker and is
+        /// queued again when the decision comes or the request expires.
+        Waiting => "waiting",
     }
 }
 
@@ -372,4 +380,97 @@ pub struct ServiceRecord {
     pub expires_ms: i64,
     /// Its lease has not expired.
     pub live: bool,
+}
+
+spelled! {
+    /// A person's decision on an approval request.
+    Decision {
+        Approved => "approved",
+        Rejected => "rejected",
+    }
+}
+
+impl Decision {
+    /// How the decision artifact spells it (`decision: APPROVED`).
+    pub fn artifact_value(self) -> &'static str {
+        match self {
+            Decision::Approved => "APPROVED",
+            Decision::Rejected => "REJECTED",
+        }
+    }
+}
+
+/// A pending-or-decided request for a person's decision, recorded when a
+/// run reaches an approval stage (one per approval attempt).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApprovalRequest {
+    pub id: i64,
+    pub run_id: i64,
+    pub attempt_id: i64,
+    pub task: String,
+    pub stage: String,
+    /// The `approval` node's name.
+    pub approval: String,
+    /// Who may decide, as the pipeline said when the request was made.
+    pub approvers: Vec<String>,
+    /// Artifact paths (beneath the task directory) the approver is shown.
+    pub show: Vec<String>,
+    pub requested_ms: i64,
+    /// No decision is accepted from this time on; the stage fails closed.
+    pub expires_ms: i64,
+}
+
+/// A request to record.
+#[derive(Debug, Clone)]
+pub struct NewApprovalRequest<'a> {
+    pub run_id: i64,
+    pub attempt_id: i64,
+    pub task: &'a str,
+    pub stage: &'a str,
+    pub approval: &'a str,
+    pub approvers: &'a [String],
+    pub show: &'a [String],
+    pub requested_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// A recorded decision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ApprovalDecision {
+    pub id: i64,
+    pub request_id: i64,
+    pub decision: Decision,
+    /// Who decided (checked against the request's approvers before).
+    pub decider: String,
+    pub comment: String,
+    pub at_ms: i64,
+}
+
+/// A decision to record.
+#[derive(Debug, Clone)]
+pub struct NewDecision<'a> {
+    pub decision: Decision,
+    pub decider: &'a str,
+    pub comment: &'a str,
+    pub at_ms: i64,
+}
+
+/// A request with its decision, if any.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Approval {
+    pub request: ApprovalRequest,
+    pub decision: Option<ApprovalDecision>,
+}
+
+/// What became of a decision the store was asked to record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecisionOutcome {
+    /// Committed: the id of the decision.
+    Recorded(i64),
+    /// Nothing written: the request already has this decision.
+    AlreadyDecided(ApprovalDecision),
+    /// Nothing written: the decision came at or after the request's expiry.
+    Expired,
+    /// Nothing written: no request has this id.
+    NoRequest,
 }

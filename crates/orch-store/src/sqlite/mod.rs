@@ -8,6 +8,7 @@
 //! One connection behind a mutex serves every task of the process: each
 //! call is short and never held across an await.
 
+mod approvals;
 mod queue;
 mod rows;
 mod schema;
@@ -783,6 +784,26 @@ impl RunStore for SqliteStore {
         error: Option<&str>,
     ) -> Result<bool> {
         self.move_queued_row(task, from, to, error)
+    }
+
+    async fn request_approval(&self, r: &NewApprovalRequest<'_>) -> Result<i64> {
+        self.request_approval_tx(r)
+    }
+
+    async fn approvals(&self, task: Option<&str>) -> Result<Vec<Approval>> {
+        self.approvals_of(task)
+    }
+
+    async fn approval_of_attempt(&self, attempt_id: i64) -> Result<Option<Approval>> {
+        self.approval_of_attempt_row(attempt_id)
+    }
+
+    async fn decide_approval(
+        &self,
+        request_id: i64,
+        d: &NewDecision<'_>,
+    ) -> Result<DecisionOutcome> {
+        self.decide_tx(request_id, d)
     }
 
     fn spent(&self) -> Duration {

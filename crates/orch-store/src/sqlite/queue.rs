@@ -94,7 +94,7 @@ impl SqliteStore {
     ) -> Result<bool> {
         let at = now_ms();
         let (started, finished) = match to {
-            QueueState::Queued => (None, None),
+            QueueState::Queued | QueueState::Waiting => (None, None),
             QueueState::Running => (Some(at), None),
             QueueState::Finished | QueueState::Failed | QueueState::Cancelled => (None, Some(at)),
         };

@@ -155,3 +155,36 @@ pub(super) fn queued_row(r: &Row<'_>) -> rusqlite::Result<QueuedTask> {
         finished_ms: r.get(8)?,
     })
 }
+
+pub(super) const APPROVAL_SELECT: &str =
+    "SELECT r.id, r.run_id, r.attempt_id, r.task, r.stage, r.approval, r.approvers, r.show, r.requested_ms, r.expires_ms,
+    d.id, d.decision, d.decider, d.comment, d.at_ms
+    FROM approval_requests r LEFT JOIN approval_decisions d ON d.request_id = r.id";
+
+/// A row of [`APPROVAL_SELECT`]: a request and its decision, if any.
+pub(super) fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
+    let request = ApprovalRequest {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        attempt_id: r.get(2)?,
+        task: r.get(3)?,
+        stage: r.get(4)?,
+        approval: r.get(5)?,
+        approvers: json_list(r, 6)?,
+        show: json_list(r, 7)?,
+        requested_ms: r.get(8)?,
+        expires_ms: r.get(9)?,
+    };
+    let decision = match r.get::<_, Option<i64>>(10)? {
+        None => None,
+        Some(id) => Some(ApprovalDecision {
+            id,
+            request_id: request.id,
+            decision: spelled(r, 11)?,
+            decider: r.get(12)?,
+            comment: r.get(13)?,
+            at_ms: r.get(14)?,
+        }),
+    };
+    Ok(Approval { request, decision })
+}

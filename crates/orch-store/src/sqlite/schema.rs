@@ -117,6 +117,31 @@ CREATE TABLE queue (
 );
 CREATE INDEX queue_by_state ON queue(state, id);
 "#,
+    // 5 (approvals): a person's decision. A request per approval attempt;
+    // at most one decision per request (UNIQUE), so a second is refused.
+    r#"
+CREATE TABLE approval_requests (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    attempt_id INTEGER NOT NULL UNIQUE REFERENCES attempts(id),
+    task TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    approval TEXT NOT NULL,
+    approvers TEXT NOT NULL,
+    show TEXT NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE INDEX approval_requests_by_task ON approval_requests(task, id);
+CREATE TABLE approval_decisions (
+    id INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL UNIQUE REFERENCES approval_requests(id),
+    decision TEXT NOT NULL,
+    decider TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema of version [`SCHEMA_VERSION`] in one script, for a new store:
@@ -217,6 +242,27 @@ CREATE TABLE queue (
     finished_ms INTEGER
 );
 CREATE INDEX queue_by_state ON queue(state, id);
+CREATE TABLE approval_requests (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    attempt_id INTEGER NOT NULL UNIQUE REFERENCES attempts(id),
+    task TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    approval TEXT NOT NULL,
+    approvers TEXT NOT NULL,
+    show TEXT NOT NULL,
+    requested_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE INDEX approval_requests_by_task ON approval_requests(task, id);
+CREATE TABLE approval_decisions (
+    id INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL UNIQUE REFERENCES approval_requests(id),
+    decision TEXT NOT NULL,
+    decider TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
 "#;
 
 /// The store's schema version, or why it is not a store this build can use

@@ -1,0 +1,135 @@
+//! `POST /api/v1/tasks/{task}/approval`: a person decides a task's pending
+//! approval request. The decider's name is the one `--tokens-file` gives
+//! the caller's token (never a name from the body); the checks and the
+//! commit are those of `orch approve` ([`orch_engine::approval::decide_task`]).
+//! A waiting task whose request is decided is queued again at once.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use orch_engine::approval::DecideError;
+use orch_engine::decide::{self, Refusal};
+use orch_store::{Approval, Decision, QueueState, RunStatus};
+
+use crate::api::{body_bytes, task_name};
+use crate::error::{self, ApiError};
+use crate::scheduler::App;
+use crate::Store;
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Verb {
+    Approve,
+    Reject,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: Verb,
+    #[serde(default)]
+    comment: String,
+}
+
+fn refused(task: &str, who: &str, r: Refusal) -> ApiError {
+    let status = match r {
+        Refusal::NotApprover { .. } => StatusCode::FORBIDDEN,
+        Refusal::NoPending => StatusCode::NOT_FOUND,
+        Refusal::AlreadyDecided(_) | Refusal::Expired { .. } => StatusCode::CONFLICT,
+    };
+    ApiError::new(status, format!("cannot decide task {task} as {who}: {r}"))
+}
+
+pub(crate) async fn decide<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let task = task_name(p)?;
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let Some(who) = app.deciders.who(auth).map(str::to_string) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this token names no decider: deciding needs a token listed in --tokens-file",
+        ));
+    };
+    let bytes = body_bytes(&headers, body).await?;
+    let b: DecisionBody = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed body: {e}")))?;
+    let decision = match b.decision {
+        Verb::Approve => Decision::Approved,
+        Verb::Reject if b.comment.trim().is_empty() => {
+            return Err(ApiError::bad_request(
+                "a rejection needs a comment saying why",
+            ))
+        }
+        Verb::Reject => Decision::Rejected,
+    };
+    let id = orch_engine::approval::decide_task(&*app.store, &task, &who, decision, &b.comment)
+        .await
+        .map_err(|e| match e {
+            DecideError::Refused(r) => refused(&task, &who, r),
+            DecideError::Store(e) => ApiError::from(e),
+        })?;
+    tracing::info!(
+        task,
+        decider = who,
+        decision = decision.as_str(),
+        "approval decided"
+    );
+    // Committed: the waiting task resumes now rather than at the next tick.
+    if app
+        .store
+        .move_queued(&task, QueueState::Waiting, QueueState::Queued, None)
+        .await?
+    {
+        app.board.wake();
+    }
+    Ok(error::json(
+        StatusCode::CREATED,
+        &json!({
+            "task": task,
+            "decision": decision.artifact_value(),
+            "by": who,
+            "comment": b.comment,
+            "id": id,
+        }),
+    ))
+}
+
+/// Every request waiting for a decision, for `GET /queue`: undecided, not
+/// expired, of its task's latest unfinished run.
+pub(crate) async fn pending<S: Store>(app: &App<S>) -> Result<Vec<Value>, ApiError> {
+    let now = orch_store::now_ms();
+    let mut out = Vec::new();
+    for a in app.store.approvals(None).await? {
+        let decide::ApprovalState::Pending { left } = decide::approval_state(&a, now) else {
+            continue;
+        };
+        let latest = app.store.latest_run(&a.request.task).await?;
+        if latest.is_some_and(|r| r.id == a.request.run_id && r.status != RunStatus::Finished) {
+            out.push(pending_json(&a, left.as_millis() as u64));
+        }
+    }
+    Ok(out)
+}
+
+fn pending_json(a: &Approval, left_ms: u64) -> Value {
+    json!({
+        "task": a.request.task,
+        "stage": a.request.stage,
+        "approval": a.request.approval,
+        "approvers": a.request.approvers,
+        "show": a.request.show,
+        "requested": orch_store::rfc3339(a.request.requested_ms),
+        "expires": orch_store::rfc3339(a.request.expires_ms),
+        "left_ms": left_ms,
+    })
+}
