@@ -28,5 +28,6 @@ pub mod map;
 pub mod model;
 pub mod roadmap;
 pub mod schema;
+pub mod syntax;
 pub mod template;
 pub mod validate;
