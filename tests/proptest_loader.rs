@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 
-use orch_lang::analysis::{analyze_text, Analysis};
+use orch_lang::analysis::{analyze_text, analyze_text_checking_schema, Analysis};
 use orch_lang::diagnostic::{render, Format};
 use orch_lang::validate::Options;
 
@@ -17,7 +17,11 @@ use mutations::{apply, base, mutation, tokens, Mutation};
 /// Checks `text` as a file next to the shipped pipeline (so that prompt look-ups
 /// run) and asserts the properties every input must have.
 fn check_and_assert(text: &str) -> Result<Analysis, TestCaseError> {
-    let checked = analyze_text("pipelines/mutated.kdl", text, &Options::default());
+    let checked = analyze_text_checking_schema("pipelines/mutated.kdl", text, &Options::default());
+    // Skipping the schema when the decoder finds the shape right (what the
+    // commands do) reports the same findings.
+    let lazy = analyze_text("pipelines/mutated.kdl", text, &Options::default());
+    prop_assert_eq!(&lazy.report.findings, &checked.report.findings);
     for f in &checked
         .report
         .findings
