@@ -27,8 +27,9 @@ use miette::SourceSpan;
 pub use tree::{Document, Entry, Ident, Node, Value};
 
 /// The deepest `{ … }` nesting the reader follows (the loader refuses
-/// deeper files before reading them, see `limits`).
-pub const MAX_DEPTH: usize = 256;
+/// deeper files before reading them, see `limits`). Bounded so that a
+/// debug build on a 2 MiB test thread cannot overflow its stack.
+pub const MAX_DEPTH: usize = 100;
 
 /// Why a text is not KDL 2.0: where, what, and a hint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,3 +45,6 @@ pub struct SyntaxError {
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
     parser::Parser::new(text).document()
 }
+
+#[cfg(test)]
+mod tests;
