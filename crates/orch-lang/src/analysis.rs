@@ -77,12 +77,16 @@ fn analyze(path: &str, text: &str, opts: &Options, mode: SchemaCheck) -> Analysi
         .unwrap_or_else(|| PathBuf::from("."));
     let mut findings = Vec::new();
     let mut schema_findings = Vec::new();
-    match &document {
+    let parsed = document.is_some();
+    match document {
         None => findings.extend(structural.iter().cloned()),
         Some(doc) => {
             if mode == SchemaCheck::Always || !structural.is_empty() {
-                schema_findings = schema::check(&schema::to_json(doc));
+                schema_findings = schema::check(&schema::to_json(&doc));
             }
+            // The tree is done with: freed before the semantic checks, so
+            // that it and their allocations do not add up at the peak.
+            drop(doc);
             // The schema is the authority on shape; the decoder's findings
             // only stand in if the two ever disagree, so that nothing is lost.
             if schema_findings.is_empty() {
@@ -109,7 +113,7 @@ fn analyze(path: &str, text: &str, opts: &Options, mode: SchemaCheck) -> Analysi
         report: FileReport { source, findings },
         pipeline,
         schema_findings,
-        decoder_findings: if document.is_some() {
+        decoder_findings: if parsed {
             structural
         } else {
             Vec::new()

@@ -43,6 +43,14 @@ pub struct SyntaxError {
 
 /// Reads `text` as a KDL 2.0 document.
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    if u32::try_from(text.len()).is_err() {
+        return Err(SyntaxError {
+            span: (0, 0).into(),
+            message: "The text is larger than 4 GiB".into(),
+            label: "too large".into(),
+            help: None,
+        });
+    }
     parser::Parser::new(text).document()
 }
 

@@ -146,7 +146,7 @@ impl<'a> Parser<'a> {
         let ty = if self.peek() == Some(b'(') {
             let t = self.type_annotation()?;
             self.node_space()?;
-            Some(t)
+            Some(Box::new(t))
         } else {
             None
         };
@@ -302,7 +302,7 @@ impl<'a> Parser<'a> {
             return Ok(Entry {
                 name: None,
                 ty: None,
-                value: Value::String(key.value),
+                value: Value::String(key.value.into_string()),
                 span: key.span,
             });
         }
@@ -316,11 +316,11 @@ impl<'a> Parser<'a> {
     }
 
     /// `value := type? node-space* (string | number | keyword)`
-    fn typed_value(&mut self) -> PResult<(Option<Ident>, Value)> {
+    fn typed_value(&mut self) -> PResult<(Option<Box<Ident>>, Value)> {
         let ty = if self.peek() == Some(b'(') {
             let t = self.type_annotation()?;
             self.node_space()?;
-            Some(t)
+            Some(Box::new(t))
         } else {
             None
         };
@@ -420,7 +420,10 @@ impl<'a> Parser<'a> {
     /// A string in a name's position, with its span.
     fn ident(&mut self) -> PResult<Ident> {
         let (value, span) = self.string()?;
-        Ok(Ident { value, span })
+        Ok(Ident {
+            value: value.into_boxed_str(),
+            span: span.into(),
+        })
     }
 
     /// Whether a string (identifier, quoted or raw) starts here.

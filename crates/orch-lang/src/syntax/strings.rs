@@ -89,8 +89,16 @@ impl Parser<'_> {
         }
         self.pos += 1;
         let run = self.pos;
-        while self.plain_len(self.pos) > 0 {
-            self.pos += self.plain_len(self.pos);
+        loop {
+            // Printable ASCII other than `"` and `\` is the common case.
+            while matches!(self.peek(), Some(b' ' | b'!' | b'#'..=b'[' | b']'..=b'~')) {
+                self.pos += 1;
+            }
+            let n = self.plain_len(self.pos);
+            if n == 0 {
+                break;
+            }
+            self.pos += n;
         }
         if self.peek() == Some(b'"') {
             let s = self.text[run..self.pos].to_string();
