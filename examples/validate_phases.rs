@@ -28,13 +28,18 @@ fn main() {
         }
     };
     let t = Instant::now();
-    let tiny = kdl::KdlDocument::parse_v2("pipeline \"x\" start=\"a\"").unwrap();
+    let tiny = orch_lang::syntax::parse("pipeline \"x\" start=\"a\"").unwrap();
     schema::check(&schema::to_json(&tiny));
     add("first schema::check on a tiny doc (compiles the schema)", t);
     for _ in 0..repeat {
         let t = Instant::now();
         let doc = kdl::KdlDocument::parse_v2(&text).unwrap();
-        add("kdl parse (parse_v2 alone)", t);
+        add("kdl crate parse (parse_v2 alone)", t);
+        drop(doc);
+
+        let t = Instant::now();
+        let doc = orch_lang::syntax::parse(&text).unwrap();
+        add("reader parse (syntax::parse alone)", t);
         drop(doc);
 
         let t = Instant::now();

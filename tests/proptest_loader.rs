@@ -6,18 +6,22 @@
 
 use proptest::prelude::*;
 
-use orch_lang::analysis::{analyze_text, Analysis};
+use orch_lang::analysis::{analyze_text, analyze_text_checking_schema, Analysis};
 use orch_lang::diagnostic::{render, Format};
 use orch_lang::validate::Options;
 
-const ORCHESTRATOR: &str = include_str!("../pipelines/orchestrator.kdl");
-const HYBRID: &str = include_str!("fixtures/valid/hybrid.kdl");
-const CYCLE: &str = include_str!("fixtures/valid/cycle-bounded-by-budget.kdl");
+#[path = "common/mutations.rs"]
+mod mutations;
+use mutations::{apply, base, mutation, tokens, Mutation};
 
 /// Checks `text` as a file next to the shipped pipeline (so that prompt look-ups
 /// run) and asserts the properties every input must have.
 fn check_and_assert(text: &str) -> Result<Analysis, TestCaseError> {
-    let checked = analyze_text("pipelines/mutated.kdl", text, &Options::default());
+    let checked = analyze_text_checking_schema("pipelines/mutated.kdl", text, &Options::default());
+    // Skipping the schema when the decoder finds the shape right (what the
+    // commands do) reports the same findings.
+    let lazy = analyze_text("pipelines/mutated.kdl", text, &Options::default());
+    prop_assert_eq!(&lazy.report.findings, &checked.report.findings);
     for f in &checked
         .report
         .findings
@@ -72,101 +76,6 @@ fn assert_agree(checked: &Analysis) -> Result<(), TestCaseError> {
             .collect::<Vec<_>>()
     );
     Ok(())
-}
-
-/// An edit; each index is taken modulo the number of lines or tokens.
-#[derive(Debug, Clone)]
-enum Mutation {
-    DeleteLine(usize),
-    DuplicateLine(usize),
-    SwapLines(usize, usize),
-    DeleteToken(usize),
-    DuplicateToken(usize),
-    SwapTokens(usize, usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        any::<usize>().prop_map(Mutation::DeleteLine),
-        any::<usize>().prop_map(Mutation::DuplicateLine),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
-        any::<usize>().prop_map(Mutation::DeleteToken),
-        any::<usize>().prop_map(Mutation::DuplicateToken),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapTokens(a, b)),
-    ]
-}
-
-/// Byte ranges of the whitespace-separated tokens of `text`.
-fn tokens(text: &str) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in text.char_indices() {
-        match (c.is_whitespace(), start) {
-            (true, Some(s)) => {
-                out.push((s, i));
-                start = None;
-            }
-            (false, None) => start = Some(i),
-            _ => {}
-        }
-    }
-    if let Some(s) = start {
-        out.push((s, text.len()));
-    }
-    out
-}
-
-fn apply(text: &str, m: &Mutation) -> String {
-    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let toks = tokens(text);
-    match m {
-        Mutation::DeleteLine(i) if !lines.is_empty() => {
-            lines.remove(i % lines.len());
-            lines.concat()
-        }
-        Mutation::DuplicateLine(i) if !lines.is_empty() => {
-            let i = i % lines.len();
-            lines.insert(i, lines[i]);
-            lines.concat()
-        }
-        Mutation::SwapLines(a, b) if !lines.is_empty() => {
-            let (a, b) = (a % lines.len(), b % lines.len());
-            lines.swap(a, b);
-            lines.concat()
-        }
-        Mutation::DeleteToken(i) if !toks.is_empty() => {
-            let (s, e) = toks[i % toks.len()];
-            format!("{}{}", &text[..s], &text[e..])
-        }
-        Mutation::DuplicateToken(i) if !toks.is_empty() => {
-            let (s, e) = toks[i % toks.len()];
-            format!("{} {}", &text[..e], &text[s..])
-        }
-        Mutation::SwapTokens(a, b) if !toks.is_empty() => {
-            let (a, b) = (toks[a % toks.len()], toks[b % toks.len()]);
-            let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
-            if first == second {
-                return text.to_string();
-            }
-            format!(
-                "{}{}{}{}{}",
-                &text[..first.0],
-                &text[second.0..second.1],
-                &text[first.1..second.0],
-                &text[first.0..first.1],
-                &text[second.1..]
-            )
-        }
-        _ => text.to_string(),
-    }
-}
-
-fn base() -> impl Strategy<Value = &'static str> {
-    prop_oneof![
-        3 => Just(ORCHESTRATOR),
-        1 => Just(HYBRID),
-        1 => Just(CYCLE),
-    ]
 }
 
 proptest! {

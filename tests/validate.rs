@@ -15,7 +15,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use orch_lang::analysis::{analyze_bytes, analyze_text, collect_files, Analysis};
+use orch_lang::analysis::{
+    analyze_bytes, analyze_text, analyze_text_checking_schema, collect_files, Analysis,
+};
 use orch_lang::code::Code;
 use orch_lang::diagnostic::{render, FileReport, Format, Severity};
 use orch_lang::validate::Options;
@@ -231,7 +233,23 @@ fn schema_and_decoder_agree_on_every_pipeline_file() {
     let mut files = kdl_files("pipelines");
     files.extend(kdl_files("tests"));
     for path in &files {
-        assert_agree(path, &check(path, &Options { offline: true }));
+        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+            .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        let opts = Options { offline: true };
+        let Ok(text) = String::from_utf8(bytes) else {
+            // Not UTF-8 (the bad-file fixture): nothing is parsed either way.
+            assert_agree(path, &check(path, &opts));
+            continue;
+        };
+        let eager = analyze_text_checking_schema(path, &text, &opts);
+        assert_agree(path, &eager);
+        // `analyze_text` skips the schema when the decoder finds the shape
+        // right; what it reports is the same.
+        let lazy = analyze_text(path, &text, &opts);
+        assert_eq!(
+            lazy.report.findings, eager.report.findings,
+            "{path}: skipping the schema changed the findings"
+        );
     }
     // The shape fixtures are caught by both.
     for code in [
@@ -389,7 +407,7 @@ fn schema_and_decoder_agree_on_edge_cases() {
     for (old, new, expected) in cases {
         assert!(base.contains(old), "minimal.kdl has no {old:?}");
         let text = base.replacen(old, new, 1);
-        let checked = analyze_text(
+        let checked = analyze_text_checking_schema(
             "tests/fixtures/valid/edge.kdl",
             &text,
             &Options { offline: true },

@@ -2,6 +2,47 @@
 //! node: what a resume with a changed pipeline reports.
 
 use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::syntax::{Node, Value};
+
+/// A value as the file would write it (strings quoted).
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("\"{s}\""),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => format!("{f:?}"),
+        Value::Bool(b) => format!("#{b}"),
+        Value::Null => "#null".into(),
+    }
+}
+
+/// A node's content without its formatting and comments: two nodes that
+/// read the same have the same text.
+fn canonical(n: &Node, out: &mut String) {
+    if let Some(t) = n.ty() {
+        let _ = write!(out, "({:?})", t.value());
+    }
+    let _ = write!(out, "{:?}", n.name().value());
+    for e in n.entries() {
+        out.push(' ');
+        if let Some(t) = e.ty() {
+            let _ = write!(out, "({:?})", t.value());
+        }
+        if let Some(k) = e.name() {
+            let _ = write!(out, "{:?}=", k.value());
+        }
+        let _ = write!(out, "{:?}", e.value());
+    }
+    if let Some(c) = n.children() {
+        out.push_str(" {");
+        for child in c.nodes() {
+            canonical(child, out);
+            out.push(';');
+        }
+        out.push('}');
+    }
+}
 
 /// Names what differs between two pipeline texts, node by node.
 pub fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
@@ -9,8 +50,7 @@ pub fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
         if crate::limits::check(text).is_some() {
             return None;
         }
-        let mut doc = kdl::KdlDocument::parse_v2(text).ok()?;
-        doc.clear_format_recursive();
+        let doc = crate::syntax::parse(text).ok()?;
         Some(
             doc.nodes()
                 .iter()
@@ -19,12 +59,11 @@ pub fn pipeline_changes(old: &str, new: &str) -> Vec<String> {
                         .entries()
                         .iter()
                         .find(|e| e.name().is_none())
-                        .map(|e| match e.value().as_string() {
-                            Some(s) => format!("\"{s}\""),
-                            None => e.value().to_string(),
-                        })
+                        .map(|e| shown(e.value()))
                         .unwrap_or_default();
-                    (format!("{} {name}", n.name().value()), n.to_string())
+                    let mut content = String::new();
+                    canonical(n, &mut content);
+                    (format!("{} {name}", n.name().value()), content)
                 })
                 .collect(),
         )
@@ -63,5 +102,20 @@ mod tests {
         let new = "pipeline \"p\" start=\"a\"\nstage \"a\" call-site=\"d\" gate=\"g\"\nend \"e\" outcome=\"success\"\n";
         let c = pipeline_changes(old, new);
         assert_eq!(c, vec!["changed `stage \"a\"`", "added `end \"e\"`"]);
+    }
+
+    #[test]
+    fn formatting_and_comments_are_no_change() {
+        let old = "pipeline \"p\" start=\"a\" {\n    description \"d\"\n}\n";
+        let new = "// note\npipeline   \"p\"   start=#\"a\"# { description d; }\n";
+        assert_eq!(
+            pipeline_changes(old, new),
+            vec!["formatting or comments only"]
+        );
+        let moved = "pipeline \"p\" start=\"a\" { description \"e\"; }\n";
+        assert_eq!(
+            pipeline_changes(old, moved),
+            vec!["changed `pipeline \"p\"`"]
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The orch pipeline language.
 //!
-//! Flow: text → KDL syntax tree ([`loader`]) → shape checks ([`schema`]) →
+//! Flow: text → KDL syntax tree ([`syntax`], decoded by [`loader`]) → shape checks ([`schema`]) →
 //! typed model ([`model`]) → semantic checks ([`validate`], with the
 //! transition-graph checks in [`validate::graph`]) → findings
 //! ([`diagnostic`], codes in [`code`]); [`analysis`] runs them in that order. The views
@@ -30,5 +30,6 @@ pub mod roadmap;
 pub mod schema;
 pub mod symbols;
 pub mod svg;
+pub mod syntax;
 pub mod template;
 pub mod validate;

@@ -1,12 +1,14 @@
 //! Text → KDL syntax tree → typed [`Pipeline`].
 //!
-//! The loader parses with the `kdl` crate (KDL 2.0), checks the document's
+//! The loader reads KDL 2.0 with [`crate::syntax`], checks the document's
 //! shape twice over (the JSON Schema in `schema.rs`, and this decoder, which
 //! must agree with it), and decodes into the model. Shape errors are
 //! "structural" findings; duplicate settings are found here too since only
 //! the decoder sees them.
 
-use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+use crate::syntax::{
+    Document as KdlDocument, Entry as KdlEntry, Node as KdlNode, Value as KdlValue,
+};
 use miette::SourceSpan;
 use std::time::Duration;
 
@@ -41,24 +43,14 @@ pub fn load(path: &str, text: &str) -> Loaded {
             semantic: Vec::new(),
         };
     }
-    match KdlDocument::parse_v2(text) {
+    match crate::syntax::parse(text) {
         Err(err) => {
-            let structural = err
-                .diagnostics
-                .iter()
-                .map(|d| {
-                    let span = clamp(d.span, text.len());
-                    Finding::new(
-                        Code::Syntax,
-                        span,
-                        d.message
-                            .clone()
-                            .unwrap_or_else(|| "invalid KDL".to_string()),
-                    )
-                    .label(d.label.clone().unwrap_or_else(|| "here".to_string()))
-                    .maybe_help(d.help.clone())
-                })
-                .collect();
+            let structural =
+                vec![
+                    Finding::new(Code::Syntax, clamp(err.span, text.len()), err.message)
+                        .label(err.label)
+                        .maybe_help(err.help),
+                ];
             Loaded {
                 source,
                 document: None,

@@ -4,8 +4,8 @@
 //! The JSON form keeps source order: the document is an array of nodes, each
 //! `{"node": NAME, "args": [...], "props": {...}, "children": [...]}`.
 
+use crate::syntax::{Document as KdlDocument, Node as KdlNode, Value as KdlValue};
 use jsonschema::error::ValidationErrorKind;
-use kdl::{KdlDocument, KdlNode, KdlValue};
 use miette::SourceSpan;
 use serde_json::{Map, Value};
 use std::sync::{Once, OnceLock};
@@ -736,7 +736,7 @@ pipeline "p" start="a" x=1 x=2 "a/b~c"=3 {
 stage "a" call-site="c" gate="g" { pass "done"; }
 end "done" outcome="success"
 "#;
-        let doc = KdlDocument::parse_v2(text).unwrap();
+        let doc = crate::syntax::parse(text).unwrap();
         let form = to_json(&doc);
         let mut spans = HashMap::new();
         all_spans(&doc, "", &mut spans);
