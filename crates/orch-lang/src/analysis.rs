@@ -113,11 +113,7 @@ fn analyze(path: &str, text: &str, opts: &Options, mode: SchemaCheck) -> Analysi
         report: FileReport { source, findings },
         pipeline,
         schema_findings,
-        decoder_findings: if parsed {
-            structural
-        } else {
-            Vec::new()
-        },
+        decoder_findings: if parsed { structural } else { Vec::new() },
     }
 }
 

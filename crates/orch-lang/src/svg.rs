@@ -56,6 +56,7 @@ fn nodes(p: &Pipeline) -> Vec<Node> {
             Some(Mode::Llm) => "llm",
             Some(Mode::Hybrid) => "hybrid",
             Some(Mode::Runner) => "runner",
+            Some(Mode::Human) => "human",
             None => "unknown",
         };
         out.push(Node {

@@ -146,6 +146,9 @@ impl RunStore for AnyStore {
     async fn last_attempt(&self, run_id: i64) -> Result<Option<Attempt>> {
         delegate!(self, s => s.last_attempt(run_id))
     }
+    async fn last_attempts(&self) -> Result<Vec<Attempt>> {
+        delegate!(self, s => s.last_attempts())
+    }
     async fn attempt(&self, id: i64) -> Result<Option<Attempt>> {
         delegate!(self, s => s.attempt(id))
     }
@@ -230,6 +233,22 @@ impl RunStore for AnyStore {
         error: Option<&str>,
     ) -> Result<bool> {
         delegate!(self, s => s.move_queued(task, from, to, error))
+    }
+    async fn request_approval(&self, r: &NewApprovalRequest<'_>) -> Result<i64> {
+        delegate!(self, s => s.request_approval(r))
+    }
+    async fn approvals(&self, task: Option<&str>) -> Result<Vec<Approval>> {
+        delegate!(self, s => s.approvals(task))
+    }
+    async fn approval_of_attempt(&self, attempt_id: i64) -> Result<Option<Approval>> {
+        delegate!(self, s => s.approval_of_attempt(attempt_id))
+    }
+    async fn decide_approval(
+        &self,
+        request_id: i64,
+        d: &NewDecision<'_>,
+    ) -> Result<DecisionOutcome> {
+        delegate!(self, s => s.decide_approval(request_id, d))
     }
     async fn recoverable(&self) -> Result<Vec<QueuedTask>> {
         delegate!(self, s => s.recoverable())

@@ -25,6 +25,7 @@ fn class_name(c: Class) -> &'static str {
         Class::Deterministic => "deterministic",
         Class::KeepLlm => "keep-llm",
         Class::NotOnControlPath => "not-control",
+        Class::PersonDecides => "person",
         Class::Invalid => "invalid",
     }
 }
@@ -54,7 +55,8 @@ pub async fn page<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
             h2 { "Stages" }
             p.legend {
                 span.key.llm { "LLM" } " " span.key.runner { "runner" } " "
-                span.key.hybrid { "hybrid" } " " span.key.end { "end" }
+                span.key.hybrid { "hybrid" } " " span.key.human { "person" } " "
+                span.key.end { "end" }
                 " · solid: pass, dashed: fail (rollback), bold: exhausted"
             }
             div.graph { (trusted(orch_lang::svg::render(p))) }

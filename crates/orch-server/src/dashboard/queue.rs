@@ -98,6 +98,7 @@ fn run_state(run: &Run) -> RowState {
         (RunStatus::Finished, Some(Outcome::Success)) => RowState::Success,
         (RunStatus::Finished, _) => RowState::Failure,
         (RunStatus::Running, _) => RowState::Running,
+        (RunStatus::Waiting, _) => RowState::Waiting,
         (RunStatus::Cancelled, _) => RowState::Cancelled,
         (RunStatus::Interrupted | RunStatus::Abandoned, _) => RowState::Interrupted,
     }

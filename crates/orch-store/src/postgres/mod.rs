@@ -10,6 +10,7 @@
 //! Times in records are the writer's clock in milliseconds, as in SQLite;
 //! lease expiry is the database's clock.
 
+mod approvals;
 mod lease;
 mod pool;
 mod queue;
@@ -85,7 +86,7 @@ fn target(url: &str) -> Result<pool::Target> {
     })
 }
 
-fn json(v: &impl serde::Serialize, what: &'static str) -> Result<String> {
+fn json<T: serde::Serialize + ?Sized>(v: &T, what: &'static str) -> Result<String> {
     serde_json::to_string(v).map_err(|source| StoreError::Encode { what, source })
 }
 
@@ -440,6 +441,15 @@ impl RunStore for PostgresStore {
         .await
     }
 
+    async fn last_attempts(&self) -> Result<Vec<Attempt>> {
+        self.rows(
+            &format!("{ATTEMPT_SELECT} WHERE id IN (SELECT max(id) FROM attempts GROUP BY run_id) ORDER BY id"),
+            &[],
+            attempt_row,
+        )
+        .await
+    }
+
     async fn attempt(&self, id: i64) -> Result<Option<Attempt>> {
         self.row(
             &format!("{ATTEMPT_SELECT} WHERE id = $1"),
@@ -779,6 +789,26 @@ impl RunStore for PostgresStore {
         error: Option<&str>,
     ) -> Result<bool> {
         self.move_queued_row(task, from, to, error).await
+    }
+
+    async fn request_approval(&self, r: &NewApprovalRequest<'_>) -> Result<i64> {
+        self.request_approval_row(r).await
+    }
+
+    async fn approvals(&self, task: Option<&str>) -> Result<Vec<Approval>> {
+        self.approvals_of(task).await
+    }
+
+    async fn approval_of_attempt(&self, attempt_id: i64) -> Result<Option<Approval>> {
+        self.approval_of_attempt_row(attempt_id).await
+    }
+
+    async fn decide_approval(
+        &self,
+        request_id: i64,
+        d: &NewDecision<'_>,
+    ) -> Result<DecisionOutcome> {
+        self.decide_row(request_id, d).await
     }
 
     async fn recoverable(&self) -> Result<Vec<QueuedTask>> {

@@ -87,7 +87,7 @@ impl PostgresStore {
         let me = self.me(task)?;
         let at = now_ms();
         let (started, finished) = match to {
-            QueueState::Queued => (None, None),
+            QueueState::Queued | QueueState::Waiting => (None, None),
             QueueState::Running => (Some(at), None),
             QueueState::Finished | QueueState::Failed | QueueState::Cancelled => (None, Some(at)),
         };

@@ -156,6 +156,39 @@ pub(super) fn note_row(r: &Row) -> R<RunNote> {
     })
 }
 
+pub(super) const APPROVAL_SELECT: &str =
+    "SELECT r.id, r.run_id, r.attempt_id, r.task, r.stage, r.approval, r.approvers, r.show, r.requested_ms, r.expires_ms,
+    d.id, d.decision, d.decider, d.comment, d.at_ms
+    FROM approval_requests r LEFT JOIN approval_decisions d ON d.request_id = r.id";
+
+/// A row of [`APPROVAL_SELECT`]: a request and its decision, if any.
+pub(super) fn approval_row(r: &Row) -> R<Approval> {
+    let request = ApprovalRequest {
+        id: get(r, 0)?,
+        run_id: get(r, 1)?,
+        attempt_id: get(r, 2)?,
+        task: get(r, 3)?,
+        stage: get(r, 4)?,
+        approval: get(r, 5)?,
+        approvers: json(r, 6)?,
+        show: json(r, 7)?,
+        requested_ms: get(r, 8)?,
+        expires_ms: get(r, 9)?,
+    };
+    let decision = match get::<Option<i64>>(r, 10)? {
+        None => None,
+        Some(id) => Some(ApprovalDecision {
+            id,
+            request_id: request.id,
+            decision: spelled(r, 11)?,
+            decider: get(r, 12)?,
+            comment: get(r, 13)?,
+            at_ms: get(r, 14)?,
+        }),
+    };
+    Ok(Approval { request, decision })
+}
+
 /// A row that did not read, as the store's error.
 pub(super) fn damaged(url: &str, bad: Bad) -> StoreError {
     StoreError::Damaged {

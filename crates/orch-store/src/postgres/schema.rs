@@ -17,7 +17,8 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// `claim_req`) is the id of the request that wrote a row: a statement
 /// retried after its connection broke (it may have committed) finds its
 /// row instead of writing it twice.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     task TEXT NOT NULL,
@@ -134,7 +135,34 @@ CREATE TABLE locks (
     holder TEXT,
     taken_at TIMESTAMPTZ
 );
-"#];
+"#,
+    // 2 (approvals): a person's decision. A request per approval attempt;
+    // at most one decision per request (UNIQUE), so a second is refused.
+    r#"
+CREATE TABLE approval_requests (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id BIGINT NOT NULL REFERENCES runs(id),
+    attempt_id BIGINT NOT NULL UNIQUE REFERENCES attempts(id),
+    task TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    approval TEXT NOT NULL,
+    approvers TEXT NOT NULL,
+    show TEXT NOT NULL,
+    requested_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE INDEX approval_requests_by_task ON approval_requests(task, id);
+CREATE TABLE approval_decisions (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    request_id BIGINT NOT NULL UNIQUE REFERENCES approval_requests(id),
+    decision TEXT NOT NULL,
+    decider TEXT NOT NULL,
+    comment TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    req TEXT UNIQUE
+);
+"#,
+];
 
 /// The schema's version, or why it is not a store this build can use.
 async fn check_ours(client: &impl tokio_postgres::GenericClient, pool: &Pool) -> Result<i64> {
