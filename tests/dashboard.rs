@@ -168,12 +168,18 @@ impl Serve {
     }
 
     fn start_on(sb: &Sandbox, listen: &str) -> Serve {
+        Serve::start_with(sb, listen, &["-p", "pipeline.kdl"])
+    }
+
+    fn start_with(sb: &Sandbox, listen: &str, args: &[&str]) -> Serve {
         let stderr = sb.root.join("serve.log");
         let mut child = Command::new(ORCH)
             .current_dir(&sb.root)
-            .args(["serve", "-p", "pipeline.kdl", "--state-dir", "state"])
+            .args(["serve", "--state-dir", "state"])
+            .args(args)
             .args(["--workers", "4", "--listen", listen])
             .env("OUT", sb.root.join("out"))
+            .env("T_OUT", sb.root.join("out"))
             .env("ORCH_TOKEN", TOKEN)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -403,7 +409,7 @@ impl Browser {
         let dir = root.join("target").join("dashboard");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
-        let in_docs = ["queue", "queue-phone", "task", "pipeline"].contains(&name);
+        let in_docs = ["queue", "queue-phone", "task", "pipeline", "approval"].contains(&name);
         if in_docs && std::env::var_os("UPDATE_DOCS_SCREENSHOTS").is_some() {
             std::fs::write(
                 root.join("docs").join(format!("dashboard-{name}.png")),
@@ -679,6 +685,114 @@ async fn cancel_works_with_the_token_and_is_refused_without() {
     assert_eq!(s.queue_state("held"), "cancelled");
     assert!(b.text("h1").await.contains("cancelled"));
     b.screenshot("task-cancelled").await;
+    b.end().await;
+}
+
+/// Alice's token; `tokens` lists its SHA-256 under her name.
+const ALICE: &str = "alice-token-51c0";
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pending_approval_is_decided_on_the_task_page_as_the_token_says() {
+    let sb = Sandbox::new("approval");
+    // tests/fixtures/approvals/release.kdl: build, then alice or bob
+    // approves (shown report.md); approved → done.
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/approvals/release.kdl");
+    std::fs::copy(&fixture, sb.root.join("release.kdl")).unwrap();
+    std::fs::write(
+        sb.root.join("tokens"),
+        format!("alice {}\n", sha256_hex(ALICE)),
+    )
+    .unwrap();
+    let s = Serve::start_with(
+        &sb,
+        "127.0.0.1:0",
+        &["-p", "release.kdl", "--tokens-file", "tokens"],
+    );
+    // The build's runner appends to $T_OUT/builds.
+    s.submit("rel");
+    wait_until("rel waits for a decision", Duration::from_secs(60), || {
+        s.queue_state("rel") == "waiting"
+    })
+    .await;
+    let b = Browser::start(&sb).await;
+    b.goto(&s.url("/tasks/rel")).await;
+    let facts = b.text("section.approval dl").await;
+    assert!(facts.contains("release"), "{facts}");
+    assert!(facts.contains("approve-deploy"), "{facts}");
+    assert!(facts.contains("alice, bob"), "{facts}");
+    let shown = b.text("section.approval pre[data-show='report.md']").await;
+    assert!(shown.contains("result: PASS"), "{shown}");
+    b.screenshot("approval").await;
+
+    // The service's own token names no decider: refused, nothing decided.
+    let form = b.c().form(Locator::Css("form.approval")).await.unwrap();
+    form.set_by_name("token", TOKEN).await.unwrap();
+    form.submit_with(Locator::Css("button.approve"))
+        .await
+        .unwrap();
+    b.until(
+        "the refusal",
+        "return !!document.querySelector('p.refusal')",
+    )
+    .await;
+    let refusal = b.text("p.refusal").await;
+    assert!(refusal.contains("names no decider"), "{refusal}");
+    assert_eq!(s.queue_state("rel"), "waiting");
+
+    // Alice rejects without a comment: refused, nothing decided.
+    b.goto(&s.url("/tasks/rel")).await;
+    let form = b.c().form(Locator::Css("form.approval")).await.unwrap();
+    form.set_by_name("token", ALICE).await.unwrap();
+    form.submit_with(Locator::Css("button.reject"))
+        .await
+        .unwrap();
+    b.until(
+        "the refusal",
+        "return !!document.querySelector('p.refusal')",
+    )
+    .await;
+    let refusal = b.text("p.refusal").await;
+    assert!(refusal.contains("needs a comment"), "{refusal}");
+    assert_eq!(s.queue_state("rel"), "waiting");
+
+    // Alice approves: the page says so and the task goes on to `done`.
+    b.goto(&s.url("/tasks/rel")).await;
+    let form = b.c().form(Locator::Css("form.approval")).await.unwrap();
+    form.set_by_name("token", ALICE).await.unwrap();
+    form.set_by_name("comment", "ship <it>").await.unwrap();
+    form.submit_with(Locator::Css("button.approve"))
+        .await
+        .unwrap();
+    b.until(
+        "the page says approved",
+        "return !!document.querySelector('p.notice')",
+    )
+    .await;
+    assert!(b.text("p.notice").await.starts_with("Approved."));
+    wait_until("rel ends", Duration::from_secs(60), || ended(&s, "rel")).await;
+    let t = s.task("rel");
+    let run = &t["runs"][0];
+    assert_eq!(run["outcome"], "success", "{t}");
+    assert_eq!(run["end"], "done", "{t}");
+    // The decision is alice's, from her token, with her comment.
+    let (st, q) = http(&s.addr, "GET", "/api/v1/tasks/rel", None, b"");
+    assert_eq!(st, 200);
+    assert!(q.contains("decided by alice"), "{q}");
+    // Decided: the page offers no form any more.
+    b.goto(&s.url("/tasks/rel")).await;
+    let forms = b
+        .js("return document.querySelectorAll('form.approval').length")
+        .await;
+    assert_eq!(forms, json!(0));
     b.end().await;
 }
 

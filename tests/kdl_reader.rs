@@ -212,6 +212,10 @@ fn differential(text: &str) -> Result<(), TestCaseError> {
         }
         // U+007F: the kdl crate allows it, the specification (and the reader) do not.
         (Err(e), Ok(_)) if text.contains('\u{7f}') && e.message.contains("U+007F") => {}
+        // `#""""#`: a single-line raw string whose body starts with `""`,
+        // which the specification's `single-line-raw-string-body` excludes
+        // (it reads as a multi-line opening); the kdl crate accepts some.
+        (Err(e), Ok(_)) if e.message.contains("cannot look like multi-line") => {}
         (Err(e), Ok(_)) => {
             return Err(TestCaseError::fail(format!(
                 "the reader rejects ({e}: {:?}), kdl accepts: {text:?}",

@@ -579,7 +579,8 @@ fn completion_offers_nodes_properties_values_and_names() {
             "call-site",
             "stage",
             "end",
-            "alert"
+            "alert",
+            "approval"
         ]
     );
     assert_eq!(
@@ -605,7 +606,7 @@ fn completion_offers_nodes_properties_values_and_names() {
             "end \"failed\" outcome=\"failure\"\n",
             "call-site \"x\" axis=\"C\" mode=\""
         ),
-        ["llm", "runner", "hybrid"]
+        ["llm", "runner", "hybrid", "human"]
     );
     assert_eq!(
         complete_after(

@@ -23,9 +23,14 @@ pub fn evaluate_beneath(gate: &Gate, artifact: &Artifact, task_dir: &Path) -> Ve
 /// regular file, no link followed, nothing that can block), or why not:
 /// the dashboard shows an artifact's fields through this.
 pub fn read_beneath(artifact: &Artifact, task_dir: &Path) -> Result<String, String> {
+    read_path_beneath(&artifact.path.value, task_dir)
+}
+
+/// A file's text beneath `task_dir` by its relative path, read as
+/// [`read_beneath`] reads an artifact (an approval's `show` files).
+pub fn read_path_beneath(path: &str, task_dir: &Path) -> Result<String, String> {
     let bytes = TaskDir::new(task_dir)
-        .read(&artifact.path.value)
-        .map_err(|e| format!("artifact {} {}", artifact.path.value, e.describe()))?;
-    String::from_utf8(bytes)
-        .map_err(|_| format!("artifact {} is not UTF-8 text", artifact.path.value))
+        .read(path)
+        .map_err(|e| format!("artifact {path} {}", e.describe()))?;
+    String::from_utf8(bytes).map_err(|_| format!("artifact {path} is not UTF-8 text"))
 }

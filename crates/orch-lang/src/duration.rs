@@ -51,15 +51,26 @@ pub fn human(d: Duration) -> String {
         format!("{ms}ms")
     } else if ms < 60_000 {
         format!("{:.1}s", d.as_secs_f64())
-    } else {
+    } else if ms < 3_600_000 {
         let s = d.as_secs();
         format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        let s = d.as_secs();
+        format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn human_durations_grow_units() {
+        assert_eq!(human(Duration::from_millis(250)), "250ms");
+        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human(Duration::from_secs(125)), "2m05s");
+        assert_eq!(human(Duration::from_secs(86_398)), "23h59m58s");
+    }
 
     #[test]
     fn parses_units_and_sums() {

@@ -221,6 +221,18 @@ fn node(svg: &mut String, n: &Node, cx: i64, y: i64) {
                 y + h / 2
             )
         }
+        // A person decides: a trapezoid, as `orch graph` draws it.
+        "human" => {
+            let d = 14;
+            format!(
+                "<polygon points=\"{x},{y} {},{y} {},{} {},{}\"/>",
+                x + w,
+                x + w - d,
+                y + h,
+                x + d,
+                y + h
+            )
+        }
         c if c.starts_with("end") => format!(
             "<ellipse cx=\"{cx}\" cy=\"{}\" rx=\"{}\" ry=\"{}\"/><ellipse cx=\"{cx}\" cy=\"{}\" rx=\"{}\" ry=\"{}\"/>",
             y + h / 2,

@@ -22,6 +22,7 @@ pub enum Kind {
     Transport,
     CallSite,
     Alert,
+    Approval,
     Var,
 }
 
@@ -38,6 +39,7 @@ impl Kind {
             Kind::Transport => kw::TRANSPORT,
             Kind::CallSite => kw::CALL_SITE,
             Kind::Alert => kw::ALERT,
+            Kind::Approval => kw::APPROVAL,
             Kind::Var => "var",
         }
     }
@@ -52,6 +54,7 @@ impl Kind {
             kw::TRANSPORT => Kind::Transport,
             kw::CALL_SITE => Kind::CallSite,
             kw::ALERT => Kind::Alert,
+            kw::APPROVAL => Kind::Approval,
             _ => return None,
         })
     }
@@ -214,6 +217,9 @@ impl Builder<'_> {
         for a in &p.alerts {
             self.push(Kind::Alert, None, &a.name, Some(a.span));
         }
+        for a in &p.approvals {
+            self.push(Kind::Approval, None, &a.name, Some(a.span));
+        }
         self.declared_only(p);
     }
 
@@ -275,6 +281,14 @@ impl Builder<'_> {
             }
             if let Some(l) = &c.llm {
                 self.push(Kind::Transport, None, &l.transport, None);
+            }
+            if let Some(a) = &c.approval {
+                self.push(Kind::Approval, None, a, None);
+            }
+        }
+        for a in &p.approvals {
+            if let Some(w) = &a.writes {
+                self.push(Kind::Artifact, None, w, None);
             }
         }
         for s in &p.stages {

@@ -167,6 +167,9 @@ fn argument_names(
         "runner" if parent.is_some_and(|f| f.node == "call-site") => {
             names(doc, &[Kind::Runner], None)
         }
+        "approval" if parent.is_some_and(|f| f.node == "call-site") => {
+            names(doc, &[Kind::Approval], None)
+        }
         "writes" => names(doc, &[Kind::Artifact], None),
         "expect" => {
             let artifact = parent.and_then(|f| lexical::property(&f.header, "artifact"));

@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(property_values(&["call-site"], "axis"), ["C", "P"]);
         assert_eq!(
             property_values(&["call-site"], "mode"),
-            ["llm", "runner", "hybrid"]
+            ["llm", "runner", "hybrid", "human"]
         );
         assert!(properties(&["stage"]).contains(&"gate"));
         assert_eq!(argument_values(&["transport", "prompt"]), ["stdin", "arg"]);

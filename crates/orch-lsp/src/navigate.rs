@@ -112,6 +112,7 @@ fn namespace(kind: Kind) -> &'static [Kind] {
         Kind::Transport => &[Kind::Transport],
         Kind::CallSite => &[Kind::CallSite],
         Kind::Alert => &[Kind::Alert],
+        Kind::Approval => &[Kind::Approval],
         Kind::Var => &[Kind::Var],
     }
 }

@@ -52,6 +52,7 @@ fn symbol_kind(k: Kind) -> SymbolKind {
         Kind::Transport => SymbolKind::MODULE,
         Kind::CallSite => SymbolKind::METHOD,
         Kind::Alert => SymbolKind::EVENT,
+        Kind::Approval => SymbolKind::OBJECT,
         Kind::Var => SymbolKind::VARIABLE,
     }
 }

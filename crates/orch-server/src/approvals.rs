@@ -24,7 +24,7 @@ use crate::Store;
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-enum Verb {
+pub(crate) enum Verb {
     Approve,
     Reject,
 }
@@ -63,19 +63,42 @@ pub(crate) async fn decide<S: Store>(
     let bytes = body_bytes(&headers, body).await?;
     let b: DecisionBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed body: {e}")))?;
-    let decision = match b.decision {
+    let (decision, id) = decide_as(&app, &task, &who, b.decision, &b.comment).await?;
+    Ok(error::json(
+        StatusCode::CREATED,
+        &json!({
+            "task": task,
+            "decision": decision.artifact_value(),
+            "by": who,
+            "comment": b.comment,
+            "id": id,
+        }),
+    ))
+}
+
+/// Records `who`'s decision on the task's pending request (the checks and
+/// the commit of `orch approve`) and queues the waiting task again; the API
+/// and the dashboard's form both decide through this.
+pub(crate) async fn decide_as<S: Store>(
+    app: &App<S>,
+    task: &str,
+    who: &str,
+    verb: Verb,
+    comment: &str,
+) -> Result<(Decision, i64), ApiError> {
+    let decision = match verb {
         Verb::Approve => Decision::Approved,
-        Verb::Reject if b.comment.trim().is_empty() => {
+        Verb::Reject if comment.trim().is_empty() => {
             return Err(ApiError::bad_request(
                 "a rejection needs a comment saying why",
             ))
         }
         Verb::Reject => Decision::Rejected,
     };
-    let id = orch_engine::approval::decide_task(&*app.store, &task, &who, decision, &b.comment)
+    let id = orch_engine::approval::decide_task(&*app.store, task, who, decision, comment)
         .await
         .map_err(|e| match e {
-            DecideError::Refused(r) => refused(&task, &who, r),
+            DecideError::Refused(r) => refused(task, who, r),
             DecideError::Store(e) => ApiError::from(e),
         })?;
     tracing::info!(
@@ -87,21 +110,36 @@ pub(crate) async fn decide<S: Store>(
     // Committed: the waiting task resumes now rather than at the next tick.
     if app
         .store
-        .move_queued(&task, QueueState::Waiting, QueueState::Queued, None)
+        .move_queued(task, QueueState::Waiting, QueueState::Queued, None)
         .await?
     {
         app.board.wake();
     }
-    Ok(error::json(
-        StatusCode::CREATED,
-        &json!({
-            "task": task,
-            "decision": decision.artifact_value(),
-            "by": who,
-            "comment": b.comment,
-            "id": id,
-        }),
-    ))
+    Ok((decision, id))
+}
+
+/// The task's request waiting for a decision, with the time left: undecided,
+/// not expired, of the task's latest unfinished run.
+pub(crate) async fn pending_of<S: Store>(
+    app: &App<S>,
+    task: &str,
+) -> orch_store::Result<Option<(Approval, std::time::Duration)>> {
+    let now = orch_store::now_ms();
+    let Some(latest) = app.store.latest_run(task).await? else {
+        return Ok(None);
+    };
+    if matches!(latest.status, RunStatus::Finished | RunStatus::Cancelled) {
+        return Ok(None);
+    }
+    for a in app.store.approvals(Some(task)).await?.into_iter().rev() {
+        if a.request.run_id != latest.id {
+            continue;
+        }
+        if let decide::ApprovalState::Pending { left } = decide::approval_state(&a, now) {
+            return Ok(Some((a, left)));
+        }
+    }
+    Ok(None)
 }
 
 /// Every request waiting for a decision, for `GET /queue`: undecided, not

@@ -45,8 +45,15 @@ impl<'a> Parser<'a> {
         label: impl Into<String>,
         help: Option<&str>,
     ) -> SyntaxError {
-        let end = end.max(start).min(self.b.len());
-        let start = start.min(end);
+        let mut end = end.max(start).min(self.b.len());
+        let mut start = start.min(end);
+        // A span always covers whole characters, however it was counted.
+        while !self.text.is_char_boundary(end) {
+            end += 1;
+        }
+        while !self.text.is_char_boundary(start) {
+            start -= 1;
+        }
         SyntaxError {
             span: (start, end - start).into(),
             message: message.into(),

@@ -32,6 +32,7 @@ pub fn routes<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/rows/{task}", get(queue::row::<S>))
         .route("/tasks/{task}", get(task::page::<S>))
         .route("/tasks/{task}/cancel", post(task::cancel::<S>))
+        .route("/tasks/{task}/approval", post(task::approval::<S>))
         .route("/tasks/{task}/logs/{stage}/{attempt}", get(task::log::<S>))
         .route("/pipeline", get(pipeline::page::<S>))
         .route("/assets/dashboard.css", get(layout::css))

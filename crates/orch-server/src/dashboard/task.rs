@@ -77,11 +77,17 @@ async fn render<S: Store>(
     };
     let task_dir = app.state_dir.join("tasks").join(task);
     let notice = layout::param(query, "cancel");
+    let decided = layout::param(query, "approval");
+    let pending = crate::approvals::pending_of(app, task).await?;
     let body = html! {
         h1 { "Task " (task) " " span class={ "badge " (row.state.as_str()) } { (row.state.as_str()) } }
         @if let Some(n) = notice {
             p.notice role="status" { @if n == "stopping" { "Cancel requested: the task is still stopping." } @else { "Cancelled." } }
         }
+        @if let Some(d) = decided {
+            p.notice role="status" { @if d == "approved" { "Approved." } @else { "Rejected." } " The task goes on." }
+        }
+        @if let Some((a, left)) = &pending { (approval_section(task, a, *left, &task_dir)) }
         dl.facts {
             @if let Some((stage, reason)) = &row.waiting { dt { "waits for" } dd { (stage) ", " (reason) } }
             @if let Some(e) = &entry {
@@ -117,6 +123,61 @@ fn cancel_form(task: &str) -> Markup {
             button type="submit" { "Cancel task" }
         }
     }
+}
+
+/// The most of a shown artifact the page holds.
+const MAX_SHOWN: usize = 64 * 1024;
+
+/// A pending approval: who may decide, the time left, the artifacts the
+/// approver is shown (read as a gate reads them: no link followed), and
+/// the Approve/Reject form. The decider is the name the typed token has in
+/// `--tokens-file`, never a name from the form.
+fn approval_section(
+    task: &str,
+    a: &orch_store::Approval,
+    left: std::time::Duration,
+    task_dir: &std::path::Path,
+) -> Markup {
+    let r = &a.request;
+    html! {
+        section.approval aria-label="approval" {
+            h2 { "Approval requested" }
+            dl.facts {
+                dt { "approval" } dd { code { (r.approval) } " at stage " code { (r.stage) } }
+                dt { "approvers" } dd { (r.approvers.join(", ")) }
+                dt { "time left" } dd { (orch_lang::duration::human(left)) " (expires " (rfc3339(r.expires_ms)) ")" }
+            }
+            @for path in &r.show {
+                h3 { "Shown: " code { (path) } }
+                @match orch_engine::gate::read_path_beneath(path, task_dir) {
+                    Err(why) => p.muted { (why) },
+                    Ok(text) => pre.shown data-show=(path) { (shown(&text)) },
+                }
+            }
+            form.approval method="post" action={ "/tasks/" (task) "/approval" } {
+                label for="approval-token" { "Your token" }
+                input #approval-token type="password" name="token" autocomplete="current-password" required;
+                label for="approval-comment" { "Comment (a rejection needs one)" }
+                textarea #approval-comment name="comment" rows="3" {}
+                div.buttons {
+                    button.approve type="submit" name="decision" value="approve" { "Approve" }
+                    button.reject type="submit" name="decision" value="reject" { "Reject" }
+                }
+            }
+        }
+    }
+}
+
+/// At most [`MAX_SHOWN`] bytes of a shown artifact, cut at a character.
+fn shown(text: &str) -> String {
+    if text.len() <= MAX_SHOWN {
+        return text.to_string();
+    }
+    let mut end = MAX_SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n… ({} bytes in all)", &text[..end], text.len())
 }
 
 /// How many rollbacks each `fail` transition left, by the transition's id.
@@ -312,6 +373,53 @@ pub async fn cancel<S: Store>(
             )
                 .into_response()
         }
+        Err(e) => layout::refusal(e.status, &e.message),
+    }
+}
+
+/// `POST /tasks/{task}/approval` from the page's form: the decider is the
+/// name `--tokens-file` gives the typed token; then the checks and commit
+/// of the API's approval.
+pub async fn approval<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(task): Path<String>,
+    body: Body,
+) -> Response {
+    if let Some(r) = refused_name(&task) {
+        return r;
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return layout::refusal(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large");
+    };
+    let form = String::from_utf8_lossy(&bytes);
+    let token = layout::param(Some(&form), "token").unwrap_or_default();
+    let bearer = format!("Bearer {token}");
+    let Some(who) = app
+        .deciders
+        .who(Some(bearer.as_bytes()))
+        .map(str::to_string)
+    else {
+        tracing::warn!(task, "approval refused: the form's token names no decider");
+        return layout::refusal(
+            StatusCode::FORBIDDEN,
+            "Refused: this token names no decider (deciding needs a token listed in --tokens-file). Nothing was decided.",
+        );
+    };
+    let verb = match layout::param(Some(&form), "decision").as_deref() {
+        Some("approve") => crate::approvals::Verb::Approve,
+        Some("reject") => crate::approvals::Verb::Reject,
+        _ => return layout::refusal(StatusCode::BAD_REQUEST, "the decision is approve or reject"),
+    };
+    let comment = layout::param(Some(&form), "comment").unwrap_or_default();
+    match crate::approvals::decide_as(&app, &task, &who, verb, &comment).await {
+        Ok((d, _)) => (
+            StatusCode::SEE_OTHER,
+            [(
+                header::LOCATION,
+                format!("/tasks/{task}?approval={}", d.as_str()),
+            )],
+        )
+            .into_response(),
         Err(e) => layout::refusal(e.status, &e.message),
     }
 }
