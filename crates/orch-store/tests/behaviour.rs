@@ -431,6 +431,59 @@ async fn queue_behaviour<S: RunStore>(s: &S) {
     );
 }
 
+/// Placement: a released task goes back to the queue needing labels; only
+/// a taker holding all of them takes it (others take the tasks behind it),
+/// and taking it clears what it needs.
+async fn labels_behaviour<S: RunStore>(s: &S) {
+    let v = vars();
+    let new = |task| NewQueuedTask {
+        task,
+        vars: &v,
+        worktree: "/wt",
+    };
+    s.enqueue(&new("la")).await.unwrap().expect("queued");
+    s.enqueue(&new("lb")).await.unwrap().expect("queued");
+    let none: &[String] = &[];
+    let gpu = vec!["gpu".to_string()];
+    let both = vec!["gpu".to_string(), "macos".to_string()];
+    let first = s.take_queued_for(none).await.unwrap().expect("la");
+    assert_eq!((first.task.as_str(), first.needs.len()), ("la", 0));
+    assert!(
+        !s.release_queued("lb", &gpu).await.unwrap(),
+        "lb is not running"
+    );
+    assert!(s.release_queued("la", &both).await.unwrap());
+    let la = s.queued_task("la").await.unwrap().expect("la");
+    assert_eq!(
+        (la.state, la.needs.clone()),
+        (QueueState::Queued, both.clone())
+    );
+    assert_eq!(
+        s.queue(Some(QueueState::Queued)).await.unwrap()[0].needs,
+        both
+    );
+    // Without the labels: the task behind it, then nothing.
+    let next = s.take_queued_for(none).await.unwrap().expect("lb");
+    assert_eq!(next.task, "lb");
+    assert!(s.take_queued_for(none).await.unwrap().is_none());
+    assert!(s.take_queued().await.unwrap().is_none());
+    assert!(
+        s.take_queued_for(&gpu).await.unwrap().is_none(),
+        "gpu alone is not enough"
+    );
+    let taken = s
+        .take_queued_for(&both)
+        .await
+        .unwrap()
+        .expect("la, with both");
+    assert_eq!(
+        (taken.task.as_str(), taken.state, taken.needs.len()),
+        ("la", QueueState::Running, 0)
+    );
+    let la = s.queued_task("la").await.unwrap().expect("la");
+    assert!(la.needs.is_empty(), "taking it clears its needs");
+}
+
 /// A lock is held once; its holder is named; once released it is taken
 /// again. Serial stages' locks are listed with their holders.
 async fn locks_behaviour<S: RunStore>(s: &S) {
@@ -484,6 +537,7 @@ async fn locks_behaviour<S: RunStore>(s: &S) {
 on_both!(steps, steps_round_trip);
 on_both!(runs, runs_round_trip);
 on_both!(queue, queue_behaviour);
+on_both!(labels, labels_behaviour);
 on_both!(locks, locks_behaviour);
 
 // ------------------------------------------------- what a shared store adds

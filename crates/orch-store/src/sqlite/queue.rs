@@ -2,7 +2,7 @@
 //! order. Each change is one statement or one transaction under one hold
 //! of the connection, so two workers can never take the same task.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use super::rows::{queued_row, QUEUE_SELECT};
 use super::SqliteStore;
@@ -57,32 +57,60 @@ impl SqliteStore {
         )
     }
 
-    pub(super) fn take_queued_tx(&self) -> Result<Option<QueuedTask>> {
+    /// The oldest queued task whose needs are all among `labels`. The one
+    /// service of an SQLite store filters here, as the PostgreSQL claim does
+    /// in its statement; the queued rows are read in order until one fits.
+    pub(super) fn take_queued_tx(&self, labels: &[String]) -> Result<Option<QueuedTask>> {
         let conn = self.conn();
         let tx =
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| self.err(e))?;
-        let next = tx
-            .query_row(
-                &format!("{QUEUE_SELECT} WHERE state = 'queued' ORDER BY id LIMIT 1"),
-                [],
-                queued_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
+        let next = {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "{QUEUE_SELECT} WHERE state = 'queued' ORDER BY id"
+                ))
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            let mut found = None;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let t = queued_row(row).map_err(|e| self.err(e))?;
+                if crate::records::holds_all(labels, &t.needs) {
+                    found = Some(t);
+                    break;
+                }
+            }
+            found
+        };
         let Some(mut next) = next else {
             return Ok(None);
         };
         let at = now_ms();
         tx.execute(
-            "UPDATE queue SET state = 'running', started_ms = ?2 WHERE id = ?1",
+            "UPDATE queue SET state = 'running', started_ms = ?2, needs = NULL WHERE id = ?1",
             params![next.id, at],
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         next.state = QueueState::Running;
         next.started_ms = Some(at);
+        next.needs = Vec::new();
         Ok(Some(next))
+    }
+
+    pub(super) fn release_queued_row(&self, task: &str, needs: &[String]) -> Result<bool> {
+        let needs = serde_json::to_string(needs).map_err(|source| StoreError::Encode {
+            what: "the labels",
+            source,
+        })?;
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE queue SET state = 'queued', needs = ?2 WHERE task = ?1 AND state = 'running'",
+                params![task, needs],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(changed == 1)
     }
 
     pub(super) fn move_queued_row(
