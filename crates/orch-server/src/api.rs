@@ -141,7 +141,7 @@ async fn queue<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
         .queue(Some(QueueState::Queued))
         .await?
         .into_iter()
-        .map(|t| json!({ "task": t.task, "submitted_ms": t.submitted_ms }))
+        .map(|t| json!({ "task": t.task, "submitted_ms": t.submitted_ms, "needs": t.needs }))
         .collect();
     let (running, waiting) = {
         let b = app.board.lock();
@@ -412,6 +412,7 @@ async fn task<S: Store>(
             "submitted_ms": e.submitted_ms,
             "started_ms": e.started_ms,
             "finished_ms": e.finished_ms,
+            "needs": e.needs,
         })
     });
     Ok(error::json(
