@@ -1332,3 +1332,60 @@ fn a_secret_variable_is_refused_and_never_stored() {
         );
     }
 }
+
+/// Placement on the one service of an SQLite store (#15): with `b`'s
+/// runner labelled `gpu`, a service without the label runs `a` and gives
+/// the task back at `b`, where it stays queued, showing what it needs; the
+/// service restarted with `--labels gpu` resumes it at `b`.
+#[test]
+fn a_labelled_stage_waits_in_the_queue_for_a_service_with_its_labels() {
+    let sb = Sandbox::new("labels");
+    let labelled = PIPELINE.replace(
+        "    writes \"b-report\"\n",
+        "    writes \"b-report\"\n    labels \"gpu\"\n",
+    );
+    assert_ne!(labelled, PIPELINE, "the runner of b is labelled");
+    std::fs::write(sb.root.join("pipeline.kdl"), &labelled).unwrap();
+    // An empty label is refused.
+    let out = Command::new(ORCH)
+        .current_dir(&sb.root)
+        .args(["serve", "-p", "pipeline.kdl", "--labels", "gpu,"])
+        .output()
+        .expect("orch serve");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a label must not be empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut s = Serve::start(&sb, 2, &["--labels", "linux"]);
+    s.submit("x");
+    let needs_gpu = |s: &Serve| {
+        let (_, q) = s.get("/queue");
+        q["queued"]
+            .as_array()
+            .is_some_and(|l| l.len() == 1 && l[0]["task"] == "x" && l[0]["needs"] == json!(["gpu"]))
+    };
+    wait_until("x released at b", Duration::from_secs(60), || needs_gpu(&s));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(needs_gpu(&s), "still queued");
+    assert_eq!(sb.lines("starts"), ["x a 1"], "nothing of b started");
+    assert_eq!(s.task("x")["queue"]["needs"], json!(["gpu"]));
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.log());
+    let out = Command::new(ORCH)
+        .current_dir(&sb.root)
+        .args(["status", "--state-dir", "state"])
+        .output()
+        .expect("orch status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("queued, needs gpu"), "{text}");
+
+    let s = Serve::start(&sb, 2, &["--labels", "linux", "--labels", "gpu"]);
+    wait_until("x", Duration::from_secs(60), || finished_ok(&s, "x"));
+    assert_eq!(sb.lines("starts"), ["x a 1", "x b 1", "x c 1"]);
+    let runs = s.task("x")["runs"].as_array().unwrap().len();
+    assert_eq!(runs, 1, "resumed, not restarted");
+    assert_eq!(s.task("x")["queue"]["needs"], json!([]));
+}
