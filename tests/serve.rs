@@ -1389,3 +1389,31 @@ fn a_labelled_stage_waits_in_the_queue_for_a_service_with_its_labels() {
     assert_eq!(runs, 1, "resumed, not restarted");
     assert_eq!(s.task("x")["queue"]["needs"], json!([]));
 }
+
+/// A task whose first stage needs a label records it at submission: a
+/// service without it never takes the task, not even to begin its run.
+#[test]
+fn a_task_whose_first_stage_is_labelled_is_not_taken_without_the_label() {
+    let sb = Sandbox::new("labels-first");
+    let labelled = PIPELINE.replace(
+        "    writes \"a-report\"\n",
+        "    writes \"a-report\"\n    labels \"macos\"\n",
+    );
+    assert_ne!(labelled, PIPELINE, "the runner of a is labelled");
+    std::fs::write(sb.root.join("pipeline.kdl"), &labelled).unwrap();
+    let mut s = Serve::start(&sb, 2, &[]);
+    s.submit("m");
+    let v = s.task("m");
+    assert_eq!(v["queue"]["state"], "queued", "{v}");
+    assert_eq!(v["queue"]["needs"], json!(["macos"]), "{v}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let v = s.task("m");
+    assert_eq!(v["queue"]["state"], "queued", "{v}");
+    assert_eq!(v["runs"], json!([]), "no run begun: {v}");
+    assert!(sb.lines("starts").is_empty());
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.log());
+    let s = Serve::start(&sb, 2, &["--labels", "macos"]);
+    wait_until("m", Duration::from_secs(60), || finished_ok(&s, "m"));
+    assert_eq!(sb.lines("starts"), ["m a 1", "m b 1", "m c 1"]);
+}

@@ -251,12 +251,16 @@ async fn submit<S: Store>(
     let bound = orch_engine::bind(header, &overrides, &worktree)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let worktree = bound.worktree.display().to_string();
+    // Only a service with the labels its first stage needs takes it (the
+    // engine checks again at every stage).
+    let needs = served.pipeline.labels_of_stage(&header.start.value);
     let id = app
         .store
         .enqueue(&orch_store::NewQueuedTask {
             task: &sub.task,
             vars: &sub.vars,
             worktree: &worktree,
+            needs: &needs,
         })
         .await?;
     if id.is_none() {

@@ -187,6 +187,9 @@ pub struct NewQueuedTask<'a> {
     pub task: &'a str,
     pub vars: &'a BTreeMap<String, String>,
     pub worktree: &'a str,
+    /// The labels its first stage needs (empty: none); only a service that
+    /// has them takes it.
+    pub needs: &'a [String],
 }
 
 /// One run of a task through the pipeline.

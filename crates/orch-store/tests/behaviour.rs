@@ -384,6 +384,7 @@ async fn queue_behaviour<S: RunStore>(s: &S) {
         task,
         vars: &v,
         worktree: "/wt",
+        needs: &[],
     };
     let a = s.enqueue(&new("qa")).await.unwrap();
     let b = s.enqueue(&new("qb")).await.unwrap();
@@ -440,6 +441,7 @@ async fn labels_behaviour<S: RunStore>(s: &S) {
         task,
         vars: &v,
         worktree: "/wt",
+        needs: &[],
     };
     s.enqueue(&new("la")).await.unwrap().expect("queued");
     s.enqueue(&new("lb")).await.unwrap().expect("queued");
@@ -482,6 +484,21 @@ async fn labels_behaviour<S: RunStore>(s: &S) {
     );
     let la = s.queued_task("la").await.unwrap().expect("la");
     assert!(la.needs.is_empty(), "taking it clears its needs");
+    // Needs recorded at submission (its first stage's) hold the same way.
+    let macos = vec!["macos".to_string()];
+    s.enqueue(&NewQueuedTask {
+        task: "lc",
+        vars: &v,
+        worktree: "/wt",
+        needs: &macos,
+    })
+    .await
+    .unwrap()
+    .expect("queued");
+    assert_eq!(s.queued_task("lc").await.unwrap().expect("lc").needs, macos);
+    assert!(s.take_queued_for(&gpu).await.unwrap().is_none());
+    let lc = s.take_queued_for(&both).await.unwrap().expect("lc");
+    assert_eq!((lc.task.as_str(), lc.needs.len()), ("lc", 0));
 }
 
 /// A lock is held once; its holder is named; once released it is taken
@@ -581,6 +598,7 @@ fn a_task_of_an_expired_service_is_taken_over_and_its_old_owner_is_fenced() {
             task: "t",
             vars: &v,
             worktree: "/wt",
+            needs: &[],
         })
         .await
         .unwrap();

@@ -13,12 +13,13 @@ use crate::{now_ms, Result};
 impl PostgresStore {
     pub(super) async fn enqueue_row(&self, t: &NewQueuedTask<'_>) -> Result<Option<i64>> {
         let vars = json(t.vars, "the variables")?;
+        let needs = needs_json(t.needs)?;
         let id = self
             .row(
-                "INSERT INTO queue (task, vars, worktree, state, submitted_ms)
-                 SELECT $1, $2, $3, 'queued', $4 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE task = $1)
+                "INSERT INTO queue (task, vars, worktree, state, submitted_ms, needs)
+                 SELECT $1, $2, $3, 'queued', $4, $5 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE task = $1)
                  ON CONFLICT (task) DO NOTHING RETURNING id",
-                &[&t.task, &vars, &t.worktree, &now_ms()],
+                &[&t.task, &vars, &t.worktree, &now_ms(), &needs],
                 |r| r.try_get::<_, i64>(0).map_err(|e| super::rows::Bad(e.to_string())),
             )
             .await?;
@@ -83,7 +84,7 @@ impl PostgresStore {
     /// only under a live lease, as every move out of `running`.
     pub(super) async fn release_row(&self, task: &str, needs: &[String]) -> Result<bool> {
         let me = self.me(task)?;
-        let needs = json(&needs, "the labels")?;
+        let needs = needs_json(needs)?;
         let changed = self
             .rows(
                 "UPDATE queue SET state = 'queued', needs = $2, owner = NULL
@@ -137,4 +138,12 @@ impl PostgresStore {
             .await?;
         Ok(changed.len() == 1)
     }
+}
+
+/// What a task needs as stored: a JSON list, NULL for none.
+fn needs_json(needs: &[String]) -> Result<Option<String>> {
+    if needs.is_empty() {
+        return Ok(None);
+    }
+    json(needs, "the labels").map(Some)
 }

@@ -15,6 +15,7 @@ impl SqliteStore {
             what: "the variables",
             source,
         })?;
+        let needs = needs_json(t.needs)?;
         let conn = self.conn();
         // Immediate: the check and the insert see and leave one state.
         let tx =
@@ -32,8 +33,8 @@ impl SqliteStore {
             return Ok(None);
         }
         tx.execute(
-            "INSERT INTO queue (task, vars, worktree, state, submitted_ms) VALUES (?1, ?2, ?3, 'queued', ?4)",
-            params![t.task, vars, t.worktree, now_ms()],
+            "INSERT INTO queue (task, vars, worktree, state, submitted_ms, needs) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+            params![t.task, vars, t.worktree, now_ms(), needs],
         )
         .map_err(|e| self.err(e))?;
         let id = tx.last_insert_rowid();
@@ -99,10 +100,7 @@ impl SqliteStore {
     }
 
     pub(super) fn release_queued_row(&self, task: &str, needs: &[String]) -> Result<bool> {
-        let needs = serde_json::to_string(needs).map_err(|source| StoreError::Encode {
-            what: "the labels",
-            source,
-        })?;
+        let needs = needs_json(needs)?;
         let changed = self
             .conn()
             .execute(
@@ -146,4 +144,17 @@ impl SqliteStore {
             .map_err(|e| self.err(e))?;
         Ok(changed == 1)
     }
+}
+
+/// What a task needs as stored: a JSON list, NULL for none.
+fn needs_json(needs: &[String]) -> Result<Option<String>> {
+    if needs.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(needs)
+        .map(Some)
+        .map_err(|source| StoreError::Encode {
+            what: "the labels",
+            source,
+        })
 }
