@@ -1372,6 +1372,13 @@ fn a_labelled_stage_waits_in_the_queue_for_a_service_with_its_labels() {
     assert!(needs_gpu(&s), "still queued");
     assert_eq!(sb.lines("starts"), ["x a 1"], "nothing of b started");
     assert_eq!(s.task("x")["queue"]["needs"], json!(["gpu"]));
+    let (code, page) = s.get("/");
+    assert_eq!(code, 200);
+    assert!(
+        page.as_str()
+            .is_some_and(|p| p.contains("needs labels gpu")),
+        "the dashboard's queue says what x waits for: {page}"
+    );
     s.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.log());
     let out = Command::new(ORCH)
