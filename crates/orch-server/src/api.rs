@@ -17,7 +17,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use orch_store::{Attempt, QueueState, Run};
+use orch_store::{Attempt, QueueState, Run, RunStatus};
 
 use crate::approvals::decide as approval;
 use crate::config::MAX_BODY;
@@ -454,8 +454,17 @@ pub(crate) async fn cancel<S: Store>(
             .move_queued(&task, QueueState::Queued, QueueState::Cancelled, None)
             .await?
     {
+        // A queued task may have a run already (released at a stage needing
+        // labels, or queued again after an approval): it is over too.
+        if let Some(run) = app.store.latest_run(&task).await? {
+            if !matches!(run.status, RunStatus::Finished | RunStatus::Cancelled) {
+                app.store
+                    .set_run_status(run.id, RunStatus::Cancelled)
+                    .await?;
+            }
+        }
         crate::dashboard::queue_event(&app, &task, QueueState::Cancelled);
-        tracing::info!(task, "cancelled before it started");
+        tracing::info!(task, "cancelled while queued");
         return Ok(cancelled());
     }
     // Queued a moment ago and taken since, or running.
