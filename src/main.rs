@@ -214,6 +214,10 @@ struct ServeArgs {
     /// This service's name among those sharing a PostgreSQL store (default: HOST:PID).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// The labels this service has (`gpu,macos`, or the option repeated): it runs only stages
+    /// whose runner's and transport's labels it has all of.
+    #[arg(long, value_name = "LABEL,…", value_delimiter = ',', value_parser = parse_label)]
+    labels: Vec<String>,
     /// The address to listen on (port 0: any free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
     listen: std::net::SocketAddr,
@@ -236,6 +240,15 @@ struct ServeArgs {
     /// Debug logs (or set RUST_LOG).
     #[arg(short, long)]
     verbose: bool,
+}
+
+/// A label of `--labels`: non-empty, no surrounding blanks.
+fn parse_label(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("a label must not be empty".into());
+    }
+    Ok(t.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -415,6 +428,7 @@ fn main() -> ExitCode {
             state_dir: a.state_dir,
             store: a.store,
             name: a.name,
+            labels: a.labels,
             listen: a.listen,
             workers: usize::from(a.workers),
             drain_timeout: a.drain_timeout,

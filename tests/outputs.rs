@@ -235,3 +235,16 @@ fn the_readme_shows_the_reference_graph_as_orch_draws_it() {
         "README.md's Mermaid block drifted from `orch graph -p {REFERENCE}`"
     );
 }
+
+#[test]
+fn explain_shows_the_labels_a_stage_needs() {
+    const LABELS: &str = "tests/fixtures/valid/labels.kdl";
+    // A hybrid stage needs its runner's and its transport's labels.
+    let (code, out, err) = orch(&["explain", "train", "-p", LABELS], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("  needs labels: gpu, linux (only a service started with `--labels` holding all of them runs it; `orch run` runs it anywhere)\n"), "{out}");
+    // A stage with none says nothing of labels.
+    let (code, out, err) = orch(&["explain", "build", "-p", LABELS], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("needs labels"), "{out}");
+}

@@ -336,6 +336,18 @@ impl Serve {
     /// `orch serve` named `name`, with a state directory of its own, on the
     /// store `url`, with a lease of `lease`.
     fn start(sb: &Sandbox, name: &str, url: &str, workers: usize, lease: &str) -> Serve {
+        Serve::start_with(sb, name, url, workers, lease, &[])
+    }
+
+    /// As [`Serve::start`], with more arguments (`--labels gpu`).
+    fn start_with(
+        sb: &Sandbox,
+        name: &str,
+        url: &str,
+        workers: usize,
+        lease: &str,
+        extra: &[&str],
+    ) -> Serve {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let stderr = sb.root.join(format!("serve-{name}-{n}.log"));
         let mut cmd = sb.orch();
@@ -343,6 +355,7 @@ impl Serve {
             .args(["--state-dir", &format!("state-{name}")])
             .args(["--store", url, "--name", name])
             .args(["--workers", &workers.to_string()])
+            .args(extra)
             .env("ORCH_TOKEN", TOKEN)
             .env("ORCH_LEASE", lease)
             .env("SVC", name)
@@ -975,4 +988,127 @@ fn the_database_cut_off_for_a_while_then_back_loses_no_step() {
         wait_until(t, Duration::from_secs(120), || finished_ok(&s, t));
     }
     assert_each_step_once(&sb, &s, &tasks);
+}
+
+/// Placement (#15): stage `b`'s runner needs `gpu`. A service without the
+/// label runs the first stages it takes and gives each task back to the
+/// queue at `b`, where it waits, showing what it needs, until the service
+/// started with `--labels gpu` takes it. Every `b` runs on that service;
+/// first stages run on both; every task succeeds, each step once.
+#[test]
+fn a_stage_labelled_gpu_runs_only_on_the_service_with_that_label() {
+    let Some(pg) = PgSchema::new("labels") else {
+        return;
+    };
+    let sb = Sandbox::new("labels");
+    let labelled = PIPELINE.replace(
+        "    writes \"b-report\"\n",
+        "    writes \"b-report\"\n    labels \"gpu\"\n",
+    );
+    assert_ne!(labelled, PIPELINE, "the runner of b is labelled");
+    std::fs::write(sb.root.join("pipeline.kdl"), &labelled).unwrap();
+    let url = pg.url();
+    let wt = sb.root.join("wt");
+    let by = |task: &str, stage: &str| -> Vec<String> {
+        sb.lines("by")
+            .into_iter()
+            .filter_map(|l| {
+                let mut f = l.split(' ');
+                (f.next() == Some(task) && f.next() == Some(stage))
+                    .then(|| f.next().unwrap_or("").to_string())
+            })
+            .collect()
+    };
+
+    // The plain service alone: `solo` runs `a` there, then waits at `b`.
+    let plain = Serve::start(&sb, "plain", &url, 2, "5s");
+    plain.submit("solo", &wt);
+    let queued_needing_gpu = |s: &Serve| {
+        let (_, q) = s.get("/queue");
+        q["queued"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|t| t["task"] == "solo" && t["needs"] == json!(["gpu"]))
+        })
+    };
+    wait_until("solo released at b", Duration::from_secs(60), || {
+        queued_needing_gpu(&plain)
+    });
+    assert_eq!(by("solo", "a"), ["plain"]);
+    // Past the scheduler's safety-net tick: the plain service never takes
+    // it again, and nothing of `b` started.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(queued_needing_gpu(&plain), "still queued for a gpu service");
+    assert!(by("solo", "b").is_empty(), "b never started without gpu");
+    let v = plain.task("solo");
+    assert_eq!(v["queue"]["state"], "queued", "{v}");
+    assert_eq!(v["queue"]["needs"], json!(["gpu"]), "{v}");
+    assert_eq!(v["runs"][0]["status"], "interrupted", "resumable: {v}");
+    assert!(
+        plain.log().contains("released"),
+        "the service says why: {}",
+        plain.log()
+    );
+    let out = sb
+        .orch()
+        .args(["status", "--json", "--store", &url])
+        .output()
+        .expect("orch status");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let solo = doc["tasks"]
+        .as_array()
+        .and_then(|l| l.iter().find(|t| t["task"] == "solo"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&solo["state"], &solo["needs"], &solo["stage"]),
+        (&json!("queued"), &json!(["gpu"]), &json!("b")),
+        "{doc}"
+    );
+
+    // A gpu service joins; with `a` held, each service holds two tasks in
+    // `a` (two workers each), so both run first stages.
+    sb.hold("a");
+    let gpu = Serve::start_with(&sb, "gpu", &url, 2, "5s", &["--labels", "gpu"]);
+    let tasks: Vec<String> = (0..5).map(|i| format!("l-{i}")).collect();
+    for t in &tasks {
+        plain.submit(t, &wt);
+    }
+    wait_until("four tasks in a", Duration::from_secs(60), || {
+        tasks.iter().filter(|t| !by(t, "a").is_empty()).count() >= 4
+    });
+    sb.release("a");
+    let mut all = tasks.clone();
+    all.push("solo".into());
+    for t in &all {
+        wait_until(t, Duration::from_secs(120), || finished_ok(&gpu, t));
+    }
+    assert_each_step_once(&sb, &gpu, &all);
+    let mut first_by: BTreeSet<String> = BTreeSet::new();
+    for t in &all {
+        assert_eq!(by(t, "b"), ["gpu"], "{t}: b ran on the gpu service only");
+        first_by.extend(by(t, "a"));
+    }
+    assert_eq!(
+        first_by,
+        BTreeSet::from(["gpu".to_string(), "plain".to_string()]),
+        "first stages ran on both"
+    );
+    let (_, status) = gpu.get("/status");
+    let labels: BTreeMap<String, Value> = status["services"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or("").to_string(),
+                        s["labels"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(labels.get("gpu"), Some(&json!(["gpu"])), "{status}");
+    assert_eq!(labels.get("plain"), Some(&json!([])), "{status}");
+    let (_, q) = gpu.get("/queue");
+    assert_eq!(q["queued"], json!([]), "nothing left waiting: {q}");
 }

@@ -1332,3 +1332,112 @@ fn a_secret_variable_is_refused_and_never_stored() {
         );
     }
 }
+
+/// Placement on the one service of an SQLite store (#15): with `b`'s
+/// runner labelled `gpu`, a service without the label runs `a` and gives
+/// the task back at `b`, where it stays queued, showing what it needs; the
+/// service restarted with `--labels gpu` resumes it at `b`.
+#[test]
+fn a_labelled_stage_waits_in_the_queue_for_a_service_with_its_labels() {
+    let sb = Sandbox::new("labels");
+    let labelled = PIPELINE.replace(
+        "    writes \"b-report\"\n",
+        "    writes \"b-report\"\n    labels \"gpu\"\n",
+    );
+    assert_ne!(labelled, PIPELINE, "the runner of b is labelled");
+    std::fs::write(sb.root.join("pipeline.kdl"), &labelled).unwrap();
+    // An empty label is refused.
+    let out = Command::new(ORCH)
+        .current_dir(&sb.root)
+        .args(["serve", "-p", "pipeline.kdl", "--labels", "gpu,"])
+        .output()
+        .expect("orch serve");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a label must not be empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut s = Serve::start(&sb, 2, &["--labels", "linux"]);
+    s.submit("x");
+    s.submit("gone");
+    let needs_gpu = |s: &Serve| {
+        let (_, q) = s.get("/queue");
+        q["queued"].as_array().is_some_and(|l| {
+            l.len() == 2 && l[0]["task"] == "x" && l.iter().all(|t| t["needs"] == json!(["gpu"]))
+        })
+    };
+    wait_until("x and gone released at b", Duration::from_secs(60), || {
+        needs_gpu(&s)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(needs_gpu(&s), "still queued");
+    let mut starts = sb.lines("starts");
+    starts.sort();
+    assert_eq!(starts, ["gone a 1", "x a 1"], "nothing of b started");
+    // Cancelling a released task cancels its run too: no service resumes it.
+    let (code, v) = s.post("/api/v1/tasks/gone/cancel", &json!({}));
+    assert_eq!(code, 200, "{v}");
+    let v = s.task("gone");
+    assert_eq!(
+        (&v["queue"]["state"], &v["runs"][0]["status"]),
+        (&json!("cancelled"), &json!("cancelled")),
+        "{v}"
+    );
+    assert_eq!(s.task("x")["queue"]["needs"], json!(["gpu"]));
+    let (code, page) = s.get("/");
+    assert_eq!(code, 200);
+    assert!(
+        page.as_str()
+            .is_some_and(|p| p.contains("needs labels gpu")),
+        "the dashboard's queue says what x waits for: {page}"
+    );
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.log());
+    let out = Command::new(ORCH)
+        .current_dir(&sb.root)
+        .args(["status", "--state-dir", "state"])
+        .output()
+        .expect("orch status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("queued, needs gpu"), "{text}");
+
+    let s = Serve::start(&sb, 2, &["--labels", "linux", "--labels", "gpu"]);
+    wait_until("x", Duration::from_secs(60), || finished_ok(&s, "x"));
+    let mut starts = sb.lines("starts");
+    starts.sort();
+    assert_eq!(starts, ["gone a 1", "x a 1", "x b 1", "x c 1"]);
+    assert_eq!(s.queue_state("gone"), "cancelled");
+    let runs = s.task("x")["runs"].as_array().unwrap().len();
+    assert_eq!(runs, 1, "resumed, not restarted");
+    assert_eq!(s.task("x")["queue"]["needs"], json!([]));
+}
+
+/// A task whose first stage needs a label records it at submission: a
+/// service without it never takes the task, not even to begin its run.
+#[test]
+fn a_task_whose_first_stage_is_labelled_is_not_taken_without_the_label() {
+    let sb = Sandbox::new("labels-first");
+    let labelled = PIPELINE.replace(
+        "    writes \"a-report\"\n",
+        "    writes \"a-report\"\n    labels \"macos\"\n",
+    );
+    assert_ne!(labelled, PIPELINE, "the runner of a is labelled");
+    std::fs::write(sb.root.join("pipeline.kdl"), &labelled).unwrap();
+    let mut s = Serve::start(&sb, 2, &[]);
+    s.submit("m");
+    let v = s.task("m");
+    assert_eq!(v["queue"]["state"], "queued", "{v}");
+    assert_eq!(v["queue"]["needs"], json!(["macos"]), "{v}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let v = s.task("m");
+    assert_eq!(v["queue"]["state"], "queued", "{v}");
+    assert_eq!(v["runs"], json!([]), "no run begun: {v}");
+    assert!(sb.lines("starts").is_empty());
+    s.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(s.wait(Duration::from_secs(20)), Some(0), "{}", s.log());
+    let s = Serve::start(&sb, 2, &["--labels", "macos"]);
+    wait_until("m", Duration::from_secs(60), || finished_ok(&s, "m"));
+    assert_eq!(sb.lines("starts"), ["m a 1", "m b 1", "m c 1"]);
+}

@@ -83,6 +83,8 @@ pub fn command(a: RunArgs) -> u8 {
         allow_changed_pipeline: a.allow_changed_pipeline,
         allow_changed_vars: a.allow_changed_vars,
         wait: a.wait,
+        // `orch run` runs every stage, whatever its labels.
+        labels: None,
     };
     let color = use_color(tty) && !a.json;
     let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =

@@ -28,6 +28,8 @@ pub struct ServeArgs {
     pub store: Option<String>,
     /// `--name`.
     pub name: Option<String>,
+    /// `--labels`, as given.
+    pub labels: Vec<String>,
     pub listen: SocketAddr,
     pub workers: usize,
     pub drain_timeout: Duration,
@@ -107,8 +109,13 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     let state_dir = std::fs::canonicalize(&a.state_dir)
         .map_err(|e| ServeError::Usage(format!("state dir {}: {e}", a.state_dir.display())))?;
     let at = super::store_location(a.store, &state_dir);
-    let pg = super::pg_options(a.name).map_err(ServeError::Usage)?;
+    let mut labels = a.labels;
+    labels.sort();
+    labels.dedup();
+    let mut pg = super::pg_options(a.name).map_err(ServeError::Usage)?;
+    pg.labels = labels.clone();
     let config = Config {
+        labels,
         pipeline: a.pipeline,
         state_dir: state_dir.clone(),
         listen: a.listen,

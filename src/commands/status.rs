@@ -33,7 +33,15 @@ async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, Sto
             .or_else(|| attempts.first().map(|a| a.stage.clone()))
             .unwrap_or_else(|| "-".into());
         let last = attempts.iter().rev().find(|a| a.stage == stage);
-        tasks.push(serde_json::json!({
+        // Released at a stage boundary by a service without the labels
+        // the stage needs: queued for one that has them.
+        let needs = store
+            .queued_task(&run.task)
+            .await?
+            .filter(|q| q.state == orch_store::QueueState::Queued)
+            .map(|q| q.needs)
+            .unwrap_or_default();
+        let mut entry = serde_json::json!({
             "task": run.task,
             "run": run.id,
             "state": if holder.is_some() {
@@ -49,7 +57,12 @@ async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, Sto
             "step": last.map(|a| a.step.as_str()),
             "started_ms": run.started_ms,
             "started": orch_store::rfc3339(run.started_ms),
-        }));
+        });
+        if !needs.is_empty() {
+            entry["state"] = "queued".into();
+            entry["needs"] = needs.into();
+        }
+        tasks.push(entry);
     }
     Ok(tasks)
 }
@@ -114,9 +127,20 @@ pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String
                     serde_json::Value::String(s) => s.clone(),
                     v => v.to_string(),
                 };
+                let state = match t["needs"].as_array() {
+                    Some(needs) => format!(
+                        "queued, needs {}",
+                        needs
+                            .iter()
+                            .filter_map(|n| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    None => s("state"),
+                };
                 vec![
                     s("task"),
-                    s("state"),
+                    state,
                     s("stage"),
                     s("attempt"),
                     s("step"),

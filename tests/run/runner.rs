@@ -283,3 +283,19 @@ fn a_runner_artifact_may_live_in_a_subdirectory_of_the_task_dir() {
     assert_eq!(run.one("gate")["reason"], "result: PASS");
     assert_eq!(run.finished(), ("success".into(), "done".into()));
 }
+
+/// `orch run` runs every stage on its own machine, whatever the labels of
+/// its runner and transport (placement is `orch serve --labels`'s).
+#[test]
+fn orch_run_runs_a_labelled_stage() {
+    let sb = Sandbox::new("runner-labels");
+    let run = sb
+        .run("l", repo_root().join("tests/fixtures/valid/labels.kdl"))
+        .arg("--json")
+        .run();
+    run.expect_code(0);
+    assert_eq!(
+        run.transitions(),
+        triples(&[("build", "pass", "train"), ("train", "pass", "done")])
+    );
+}

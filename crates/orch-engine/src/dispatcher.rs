@@ -32,6 +32,18 @@ use crate::{artifact, executor};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
     pub exit_code: u8,
+    /// Stopped before a stage this process may not run (its labels): the
+    /// run is interrupted, resumable at that stage by one that may.
+    pub released: Option<Released>,
+}
+
+/// A run stopped at the boundary of a stage needing labels this process
+/// lacks; nothing of the stage was started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Released {
+    pub stage: String,
+    /// Every label the stage needs (sorted), not only the missing ones.
+    pub needs: Vec<String>,
 }
 
 /// Where a run's time went, printed to stderr when `ORCH_PROFILE` is set.
@@ -72,6 +84,8 @@ pub(crate) struct Engine<S: RunStore> {
     pub(crate) cancel: watch::Receiver<bool>,
     /// `--wait`: at an approval stage, wait for the decision.
     pub(crate) wait: bool,
+    /// The labels this process holds; `None`: it runs every stage.
+    labels: Option<Vec<String>>,
     serial: Option<(String, S::Guard)>,
     pub(crate) profile: Profile,
     /// Stage name → the artifact path its gate reads.
@@ -108,6 +122,7 @@ impl<S: RunStore> Engine<S> {
         )))?;
         let artifacts = artifacts_of(&prepared.pipeline);
         let wait = prepared.opts.wait;
+        let labels = prepared.opts.labels.clone();
         let redactor = crate::redact::Redactor::for_run(
             prepared.pipeline.header.as_ref(),
             &prepared.bindings.vars,
@@ -131,6 +146,7 @@ impl<S: RunStore> Engine<S> {
             sink,
             cancel,
             wait,
+            labels,
             serial: None,
             profile: Profile::default(),
         })
@@ -206,6 +222,7 @@ impl<S: RunStore> Engine<S> {
         });
         Ok(Finished {
             exit_code: exit::WAITING,
+            released: None,
         })
     }
 
@@ -219,6 +236,37 @@ impl<S: RunStore> Engine<S> {
         });
         Ok(Finished {
             exit_code: exit::INTERRUPTED,
+            released: None,
+        })
+    }
+
+    /// Stops before `stage`, which needs labels this process lacks: the run
+    /// is left interrupted, as by a signal, for a process that has them.
+    async fn released(&mut self, stage: &str, needs: Vec<String>) -> Result<Finished, RunError> {
+        self.serial = None;
+        self.store
+            .set_run_status(self.run_id, RunStatus::Interrupted)
+            .await?;
+        self.stopped(None).await?;
+        let held = self.labels.as_deref().unwrap_or_default();
+        let missing: Vec<&str> = needs
+            .iter()
+            .filter(|n| !held.contains(n))
+            .map(String::as_str)
+            .collect();
+        self.emit(Event::Note {
+            message: format!(
+                "released before stage {stage}: it needs the labels {}, and this service lacks {}; a service with them takes the task",
+                needs.join(", "),
+                missing.join(", ")
+            ),
+        });
+        Ok(Finished {
+            exit_code: exit::INTERRUPTED,
+            released: Some(Released {
+                stage: stage.to_string(),
+                needs,
+            }),
         })
     }
 
@@ -333,6 +381,14 @@ impl<S: RunStore> Engine<S> {
                     "the run is at `{current}`, which the pipeline no longer defines"
                 )));
             };
+            // Placement: nothing of a stage starts on a process that lacks
+            // a label it needs; another takes the task from this boundary.
+            if let Some(held) = &self.labels {
+                let needs = self.p.labels_of_stage(&stage.name.value);
+                if !orch_store::holds_all(held, &needs) {
+                    return self.released(&stage.name.value, needs).await;
+                }
+            }
             if stage.serial && !self.holds_serial(&stage.name.value) {
                 if !self.take_serial(&stage.name.value).await? {
                     return self.interrupted().await;
@@ -375,6 +431,7 @@ impl<S: RunStore> Engine<S> {
             } else {
                 exit::FAILURE
             },
+            released: None,
         })
     }
 

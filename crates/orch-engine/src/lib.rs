@@ -25,7 +25,7 @@ pub mod redact;
 pub mod session;
 mod taskdir;
 
-pub use dispatcher::Finished;
+pub use dispatcher::{Finished, Released};
 pub use error::{exit, RunError};
 pub use session::{
     bind, check_task_name, pipeline_digest, prepare, prepare_text, run, Bindings, Prepared,

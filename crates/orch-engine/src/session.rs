@@ -40,6 +40,11 @@ pub struct RunOptions {
     /// At an approval stage, wait for the decision (or the expiry) instead
     /// of stopping with [`exit::WAITING`](crate::exit::WAITING).
     pub wait: bool,
+    /// The labels this process holds (`orch serve --labels`): a stage whose
+    /// runner or transport needs one it lacks is not started, and the run
+    /// stops at that stage's boundary, [released](crate::Released).
+    /// `None` (`orch run`): every stage runs here.
+    pub labels: Option<Vec<String>>,
 }
 
 /// The digest a run records of its pipeline file's text.
@@ -265,6 +270,7 @@ pub async fn run<S: RunStore>(
                 } else {
                     exit::FAILURE
                 },
+                released: None,
             });
         }
     };

@@ -128,6 +128,7 @@ fn options(dir: &Path, task: &str) -> RunOptions {
         allow_changed_pipeline: false,
         allow_changed_vars: false,
         wait: false,
+        labels: None,
     }
 }
 

@@ -108,6 +108,8 @@ codes! {
     DuplicateApprover = "orch::duplicate-approver", Error;
     MissingExpiry = "orch::missing-expiry", Error;
     BadDecisionField = "orch::bad-decision-field", Error;
+    // Placement: labels a service must have.
+    DuplicateLabel = "orch::duplicate-label", Error;
 }
 
 impl fmt::Display for Code {

@@ -56,6 +56,13 @@ pub fn explain_redacted(
         keyword::mode(cs.mode.value),
         crate::map::Class::of(cs).describe()
     ));
+    let needs = p.labels_of_stage(&s.name.value);
+    if !needs.is_empty() {
+        out.push_str(&format!(
+            "  needs labels: {} (only a service started with `--labels` holding all of them runs it; `orch run` runs it anywhere)\n",
+            needs.join(", ")
+        ));
+    }
     let ctx = Context {
         task: "TASK".into(),
         stage: s.name.value.clone(),

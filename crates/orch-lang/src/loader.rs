@@ -790,6 +790,7 @@ impl Decoder<'_> {
         let mut process = ProcessChildren::default();
         let mut prompt = None;
         let mut cost = None;
+        let mut labels = None;
         for child in self.children(
             node,
             &[
@@ -802,6 +803,7 @@ impl Decoder<'_> {
                 "env",
                 "retry",
                 "cost-per-call",
+                "labels",
             ],
         ) {
             if self.process_child(child, &mut process) {
@@ -809,6 +811,7 @@ impl Decoder<'_> {
             }
             match child.name().value() {
                 "prompt" => self.prompt_mode(child, &mut prompt),
+                "labels" => self.labels(child, &mut labels),
                 _ => {
                     self.check_props(child, &[]);
                     self.children(child, &[]);
@@ -842,6 +845,7 @@ impl Decoder<'_> {
             env,
             retry: retry.flatten().unwrap_or_else(Retry::none),
             cost_per_call: cost.flatten(),
+            labels: labels.unwrap_or_default(),
             span: node.span(),
         })
     }
@@ -1029,6 +1033,7 @@ impl Decoder<'_> {
         let mut enabled = None;
         let mut scope = None;
         let mut writes = None;
+        let mut labels = None;
         for child in self.children(
             node,
             &[
@@ -1045,6 +1050,7 @@ impl Decoder<'_> {
                 "enabled",
                 "scope",
                 "writes",
+                "labels",
             ],
         ) {
             if self.process_child(child, &mut process) {
@@ -1074,6 +1080,7 @@ impl Decoder<'_> {
                         enabled = s;
                     }
                 }
+                "labels" => self.labels(child, &mut labels),
                 "scope" => {
                     let s = self.scope(child);
                     if self.once(&scope, child) {
@@ -1112,8 +1119,19 @@ impl Decoder<'_> {
             enabled,
             scope,
             writes,
+            labels: labels.unwrap_or_default(),
             span: node.span(),
         })
+    }
+
+    /// `labels "gpu" "macos"` on a runner or transport, once.
+    fn labels(&mut self, child: &KdlNode, slot: &mut Option<Vec<Spanned<String>>>) {
+        self.check_props(child, &[]);
+        self.children(child, &[]);
+        let names = self.strings(child, "one or more labels");
+        if self.once(slot, child) {
+            *slot = Some(names);
+        }
     }
 
     /// `exit-code 1 5 verdict="FAIL"`; `None` without a verdict or a code.

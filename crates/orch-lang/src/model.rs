@@ -153,6 +153,8 @@ pub struct Transport {
     pub env: Vec<EnvVar>,
     pub retry: Retry,
     pub cost_per_call: Option<f64>,
+    /// `labels "gpu" …`: what a service must have to run its stages.
+    pub labels: Vec<Spanned<String>>,
     pub span: SourceSpan,
 }
 
@@ -259,6 +261,8 @@ pub struct Runner {
     pub enabled: Option<Switch>,
     pub scope: Option<Scope>,
     pub writes: Option<Writes>,
+    /// `labels "gpu" …`: what a service must have to run its stages.
+    pub labels: Vec<Spanned<String>>,
     pub span: SourceSpan,
 }
 
@@ -442,6 +446,37 @@ impl Pipeline {
             return None;
         }
         self.approval(&cs.approval.as_ref()?.value)
+    }
+    /// The labels a service must hold to run a stage: those of its
+    /// call-site's runner and transport (a hybrid's both), sorted, each
+    /// once. Empty for a stage any service may run.
+    pub fn labels_of_stage(&self, stage: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let Some(cs) = self
+            .stage(stage)
+            .and_then(|s| self.call_site(&s.call_site.value))
+        else {
+            return out;
+        };
+        let uses_runner = matches!(cs.mode.value, Mode::Runner | Mode::Hybrid);
+        let uses_llm = matches!(cs.mode.value, Mode::Llm | Mode::Hybrid);
+        if uses_runner {
+            if let Some(r) = cs.runner.as_ref().and_then(|r| self.runner(&r.value)) {
+                out.extend(r.labels.iter().map(|l| l.value.clone()));
+            }
+        }
+        if uses_llm {
+            if let Some(t) = cs
+                .llm
+                .as_ref()
+                .and_then(|l| self.transport(&l.transport.value))
+            {
+                out.extend(t.labels.iter().map(|l| l.value.clone()));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
     pub fn alert(&self, name: &str) -> Option<&Alert> {
         self.alerts.iter().find(|s| s.name.value == name)

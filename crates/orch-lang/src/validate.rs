@@ -13,6 +13,7 @@ use crate::template::{Placeholder, Template};
 
 mod approval;
 pub mod graph;
+mod labels;
 
 /// The names a file declares, from the loader's [`Declaration`]s, so that
 /// one broken node does not make every reference to it an error.
@@ -103,6 +104,7 @@ pub fn check(
     c.transports();
     c.call_sites();
     c.approvals();
+    c.labels();
     c.stages();
     c.alerts();
     c.placeholders();

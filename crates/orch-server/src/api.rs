@@ -17,7 +17,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use orch_store::{Attempt, QueueState, Run};
+use orch_store::{Attempt, QueueState, Run, RunStatus};
 
 use crate::approvals::decide as approval;
 use crate::config::MAX_BODY;
@@ -141,7 +141,7 @@ async fn queue<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
         .queue(Some(QueueState::Queued))
         .await?
         .into_iter()
-        .map(|t| json!({ "task": t.task, "submitted_ms": t.submitted_ms }))
+        .map(|t| json!({ "task": t.task, "submitted_ms": t.submitted_ms, "needs": t.needs }))
         .collect();
     let (running, waiting) = {
         let b = app.board.lock();
@@ -251,12 +251,16 @@ async fn submit<S: Store>(
     let bound = orch_engine::bind(header, &overrides, &worktree)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let worktree = bound.worktree.display().to_string();
+    // Only a service with the labels its first stage needs takes it (the
+    // engine checks again at every stage).
+    let needs = served.pipeline.labels_of_stage(&header.start.value);
     let id = app
         .store
         .enqueue(&orch_store::NewQueuedTask {
             task: &sub.task,
             vars: &sub.vars,
             worktree: &worktree,
+            needs: &needs,
         })
         .await?;
     if id.is_none() {
@@ -412,6 +416,7 @@ async fn task<S: Store>(
             "submitted_ms": e.submitted_ms,
             "started_ms": e.started_ms,
             "finished_ms": e.finished_ms,
+            "needs": e.needs,
         })
     });
     Ok(error::json(
@@ -449,8 +454,17 @@ pub(crate) async fn cancel<S: Store>(
             .move_queued(&task, QueueState::Queued, QueueState::Cancelled, None)
             .await?
     {
+        // A queued task may have a run already (released at a stage needing
+        // labels, or queued again after an approval): it is over too.
+        if let Some(run) = app.store.latest_run(&task).await? {
+            if !matches!(run.status, RunStatus::Finished | RunStatus::Cancelled) {
+                app.store
+                    .set_run_status(run.id, RunStatus::Cancelled)
+                    .await?;
+            }
+        }
         crate::dashboard::queue_event(&app, &task, QueueState::Cancelled);
-        tracing::info!(task, "cancelled before it started");
+        tracing::info!(task, "cancelled while queued");
         return Ok(cancelled());
     }
     // Queued a moment ago and taken since, or running.

@@ -32,6 +32,9 @@ pub struct Config {
     pub token_env: Option<String>,
     /// `--tokens-file`: who may decide approvals (`NAME TOKEN-SHA256`).
     pub tokens_file: Option<PathBuf>,
+    /// `--labels`, sorted, each once: the service runs only stages whose
+    /// labels are all among them.
+    pub labels: Vec<String>,
 }
 
 /// The pipeline the service runs tasks on, valid when it was loaded.

@@ -105,7 +105,7 @@ pub async fn schedule<S: Store>(app: Arc<App<S>>, mut recovered: VecDeque<Queued
         }
         let entry = match recovered.pop_front() {
             Some(t) => t,
-            None => match app.store.take_queued().await {
+            None => match app.store.take_queued_for(&app.config.labels).await {
                 Ok(Some(t)) => t,
                 Ok(None) => {
                     // A submission wakes us; the timer is a safety net.
@@ -194,6 +194,7 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
                 allow_changed_vars: false,
                 // A waiting task gives its worker back (see `Waiting`).
                 wait: false,
+                labels: Some(app.config.labels.clone()),
             };
             let sink = Box::new(TaskSink {
                 task: task.clone(),
@@ -219,6 +220,26 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
         .get(task)
         .is_some_and(|l| l.cancel_requested);
     let recorded = match result {
+        // Its next stage needs labels this service lacks: back to the
+        // queue, for a service that has them.
+        Ok(Finished {
+            released: Some(r), ..
+        }) if !cancel_requested => {
+            tracing::info!(
+                task,
+                stage = r.stage,
+                needs = r.needs.join(","),
+                "released: the next stage needs labels this service lacks"
+            );
+            app.store
+                .release_queued(task, &r.needs)
+                .await
+                .map(|released| {
+                    if !released {
+                        tracing::warn!(task, "the released task was no longer this service's");
+                    }
+                })
+        }
         Ok(f) if f.exit_code == exit::INTERRUPTED && !cancel_requested => {
             tracing::info!(
                 task,

@@ -222,8 +222,11 @@ impl RunStore for AnyStore {
     async fn queued_task(&self, task: &str) -> Result<Option<QueuedTask>> {
         delegate!(self, s => s.queued_task(task))
     }
-    async fn take_queued(&self) -> Result<Option<QueuedTask>> {
-        delegate!(self, s => s.take_queued())
+    async fn take_queued_for(&self, labels: &[String]) -> Result<Option<QueuedTask>> {
+        delegate!(self, s => s.take_queued_for(labels))
+    }
+    async fn release_queued(&self, task: &str, needs: &[String]) -> Result<bool> {
+        delegate!(self, s => s.release_queued(task, needs))
     }
     async fn move_queued(
         &self,

@@ -168,8 +168,25 @@ pub trait RunStore: Send + Sync + 'static {
         state: Option<QueueState>,
     ) -> impl Future<Output = Result<Vec<QueuedTask>>> + Send;
     fn queued_task(&self, task: &str) -> impl Future<Output = Result<Option<QueuedTask>>> + Send;
-    /// Takes the oldest queued task: marks it `running` and returns it.
-    fn take_queued(&self) -> impl Future<Output = Result<Option<QueuedTask>>> + Send;
+    /// Takes the oldest queued task a service with no labels may run.
+    fn take_queued(&self) -> impl Future<Output = Result<Option<QueuedTask>>> + Send {
+        self.take_queued_for(&[])
+    }
+    /// Takes the oldest queued task whose `needs` are all among `labels`
+    /// (the taking service's): marks it `running`, clears its `needs` and
+    /// returns it.
+    fn take_queued_for(
+        &self,
+        labels: &[String],
+    ) -> impl Future<Output = Result<Option<QueuedTask>>> + Send;
+    /// Gives a `running` task back to the queue at a stage boundary its
+    /// service may not cross: `queued` again, needing `needs`. False
+    /// (nothing written) when it was not running (under this service).
+    fn release_queued(
+        &self,
+        task: &str,
+        needs: &[String],
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// Moves a task from state `from` to `to` (with `error` for `failed`);
     /// false (nothing written) when it was not in `from`.
     fn move_queued(

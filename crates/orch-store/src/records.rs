@@ -170,6 +170,15 @@ pub struct QueuedTask {
     pub submitted_ms: i64,
     pub started_ms: Option<i64>,
     pub finished_ms: Option<i64>,
+    /// The labels its next stage needs, when a service without them
+    /// released it at that stage's boundary (empty: any service may take
+    /// it). Only services holding every one of them take it.
+    pub needs: Vec<String>,
+}
+
+/// Whether a service holding `labels` may run a stage needing `needs`.
+pub fn holds_all(labels: &[String], needs: &[String]) -> bool {
+    needs.iter().all(|n| labels.contains(n))
 }
 
 /// A task to enqueue.
@@ -178,6 +187,9 @@ pub struct NewQueuedTask<'a> {
     pub task: &'a str,
     pub vars: &'a BTreeMap<String, String>,
     pub worktree: &'a str,
+    /// The labels its first stage needs (empty: none); only a service that
+    /// has them takes it.
+    pub needs: &'a [String],
 }
 
 /// One run of a task through the pipeline.

@@ -384,6 +384,7 @@ async fn queue_behaviour<S: RunStore>(s: &S) {
         task,
         vars: &v,
         worktree: "/wt",
+        needs: &[],
     };
     let a = s.enqueue(&new("qa")).await.unwrap();
     let b = s.enqueue(&new("qb")).await.unwrap();
@@ -429,6 +430,75 @@ async fn queue_behaviour<S: RunStore>(s: &S) {
         s.recoverable().await.unwrap().len(),
         usize::from(s.services().await.unwrap().is_empty())
     );
+}
+
+/// Placement: a released task goes back to the queue needing labels; only
+/// a taker holding all of them takes it (others take the tasks behind it),
+/// and taking it clears what it needs.
+async fn labels_behaviour<S: RunStore>(s: &S) {
+    let v = vars();
+    let new = |task| NewQueuedTask {
+        task,
+        vars: &v,
+        worktree: "/wt",
+        needs: &[],
+    };
+    s.enqueue(&new("la")).await.unwrap().expect("queued");
+    s.enqueue(&new("lb")).await.unwrap().expect("queued");
+    let none: &[String] = &[];
+    let gpu = vec!["gpu".to_string()];
+    let both = vec!["gpu".to_string(), "macos".to_string()];
+    let first = s.take_queued_for(none).await.unwrap().expect("la");
+    assert_eq!((first.task.as_str(), first.needs.len()), ("la", 0));
+    assert!(
+        !s.release_queued("lb", &gpu).await.unwrap(),
+        "lb is not running"
+    );
+    assert!(s.release_queued("la", &both).await.unwrap());
+    let la = s.queued_task("la").await.unwrap().expect("la");
+    assert_eq!(
+        (la.state, la.needs.clone()),
+        (QueueState::Queued, both.clone())
+    );
+    assert_eq!(
+        s.queue(Some(QueueState::Queued)).await.unwrap()[0].needs,
+        both
+    );
+    // Without the labels: the task behind it, then nothing.
+    let next = s.take_queued_for(none).await.unwrap().expect("lb");
+    assert_eq!(next.task, "lb");
+    assert!(s.take_queued_for(none).await.unwrap().is_none());
+    assert!(s.take_queued().await.unwrap().is_none());
+    assert!(
+        s.take_queued_for(&gpu).await.unwrap().is_none(),
+        "gpu alone is not enough"
+    );
+    let taken = s
+        .take_queued_for(&both)
+        .await
+        .unwrap()
+        .expect("la, with both");
+    assert_eq!(
+        (taken.task.as_str(), taken.state, taken.needs.len()),
+        ("la", QueueState::Running, 0)
+    );
+    let la = s.queued_task("la").await.unwrap().expect("la");
+    assert!(la.needs.is_empty(), "taking it clears its needs");
+    // Needs recorded at submission (its first stage's) hold the same way.
+    let macos = vec!["macos".to_string()];
+    s.enqueue(&NewQueuedTask {
+        task: "lc",
+        vars: &v,
+        worktree: "/wt",
+        needs: &macos,
+    })
+    .await
+    .unwrap()
+    .expect("queued");
+    assert_eq!(s.queued_task("lc").await.unwrap().expect("lc").needs, macos);
+    assert!(s.take_queued_for(&gpu).await.unwrap().is_none());
+    let lc = s.take_queued_for(&both).await.unwrap().expect("lc");
+    assert_eq!((lc.task.as_str(), lc.needs.len()), ("lc", 0));
 }
 
 /// A lock is held once; its holder is named; once released it is taken
@@ -484,6 +554,7 @@ async fn locks_behaviour<S: RunStore>(s: &S) {
 on_both!(steps, steps_round_trip);
 on_both!(runs, runs_round_trip);
 on_both!(queue, queue_behaviour);
+on_both!(labels, labels_behaviour);
 on_both!(locks, locks_behaviour);
 
 // ------------------------------------------------- what a shared store adds
@@ -527,6 +598,7 @@ fn a_task_of_an_expired_service_is_taken_over_and_its_old_owner_is_fenced() {
             task: "t",
             vars: &v,
             worktree: "/wt",
+            needs: &[],
         })
         .await
         .unwrap();

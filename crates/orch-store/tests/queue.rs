@@ -33,6 +33,7 @@ fn tasks_are_queued_once_and_taken_in_submission_order() {
         task,
         vars,
         worktree: "/wt",
+        needs: &[],
     };
     let vars: &'static BTreeMap<String, String> = Box::leak(Box::new(vars));
     let empty: &'static BTreeMap<String, String> = Box::leak(Box::default());

@@ -81,6 +81,8 @@ pub struct Row {
     pub producer: Option<(ProducerKind, String)>,
     /// The serial stage waited for and why (`held by …`).
     pub waiting: Option<(String, String)>,
+    /// The labels a queued task waits for a service with (placement).
+    pub needs: Vec<String>,
     /// Newest first by this.
     pub since_ms: i64,
     pub elapsed_ms: i64,
@@ -151,6 +153,10 @@ fn build_row(
         attempt,
         producer,
         waiting: live.and_then(|l| l.waiting.clone()),
+        needs: match state {
+            RowState::Queued => entry.map(|e| e.needs.clone()).unwrap_or_default(),
+            _ => Vec::new(),
+        },
         since_ms,
         elapsed_ms,
     }
@@ -233,6 +239,9 @@ fn row_markup(r: &Row) -> Markup {
                 @if let Some(n) = r.attempt { " #" (n) }
                 @if let Some((stage, reason)) = &r.waiting {
                     br; small.waiting { "waits for " (stage) ", " (reason) }
+                }
+                @if !r.needs.is_empty() {
+                    br; small.waiting { "needs labels " (r.needs.join(", ")) }
                 }
             }
             td {

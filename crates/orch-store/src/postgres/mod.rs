@@ -777,8 +777,12 @@ impl RunStore for PostgresStore {
         self.queue_one(task).await
     }
 
-    async fn take_queued(&self) -> Result<Option<QueuedTask>> {
-        self.claim().await
+    async fn take_queued_for(&self, labels: &[String]) -> Result<Option<QueuedTask>> {
+        self.claim(labels).await
+    }
+
+    async fn release_queued(&self, task: &str, needs: &[String]) -> Result<bool> {
+        self.release_row(task, needs).await
     }
 
     async fn move_queued(

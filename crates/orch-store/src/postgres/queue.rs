@@ -13,12 +13,13 @@ use crate::{now_ms, Result};
 impl PostgresStore {
     pub(super) async fn enqueue_row(&self, t: &NewQueuedTask<'_>) -> Result<Option<i64>> {
         let vars = json(t.vars, "the variables")?;
+        let needs = needs_json(t.needs)?;
         let id = self
             .row(
-                "INSERT INTO queue (task, vars, worktree, state, submitted_ms)
-                 SELECT $1, $2, $3, 'queued', $4 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE task = $1)
+                "INSERT INTO queue (task, vars, worktree, state, submitted_ms, needs)
+                 SELECT $1, $2, $3, 'queued', $4, $5 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE task = $1)
                  ON CONFLICT (task) DO NOTHING RETURNING id",
-                &[&t.task, &vars, &t.worktree, &now_ms()],
+                &[&t.task, &vars, &t.worktree, &now_ms(), &needs],
                 |r| r.try_get::<_, i64>(0).map_err(|e| super::rows::Bad(e.to_string())),
             )
             .await?;
@@ -44,34 +45,57 @@ impl PostgresStore {
     }
 
     /// Claims the next task under this process's lease: tasks taken over
-    /// from a dead service first, then the queue in submission order.
-    pub(super) async fn claim(&self) -> Result<Option<QueuedTask>> {
+    /// from a dead service first, then the queue in submission order; only
+    /// a task whose `needs` are all among `labels` (this service's). The
+    /// claim clears `needs`: a taker that lacks a later stage's labels
+    /// releases the task again at that stage.
+    pub(super) async fn claim(&self, labels: &[String]) -> Result<Option<QueuedTask>> {
         let me = self.me("the queue")?;
+        let labels = json(&labels, "the labels")?;
         // A retry of this claim after its connection broke finds the task
         // it took then (`claim_req`), rather than taking a second one.
         let req = super::lease::new_id();
         self.row(
             "WITH prior AS (SELECT id FROM queue WHERE claim_req = $3),
              taken AS (
-             UPDATE queue q SET state = 'running', owner = $1, claim_req = $3,
+             UPDATE queue q SET state = 'running', owner = $1, claim_req = $3, needs = NULL,
                  started_ms = CASE WHEN q.state = 'queued' THEN $2 ELSE q.started_ms END
              WHERE NOT EXISTS (SELECT 1 FROM prior) AND q.id = (
                  SELECT c.id FROM queue c
-                 WHERE c.state = 'queued'
+                 WHERE (c.state = 'queued'
                     OR (c.state = 'running' AND NOT EXISTS (
-                        SELECT 1 FROM services s WHERE s.id = c.owner AND s.expires_at > clock_timestamp()))
+                        SELECT 1 FROM services s WHERE s.id = c.owner AND s.expires_at > clock_timestamp())))
+                   AND (c.needs IS NULL OR c.needs::jsonb <@ $4::text::jsonb)
                  ORDER BY (c.state = 'running') DESC, c.id
                  LIMIT 1 FOR UPDATE SKIP LOCKED)
                AND EXISTS (SELECT 1 FROM services s WHERE s.id = $1 AND s.expires_at > clock_timestamp())
-             RETURNING q.id, q.task, q.vars, q.worktree, q.state, q.error, q.submitted_ms, q.started_ms, q.finished_ms)
+             RETURNING q.id, q.task, q.vars, q.worktree, q.state, q.error, q.submitted_ms, q.started_ms, q.finished_ms, q.needs)
              SELECT * FROM taken
              UNION ALL
-             SELECT id, task, vars, worktree, state, error, submitted_ms, started_ms, finished_ms
+             SELECT id, task, vars, worktree, state, error, submitted_ms, started_ms, finished_ms, needs
              FROM queue WHERE claim_req = $3 AND id IN (SELECT id FROM prior)",
-            &[&me, &now_ms(), &req],
+            &[&me, &now_ms(), &req, &labels],
             queued_row,
         )
         .await
+    }
+
+    /// Gives a task this service holds back to the queue, needing `needs`:
+    /// only under a live lease, as every move out of `running`.
+    pub(super) async fn release_row(&self, task: &str, needs: &[String]) -> Result<bool> {
+        let me = self.me(task)?;
+        let needs = needs_json(needs)?;
+        let changed = self
+            .rows(
+                "UPDATE queue SET state = 'queued', needs = $2, owner = NULL
+                 WHERE task = $1 AND state = 'running' AND owner = $3
+                   AND EXISTS (SELECT 1 FROM services s WHERE s.id = $3 AND s.expires_at > clock_timestamp())
+                 RETURNING id",
+                &[&task, &needs, &me],
+                |r| r.try_get::<_, i64>(0).map_err(|e| super::rows::Bad(e.to_string())),
+            )
+            .await?;
+        Ok(changed.len() == 1)
     }
 
     /// Moves a task between states. Out of `running` only by the service
@@ -114,4 +138,12 @@ impl PostgresStore {
             .await?;
         Ok(changed.len() == 1)
     }
+}
+
+/// What a task needs as stored: a JSON list, NULL for none.
+fn needs_json(needs: &[String]) -> Result<Option<String>> {
+    if needs.is_empty() {
+        return Ok(None);
+    }
+    json(needs, "the labels").map(Some)
 }

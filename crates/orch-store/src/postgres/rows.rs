@@ -16,7 +16,7 @@ pub(super) const ATTEMPT_SELECT: &str = "SELECT id, run_id, task, stage, attempt
     FROM attempts";
 
 pub(super) const QUEUE_SELECT: &str =
-    "SELECT id, task, vars, worktree, state, error, submitted_ms, started_ms, finished_ms FROM queue";
+    "SELECT id, task, vars, worktree, state, error, submitted_ms, started_ms, finished_ms, needs FROM queue";
 
 /// A row that does not read as a record.
 pub(super) struct Bad(pub String);
@@ -138,6 +138,10 @@ pub(super) fn queued_row(r: &Row) -> R<QueuedTask> {
         submitted_ms: get(r, 6)?,
         started_ms: get(r, 7)?,
         finished_ms: get(r, 8)?,
+        needs: match get::<Option<String>>(r, 9)? {
+            None => Vec::new(),
+            Some(s) => serde_json::from_str(&s).map_err(|e| Bad(format!("column 9: {e}")))?,
+        },
     })
 }
 

@@ -162,6 +162,11 @@ CREATE TABLE approval_decisions (
     req TEXT UNIQUE
 );
 "#,
+    // 3 (labels): the labels a released task's next stage needs (a JSON
+    // list; NULL: none). A service claims only tasks whose needs it holds.
+    r#"
+ALTER TABLE queue ADD COLUMN needs TEXT;
+"#,
 ];
 
 /// The schema's version, or why it is not a store this build can use.

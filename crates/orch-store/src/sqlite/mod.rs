@@ -772,8 +772,12 @@ impl RunStore for SqliteStore {
         self.queue_one(task)
     }
 
-    async fn take_queued(&self) -> Result<Option<QueuedTask>> {
-        self.take_queued_tx()
+    async fn take_queued_for(&self, labels: &[String]) -> Result<Option<QueuedTask>> {
+        self.take_queued_tx(labels)
+    }
+
+    async fn release_queued(&self, task: &str, needs: &[String]) -> Result<bool> {
+        self.release_queued_row(task, needs)
     }
 
     async fn move_queued(

@@ -2,7 +2,7 @@
 //! order. Each change is one statement or one transaction under one hold
 //! of the connection, so two workers can never take the same task.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use super::rows::{queued_row, QUEUE_SELECT};
 use super::SqliteStore;
@@ -15,6 +15,7 @@ impl SqliteStore {
             what: "the variables",
             source,
         })?;
+        let needs = needs_json(t.needs)?;
         let conn = self.conn();
         // Immediate: the check and the insert see and leave one state.
         let tx =
@@ -32,8 +33,8 @@ impl SqliteStore {
             return Ok(None);
         }
         tx.execute(
-            "INSERT INTO queue (task, vars, worktree, state, submitted_ms) VALUES (?1, ?2, ?3, 'queued', ?4)",
-            params![t.task, vars, t.worktree, now_ms()],
+            "INSERT INTO queue (task, vars, worktree, state, submitted_ms, needs) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+            params![t.task, vars, t.worktree, now_ms(), needs],
         )
         .map_err(|e| self.err(e))?;
         let id = tx.last_insert_rowid();
@@ -57,32 +58,57 @@ impl SqliteStore {
         )
     }
 
-    pub(super) fn take_queued_tx(&self) -> Result<Option<QueuedTask>> {
+    /// The oldest queued task whose needs are all among `labels`. The one
+    /// service of an SQLite store filters here, as the PostgreSQL claim does
+    /// in its statement; the queued rows are read in order until one fits.
+    pub(super) fn take_queued_tx(&self, labels: &[String]) -> Result<Option<QueuedTask>> {
         let conn = self.conn();
         let tx =
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| self.err(e))?;
-        let next = tx
-            .query_row(
-                &format!("{QUEUE_SELECT} WHERE state = 'queued' ORDER BY id LIMIT 1"),
-                [],
-                queued_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
+        let next = {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "{QUEUE_SELECT} WHERE state = 'queued' ORDER BY id"
+                ))
+                .map_err(|e| self.err(e))?;
+            let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+            let mut found = None;
+            while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+                let t = queued_row(row).map_err(|e| self.err(e))?;
+                if crate::records::holds_all(labels, &t.needs) {
+                    found = Some(t);
+                    break;
+                }
+            }
+            found
+        };
         let Some(mut next) = next else {
             return Ok(None);
         };
         let at = now_ms();
         tx.execute(
-            "UPDATE queue SET state = 'running', started_ms = ?2 WHERE id = ?1",
+            "UPDATE queue SET state = 'running', started_ms = ?2, needs = NULL WHERE id = ?1",
             params![next.id, at],
         )
         .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         next.state = QueueState::Running;
         next.started_ms = Some(at);
+        next.needs = Vec::new();
         Ok(Some(next))
+    }
+
+    pub(super) fn release_queued_row(&self, task: &str, needs: &[String]) -> Result<bool> {
+        let needs = needs_json(needs)?;
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE queue SET state = 'queued', needs = ?2 WHERE task = ?1 AND state = 'running'",
+                params![task, needs],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(changed == 1)
     }
 
     pub(super) fn move_queued_row(
@@ -118,4 +144,17 @@ impl SqliteStore {
             .map_err(|e| self.err(e))?;
         Ok(changed == 1)
     }
+}
+
+/// What a task needs as stored: a JSON list, NULL for none.
+fn needs_json(needs: &[String]) -> Result<Option<String>> {
+    if needs.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(needs)
+        .map(Some)
+        .map_err(|source| StoreError::Encode {
+            what: "the labels",
+            source,
+        })
 }

@@ -73,6 +73,16 @@ fn json_list(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
     })
 }
 
+/// A nullable JSON list: NULL reads as empty.
+fn json_list_opt(r: &Row<'_>, i: usize) -> rusqlite::Result<Vec<String>> {
+    match r.get::<_, Option<String>>(i)? {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        }),
+    }
+}
+
 fn group(r: &Row<'_>) -> rusqlite::Result<Option<GroupRecord>> {
     let Some(pgid) = r.get::<_, Option<i64>>(11)? else {
         return Ok(None);
@@ -140,7 +150,7 @@ pub(super) fn alert_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
 }
 
 pub(super) const QUEUE_SELECT: &str =
-    "SELECT id, task, vars, worktree, state, error, submitted_ms, started_ms, finished_ms FROM queue";
+    "SELECT id, task, vars, worktree, state, error, submitted_ms, started_ms, finished_ms, needs FROM queue";
 
 pub(super) fn queued_row(r: &Row<'_>) -> rusqlite::Result<QueuedTask> {
     Ok(QueuedTask {
@@ -153,6 +163,7 @@ pub(super) fn queued_row(r: &Row<'_>) -> rusqlite::Result<QueuedTask> {
         submitted_ms: r.get(6)?,
         started_ms: r.get(7)?,
         finished_ms: r.get(8)?,
+        needs: json_list_opt(r, 9)?,
     })
 }
 

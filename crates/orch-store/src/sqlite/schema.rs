@@ -142,6 +142,11 @@ CREATE TABLE approval_decisions (
     at_ms INTEGER NOT NULL
 );
 "#,
+    // 6 (labels): the labels a released task's next stage needs (a JSON
+    // list; NULL: none). Only a service holding them all takes the task.
+    r#"
+ALTER TABLE queue ADD COLUMN needs TEXT;
+"#,
 ];
 
 /// The schema of version [`SCHEMA_VERSION`] in one script, for a new store:
@@ -239,7 +244,8 @@ CREATE TABLE queue (
     error TEXT,
     submitted_ms INTEGER NOT NULL,
     started_ms INTEGER,
-    finished_ms INTEGER
+    finished_ms INTEGER,
+    needs TEXT
 );
 CREATE INDEX queue_by_state ON queue(state, id);
 CREATE TABLE approval_requests (
