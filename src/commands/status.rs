@@ -1,4 +1,5 @@
-//! `orch status`: tasks in flight, serial stages and their holders.
+//! `orch status`: tasks in flight, pending approvals, serial stages and their
+//! holders, and the services sharing a PostgreSQL store.
 
 use orch_store::{LockKey, RunStatus, RunStore, StoreError, StoreLocation};
 
@@ -86,88 +87,61 @@ async fn pending_approvals<S: RunStore>(
     Ok(out)
 }
 
+/// What `orch status` reports, read from the store once.
+struct Snapshot {
+    now: i64,
+    tasks: Vec<serde_json::Value>,
+    serial: Vec<serde_json::Value>,
+    services: Vec<orch_store::ServiceRecord>,
+    pending: Vec<orch_store::Approval>,
+}
+
+async fn snapshot<S: RunStore>(store: Option<&S>) -> Result<Snapshot, StoreError> {
+    let now = orch_store::now_ms();
+    let Some(store) = store else {
+        return Ok(Snapshot {
+            now,
+            tasks: Vec::new(),
+            serial: Vec::new(),
+            services: Vec::new(),
+            pending: Vec::new(),
+        });
+    };
+    Ok(Snapshot {
+        now,
+        tasks: in_flight(store).await?,
+        serial: store
+            .stage_locks()
+            .await?
+            .into_iter()
+            .map(|(stage, holder)| serde_json::json!({ "stage": stage, "holder": holder }))
+            .collect(),
+        services: store.services().await?,
+        pending: pending_approvals(store, now).await?,
+    })
+}
+
 /// `orch status`: tasks in flight and serial stages.
 pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String, ReadError> {
-    let now = orch_store::now_ms();
-    let (tasks, serial, services, pending) = match store {
-        Some(store) => (
-            in_flight(store).await?,
-            store
-                .stage_locks()
-                .await?
-                .into_iter()
-                .map(|(stage, holder)| serde_json::json!({ "stage": stage, "holder": holder }))
-                .collect(),
-            store.services().await?,
-            pending_approvals(store, now).await?,
-        ),
-        None => (Vec::new(), Vec::new(), Vec::new(), Vec::new()),
-    };
+    let snap = snapshot(store).await?;
     if json {
-        let approvals: Vec<_> = pending
-            .iter()
-            .map(|a| super::approve::approval_json(a, now))
-            .collect();
-        let mut doc = serde_json::json!({ "version": 1, "tasks": tasks, "serial_stages": serial, "pending_approvals": approvals });
-        // Only a shared (PostgreSQL) store has services to list.
-        if !services.is_empty() {
-            doc["services"] = serde_json::to_value(&services)?;
-        }
-        return Ok(json_doc(&doc)?);
+        return as_json(&snap);
     }
-    let mut out = String::new();
-    if tasks.is_empty() {
-        out.push_str("no tasks in flight\n");
-    } else {
-        let rows: Vec<Vec<String>> = tasks
-            .iter()
-            .map(|t| {
-                let s = |k: &str| match &t[k] {
-                    serde_json::Value::Null => "-".to_string(),
-                    serde_json::Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                };
-                let state = match t["needs"].as_array() {
-                    Some(needs) => format!(
-                        "queued, needs {}",
-                        needs
-                            .iter()
-                            .filter_map(|n| n.as_str())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ),
-                    None => s("state"),
-                };
-                vec![
-                    s("task"),
-                    state,
-                    s("stage"),
-                    s("attempt"),
-                    s("step"),
-                    s("holder"),
-                ]
-            })
-            .collect();
-        out.push_str("tasks in flight:\n");
-        out.push_str(&table(
-            &["task", "state", "stage", "attempt", "step", "holder"],
-            &rows,
-            "  ",
-        ));
-    }
-    if !pending.is_empty() {
+    let mut out = tasks_text(&snap.tasks);
+    if !snap.pending.is_empty() {
         out.push_str("\npending approvals:\n");
-        for a in &pending {
+        for a in &snap.pending {
             out.push_str(&format!(
                 "  task {}: {}\n",
                 a.request.task,
-                super::approve::describe(a, now)
+                super::approve::describe(a, snap.now)
             ));
         }
     }
-    if !serial.is_empty() {
+    if !snap.serial.is_empty() {
         out.push_str("\nserial stages:\n");
-        let rows: Vec<Vec<String>> = serial
+        let rows: Vec<Vec<String>> = snap
+            .serial
             .iter()
             .map(|s| {
                 vec![
@@ -178,11 +152,75 @@ pub async fn status<S: RunStore>(store: Option<&S>, json: bool) -> Result<String
             .collect();
         out.push_str(&table(&["stage", "held by"], &rows, "  "));
     }
-    if !services.is_empty() {
+    if !snap.services.is_empty() {
         out.push_str("\nservices sharing the store:\n");
-        out.push_str(&services_table(&services));
+        out.push_str(&services_table(&snap.services));
     }
     Ok(out)
+}
+
+fn as_json(snap: &Snapshot) -> Result<String, ReadError> {
+    let approvals: Vec<_> = snap
+        .pending
+        .iter()
+        .map(|a| super::approve::approval_json(a, snap.now))
+        .collect();
+    let mut doc = serde_json::json!({
+        "version": 1,
+        "tasks": snap.tasks,
+        "serial_stages": snap.serial,
+        "pending_approvals": approvals,
+    });
+    // Only a shared (PostgreSQL) store has services to list.
+    if !snap.services.is_empty() {
+        doc["services"] = serde_json::to_value(&snap.services)?;
+    }
+    Ok(json_doc(&doc)?)
+}
+
+/// The tasks in flight as a table (a task released for labels shows what
+/// it needs).
+fn tasks_text(tasks: &[serde_json::Value]) -> String {
+    if tasks.is_empty() {
+        return "no tasks in flight\n".into();
+    }
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let s = |k: &str| match &t[k] {
+                serde_json::Value::Null => "-".to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            let state = match t["needs"].as_array() {
+                Some(needs) => format!(
+                    "queued, needs {}",
+                    needs
+                        .iter()
+                        .filter_map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                None => s("state"),
+            };
+            vec![
+                s("task"),
+                state,
+                s("stage"),
+                s("attempt"),
+                s("step"),
+                s("holder"),
+            ]
+        })
+        .collect();
+    format!(
+        "tasks in flight:\n{}",
+        table(
+            &["task", "state", "stage", "attempt", "step", "holder"],
+            &rows,
+            "  ",
+        )
+    )
 }
 
 /// The services sharing a PostgreSQL store: name, labels, tasks held, last

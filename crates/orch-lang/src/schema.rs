@@ -323,17 +323,10 @@ fn finding_of(
         last,
         instance,
     };
-    // How a message names the value: a property by its key, an argument by
-    // its node.
-    let value_name = || {
-        if ptr.contains("/props/") {
-            format!("`{last}`")
-        } else {
-            format!("an argument of `{node}`")
-        }
-    };
     match kind {
-        ValidationErrorKind::AdditionalProperties { unexpected } => unknown_property(&at, unexpected),
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            unknown_property(&at, unexpected)
+        }
         ValidationErrorKind::Required { property } => {
             let p = property.as_str().unwrap_or_default();
             Finding::new(
@@ -344,108 +337,136 @@ fn finding_of(
             .label(format!("needs the property `{p}`"))
         }
         ValidationErrorKind::Enum { options } if last == "node" => unknown_node(&at, options),
-        ValidationErrorKind::Enum { options } | ValidationErrorKind::Constant { expected_value: options } => not_allowed(&at, options),
+        ValidationErrorKind::Enum { options }
+        | ValidationErrorKind::Constant {
+            expected_value: options,
+        } => not_allowed(&at, options),
         ValidationErrorKind::Type { .. } => wrong_type(&at),
         ValidationErrorKind::Pattern { .. } if schema_path.contains("duration") => {
-            Finding::new(
-                Code::BadDuration,
-                span,
-                format!(
-                    "{} is not a duration: expected a number and a unit (ms, s, m, h), like \"30s\" or \"1h30m\"",
-                    describe(instance)
-                ),
-            )
-            .label("not a duration")
-            .help("write a number and a unit: \"500ms\", \"30s\", \"15m\", \"2h\"")
+            bad_duration(&at)
         }
         ValidationErrorKind::Minimum { .. } | ValidationErrorKind::Maximum { .. }
             if schema_path.contains("exit-code") =>
         {
-            Finding::new(
-                Code::BadExitCode,
-                span,
-                format!("exit codes are 0 to 255, found {}", describe(instance)),
-            )
-            .label("out of range")
-            .help("a process can only exit with a code from 0 to 255")
+            bad_exit_code(&at)
         }
-        ValidationErrorKind::Minimum { limit } => Finding::new(
-            Code::InvalidValue,
-            span,
-            format!(
-                "{} must be at least {limit}, found {}",
-                value_name(),
-                describe(instance)
-            ),
-        )
-        .label("out of range"),
-        ValidationErrorKind::Maximum { limit } => Finding::new(
-            Code::InvalidValue,
-            span,
-            format!(
-                "{} must be at most {limit}, found {}",
-                value_name(),
-                describe(instance)
-            ),
-        )
-        .label("out of range"),
+        ValidationErrorKind::Minimum { limit } => out_of_range(&at, "at least", limit),
+        ValidationErrorKind::Maximum { limit } => out_of_range(&at, "at most", limit),
         ValidationErrorKind::MinItems { .. } if last == "args" => missing_arguments(&at),
-        ValidationErrorKind::MaxItems { limit } if last == "args" => too_many_arguments(&at, *limit),
-            // Worded as the decoder words it: a property by its key, a name
-            // argument as "a name", any other argument by its description.
+        ValidationErrorKind::MaxItems { limit } if last == "args" => {
+            too_many_arguments(&at, *limit)
+        }
+        // Worded as the decoder words it: a property by its key, a name
+        // argument as "a name", any other argument by its description.
         ValidationErrorKind::MinLength { .. } => empty_value(&at),
-        // `no-child`: a node that takes no children has one.
-        ValidationErrorKind::FalseSchema if last == "node" => {
-            let name = instance.as_str().unwrap_or_default();
-            let parent_ptr = ptr.rsplitn(4, '/').nth(3).unwrap_or("");
-            let parent = form.node_name(parent_ptr);
-            Finding::new(
-                Code::UnknownNode,
-                span,
-                format!("unknown node `{name}` in `{parent}`"),
-            )
-            .label("not allowed here")
-            .help(format!("`{parent}` takes no children"))
+        ValidationErrorKind::FalseSchema if last == "node" => no_child(&at),
+        ValidationErrorKind::Contains
+            if ptr.is_empty() && !schema_path.ends_with("/maxContains") =>
+        {
+            no_pipeline()
         }
-        ValidationErrorKind::Contains if ptr.is_empty() && !schema_path.ends_with("/maxContains") => Finding::new(
-            Code::MissingPipeline,
-            (0, 0).into(),
-            "the file has no `pipeline` node",
-        )
-        .label("expected `pipeline \"NAME\" start=\"STAGE\"`")
-        .help("add `pipeline \"NAME\" start=\"FIRST-STAGE\"` at the top"),
-        _ if ptr.is_empty() => {
-            let second = form
-                .value
-                .as_array()
-                .and_then(|a| {
-                    a.iter()
-                        .enumerate()
-                        .filter(|(_, n)| n.get("node").and_then(Value::as_str) == Some("pipeline"))
-                        .nth(1)
-                })
-                .map(|(i, _)| form.span_of(&format!("/{i}")));
-            match second {
-                Some(s) => Finding::new(
-                    Code::DuplicatePipeline,
-                    s,
-                    "a file holds exactly one `pipeline` node",
-                )
-                .label("second `pipeline`"),
-                None => Finding::new(
-                    Code::MissingPipeline,
-                    (0, 0).into(),
-                    "the file has no `pipeline` node",
-                )
-                .label("expected `pipeline \"NAME\" start=\"STAGE\"`"),
-            }
-        }
+        _ if ptr.is_empty() => pipeline_count(form),
         _ => Finding::new(
             Code::InvalidValue,
             span,
             format!("invalid value in `{node}`: {e}"),
         )
         .label("here"),
+    }
+}
+
+fn bad_duration(at: &At<'_>) -> Finding {
+    Finding::new(
+        Code::BadDuration,
+        at.span,
+        format!(
+            "{} is not a duration: expected a number and a unit (ms, s, m, h), like \"30s\" or \"1h30m\"",
+            describe(at.instance)
+        ),
+    )
+    .label("not a duration")
+    .help("write a number and a unit: \"500ms\", \"30s\", \"15m\", \"2h\"")
+}
+
+fn bad_exit_code(at: &At<'_>) -> Finding {
+    Finding::new(
+        Code::BadExitCode,
+        at.span,
+        format!("exit codes are 0 to 255, found {}", describe(at.instance)),
+    )
+    .label("out of range")
+    .help("a process can only exit with a code from 0 to 255")
+}
+
+/// A number below its minimum or above its maximum; a property is named by
+/// its key, an argument by its node.
+fn out_of_range(at: &At<'_>, bound: &str, limit: &Value) -> Finding {
+    let what = if at.ptr.contains("/props/") {
+        format!("`{}`", at.last)
+    } else {
+        format!("an argument of `{}`", at.node)
+    };
+    Finding::new(
+        Code::InvalidValue,
+        at.span,
+        format!(
+            "{what} must be {bound} {limit}, found {}",
+            describe(at.instance)
+        ),
+    )
+    .label("out of range")
+}
+
+/// `no-child`: a node that takes no children has one.
+fn no_child(at: &At<'_>) -> Finding {
+    let name = at.instance.as_str().unwrap_or_default();
+    let parent_ptr = at.ptr.rsplitn(4, '/').nth(3).unwrap_or("");
+    let parent = at.form.node_name(parent_ptr);
+    Finding::new(
+        Code::UnknownNode,
+        at.span,
+        format!("unknown node `{name}` in `{parent}`"),
+    )
+    .label("not allowed here")
+    .help(format!("`{parent}` takes no children"))
+}
+
+fn no_pipeline() -> Finding {
+    Finding::new(
+        Code::MissingPipeline,
+        (0, 0).into(),
+        "the file has no `pipeline` node",
+    )
+    .label("expected `pipeline \"NAME\" start=\"STAGE\"`")
+    .help("add `pipeline \"NAME\" start=\"FIRST-STAGE\"` at the top")
+}
+
+/// A failure at the document's root other than a missing `pipeline`: a
+/// second one, or (if none is found) none.
+fn pipeline_count(form: &JsonForm<'_>) -> Finding {
+    let second = form
+        .value
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .enumerate()
+                .filter(|(_, n)| n.get("node").and_then(Value::as_str) == Some("pipeline"))
+                .nth(1)
+        })
+        .map(|(i, _)| form.span_of(&format!("/{i}")));
+    match second {
+        Some(s) => Finding::new(
+            Code::DuplicatePipeline,
+            s,
+            "a file holds exactly one `pipeline` node",
+        )
+        .label("second `pipeline`"),
+        None => Finding::new(
+            Code::MissingPipeline,
+            (0, 0).into(),
+            "the file has no `pipeline` node",
+        )
+        .label("expected `pipeline \"NAME\" start=\"STAGE\"`"),
     }
 }
 
