@@ -702,115 +702,134 @@ impl<'a> Checker<'a> {
 
     fn call_sites(&mut self) {
         for c in &self.p.call_sites {
-            let has = |child| self.declared.has_child(kw::CALL_SITE, &c.name.value, child);
-            let mode = c.mode.value;
             if self.call_site_approval(c) {
                 // A person decides: no runner, no LLM (checked there).
                 continue;
             }
-            let needs_runner = matches!(mode, Mode::Runner | Mode::Hybrid);
-            let needs_llm = matches!(mode, Mode::Llm | Mode::Hybrid);
-            match (&c.runner, needs_runner) {
-                (Some(r), _) => {
-                    self.reference(kw::RUNNER, Code::UnknownRunner, r, "runner");
-                    if !needs_runner {
-                        self.push(
-                            Finding::new(
-                                Code::IgnoredProducer,
-                                r.span,
-                                format!(
-                                    "call-site `{}` has mode=\"llm\", so its runner is never used",
-                                    c.name.value
-                                ),
-                            )
-                            .label("ignored")
-                            .help("set mode=\"hybrid\" to let the runner decide"),
-                        );
-                    }
-                }
-                (None, true) if !has(kw::RUNNER) => self.push(
-                    Finding::new(
-                        Code::MissingProducer,
-                        c.mode.span,
-                        format!(
-                            "call-site `{}` has mode=\"{}\" but no `runner`",
-                            c.name.value,
-                            kw::mode(mode)
-                        ),
-                    )
-                    .label("needs a runner")
-                    .help("add `runner \"NAME\"` to the call-site"),
-                ),
-                (None, _) => {}
-            }
-            match (&c.llm, needs_llm) {
-                (Some(l), _) => {
-                    self.reference(
-                        kw::TRANSPORT,
-                        Code::UnknownTransport,
-                        &l.transport,
-                        "transport",
-                    );
-                    if !needs_llm {
-                        self.push(
-                            Finding::new(
-                                Code::IgnoredProducer,
-                                l.span,
-                                format!(
-                                    "call-site `{}` has mode=\"runner\", so its LLM is never used",
-                                    c.name.value
-                                ),
-                            )
-                            .label("ignored")
-                            .help("set mode=\"hybrid\" to keep the LLM as the fallback"),
-                        );
-                    }
-                }
-                (None, true) if !has(kw::LLM) => self.push(
-                    Finding::new(
-                        Code::MissingProducer,
-                        c.mode.span,
-                        format!(
-                            "call-site `{}` has mode=\"{}\" but no `llm`",
-                            c.name.value,
-                            kw::mode(mode)
-                        ),
-                    )
-                    .label("needs an LLM")
-                    .help("add `llm transport=\"NAME\" prompt=\"prompts/FILE.md\"`"),
-                ),
-                (None, _) => {}
-            }
+            let mode = c.mode.value;
+            self.call_site_runner(c, matches!(mode, Mode::Runner | Mode::Hybrid));
+            self.call_site_llm(c, matches!(mode, Mode::Llm | Mode::Hybrid));
             if c.axis.value == Axis::C && c.verdict.value == VerdictKind::Judgement {
-                if mode == Mode::Llm && c.why.is_none() && !has(kw::WHY) {
+                self.call_site_judgement(c);
+            }
+        }
+    }
+
+    /// The call-site's runner: it resolves, is needed by the mode, or is
+    /// missing when the mode needs one.
+    fn call_site_runner(&mut self, c: &CallSite, needs_runner: bool) {
+        let has = |child| self.declared.has_child(kw::CALL_SITE, &c.name.value, child);
+        let mode = c.mode.value;
+        match (&c.runner, needs_runner) {
+            (Some(r), _) => {
+                self.reference(kw::RUNNER, Code::UnknownRunner, r, "runner");
+                if !needs_runner {
                     self.push(
                         Finding::new(
-                            Code::MissingJustification,
-                            c.name.span,
+                            Code::IgnoredProducer,
+                            r.span,
                             format!(
-                                "call-site `{}` keeps an LLM on the control path without saying why",
+                                "call-site `{}` has mode=\"llm\", so its runner is never used",
                                 c.name.value
                             ),
                         )
-                        .label("axis=\"C\" verdict=\"judgement\" mode=\"llm\"")
-                        .help("add `why \"…\"`: the judgement this LLM call makes"),
-                    );
-                }
-                if mode != Mode::Llm {
-                    self.push(
-                        Finding::new(
-                            Code::JudgementRunner,
-                            c.mode.span,
-                            format!(
-                                "call-site `{}` needs a judgement, which a runner cannot give",
-                                c.name.value
-                            ),
-                        )
-                        .label(format!("mode=\"{}\"", kw::mode(mode)))
-                        .help("use mode=\"llm\", or verdict=\"machine\" if the verdict can be computed"),
+                        .label("ignored")
+                        .help("set mode=\"hybrid\" to let the runner decide"),
                     );
                 }
             }
+            (None, true) if !has(kw::RUNNER) => self.push(
+                Finding::new(
+                    Code::MissingProducer,
+                    c.mode.span,
+                    format!(
+                        "call-site `{}` has mode=\"{}\" but no `runner`",
+                        c.name.value,
+                        kw::mode(mode)
+                    ),
+                )
+                .label("needs a runner")
+                .help("add `runner \"NAME\"` to the call-site"),
+            ),
+            (None, _) => {}
+        }
+    }
+
+    /// The call-site's LLM, as [`Self::call_site_runner`] for the runner.
+    fn call_site_llm(&mut self, c: &CallSite, needs_llm: bool) {
+        let has = |child| self.declared.has_child(kw::CALL_SITE, &c.name.value, child);
+        let mode = c.mode.value;
+        match (&c.llm, needs_llm) {
+            (Some(l), _) => {
+                self.reference(
+                    kw::TRANSPORT,
+                    Code::UnknownTransport,
+                    &l.transport,
+                    "transport",
+                );
+                if !needs_llm {
+                    self.push(
+                        Finding::new(
+                            Code::IgnoredProducer,
+                            l.span,
+                            format!(
+                                "call-site `{}` has mode=\"runner\", so its LLM is never used",
+                                c.name.value
+                            ),
+                        )
+                        .label("ignored")
+                        .help("set mode=\"hybrid\" to keep the LLM as the fallback"),
+                    );
+                }
+            }
+            (None, true) if !has(kw::LLM) => self.push(
+                Finding::new(
+                    Code::MissingProducer,
+                    c.mode.span,
+                    format!(
+                        "call-site `{}` has mode=\"{}\" but no `llm`",
+                        c.name.value,
+                        kw::mode(mode)
+                    ),
+                )
+                .label("needs an LLM")
+                .help("add `llm transport=\"NAME\" prompt=\"prompts/FILE.md\"`"),
+            ),
+            (None, _) => {}
+        }
+    }
+
+    /// A judgement on the control path: an LLM that says why, never a runner.
+    fn call_site_judgement(&mut self, c: &CallSite) {
+        let has = |child| self.declared.has_child(kw::CALL_SITE, &c.name.value, child);
+        let mode = c.mode.value;
+        if mode == Mode::Llm && c.why.is_none() && !has(kw::WHY) {
+            self.push(
+                Finding::new(
+                    Code::MissingJustification,
+                    c.name.span,
+                    format!(
+                        "call-site `{}` keeps an LLM on the control path without saying why",
+                        c.name.value
+                    ),
+                )
+                .label("axis=\"C\" verdict=\"judgement\" mode=\"llm\"")
+                .help("add `why \"…\"`: the judgement this LLM call makes"),
+            );
+        }
+        if mode != Mode::Llm {
+            self.push(
+                Finding::new(
+                    Code::JudgementRunner,
+                    c.mode.span,
+                    format!(
+                        "call-site `{}` needs a judgement, which a runner cannot give",
+                        c.name.value
+                    ),
+                )
+                .label(format!("mode=\"{}\"", kw::mode(mode)))
+                .help("use mode=\"llm\", or verdict=\"machine\" if the verdict can be computed"),
+            );
         }
     }
 

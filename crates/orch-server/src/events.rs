@@ -54,6 +54,69 @@ pub struct TaskSink {
     pub feed: Feed,
 }
 
+/// Every engine event of a task in the service's log (`tracing`).
+fn log(task: &str, e: &Event) {
+    match e {
+        Event::RunStarted {
+            run_id, resumed, ..
+        } => tracing::info!(task, run_id, resumed, "run started"),
+        Event::AttemptStarted {
+            stage,
+            attempt,
+            producer,
+            name,
+            ..
+        } => tracing::info!(task, stage, attempt, producer, name, "attempt started"),
+        Event::AttemptFinished {
+            stage,
+            attempt,
+            verdict,
+            exit,
+            duration_ms,
+            ..
+        } => tracing::info!(
+            task,
+            stage,
+            attempt,
+            verdict,
+            exit,
+            duration_ms,
+            "attempt finished"
+        ),
+        Event::Deferred {
+            stage,
+            attempt,
+            reason,
+            delay_ms,
+            ..
+        } => tracing::info!(task, stage, attempt, reason, delay_ms, "deferred"),
+        Event::Gate {
+            stage,
+            pass,
+            reason,
+            ..
+        } => tracing::info!(task, stage, pass, reason, "gate"),
+        Event::Transition { from, kind, to, .. } => {
+            tracing::info!(task, from, kind, to, "transition")
+        }
+        Event::Alert {
+            stage, alert, ok, ..
+        } => tracing::info!(task, stage, alert, ok, "alert"),
+        Event::Waiting { stage, reason } => tracing::info!(task, stage, reason, "waiting"),
+        Event::Acquired { stage } => tracing::info!(task, stage, "took serial stage"),
+        Event::Note { message } => tracing::info!(task, message, "note"),
+        Event::RunFinished {
+            outcome,
+            end,
+            duration_ms,
+            ..
+        } => tracing::info!(task, outcome, end, duration_ms, "run finished"),
+        Event::AlreadyFinished { outcome, end, .. } => {
+            tracing::info!(task, outcome, end, "already finished")
+        }
+    }
+}
+
 /// The event as `orch run --json` prints it, with `task` added.
 pub fn event_json(task: &str, e: &Event) -> Option<String> {
     let mut v = serde_json::to_value(e).ok()?;
@@ -74,65 +137,15 @@ impl Sink for TaskSink {
                 let _ = self.feed.send(line.into());
             }
         }
-        match e {
-            Event::RunStarted {
-                run_id, resumed, ..
-            } => tracing::info!(task, run_id, resumed, "run started"),
-            Event::AttemptStarted {
-                stage,
-                attempt,
-                producer,
-                name,
-                ..
-            } => tracing::info!(task, stage, attempt, producer, name, "attempt started"),
-            Event::AttemptFinished {
-                stage,
-                attempt,
-                verdict,
-                exit,
-                duration_ms,
-                ..
-            } => tracing::info!(
-                task,
-                stage,
-                attempt,
-                verdict,
-                exit,
-                duration_ms,
-                "attempt finished"
-            ),
-            Event::Deferred {
-                stage,
-                attempt,
-                reason,
-                delay_ms,
-                ..
-            } => tracing::info!(task, stage, attempt, reason, delay_ms, "deferred"),
-            Event::Gate {
-                stage,
-                pass,
-                reason,
-                ..
-            } => tracing::info!(task, stage, pass, reason, "gate"),
-            Event::Transition { from, kind, to, .. } => {
-                tracing::info!(task, from, kind, to, "transition")
-            }
-            Event::Alert {
-                stage, alert, ok, ..
-            } => tracing::info!(task, stage, alert, ok, "alert"),
-            Event::Waiting { stage, reason } => tracing::info!(task, stage, reason, "waiting"),
-            Event::Acquired { stage } => tracing::info!(task, stage, "took serial stage"),
-            Event::Note { message } => tracing::info!(task, message, "note"),
-            Event::RunFinished {
-                outcome,
-                end,
-                duration_ms,
-                ..
-            } => tracing::info!(task, outcome, end, duration_ms, "run finished"),
-            Event::AlreadyFinished { outcome, end, .. } => {
-                tracing::info!(task, outcome, end, "already finished")
-            }
-        }
+        log(task, e);
+        self.update_board(e);
+    }
+}
+
+impl TaskSink {
+    /// What the service's board knows of a running task, from its events.
+    fn update_board(&mut self, e: &Event) {
+        let task = self.task.as_str();
         let mut b = self.board.lock();
         let draining = b.draining;
         let Some(live) = b.running.get_mut(task) else {
