@@ -210,8 +210,10 @@ fn differential(text: &str) -> Result<(), TestCaseError> {
                 "the reader accepts, kdl rejects ({e:?}): {text:?}"
             )))
         }
-        // U+007F: the kdl crate allows it, the specification (and the reader) do not.
-        (Err(e), Ok(_)) if text.contains('\u{7f}') && e.message.contains("U+007F") => {}
+        // U+007F: the kdl crate allows it, the specification (and the reader) do
+        // not, anywhere in a document; the reader reports the first error it
+        // meets, which may be another one.
+        (Err(_), Ok(_)) if text.contains('\u{7f}') => {}
         // `#""""#`: a single-line raw string whose body starts with `""`,
         // which the specification's `single-line-raw-string-body` excludes
         // (it reads as a multi-line opening); the kdl crate accepts some.

@@ -127,6 +127,18 @@ struct ProcessChildren {
     retry: Option<Option<Retry>>,
 }
 
+/// What a runner has beyond [`ProcessChildren`], as read so far.
+#[derive(Default)]
+struct RunnerChildren {
+    exit_codes: Vec<ExitMapping>,
+    on_timeout: Option<Spanned<String>>,
+    otherwise: Option<Spanned<String>>,
+    enabled: Option<Switch>,
+    scope: Option<Scope>,
+    writes: Option<Writes>,
+    labels: Option<Vec<Spanned<String>>>,
+}
+
 struct Decoder<'t> {
     text: &'t str,
     structural: Vec<Finding>,
@@ -651,51 +663,15 @@ impl Decoder<'_> {
                         p.header = header;
                     }
                 }
-                kw::TRANSPORT => {
-                    if let Some(t) = self.transport(node) {
-                        p.transports.push(t)
-                    }
-                }
-                kw::ARTIFACT => {
-                    if let Some(a) = self.artifact(node) {
-                        p.artifacts.push(a)
-                    }
-                }
-                kw::GATE => {
-                    if let Some(g) = self.gate(node) {
-                        p.gates.push(g)
-                    }
-                }
-                kw::RUNNER => {
-                    if let Some(r) = self.runner(node) {
-                        p.runners.push(r)
-                    }
-                }
-                kw::CALL_SITE => {
-                    if let Some(c) = self.call_site(node) {
-                        p.call_sites.push(c)
-                    }
-                }
-                kw::STAGE => {
-                    if let Some(s) = self.stage(node) {
-                        p.stages.push(s)
-                    }
-                }
-                kw::END => {
-                    if let Some(e) = self.end(node) {
-                        p.ends.push(e)
-                    }
-                }
-                kw::ALERT => {
-                    if let Some(a) = self.alert(node) {
-                        p.alerts.push(a)
-                    }
-                }
-                kw::APPROVAL => {
-                    if let Some(a) = self.approval(node) {
-                        p.approvals.push(a)
-                    }
-                }
+                kw::TRANSPORT => p.transports.extend(self.transport(node)),
+                kw::ARTIFACT => p.artifacts.extend(self.artifact(node)),
+                kw::GATE => p.gates.extend(self.gate(node)),
+                kw::RUNNER => p.runners.extend(self.runner(node)),
+                kw::CALL_SITE => p.call_sites.extend(self.call_site(node)),
+                kw::STAGE => p.stages.extend(self.stage(node)),
+                kw::END => p.ends.extend(self.end(node)),
+                kw::ALERT => p.alerts.extend(self.alert(node)),
+                kw::APPROVAL => p.approvals.extend(self.approval(node)),
                 other => {
                     let f = Finding::new(
                         Code::UnknownNode,
@@ -1027,13 +1003,7 @@ impl Decoder<'_> {
         self.check_props(node, &[]);
         let name = self.name(node);
         let mut process = ProcessChildren::default();
-        let mut exit_codes = Vec::new();
-        let mut on_timeout = None;
-        let mut otherwise = None;
-        let mut enabled = None;
-        let mut scope = None;
-        let mut writes = None;
-        let mut labels = None;
+        let mut own = RunnerChildren::default();
         for child in self.children(
             node,
             &[
@@ -1053,46 +1023,8 @@ impl Decoder<'_> {
                 "labels",
             ],
         ) {
-            if self.process_child(child, &mut process) {
-                continue;
-            }
-            match child.name().value() {
-                "exit-code" => {
-                    if let Some(m) = self.exit_code(child) {
-                        exit_codes.push(m);
-                    }
-                }
-                "on-timeout" | "otherwise" => {
-                    self.arg_count(child, 0, Some(0), "");
-                    let v = self.verdict_prop(child);
-                    let slot = if child.name().value() == "on-timeout" {
-                        &mut on_timeout
-                    } else {
-                        &mut otherwise
-                    };
-                    if self.once(slot, child) {
-                        *slot = v;
-                    }
-                }
-                "enabled" => {
-                    let s = self.switch(child);
-                    if self.once(&enabled, child) {
-                        enabled = s;
-                    }
-                }
-                "labels" => self.labels(child, &mut labels),
-                "scope" => {
-                    let s = self.scope(child);
-                    if self.once(&scope, child) {
-                        scope = Some(s);
-                    }
-                }
-                _ => {
-                    let w = self.writes(child);
-                    if self.once(&writes, child) {
-                        writes = w;
-                    }
-                }
+            if !self.process_child(child, &mut process) {
+                self.runner_child(child, &mut own);
             }
         }
         let ProcessChildren {
@@ -1104,6 +1036,15 @@ impl Decoder<'_> {
             grace,
             retry,
         } = process;
+        let RunnerChildren {
+            exit_codes,
+            on_timeout,
+            otherwise,
+            enabled,
+            scope,
+            writes,
+            labels,
+        } = own;
         Some(Runner {
             name: name?,
             command,
@@ -1122,6 +1063,49 @@ impl Decoder<'_> {
             labels: labels.unwrap_or_default(),
             span: node.span(),
         })
+    }
+
+    /// A child only a runner has (the process settings it shares with a
+    /// transport are [`Self::process_child`]'s).
+    fn runner_child(&mut self, child: &KdlNode, own: &mut RunnerChildren) {
+        match child.name().value() {
+            "exit-code" => {
+                if let Some(m) = self.exit_code(child) {
+                    own.exit_codes.push(m);
+                }
+            }
+            "on-timeout" | "otherwise" => {
+                self.arg_count(child, 0, Some(0), "");
+                let v = self.verdict_prop(child);
+                let slot = if child.name().value() == "on-timeout" {
+                    &mut own.on_timeout
+                } else {
+                    &mut own.otherwise
+                };
+                if self.once(slot, child) {
+                    *slot = v;
+                }
+            }
+            "enabled" => {
+                let s = self.switch(child);
+                if self.once(&own.enabled, child) {
+                    own.enabled = s;
+                }
+            }
+            "labels" => self.labels(child, &mut own.labels),
+            "scope" => {
+                let s = self.scope(child);
+                if self.once(&own.scope, child) {
+                    own.scope = Some(s);
+                }
+            }
+            _ => {
+                let w = self.writes(child);
+                if self.once(&own.writes, child) {
+                    own.writes = w;
+                }
+            }
+        }
     }
 
     /// `labels "gpu" "macos"` on a runner or transport, once.

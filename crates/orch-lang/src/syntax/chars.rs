@@ -54,6 +54,20 @@ pub(crate) fn is_disallowed(c: char) -> bool {
     )
 }
 
+/// The offset of the first disallowed code point in `text` (a byte-order
+/// mark at the start is allowed), looking only at the bytes that can begin
+/// one: C0 controls and DELETE, and the lead bytes 0xE2 and 0xEF.
+pub(crate) fn first_disallowed(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    (0..b.len()).find(|&i| match b[i] {
+        0x00..=0x08 | 0x0E..=0x1F | 0x7F => true,
+        0xE2 | 0xEF => {
+            char_at(text, i).is_some_and(|c| is_disallowed(c) && !(i == 0 && c == '\u{FEFF}'))
+        }
+        _ => false,
+    })
+}
+
 /// The length of the identifier character at `i`, or 0: anything but
 /// space, newline, `\/(){};[]"#=` and the disallowed code points.
 pub(crate) fn ident_char_len(text: &str, i: usize) -> usize {

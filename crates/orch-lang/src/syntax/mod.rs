@@ -51,7 +51,13 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
             help: None,
         });
     }
-    parser::Parser::new(text).document()
+    let doc = parser::Parser::new(text).document()?;
+    // The specification forbids its disallowed code points anywhere in a
+    // document, comments included, where the parser does not look.
+    match chars::first_disallowed(text) {
+        Some(i) => Err(parser::Parser::new(text).bad_char(i, "a document")),
+        None => Ok(doc),
+    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ impl Parser<'_> {
     }
 
     /// A disallowed code point (or a character that is not allowed) at `i`.
-    fn bad_char(&self, i: usize, what: &str) -> super::SyntaxError {
+    pub(super) fn bad_char(&self, i: usize, what: &str) -> super::SyntaxError {
         let c = char_at(self.text, i).unwrap_or('\0');
         self.error(
             i,
