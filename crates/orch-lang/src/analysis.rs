@@ -64,7 +64,7 @@ fn analyze(path: &str, text: &str, opts: &Options, mode: SchemaCheck) -> Analysi
     }
     let Loaded {
         source,
-        document,
+        parsed,
         pipeline,
         structural,
         semantic,
@@ -77,27 +77,26 @@ fn analyze(path: &str, text: &str, opts: &Options, mode: SchemaCheck) -> Analysi
         .unwrap_or_else(|| PathBuf::from("."));
     let mut findings = Vec::new();
     let mut schema_findings = Vec::new();
-    let parsed = document.is_some();
-    match document {
-        None => findings.extend(structural.iter().cloned()),
-        Some(doc) => {
-            if mode == SchemaCheck::Always || !structural.is_empty() {
+    if !parsed {
+        findings.extend(structural.iter().cloned());
+    } else {
+        if mode == SchemaCheck::Always || !structural.is_empty() {
+            // The loader keeps no tree: read again for the schema, which
+            // a well-shaped file never needs.
+            if let Ok(doc) = crate::syntax::parse(text) {
                 schema_findings = schema::check(&schema::to_json(&doc));
             }
-            // The tree is done with: freed before the semantic checks, so
-            // that it and their allocations do not add up at the peak.
-            drop(doc);
-            // The schema is the authority on shape; the decoder's findings
-            // only stand in if the two ever disagree, so that nothing is lost.
-            if schema_findings.is_empty() {
-                findings.extend(structural.iter().cloned());
-            } else {
-                findings.extend(schema_findings.iter().cloned());
-            }
-            let structural_ok = findings.is_empty();
-            findings.extend(semantic);
-            findings.extend(validate::check(&pipeline, &dir, structural_ok, opts));
         }
+        // The schema is the authority on shape; the decoder's findings
+        // only stand in if the two ever disagree, so that nothing is lost.
+        if schema_findings.is_empty() {
+            findings.extend(structural.iter().cloned());
+        } else {
+            findings.extend(schema_findings.iter().cloned());
+        }
+        let structural_ok = findings.is_empty();
+        findings.extend(semantic);
+        findings.extend(validate::check(&pipeline, &dir, structural_ok, opts));
     }
     findings.sort_by(|a, b| {
         // By the code's text, as when codes were strings: output order is stable.

@@ -6,9 +6,7 @@
 //! "structural" findings; duplicate settings are found here too since only
 //! the decoder sees them.
 
-use crate::syntax::{
-    Document as KdlDocument, Entry as KdlEntry, Node as KdlNode, Value as KdlValue,
-};
+use crate::syntax::{Entry as KdlEntry, Node as KdlNode, Value as KdlValue};
 use miette::SourceSpan;
 use std::time::Duration;
 
@@ -22,8 +20,9 @@ use crate::template::{Template, TemplateError};
 /// What the loader made of a file.
 pub struct Loaded {
     pub source: SourceFile,
-    /// `None` when the text is not KDL.
-    pub document: Option<KdlDocument>,
+    /// Whether the text is KDL (its tree is not kept: `syntax::parse` reads
+    /// it again where it is needed, on the error path).
+    pub parsed: bool,
     pub pipeline: Pipeline,
     /// Findings of the KDL parse and of the decoder's shape checks.
     pub structural: Vec<Finding>,
@@ -37,13 +36,21 @@ pub fn load(path: &str, text: &str) -> Loaded {
     if let Some(refused) = crate::limits::check(text) {
         return Loaded {
             source,
-            document: None,
+            parsed: false,
             pipeline: Pipeline::default(),
             structural: vec![refused],
             semantic: Vec::new(),
         };
     }
-    match crate::syntax::parse(text) {
+    let mut d = Decoder {
+        text,
+        structural: Vec::new(),
+        semantic: Vec::new(),
+    };
+    let mut top = TopLevel::default();
+    // Each top-level node is decoded as it is read, then dropped: the tree
+    // of a large file is never whole in memory.
+    match crate::syntax::parse_each(text, |node| d.top_node(&mut top, &node)) {
         Err(err) => {
             let structural =
                 vec![
@@ -53,22 +60,17 @@ pub fn load(path: &str, text: &str) -> Loaded {
                 ];
             Loaded {
                 source,
-                document: None,
+                parsed: false,
                 pipeline: Pipeline::default(),
                 structural,
                 semantic: Vec::new(),
             }
         }
-        Ok(doc) => {
-            let mut d = Decoder {
-                text,
-                structural: Vec::new(),
-                semantic: Vec::new(),
-            };
-            let pipeline = d.document(&doc);
+        Ok(()) => {
+            let pipeline = d.finish(top);
             Loaded {
                 source,
-                document: Some(doc),
+                parsed: true,
                 pipeline,
                 structural: d.structural,
                 semantic: d.semantic,
@@ -125,6 +127,13 @@ struct ProcessChildren {
     idle_timeout: Option<Spanned<Duration>>,
     grace: Option<Option<Duration>>,
     retry: Option<Option<Retry>>,
+}
+
+/// The pipeline as decoded so far, node by node.
+#[derive(Default)]
+struct TopLevel {
+    pipeline: Pipeline,
+    pipeline_nodes: usize,
 }
 
 /// What a runner has beyond [`ProcessChildren`], as read so far.
@@ -638,56 +647,58 @@ impl Decoder<'_> {
         self.req_text_prop(child, "verdict")
     }
 
-    fn document(&mut self, doc: &KdlDocument) -> Pipeline {
-        let mut p = Pipeline::default();
-        let mut pipeline_nodes = 0;
-        for node in doc.nodes() {
-            let kind = node.name().value();
-            if let Some(d) = declaration(node) {
-                p.declarations.push(d);
-            }
-            match kind {
-                kw::PIPELINE => {
-                    pipeline_nodes += 1;
-                    let header = self.header(node);
-                    if pipeline_nodes > 1 {
-                        self.err(
-                            Finding::new(
-                                Code::DuplicatePipeline,
-                                name_span(node),
-                                "a file holds exactly one `pipeline` node",
-                            )
-                            .label("second `pipeline`"),
-                        );
-                    } else {
-                        p.header = header;
-                    }
-                }
-                kw::TRANSPORT => p.transports.extend(self.transport(node)),
-                kw::ARTIFACT => p.artifacts.extend(self.artifact(node)),
-                kw::GATE => p.gates.extend(self.gate(node)),
-                kw::RUNNER => p.runners.extend(self.runner(node)),
-                kw::CALL_SITE => p.call_sites.extend(self.call_site(node)),
-                kw::STAGE => p.stages.extend(self.stage(node)),
-                kw::END => p.ends.extend(self.end(node)),
-                kw::ALERT => p.alerts.extend(self.alert(node)),
-                kw::APPROVAL => p.approvals.extend(self.approval(node)),
-                other => {
-                    let f = Finding::new(
-                        Code::UnknownNode,
-                        name_span(node),
-                        format!("unknown node `{other}`"),
-                    )
-                    .label("not a pipeline node")
-                    .maybe_help(
-                        did_you_mean(other, TOP_LEVEL.iter().copied())
-                            .or_else(|| Some(format!("expected one of: {}", TOP_LEVEL.join(", ")))),
+    /// Decodes one top-level node into the pipeline being built.
+    fn top_node(&mut self, top: &mut TopLevel, node: &KdlNode) {
+        let p = &mut top.pipeline;
+        let kind = node.name().value();
+        if let Some(d) = declaration(node) {
+            p.declarations.push(d);
+        }
+        match kind {
+            kw::PIPELINE => {
+                top.pipeline_nodes += 1;
+                let header = self.header(node);
+                if top.pipeline_nodes > 1 {
+                    self.err(
+                        Finding::new(
+                            Code::DuplicatePipeline,
+                            name_span(node),
+                            "a file holds exactly one `pipeline` node",
+                        )
+                        .label("second `pipeline`"),
                     );
-                    self.err(f);
+                } else {
+                    p.header = header;
                 }
+            }
+            kw::TRANSPORT => p.transports.extend(self.transport(node)),
+            kw::ARTIFACT => p.artifacts.extend(self.artifact(node)),
+            kw::GATE => p.gates.extend(self.gate(node)),
+            kw::RUNNER => p.runners.extend(self.runner(node)),
+            kw::CALL_SITE => p.call_sites.extend(self.call_site(node)),
+            kw::STAGE => p.stages.extend(self.stage(node)),
+            kw::END => p.ends.extend(self.end(node)),
+            kw::ALERT => p.alerts.extend(self.alert(node)),
+            kw::APPROVAL => p.approvals.extend(self.approval(node)),
+            other => {
+                let f = Finding::new(
+                    Code::UnknownNode,
+                    name_span(node),
+                    format!("unknown node `{other}`"),
+                )
+                .label("not a pipeline node")
+                .maybe_help(
+                    did_you_mean(other, TOP_LEVEL.iter().copied())
+                        .or_else(|| Some(format!("expected one of: {}", TOP_LEVEL.join(", ")))),
+                );
+                self.err(f);
             }
         }
-        if pipeline_nodes == 0 {
+    }
+
+    /// The pipeline, once every top-level node was decoded.
+    fn finish(&mut self, top: TopLevel) -> Pipeline {
+        if top.pipeline_nodes == 0 {
             self.err(
                 Finding::new(
                     Code::MissingPipeline,
@@ -698,7 +709,7 @@ impl Decoder<'_> {
                 .help("add `pipeline \"NAME\" start=\"FIRST-STAGE\"` at the top"),
             );
         }
-        p
+        top.pipeline
     }
 
     fn header(&mut self, node: &KdlNode) -> Option<Header> {

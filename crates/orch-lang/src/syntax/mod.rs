@@ -43,6 +43,23 @@ pub struct SyntaxError {
 
 /// Reads `text` as a KDL 2.0 document.
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    fits(text)?;
+    let doc = parser::Parser::new(text).document()?;
+    allowed(text)?;
+    Ok(doc)
+}
+
+/// Reads `text` as a KDL 2.0 document, handing each top-level node to
+/// `each` as soon as it is read (children included) and keeping none. On an
+/// error, the nodes handed over so far are of a text that is not KDL.
+pub fn parse_each(text: &str, each: impl FnMut(Node)) -> Result<(), SyntaxError> {
+    fits(text)?;
+    parser::Parser::new(text).each_node(each)?;
+    allowed(text)
+}
+
+/// Spans are 32-bit.
+fn fits(text: &str) -> Result<(), SyntaxError> {
     if u32::try_from(text.len()).is_err() {
         return Err(SyntaxError {
             span: (0, 0).into(),
@@ -51,12 +68,15 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
             help: None,
         });
     }
-    let doc = parser::Parser::new(text).document()?;
-    // The specification forbids its disallowed code points anywhere in a
-    // document, comments included, where the parser does not look.
+    Ok(())
+}
+
+/// The specification forbids its disallowed code points anywhere in a
+/// document, comments included, where the parser does not look.
+fn allowed(text: &str) -> Result<(), SyntaxError> {
     match chars::first_disallowed(text) {
         Some(i) => Err(parser::Parser::new(text).bad_char(i, "a document")),
-        None => Ok(doc),
+        None => Ok(()),
     }
 }
 

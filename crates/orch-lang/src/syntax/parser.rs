@@ -71,6 +71,24 @@ impl<'a> Parser<'a> {
         Ok(Document { nodes })
     }
 
+    /// As [`Self::document`], handing each top-level node to `each` as soon
+    /// as it is read and keeping none: a large file is decoded without its
+    /// whole tree in memory.
+    pub(crate) fn each_node(mut self, mut each: impl FnMut(Node)) -> PResult<()> {
+        if self.at("\u{FEFF}".as_bytes()) {
+            self.pos += 3;
+        }
+        loop {
+            self.between_nodes()?;
+            if self.peek().is_none() {
+                return Ok(());
+            }
+            let node = self.base_node()?;
+            self.node_terminator(false)?;
+            each(node);
+        }
+    }
+
     /// `nodes := (line-space* node)* line-space*`, up to the end of the text
     /// or, in a block, the `}` that closes it (left for the caller).
     fn nodes(&mut self, in_block: bool) -> PResult<Vec<Node>> {
