@@ -42,13 +42,17 @@ impl Analysis {
 /// When the decoder objects, the schema's findings are the ones reported,
 /// as before.
 pub fn analyze_text(path: &str, text: &str, opts: &Options) -> Analysis {
-    analyze(path, text, opts, SchemaCheck::WhenDecoderObjects)
+    analyze(
+        SourceFile::new(path, text),
+        opts,
+        SchemaCheck::WhenDecoderObjects,
+    )
 }
 
 /// As [`analyze_text`], but the JSON Schema checks every parsed document,
 /// well-shaped or not: for the tests that the schema and the decoder agree.
 pub fn analyze_text_checking_schema(path: &str, text: &str, opts: &Options) -> Analysis {
-    analyze(path, text, opts, SchemaCheck::Always)
+    analyze(SourceFile::new(path, text), opts, SchemaCheck::Always)
 }
 
 /// When the JSON Schema checks a parsed document.
@@ -58,7 +62,10 @@ enum SchemaCheck {
     WhenDecoderObjects,
 }
 
-fn analyze(path: &str, text: &str, opts: &Options, mode: SchemaCheck) -> Analysis {
+fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
+    let shared = std::sync::Arc::clone(&source.text);
+    let text: &str = &shared;
+    let path = source.path.clone();
     if mode == SchemaCheck::Always {
         schema::prepare_in_background();
     }
@@ -68,9 +75,9 @@ fn analyze(path: &str, text: &str, opts: &Options, mode: SchemaCheck) -> Analysi
         pipeline,
         structural,
         semantic,
-    } = loader::load(path, text);
+    } = loader::load_source(source);
     // `pipeline.kdl` has the parent "", which is the current directory.
-    let dir = Path::new(path)
+    let dir = Path::new(&path)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .map(Path::to_path_buf)
@@ -139,6 +146,22 @@ pub fn analyze_bytes(path: &str, bytes: &[u8], opts: &Options) -> Analysis {
     }
 }
 
+/// As [`analyze_bytes`], keeping the bytes as the text (a large file is not
+/// copied).
+fn analyze_owned_bytes(path: &str, bytes: Vec<u8>, opts: &Options) -> Analysis {
+    if bytes.len() > limits::MAX_FILE_BYTES {
+        return refused(path, String::new(), limits::too_large(bytes.len()));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => analyze(
+            SourceFile::new(path, text),
+            opts,
+            SchemaCheck::WhenDecoderObjects,
+        ),
+        Err(e) => analyze_bytes(path, e.as_bytes(), opts),
+    }
+}
+
 /// An analysis of a file orch did not parse: one finding, an empty pipeline.
 fn refused(path: &str, text: String, finding: Finding) -> Analysis {
     Analysis {
@@ -193,7 +216,7 @@ pub fn analyze_file(path: &Path, opts: &Options) -> std::io::Result<Analysis> {
             .read_to_end(&mut bytes)
     });
     match read {
-        Ok(_) => Ok(analyze_bytes(&shown, &bytes, opts)),
+        Ok(_) => Ok(analyze_owned_bytes(&shown, bytes, opts)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(e),
         Err(e) => bad(format!("cannot read the file: {e}"), "unreadable"),
     }

@@ -32,7 +32,13 @@ pub struct Loaded {
 
 /// Parses and decodes `text`. Never fails: every problem is a finding.
 pub fn load(path: &str, text: &str) -> Loaded {
-    let source = SourceFile::new(path, text);
+    load_source(SourceFile::new(path, text))
+}
+
+/// As [`load`], for a text already in a [`SourceFile`] (not copied again).
+pub fn load_source(source: SourceFile) -> Loaded {
+    let shared = std::sync::Arc::clone(&source.text);
+    let text: &str = &shared;
     if let Some(refused) = crate::limits::check(text) {
         return Loaded {
             source,
@@ -696,8 +702,20 @@ impl Decoder<'_> {
         }
     }
 
-    /// The pipeline, once every top-level node was decoded.
-    fn finish(&mut self, top: TopLevel) -> Pipeline {
+    /// The pipeline, once every top-level node was decoded; its lists are
+    /// shrunk to fit (they grew by doubling, and live through every check).
+    fn finish(&mut self, mut top: TopLevel) -> Pipeline {
+        let p = &mut top.pipeline;
+        p.declarations.shrink_to_fit();
+        p.transports.shrink_to_fit();
+        p.artifacts.shrink_to_fit();
+        p.gates.shrink_to_fit();
+        p.runners.shrink_to_fit();
+        p.call_sites.shrink_to_fit();
+        p.stages.shrink_to_fit();
+        p.ends.shrink_to_fit();
+        p.alerts.shrink_to_fit();
+        p.approvals.shrink_to_fit();
         if top.pipeline_nodes == 0 {
             self.err(
                 Finding::new(

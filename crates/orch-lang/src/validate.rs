@@ -18,16 +18,17 @@ mod labels;
 /// The names a file declares, from the loader's [`Declaration`]s, so that
 /// one broken node does not make every reference to it an error.
 #[derive(Debug, Default)]
-struct Declared {
-    /// Names by kind; stages and ends share the kind `stage`.
-    names: HashMap<&'static str, HashSet<String>>,
+struct Declared<'p> {
+    /// Names by kind; stages and ends share the kind `stage`. Borrowed from
+    /// the model: a large pipeline is not copied again.
+    names: HashMap<&'static str, HashSet<&'p str>>,
     /// The child keywords written in each named top-level node, keyed by
     /// keyword and name.
-    children: HashMap<(String, String), HashSet<String>>,
+    children: HashMap<(&'p str, &'p str), HashSet<&'p str>>,
 }
 
-impl Declared {
-    fn from_pipeline(p: &Pipeline) -> Self {
+impl<'p> Declared<'p> {
+    fn from_pipeline(p: &'p Pipeline) -> Self {
         let mut d = Declared::default();
         for decl in &p.declarations {
             let kind = if decl.keyword == kw::END {
@@ -35,12 +36,12 @@ impl Declared {
             } else {
                 decl.keyword
             };
-            let name = &decl.name.value;
-            d.names.entry(kind).or_default().insert(name.clone());
+            let name = decl.name.value.as_str();
+            d.names.entry(kind).or_default().insert(name);
             d.children
-                .entry((decl.keyword.to_string(), name.clone()))
+                .entry((decl.keyword, name))
                 .or_default()
-                .extend(decl.children.iter().map(|c| c.value.clone()));
+                .extend(decl.children.iter().map(|c| c.value.as_str()));
         }
         d
     }
@@ -48,7 +49,7 @@ impl Declared {
     /// Whether the `node` named `name` has a child `child`, well-formed or not.
     fn has_child(&self, node: &str, name: &str, child: &str) -> bool {
         self.children
-            .get(&(node.to_string(), name.to_string()))
+            .get(&(node, name))
             .is_some_and(|c| c.contains(child))
     }
 
@@ -60,7 +61,7 @@ impl Declared {
         self.names
             .get(kind)
             .into_iter()
-            .flat_map(|s| s.iter().map(String::as_str))
+            .flat_map(|s| s.iter().copied())
     }
 }
 
@@ -74,7 +75,7 @@ pub struct Options {
 struct Checker<'a> {
     p: &'a Pipeline,
     ix: Index<'a>,
-    declared: &'a Declared,
+    declared: &'a Declared<'a>,
     dir: &'a Path,
     out: Vec<Finding>,
 }
