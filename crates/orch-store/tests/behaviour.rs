@@ -551,7 +551,93 @@ async fn locks_behaviour<S: RunStore>(s: &S) {
         .is_none());
 }
 
+/// Approval requests and decisions: asking again returns the first request,
+/// the first decision wins (a second is refused naming it), none is taken
+/// at or after the expiry, an unknown request is said to be unknown.
+async fn approvals_behaviour<S: RunStore>(s: &S) {
+    let lock = s
+        .try_lock(&LockKey::Task("t".into()), "me")
+        .await
+        .unwrap()
+        .expect("the task's lock");
+    let run = new_run(s, "t").await;
+    let first = new_attempt(s, run, "t", "approve", 1).await;
+    let second = new_attempt(s, run, "t", "approve", 2).await;
+    let approvers = vec!["alice".to_string(), "bob".to_string()];
+    let show = vec!["report.md".to_string()];
+    let request = |attempt_id, expires_ms| NewApprovalRequest {
+        run_id: run,
+        attempt_id,
+        task: "t",
+        stage: "approve",
+        approval: "release",
+        approvers: &approvers,
+        show: &show,
+        requested_ms: 1_000,
+        expires_ms,
+    };
+    let r1 = s.request_approval(&request(first, 10_000)).await.unwrap();
+    // A resumed run asks again: the same request, its expiry unchanged.
+    assert_eq!(
+        s.request_approval(&request(first, 99_000)).await.unwrap(),
+        r1
+    );
+    let r2 = s.request_approval(&request(second, 5_000)).await.unwrap();
+    assert_ne!(r1, r2);
+    let decide = |decision, decider, at_ms| NewDecision {
+        decision,
+        decider,
+        comment: "why",
+        at_ms,
+    };
+    let DecisionOutcome::Recorded(d1) = s
+        .decide_approval(r1, &decide(Decision::Approved, "alice", 2_000))
+        .await
+        .unwrap()
+    else {
+        panic!("the first decision is recorded");
+    };
+    match s
+        .decide_approval(r1, &decide(Decision::Rejected, "bob", 3_000))
+        .await
+        .unwrap()
+    {
+        DecisionOutcome::AlreadyDecided(d) => {
+            assert_eq!((d.id, d.decider.as_str()), (d1, "alice"));
+            assert_eq!(d.decision, Decision::Approved);
+        }
+        other => panic!("a second decision is refused, got {other:?}"),
+    }
+    assert_eq!(
+        s.decide_approval(r2, &decide(Decision::Approved, "bob", 5_000))
+            .await
+            .unwrap(),
+        DecisionOutcome::Expired
+    );
+    assert_eq!(
+        s.decide_approval(r2 + 1000, &decide(Decision::Approved, "bob", 1_500))
+            .await
+            .unwrap(),
+        DecisionOutcome::NoRequest
+    );
+    let all = s.approvals(Some("t")).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0].request.approvers, approvers);
+    assert_eq!(all[0].request.show, show);
+    assert_eq!(all[0].request.expires_ms, 10_000);
+    assert_eq!(
+        all[0].decision.as_ref().map(|d| d.comment.as_str()),
+        Some("why")
+    );
+    assert!(all[1].decision.is_none(), "the late decision left nothing");
+    let of_second = s.approval_of_attempt(second).await.unwrap();
+    assert_eq!(of_second.map(|a| a.request.id), Some(r2));
+    assert!(s.approvals(Some("other")).await.unwrap().is_empty());
+    drop(lock);
+}
+
 on_both!(steps, steps_round_trip);
+on_both!(approvals, approvals_behaviour);
 on_both!(runs, runs_round_trip);
 on_both!(queue, queue_behaviour);
 on_both!(labels, labels_behaviour);
