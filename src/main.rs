@@ -171,6 +171,9 @@ enum Command {
         /// Where runs are kept.
         #[arg(long, default_value = ".orch")]
         state_dir: PathBuf,
+        /// The run store: postgres://… or an SQLite file (default: ORCH_STORE, else STATE/orch.db).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Reject a task's pending approval request (as one of its approvers), saying why.
     Reject {
@@ -185,6 +188,9 @@ enum Command {
         /// Where runs are kept.
         #[arg(long, default_value = ".orch")]
         state_dir: PathBuf,
+        /// The run store: postgres://… or an SQLite file (default: ORCH_STORE, else STATE/orch.db).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
 }
 
@@ -459,24 +465,26 @@ fn main() -> ExitCode {
             who,
             comment,
             state_dir,
+            store,
         } => cli::approve::command(cli::approve::DecideArgs {
             task,
             decision: orch_store::Decision::Approved,
             who,
             comment,
-            state_dir,
+            store: cli::store_location(store, &state_dir),
         }),
         Command::Reject {
             task,
             who,
             comment,
             state_dir,
+            store,
         } => cli::approve::command(cli::approve::DecideArgs {
             task,
             decision: orch_store::Decision::Rejected,
             who,
             comment: Some(comment),
-            state_dir,
+            store: cli::store_location(store, &state_dir),
         }),
     };
     ExitCode::from(code)

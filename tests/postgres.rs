@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -657,6 +657,82 @@ fn run_history_status_and_roadmap_take_a_postgres_store() {
         None,
     );
     assert_eq!(code, Some(2), "{err}");
+}
+
+/// An approval stage on a PostgreSQL store: `orch run` waits (exit 4),
+/// `orch approve --store` decides in the database (a second decision is
+/// refused, exit 2), and `--resume` applies it.
+#[test]
+fn an_approval_is_decided_in_the_shared_store() {
+    let Some(pg) = PgSchema::new("approve") else {
+        return;
+    };
+    let sb = Sandbox::new("approve");
+    let url = pg.url();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/approvals/release.kdl");
+    let orch = |args: &[&str]| {
+        let out = sb
+            .orch()
+            .args(args)
+            .env("T_OUT", sb.out())
+            .output()
+            .expect("orch");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let fixture = fixture.to_str().expect("a UTF-8 path");
+    let run = [
+        "run",
+        "r",
+        "-p",
+        fixture,
+        "--worktree",
+        "wt",
+        "--store",
+        &url,
+    ];
+    let (code, out) = orch(&run);
+    assert_eq!(code, Some(4), "{out}");
+    let (code, out) = orch(&["approve", "r", "--as", "mallory", "--store", &url]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("not among"), "{out}");
+    let (code, out) = orch(&[
+        "approve",
+        "r",
+        "--as",
+        "alice",
+        "--comment",
+        "ok",
+        "--store",
+        &url,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = orch(&[
+        "reject",
+        "r",
+        "--as",
+        "bob",
+        "--comment",
+        "no",
+        "--store",
+        &url,
+    ]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("alice"),
+        "the refusal names the first decision: {out}"
+    );
+    let decisions: i64 = pg.query("SELECT count(*) FROM approval_decisions")[0].get(0);
+    assert_eq!(decisions, 1);
+    let mut resume = run.to_vec();
+    resume.push("--resume");
+    let (code, out) = orch(&resume);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("success"), "{out}");
 }
 
 #[test]

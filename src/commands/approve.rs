@@ -1,14 +1,13 @@
 //! `orch approve` and `orch reject`: record a person's decision on a task's
-//! pending approval request, in the store of a state directory. The checks
+//! pending approval request, in the run store (a state directory's, an
+//! SQLite file, or a shared PostgreSQL database). The checks
 //! (a pending request, an approver, in time, not decided) come first; a
 //! refusal exits 2 and writes nothing. The decision is committed before it
 //! is acknowledged; `orch run TASK --resume` (or the service) applies it.
 
-use std::path::PathBuf;
-
 use orch_engine::approval::DecideError;
 use orch_engine::decide::{self, Refusal};
-use orch_store::{Decision, SqliteStore};
+use orch_store::{Decision, PostgresStore, SqliteStore, StoreLocation};
 
 use super::{exit, runtime};
 
@@ -19,7 +18,8 @@ pub struct DecideArgs {
     /// Who decides: checked against the request's approvers.
     pub who: String,
     pub comment: Option<String>,
-    pub state_dir: PathBuf,
+    /// `--store`, else `ORCH_STORE`, else the state directory's.
+    pub store: StoreLocation,
 }
 
 /// `orch approve` / `orch reject`.
@@ -59,18 +59,41 @@ pub fn command(a: DecideArgs) -> u8 {
 
 async fn decide_task(a: &DecideArgs) -> Result<i64, DecideError> {
     // Deciding never creates a store: no store, no request.
-    if !a.state_dir.join("orch.db").is_file() {
-        return Err(DecideError::Refused(Refusal::NoPending));
+    let no_store = || DecideError::Refused(Refusal::NoPending);
+    match &a.store {
+        StoreLocation::StateDir(dir) => {
+            if !dir.join("orch.db").is_file() {
+                return Err(no_store());
+            }
+            let store = SqliteStore::open_dir(dir).map_err(DecideError::Store)?;
+            apply(&store, a).await
+        }
+        StoreLocation::SqliteFile(file) => {
+            if !file.is_file() {
+                return Err(no_store());
+            }
+            let store = SqliteStore::open(file).map_err(DecideError::Store)?;
+            apply(&store, a).await
+        }
+        // Opened as a reader (no lease): a decision is not a step of the
+        // task, and the store lets only the first one in.
+        StoreLocation::Postgres(url) => {
+            let Some(store) = PostgresStore::open_existing(url)
+                .await
+                .map_err(DecideError::Store)?
+            else {
+                return Err(no_store());
+            };
+            let r = apply(&store, a).await;
+            let _ = store.close().await;
+            r
+        }
     }
-    let store = SqliteStore::open_dir(&a.state_dir).map_err(DecideError::Store)?;
-    orch_engine::approval::decide_task(
-        &store,
-        &a.task,
-        &a.who,
-        a.decision,
-        a.comment.as_deref().unwrap_or(""),
-    )
-    .await
+}
+
+async fn apply<S: orch_store::RunStore>(store: &S, a: &DecideArgs) -> Result<i64, DecideError> {
+    let comment = a.comment.as_deref().unwrap_or("");
+    orch_engine::approval::decide_task(store, &a.task, &a.who, a.decision, comment).await
 }
 
 /// One request and what became of it, on one line (`orch status`,
