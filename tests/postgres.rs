@@ -1112,3 +1112,114 @@ fn a_stage_labelled_gpu_runs_only_on_the_service_with_that_label() {
     let (_, q) = gpu.get("/queue");
     assert_eq!(q["queued"], json!([]), "nothing left waiting: {q}");
 }
+
+/// Artifacts in the database (#15): stage `a` runs on a service without
+/// `gpu`, which writes `a.md` into its own task directory and gives the task
+/// back at `b` (whose runner needs `gpu`). The gpu service, with a state
+/// directory of its own, takes it over: `b`'s runner reads `a.md` from the
+/// task directory, so it passes only because the taker restored the file
+/// from the store (the same bytes, said in a run note). A task whose copy
+/// is not in the store goes on as before: the file is gone, `b` fails
+/// closed.
+#[test]
+fn a_task_taken_over_on_another_host_gets_its_earlier_artifacts_back_from_the_store() {
+    let Some(pg) = PgSchema::new("artifacts") else {
+        return;
+    };
+    let sb = Sandbox::new("artifacts");
+    let labelled = PIPELINE.replace(
+        "    command \"sh\" \"{var.scripts}/step.sh\"\n    timeout \"120s\"\n    grace \"1s\"\n    exit-code 0 verdict=\"PASS\"\n    otherwise verdict=\"tool-error\"\n    writes \"b-report\"\n",
+        "    command \"sh\" \"{var.scripts}/needs-a.sh\" \"{task-dir}\"\n    timeout \"120s\"\n    grace \"1s\"\n    exit-code 0 verdict=\"PASS\"\n    otherwise verdict=\"tool-error\"\n    writes \"b-report\"\n    labels \"gpu\"\n",
+    );
+    assert_ne!(labelled, PIPELINE, "the runner of b is labelled");
+    std::fs::write(sb.root.join("pipeline.kdl"), &labelled).unwrap();
+    // b needs a's artifact in its task directory, and keeps what it read.
+    std::fs::write(
+        sb.root.join("needs-a.sh"),
+        "echo \"$ORCH_TASK $ORCH_STAGE ${SVC:-cli}\" >> \"$OUT/by\"\n\
+         cp \"$1/a.md\" \"$OUT/b-read-a.$ORCH_TASK\" || exit 3\n",
+    )
+    .unwrap();
+    let url = pg.url();
+    let wt = sb.root.join("wt");
+    let a_md = |svc: &str, task: &str| sb.root.join(format!("state-{svc}/tasks/{task}/a.md"));
+
+    let plain = Serve::start(&sb, "plain", &url, 2, "5s");
+    plain.submit("moved", &wt);
+    plain.submit("nocopy", &wt);
+    for t in ["moved", "nocopy"] {
+        wait_until(
+            &format!("{t} released at b"),
+            Duration::from_secs(60),
+            || {
+                let v = plain.task(t);
+                v["queue"]["state"] == "queued" && v["queue"]["needs"] == json!(["gpu"])
+            },
+        );
+    }
+    let written = std::fs::read(a_md("plain", "moved")).expect("a.md on the plain service");
+    assert!(
+        String::from_utf8_lossy(&written).contains("PASS"),
+        "{written:?}"
+    );
+    // The store keeps the bytes with the digest a's attempt recorded.
+    let kept = pg.query(
+        "SELECT x.content, x.sha256, a.artifact_sha256 FROM artifacts x JOIN attempts a ON a.id = x.attempt_id
+         WHERE a.task = 'moved' AND a.stage = 'a'",
+    );
+    assert_eq!(kept.len(), 1, "one copy of a's artifact");
+    assert_eq!(kept[0].get::<_, Vec<u8>>(0), written);
+    assert_eq!(
+        kept[0].get::<_, String>(1),
+        kept[0].get::<_, String>(2),
+        "the copy carries the recorded digest"
+    );
+    // The other task's copy is lost: it goes on as a store without copies.
+    pg.query(
+        "DELETE FROM artifacts WHERE attempt_id IN (SELECT id FROM attempts WHERE task = 'nocopy')",
+    );
+
+    let gpu = Serve::start_with(&sb, "gpu", &url, 2, "5s", &["--labels", "gpu"]);
+    wait_until("moved finished", Duration::from_secs(120), || {
+        finished_ok(&gpu, "moved")
+    });
+    let restored = std::fs::read(a_md("gpu", "moved")).expect("a.md restored on the gpu service");
+    assert_eq!(restored, written, "the same bytes");
+    assert_eq!(
+        std::fs::read(sb.out().join("b-read-a.moved")).expect("b read a.md"),
+        written
+    );
+    let by = sb.lines("by");
+    assert!(by.contains(&"moved a plain".to_string()), "{by:?}");
+    assert!(by.contains(&"moved b gpu".to_string()), "{by:?}");
+    let notes: Vec<String> = pg
+        .query(
+            "SELECT n.text FROM run_notes n JOIN runs r ON r.id = n.run_id WHERE r.task = 'moved' ORDER BY n.id",
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("a.md")
+            && n.contains("attempt 1 of a")
+            && n.contains("was missing; restored it from the store")),
+        "{notes:?}"
+    );
+
+    // Without a copy: the file is gone, b finds nothing and fails closed.
+    wait_until("nocopy finished", Duration::from_secs(120), || {
+        let v = gpu.task("nocopy");
+        v["runs"]
+            .as_array()
+            .and_then(|r| r.last())
+            .is_some_and(|r| r["outcome"] == "failure")
+    });
+    assert!(!a_md("gpu", "nocopy").exists());
+    assert!(!sb.out().join("b-read-a.nocopy").exists());
+    let notes: i64 = pg.query(
+        "SELECT count(*) FROM run_notes n JOIN runs r ON r.id = n.run_id WHERE r.task = 'nocopy' AND n.text LIKE '%restored%'",
+    )[0]
+    .get(0);
+    assert_eq!(notes, 0, "nothing restored without a copy");
+    assert!(gpu.log().contains("is gone"), "{}", gpu.log());
+}
