@@ -1223,3 +1223,144 @@ fn a_task_taken_over_on_another_host_gets_its_earlier_artifacts_back_from_the_st
     assert_eq!(notes, 0, "nothing restored without a copy");
     assert!(gpu.log().contains("is gone"), "{}", gpu.log());
 }
+
+/// TLS to the database (#15). `sslmode=require` gets an encrypted
+/// connection from a server that offers TLS (the server's own view,
+/// `pg_stat_ssl`, says so) and is refused with exit 2, naming TLS and the
+/// URL, by one that does not (the real server's answer when its `ssl` is
+/// off, and a stand-in that answers the TLS request `N` as such a server
+/// does). `verify-full` against a loopback address the server's
+/// certificate cannot name fails the same way. Without `sslmode`, a
+/// loopback store is reached in plain text, as before.
+#[test]
+fn tls_is_used_when_the_url_asks_for_it_and_a_refusal_names_tls_and_the_url() {
+    let Some(pg) = PgSchema::new("tls") else {
+        return;
+    };
+    let sb = Sandbox::new("tls");
+    let wt = sb.root.join("wt");
+    let scripts = format!("scripts={}", sb.root.display());
+    let with = |app: &str, extra: &str| {
+        let sep = if pg.base.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}schema={}&application_name={app}{extra}",
+            pg.base, pg.name
+        )
+    };
+    let run = |task: &str, url: &str| {
+        let out = sb
+            .orch()
+            .args(["run", task, "-p", "pipeline.kdl", "--worktree"])
+            .arg(&wt)
+            .args(["--var", &scripts, "--store", url, "--state-dir", "state"])
+            .output()
+            .expect("orch run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Whether each connection of the application `app` is encrypted, in
+    // the server's own words.
+    let encrypted = |app: &str| -> Vec<bool> {
+        pg.query(&format!(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+             WHERE a.application_name = '{app}'"
+        ))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let server_tls = pg.query("SHOW ssl")[0].get::<_, String>(0) == "on";
+    let cfg: tokio_postgres::Config = pg.base.parse().expect("a URL");
+    let loopback = cfg.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(h) => {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => true,
+    });
+
+    let require = with(&format!("{}_req", pg.name), "&sslmode=require");
+    let (code, out, err) = run("t-req", &require);
+    if server_tls {
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("task t-req: success"), "{out}");
+        // A service on the same URL holds its connections open: every one
+        // of them is encrypted.
+        let s = Serve::start(&sb, "req", &require, 1, "5s");
+        let app = format!("{}_req", pg.name);
+        wait_until("the service's connections", Duration::from_secs(30), || {
+            !encrypted(&app).is_empty()
+        });
+        let seen = encrypted(&app);
+        assert!(seen.iter().all(|ssl| *ssl), "{seen:?}");
+        drop(s);
+    } else {
+        assert_eq!(code, Some(2), "{out}{err}");
+        assert!(
+            err.contains("TLS") && err.contains("sslmode=require"),
+            "{err}"
+        );
+    }
+
+    // A server that refuses TLS (a stand-in on loopback answering the TLS
+    // request as PostgreSQL with `ssl = off` does).
+    let refuser = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = refuser.local_addr().expect("its port").port();
+    std::thread::spawn(move || {
+        for mut c in refuser.incoming().flatten() {
+            let mut request = [0u8; 8];
+            if c.read_exact(&mut request).is_ok() {
+                let _ = c.write_all(b"N");
+                let mut rest = Vec::new();
+                let _ = c.read_to_end(&mut rest);
+            }
+        }
+    });
+    let refused =
+        format!("postgres://orch:secret-pw@127.0.0.1:{port}/test?schema=x&sslmode=require");
+    let (code, out, err) = run("t-refused", &refused);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("cannot open a TLS connection (sslmode=require)")
+            && err.contains("server does not support TLS"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("postgres://orch:***@127.0.0.1:{port}/test")),
+        "the URL is named: {err}"
+    );
+    assert!(!err.contains("secret-pw"), "the password is not: {err}");
+
+    // verify-full checks who the server is: no certificate names a bare
+    // loopback address under a public root.
+    let verify = with("verify", "&sslmode=verify-full");
+    let (code, out, err) = run("t-verify", &verify);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("cannot open a TLS connection (sslmode=verify-full)")
+            && err.contains("PostgreSQL store postgres://"),
+        "{err}"
+    );
+    if server_tls {
+        assert!(err.contains("certificate"), "{err}");
+    }
+
+    // Without sslmode: a loopback store, in plain text.
+    let plain = with(&format!("{}_plain", pg.name), "");
+    let (code, out, err) = run("t-plain", &plain);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let s = Serve::start(&sb, "plain", &plain, 1, "5s");
+    let app = format!("{}_plain", pg.name);
+    wait_until("the service's connections", Duration::from_secs(30), || {
+        !encrypted(&app).is_empty()
+    });
+    if loopback {
+        let seen = encrypted(&app);
+        assert!(seen.iter().all(|ssl| !*ssl), "{seen:?}");
+    }
+    drop(s);
+}

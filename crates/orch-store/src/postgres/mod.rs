@@ -16,6 +16,7 @@ mod pool;
 mod queue;
 mod rows;
 mod schema;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
