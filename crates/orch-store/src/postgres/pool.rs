@@ -384,5 +384,19 @@ mod tests {
                 .is_some_and(|e| e.contains("/nonexistent/ca.pem")),
             "{bad:?}"
         );
+        let not_pem = std::env::temp_dir().join(format!("orch-not-pem-{}.txt", std::process::id()));
+        std::fs::write(&not_pem, "not a certificate\n").expect("a temporary file");
+        let bad = mode(&format!(
+            "postgres://me@h/db?sslmode=verify-full&sslrootcert={}",
+            not_pem.display()
+        ))
+        .err();
+        let _ = std::fs::remove_file(&not_pem);
+        assert!(
+            bad.as_deref()
+                .is_some_and(|e| e.contains("holds no PEM certificate")
+                    && e.contains(&not_pem.display().to_string())),
+            "{bad:?}"
+        );
     }
 }
