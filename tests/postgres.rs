@@ -1206,6 +1206,22 @@ fn a_task_taken_over_on_another_host_gets_its_earlier_artifacts_back_from_the_st
         "{notes:?}"
     );
 
+    // Any service reports the task's artifacts: the plain service's page
+    // shows b's and c's (run on the gpu service) as the store kept them,
+    // and a's from its own task directory.
+    let (status, page) = http(&plain.addr, "GET", "/tasks/moved", None);
+    assert_eq!(status, 200, "{page}");
+    for stage in ["b", "c"] {
+        assert!(
+            page.contains(&format!("as the store kept it (attempt 1 of {stage})")),
+            "{page}"
+        );
+    }
+    assert!(!page.contains("attempt 1 of a)."), "a.md is local: {page}");
+    assert!(!page.contains("is missing"), "{page}");
+    let (_, page) = http(&gpu.addr, "GET", "/tasks/moved", None);
+    assert!(!page.contains("as the store kept it"), "all local: {page}");
+
     // Without a copy: the file is gone, b finds nothing and fails closed.
     wait_until("nocopy finished", Duration::from_secs(120), || {
         let v = gpu.task("nocopy");
