@@ -1188,3 +1188,271 @@ fn a_stage_labelled_gpu_runs_only_on_the_service_with_that_label() {
     let (_, q) = gpu.get("/queue");
     assert_eq!(q["queued"], json!([]), "nothing left waiting: {q}");
 }
+
+/// Artifacts in the database (#15): stage `a` runs on a service without
+/// `gpu`, which writes `a.md` into its own task directory and gives the task
+/// back at `b` (whose runner needs `gpu`). The gpu service, with a state
+/// directory of its own, takes it over: `b`'s runner reads `a.md` from the
+/// task directory, so it passes only because the taker restored the file
+/// from the store (the same bytes, said in a run note). A task whose copy
+/// is not in the store goes on as before: the file is gone, `b` fails
+/// closed.
+#[test]
+fn a_task_taken_over_on_another_host_gets_its_earlier_artifacts_back_from_the_store() {
+    let Some(pg) = PgSchema::new("artifacts") else {
+        return;
+    };
+    let sb = Sandbox::new("artifacts");
+    let labelled = PIPELINE.replace(
+        "    command \"sh\" \"{var.scripts}/step.sh\"\n    timeout \"120s\"\n    grace \"1s\"\n    exit-code 0 verdict=\"PASS\"\n    otherwise verdict=\"tool-error\"\n    writes \"b-report\"\n",
+        "    command \"sh\" \"{var.scripts}/needs-a.sh\" \"{task-dir}\"\n    timeout \"120s\"\n    grace \"1s\"\n    exit-code 0 verdict=\"PASS\"\n    otherwise verdict=\"tool-error\"\n    writes \"b-report\"\n    labels \"gpu\"\n",
+    );
+    assert_ne!(labelled, PIPELINE, "the runner of b is labelled");
+    std::fs::write(sb.root.join("pipeline.kdl"), &labelled).unwrap();
+    // b needs a's artifact in its task directory, and keeps what it read.
+    std::fs::write(
+        sb.root.join("needs-a.sh"),
+        "echo \"$ORCH_TASK $ORCH_STAGE ${SVC:-cli}\" >> \"$OUT/by\"\n\
+         cp \"$1/a.md\" \"$OUT/b-read-a.$ORCH_TASK\" || exit 3\n",
+    )
+    .unwrap();
+    let url = pg.url();
+    let wt = sb.root.join("wt");
+    let a_md = |svc: &str, task: &str| sb.root.join(format!("state-{svc}/tasks/{task}/a.md"));
+
+    let plain = Serve::start(&sb, "plain", &url, 2, "5s");
+    plain.submit("moved", &wt);
+    plain.submit("nocopy", &wt);
+    for t in ["moved", "nocopy"] {
+        wait_until(
+            &format!("{t} released at b"),
+            Duration::from_secs(60),
+            || {
+                let v = plain.task(t);
+                v["queue"]["state"] == "queued" && v["queue"]["needs"] == json!(["gpu"])
+            },
+        );
+    }
+    let written = std::fs::read(a_md("plain", "moved")).expect("a.md on the plain service");
+    assert!(
+        String::from_utf8_lossy(&written).contains("PASS"),
+        "{written:?}"
+    );
+    // The store keeps the bytes with the digest a's attempt recorded.
+    let kept = pg.query(
+        "SELECT x.content, x.sha256, a.artifact_sha256 FROM artifacts x JOIN attempts a ON a.id = x.attempt_id
+         WHERE a.task = 'moved' AND a.stage = 'a'",
+    );
+    assert_eq!(kept.len(), 1, "one copy of a's artifact");
+    assert_eq!(kept[0].get::<_, Vec<u8>>(0), written);
+    assert_eq!(
+        kept[0].get::<_, String>(1),
+        kept[0].get::<_, String>(2),
+        "the copy carries the recorded digest"
+    );
+    // The other task's copy is lost: it goes on as a store without copies.
+    pg.query(
+        "DELETE FROM artifacts WHERE attempt_id IN (SELECT id FROM attempts WHERE task = 'nocopy')",
+    );
+
+    let gpu = Serve::start_with(&sb, "gpu", &url, 2, "5s", &["--labels", "gpu"]);
+    wait_until("moved finished", Duration::from_secs(120), || {
+        finished_ok(&gpu, "moved")
+    });
+    let restored = std::fs::read(a_md("gpu", "moved")).expect("a.md restored on the gpu service");
+    assert_eq!(restored, written, "the same bytes");
+    assert_eq!(
+        std::fs::read(sb.out().join("b-read-a.moved")).expect("b read a.md"),
+        written
+    );
+    let by = sb.lines("by");
+    assert!(by.contains(&"moved a plain".to_string()), "{by:?}");
+    assert!(by.contains(&"moved b gpu".to_string()), "{by:?}");
+    let notes: Vec<String> = pg
+        .query(
+            "SELECT n.text FROM run_notes n JOIN runs r ON r.id = n.run_id WHERE r.task = 'moved' ORDER BY n.id",
+        )
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("a.md")
+            && n.contains("attempt 1 of a")
+            && n.contains("was missing; restored it from the store")),
+        "{notes:?}"
+    );
+
+    // Any service reports the task's artifacts: the plain service's page
+    // shows b's and c's (run on the gpu service) as the store kept them,
+    // and a's from its own task directory.
+    let (status, page) = http(&plain.addr, "GET", "/tasks/moved", None);
+    assert_eq!(status, 200, "{page}");
+    for stage in ["b", "c"] {
+        assert!(
+            page.contains(&format!("as the store kept it (attempt 1 of {stage})")),
+            "{page}"
+        );
+    }
+    assert!(!page.contains("attempt 1 of a)."), "a.md is local: {page}");
+    assert!(!page.contains("is missing"), "{page}");
+    let (_, page) = http(&gpu.addr, "GET", "/tasks/moved", None);
+    assert!(!page.contains("as the store kept it"), "all local: {page}");
+
+    // Without a copy: the file is gone, b finds nothing and fails closed.
+    wait_until("nocopy finished", Duration::from_secs(120), || {
+        let v = gpu.task("nocopy");
+        v["runs"]
+            .as_array()
+            .and_then(|r| r.last())
+            .is_some_and(|r| r["outcome"] == "failure")
+    });
+    assert!(!a_md("gpu", "nocopy").exists());
+    assert!(!sb.out().join("b-read-a.nocopy").exists());
+    let notes: i64 = pg.query(
+        "SELECT count(*) FROM run_notes n JOIN runs r ON r.id = n.run_id WHERE r.task = 'nocopy' AND n.text LIKE '%restored%'",
+    )[0]
+    .get(0);
+    assert_eq!(notes, 0, "nothing restored without a copy");
+    assert!(gpu.log().contains("is gone"), "{}", gpu.log());
+}
+
+/// TLS to the database (#15). `sslmode=require` gets an encrypted
+/// connection from a server that offers TLS (the server's own view,
+/// `pg_stat_ssl`, says so) and is refused with exit 2, naming TLS and the
+/// URL, by one that does not (the real server's answer when its `ssl` is
+/// off, and a stand-in that answers the TLS request `N` as such a server
+/// does). `verify-full` against a loopback address the server's
+/// certificate cannot name fails the same way. Without `sslmode`, a
+/// loopback store is reached in plain text, as before.
+#[test]
+fn tls_is_used_when_the_url_asks_for_it_and_a_refusal_names_tls_and_the_url() {
+    let Some(pg) = PgSchema::new("tls") else {
+        return;
+    };
+    let sb = Sandbox::new("tls");
+    let wt = sb.root.join("wt");
+    let scripts = format!("scripts={}", sb.root.display());
+    let with = |app: &str, extra: &str| {
+        let sep = if pg.base.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{sep}schema={}&application_name={app}{extra}",
+            pg.base, pg.name
+        )
+    };
+    let run = |task: &str, url: &str| {
+        let out = sb
+            .orch()
+            .args(["run", task, "-p", "pipeline.kdl", "--worktree"])
+            .arg(&wt)
+            .args(["--var", &scripts, "--store", url, "--state-dir", "state"])
+            .output()
+            .expect("orch run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Whether each connection of the application `app` is encrypted, in
+    // the server's own words.
+    let encrypted = |app: &str| -> Vec<bool> {
+        pg.query(&format!(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+             WHERE a.application_name = '{app}'"
+        ))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let server_tls = pg.query("SHOW ssl")[0].get::<_, String>(0) == "on";
+    let cfg: tokio_postgres::Config = pg.base.parse().expect("a URL");
+    let loopback = cfg.get_hosts().iter().all(|h| match h {
+        tokio_postgres::config::Host::Tcp(h) => {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => true,
+    });
+
+    let require = with(&format!("{}_req", pg.name), "&sslmode=require");
+    let (code, out, err) = run("t-req", &require);
+    if server_tls {
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(out.contains("task t-req: success"), "{out}");
+        // A service on the same URL holds its connections open: every one
+        // of them is encrypted.
+        let s = Serve::start(&sb, "req", &require, 1, "5s");
+        let app = format!("{}_req", pg.name);
+        wait_until("the service's connections", Duration::from_secs(30), || {
+            !encrypted(&app).is_empty()
+        });
+        let seen = encrypted(&app);
+        assert!(seen.iter().all(|ssl| *ssl), "{seen:?}");
+        drop(s);
+    } else {
+        assert_eq!(code, Some(2), "{out}{err}");
+        assert!(
+            err.contains("TLS") && err.contains("sslmode=require"),
+            "{err}"
+        );
+    }
+
+    // A server that refuses TLS (a stand-in on loopback answering the TLS
+    // request as PostgreSQL with `ssl = off` does).
+    let refuser = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = refuser.local_addr().expect("its port").port();
+    std::thread::spawn(move || {
+        for mut c in refuser.incoming().flatten() {
+            let mut request = [0u8; 8];
+            if c.read_exact(&mut request).is_ok() {
+                let _ = c.write_all(b"N");
+                let mut rest = Vec::new();
+                let _ = c.read_to_end(&mut rest);
+            }
+        }
+    });
+    let refused =
+        format!("postgres://orch:secret-pw@127.0.0.1:{port}/test?schema=x&sslmode=require");
+    let (code, out, err) = run("t-refused", &refused);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("cannot open a TLS connection (sslmode=require)")
+            && err.contains("server does not support TLS"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("postgres://orch:***@127.0.0.1:{port}/test")),
+        "the URL is named: {err}"
+    );
+    assert!(!err.contains("secret-pw"), "the password is not: {err}");
+
+    // verify-full checks who the server is: no certificate names a bare
+    // loopback address under a public root.
+    let verify = with("verify", "&sslmode=verify-full");
+    let (code, out, err) = run("t-verify", &verify);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("cannot open a TLS connection (sslmode=verify-full)")
+            && err.contains("PostgreSQL store postgres://"),
+        "{err}"
+    );
+    if server_tls {
+        assert!(err.contains("certificate"), "{err}");
+    }
+
+    // Without sslmode: a loopback store, in plain text.
+    let plain = with(&format!("{}_plain", pg.name), "");
+    let (code, out, err) = run("t-plain", &plain);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let s = Serve::start(&sb, "plain", &plain, 1, "5s");
+    let app = format!("{}_plain", pg.name);
+    wait_until("the service's connections", Duration::from_secs(30), || {
+        !encrypted(&app).is_empty()
+    });
+    if loopback {
+        let seen = encrypted(&app);
+        assert!(seen.iter().all(|ssl| !*ssl), "{seen:?}");
+    }
+    drop(s);
+}

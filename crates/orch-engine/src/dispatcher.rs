@@ -298,19 +298,20 @@ impl<S: RunStore> Engine<S> {
                 self.store.set_step(a.id, Step::Interrupted).await?;
             }
         }
-        for message in self.changed_artifacts(&attempts) {
-            self.emit(Event::Note { message });
-        }
-        Ok(())
+        self.check_artifacts(&attempts).await
     }
 
-    /// What each artifact file should hold now. Every attempt clears its
-    /// stage's artifact when it starts, so the file is accounted for by the
-    /// latest attempt of any stage that writes it (stages may share one):
-    /// its recorded digest must still hold; when it recorded none (it was
-    /// interrupted, or found no file), the file is that attempt's
-    /// unfinished business and nothing is reported.
-    fn changed_artifacts(&self, attempts: &[Attempt]) -> Vec<String> {
+    /// Checks the artifact files against what was recorded. Every attempt
+    /// clears its stage's artifact when it starts, so the file is accounted
+    /// for by the latest attempt of any stage that writes it (stages may
+    /// share one): its recorded digest must still hold; when it recorded
+    /// none (it was interrupted, or found no file), the file is that
+    /// attempt's unfinished business and nothing is reported. A file that
+    /// is missing or differs is restored from the store when the store kept
+    /// it (a task taken over from a service on another host), and said so
+    /// in a run note; otherwise it is reported, and the gate that reads it
+    /// fails closed as before.
+    async fn check_artifacts(&mut self, attempts: &[Attempt]) -> Result<(), RunError> {
         let mut latest: HashMap<String, &Attempt> = HashMap::new();
         for a in attempts {
             if let Some(rel) = self.artifact_of_stage(&a.stage) {
@@ -319,38 +320,81 @@ impl<S: RunStore> Engine<S> {
                 latest.insert(rel, a);
             }
         }
-        let dir = self.dir();
-        let mut notes: Vec<String> = latest
-            .into_iter()
-            .filter_map(|(rel, a)| Some((rel, a, a.artifact_sha256.as_deref()?)))
-            .filter_map(|(rel, a, sha)| {
-                let path = dir.show(&rel);
-                match artifact::file_sha256(dir, &rel) {
-                    Ok(now) if now == sha => None,
-                    Ok(_) => Some(format!(
-                        "artifact {} changed since attempt {} of {} recorded it",
-                        path.display(),
-                        a.attempt,
-                        a.stage
-                    )),
-                    Err(taskdir::Error::Missing) => Some(format!(
-                        "artifact {} recorded by attempt {} of {} is gone",
-                        path.display(),
-                        a.attempt,
-                        a.stage
-                    )),
-                    Err(e) => Some(format!(
-                        "artifact {} recorded by attempt {} of {} {}",
-                        path.display(),
-                        a.attempt,
-                        a.stage,
-                        e.describe()
-                    )),
+        let mut notes = Vec::new();
+        let mut restored = Vec::new();
+        for (rel, a) in latest {
+            let Some(sha) = a.artifact_sha256.as_deref() else {
+                continue;
+            };
+            let path = self.dir().show(&rel);
+            let what = format!(
+                "artifact {} recorded by attempt {} of {}",
+                path.display(),
+                a.attempt,
+                a.stage
+            );
+            let found = match artifact::file_sha256(self.dir(), &rel) {
+                Ok(now) if now == sha => continue,
+                Ok(_) => Found::Changed,
+                Err(taskdir::Error::Missing) => Found::Gone,
+                Err(e) => Found::Other(e.describe()),
+            };
+            match self.restore(&rel, a.id, sha).await? {
+                Restore::Done => restored.push(format!(
+                    "{what} {}; restored it from the store (sha256 {sha})",
+                    match &found {
+                        Found::Changed => "had changed".to_string(),
+                        Found::Gone => "was missing".to_string(),
+                        Found::Other(why) => why.clone(),
+                    }
+                )),
+                Restore::NoCopy => notes.push(found.note(&path, a)),
+                Restore::Failed(why) => {
+                    notes.push(format!("{}; not restored: {why}", found.note(&path, a)))
                 }
-            })
-            .collect();
+            }
+        }
+        restored.sort();
+        for message in &restored {
+            self.store.add_run_note(self.run_id, message).await?;
+        }
+        notes.extend(restored);
         notes.sort();
-        notes
+        for message in notes {
+            self.emit(Event::Note { message });
+        }
+        Ok(())
+    }
+
+    /// Writes the copy the store kept of attempt `attempt_id`'s artifact
+    /// back to `rel` beneath the task directory (whatever occupies the path
+    /// is removed, never followed), checking its digest before and after.
+    async fn restore(&self, rel: &str, attempt_id: i64, sha: &str) -> Result<Restore, RunError> {
+        if !self.store.keeps_artifacts() {
+            return Ok(Restore::NoCopy);
+        }
+        let Some(kept) = self.store.artifact_content(attempt_id).await? else {
+            return Ok(Restore::NoCopy);
+        };
+        if kept.sha256 != sha || artifact::sha256_hex(&kept.content) != sha {
+            return Ok(Restore::Failed(
+                "the store's copy does not match the recorded digest".into(),
+            ));
+        }
+        let dir = self.dir();
+        if let Err(e) = dir.clear(rel).and_then(|()| dir.write(rel, &kept.content)) {
+            return Ok(Restore::Failed(format!("cannot write it: {e}")));
+        }
+        match artifact::file_sha256(dir, rel) {
+            Ok(now) if now == sha => Ok(Restore::Done),
+            Ok(_) => Ok(Restore::Failed(
+                "the file written differs from the recorded digest".into(),
+            )),
+            Err(e) => Ok(Restore::Failed(format!(
+                "the file written {}",
+                e.describe()
+            ))),
+        }
     }
 
     pub(crate) async fn drive(&mut self, resumed: bool) -> Result<Finished, RunError> {
@@ -620,11 +664,34 @@ impl<S: RunStore> Engine<S> {
             self.emit(Event::Note { message });
         }
         // Only a regular file has a digest; anything else fails its gate.
-        let sha = self
+        let bytes = self
             .artifact_of_stage(&row.stage)
-            .and_then(|rel| artifact::file_sha256(self.dir(), &rel).ok());
+            .and_then(|rel| self.dir().read(&rel).ok());
+        let sha = bytes.as_deref().map(artifact::sha256_hex);
         self.profile.artifacts += t.elapsed();
-        self.store.record_artifact(row.id, sha.as_deref()).await?;
+        match (bytes, sha) {
+            // A store shared by many hosts keeps the bytes too, so that the
+            // service that takes the task over can restore the file.
+            (Some(bytes), Some(sha)) if self.store.keeps_artifacts() => {
+                if bytes.len() <= orch_store::MAX_KEPT_ARTIFACT_BYTES {
+                    self.store
+                        .record_artifact_content(row.id, &sha, &bytes)
+                        .await?;
+                } else {
+                    self.emit(Event::Note {
+                        message: format!(
+                            "artifact of attempt {} of {} is {} bytes, more than the {} the store keeps: only its digest is recorded",
+                            row.attempt,
+                            row.stage,
+                            bytes.len(),
+                            orch_store::MAX_KEPT_ARTIFACT_BYTES
+                        ),
+                    });
+                    self.store.record_artifact(row.id, Some(&sha)).await?;
+                }
+            }
+            (_, sha) => self.store.record_artifact(row.id, sha.as_deref()).await?,
+        }
         failpoint::hit(Point::AfterArtifact, &row.stage);
         Ok(())
     }
@@ -744,4 +811,46 @@ fn pipeline_dir(pipeline_path: &std::path::Path) -> String {
         .parent()
         .map(|d| d.display().to_string())
         .unwrap_or_default()
+}
+
+/// What a resumed run found at an artifact's path.
+enum Found {
+    Changed,
+    Gone,
+    /// Something that is not the file (a link, a directory), in words.
+    Other(String),
+}
+
+impl Found {
+    /// The note when the file stays as found.
+    fn note(&self, path: &std::path::Path, a: &Attempt) -> String {
+        match self {
+            Found::Changed => format!(
+                "artifact {} changed since attempt {} of {} recorded it",
+                path.display(),
+                a.attempt,
+                a.stage
+            ),
+            Found::Gone => format!(
+                "artifact {} recorded by attempt {} of {} is gone",
+                path.display(),
+                a.attempt,
+                a.stage
+            ),
+            Found::Other(why) => format!(
+                "artifact {} recorded by attempt {} of {} {why}",
+                path.display(),
+                a.attempt,
+                a.stage
+            ),
+        }
+    }
+}
+
+/// Whether an artifact was restored from the store.
+enum Restore {
+    Done,
+    /// The store kept no copy (SQLite, or a file over the bound).
+    NoCopy,
+    Failed(String),
 }

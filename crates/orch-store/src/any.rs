@@ -167,6 +167,23 @@ impl RunStore for AnyStore {
     async fn record_artifact(&self, attempt_id: i64, sha256: Option<&str>) -> Result<()> {
         delegate!(self, s => s.record_artifact(attempt_id, sha256))
     }
+    async fn record_artifact_content(
+        &self,
+        attempt_id: i64,
+        sha256: &str,
+        content: &[u8],
+    ) -> Result<()> {
+        delegate!(self, s => s.record_artifact_content(attempt_id, sha256, content))
+    }
+    fn keeps_artifacts(&self) -> bool {
+        match self {
+            AnyStore::Sqlite(s) => s.keeps_artifacts(),
+            AnyStore::Postgres(s) => s.keeps_artifacts(),
+        }
+    }
+    async fn artifact_content(&self, attempt_id: i64) -> Result<Option<StoredArtifact>> {
+        delegate!(self, s => s.artifact_content(attempt_id))
+    }
     async fn record_gate(&self, attempt_id: i64, pass: bool, reason: &str) -> Result<()> {
         delegate!(self, s => s.record_gate(attempt_id, pass, reason))
     }

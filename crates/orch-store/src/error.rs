@@ -54,6 +54,14 @@ pub enum StoreError {
     },
     #[error("cannot reach the PostgreSQL store {url}: {source}")]
     Unreachable { url: String, source: Source },
+    #[error(
+        "cannot open a TLS connection (sslmode={mode}) to the PostgreSQL store {url}: {source}"
+    )]
+    Tls {
+        url: String,
+        mode: &'static str,
+        source: Source,
+    },
     #[error("the PostgreSQL store {url} refused a statement: {source}")]
     Postgres { url: String, source: Source },
     #[error(

@@ -24,6 +24,11 @@ pub use records::*;
 pub use sqlite::SqliteStore;
 pub use time::{now_ms, rfc3339};
 
+/// The largest artifact a store keeps the bytes of (1 MiB): artifacts are
+/// reports of a few kilobytes; a larger one is recorded by its digest
+/// alone, as on a store that keeps none.
+pub const MAX_KEPT_ARTIFACT_BYTES: usize = 1024 * 1024;
+
 /// What a lock is for: one live run per task, one task at a time in a
 /// serial stage.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -111,6 +116,34 @@ pub trait RunStore: Send + Sync + 'static {
         attempt_id: i64,
         sha256: Option<&str>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Records the digest of an attempt's artifact with its bytes, on a
+    /// store that keeps artifacts ([`RunStore::keeps_artifacts`]): one write
+    /// under the same fence as the other steps, the same on a retry. A
+    /// store that does not keeps the digest alone (the default: SQLite,
+    /// whose task directories are on its own host).
+    fn record_artifact_content(
+        &self,
+        attempt_id: i64,
+        sha256: &str,
+        content: &[u8],
+    ) -> impl Future<Output = Result<()>> + Send {
+        let _ = content;
+        self.record_artifact(attempt_id, Some(sha256))
+    }
+    /// Whether the store keeps the bytes of artifacts, so that a service on
+    /// another host can restore them ([`RunStore::artifact_content`]).
+    fn keeps_artifacts(&self) -> bool {
+        false
+    }
+    /// The artifact an attempt recorded with
+    /// [`RunStore::record_artifact_content`], if the store kept it.
+    fn artifact_content(
+        &self,
+        attempt_id: i64,
+    ) -> impl Future<Output = Result<Option<StoredArtifact>>> + Send {
+        let _ = attempt_id;
+        async { Ok(None) }
+    }
     fn record_gate(
         &self,
         attempt_id: i64,

@@ -247,6 +247,14 @@ pub struct GroupRecord {
     pub token: Option<String>,
 }
 
+/// The bytes of an attempt's artifact as a store kept them, with the
+/// digest recorded with them (the reader checks the bytes against it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    pub sha256: String,
+    pub content: Vec<u8>,
+}
+
 /// One attempt of a stage: a producer run, its exit, artifact, gate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {

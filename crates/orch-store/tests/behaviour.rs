@@ -551,6 +551,42 @@ async fn locks_behaviour<S: RunStore>(s: &S) {
         .is_none());
 }
 
+/// An artifact's bytes: kept by a store shared by many hosts (read back as
+/// written, binary and all, the same after a retried write), and by the
+/// embedded store not at all (its digest alone, as before).
+async fn artifacts_behaviour<S: RunStore>(s: &S) {
+    let _lock = s
+        .try_lock(&LockKey::Task("t".into()), "me")
+        .await
+        .unwrap()
+        .expect("the task's lock");
+    let run = new_run(s, "t").await;
+    let a = new_attempt(s, run, "t", "plan", 1).await;
+    let content = b"result: PASS\n\x00\xff binary too\n".to_vec();
+    s.record_artifact_content(a, "d1", &content).await.unwrap();
+    // A retry of the same write (its connection broke after the commit).
+    s.record_artifact_content(a, "d1", &content).await.unwrap();
+    let got = s.attempt(a).await.unwrap().expect("the attempt");
+    assert_eq!(got.step, Step::Artifact);
+    assert_eq!(got.artifact_sha256.as_deref(), Some("d1"));
+    let kept = s.artifact_content(a).await.unwrap();
+    if s.keeps_artifacts() {
+        assert_eq!(
+            kept,
+            Some(StoredArtifact {
+                sha256: "d1".into(),
+                content
+            })
+        );
+    } else {
+        assert_eq!(kept, None);
+    }
+    // An attempt that recorded its digest alone has no copy.
+    let b = new_attempt(s, run, "t", "plan", 2).await;
+    s.record_artifact(b, Some("d2")).await.unwrap();
+    assert_eq!(s.artifact_content(b).await.unwrap(), None);
+}
+
 /// Approval requests and decisions: asking again returns the first request,
 /// the first decision wins (a second is refused naming it), none is taken
 /// at or after the expiry, an unknown request is said to be unknown.
@@ -638,6 +674,7 @@ async fn approvals_behaviour<S: RunStore>(s: &S) {
 
 on_both!(steps, steps_round_trip);
 on_both!(approvals, approvals_behaviour);
+on_both!(artifacts, artifacts_behaviour);
 on_both!(runs, runs_round_trip);
 on_both!(queue, queue_behaviour);
 on_both!(labels, labels_behaviour);
@@ -755,6 +792,12 @@ fn a_task_of_an_expired_service_is_taken_over_and_its_old_owner_is_fenced() {
             !matches!(moved, Ok(true)),
             "the stale owner cannot settle t: {moved:?}"
         );
+        let refused = a.record_artifact_content(first, "d", b"late").await;
+        assert!(
+            matches!(refused, Err(StoreError::Fenced { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(b.artifact_content(first).await.unwrap(), None);
         assert_eq!(
             a.attempts(run).await.unwrap().len(),
             1,

@@ -76,6 +76,10 @@ async fn render<S: Store>(
         None => app.served().pipeline.clone(),
     };
     let task_dir = app.state_dir.join("tasks").join(task);
+    let kept = match runs.last() {
+        Some(run) => kept_artifacts(app, &pipeline, run, &task_dir).await?,
+        None => HashMap::new(),
+    };
     let notice = layout::param(query, "cancel");
     let decided = layout::param(query, "approval");
     let pending = crate::approvals::pending_of(app, task).await?;
@@ -105,7 +109,7 @@ async fn render<S: Store>(
         }
         @if runs.is_empty() { p { "No run yet: the task waits for a worker." } }
         @for s in sections { (s) }
-        (artifacts(&pipeline, &task_dir))
+        (artifacts(&pipeline, &task_dir, &kept))
     };
     Ok(Some(layout::page(
         &format!("Task {task}"),
@@ -308,29 +312,94 @@ fn attempt_item(
     }
 }
 
-fn artifacts(p: &Pipeline, task_dir: &std::path::Path) -> Markup {
+/// An artifact this service's task directory lacks, as the store kept it
+/// (a stage that ran on another service): its text and whose it is.
+struct Kept {
+    text: String,
+    owner: String,
+}
+
+/// The store's copies of the artifacts this service cannot read in its
+/// own task directory, on a store that keeps them: for each, the copy of
+/// the latest attempt of the run that wrote its path (as a resume restores
+/// it), if that attempt recorded one and it is text.
+async fn kept_artifacts<S: Store>(
+    app: &App<S>,
+    p: &Pipeline,
+    run: &Run,
+    task_dir: &std::path::Path,
+) -> orch_store::Result<HashMap<String, Kept>> {
+    let mut kept = HashMap::new();
+    if !app.store.keeps_artifacts() {
+        return Ok(kept);
+    }
+    let attempts = app.store.attempts(run.id).await?;
+    let path_of_stage = |stage: &str| {
+        let g = p.gate(&p.stage(stage)?.gate.value)?;
+        Some(p.artifact(&g.artifact.value)?.path.value.clone())
+    };
+    for art in &p.artifacts {
+        if orch_engine::gate::read_beneath(art, task_dir).is_ok() {
+            continue;
+        }
+        let owner = attempts
+            .iter()
+            .rev()
+            .find(|a| path_of_stage(&a.stage).as_deref() == Some(art.path.value.as_str()));
+        let Some(a) = owner else { continue };
+        let Some(sha) = a.artifact_sha256.as_deref() else {
+            continue;
+        };
+        let Some(copy) = app.store.artifact_content(a.id).await? else {
+            continue;
+        };
+        if copy.sha256 != sha {
+            continue;
+        }
+        if let Ok(text) = String::from_utf8(copy.content) {
+            kept.insert(
+                art.name.value.clone(),
+                Kept {
+                    text,
+                    owner: format!("attempt {} of {}", a.attempt, a.stage),
+                },
+            );
+        }
+    }
+    Ok(kept)
+}
+
+fn artifacts(p: &Pipeline, task_dir: &std::path::Path, kept: &HashMap<String, Kept>) -> Markup {
     html! {
         section.artifacts aria-label="artifacts" {
             h2 { "Artifacts" }
             @if p.artifacts.is_empty() { p { "The pipeline declares none." } }
             @for art in &p.artifacts {
                 h3 { (art.name.value) " " small { code { (art.path.value) } } }
-                @match orch_engine::gate::read_beneath(art, task_dir) {
-                    Err(why) => p.muted { (why) },
-                    Ok(text) => {
-                        @let fields = orch_lang::gate::parse_fields(&text);
-                        table.fields {
-                            @for f in &art.fields {
-                                tr data-field=(f.key.value) {
-                                    th scope="row" { (f.key.value) }
-                                    td { @match fields.get(&f.key.value) {
-                                        Some(v) => code { (v) },
-                                        None => span.muted { "missing" },
-                                    } }
-                                }
-                            }
-                        }
-                    }
+                @match (orch_engine::gate::read_beneath(art, task_dir), kept.get(&art.name.value)) {
+                    (Ok(text), _) => (fields_table(art, &text)),
+                    (Err(_), Some(k)) => {
+                        p.muted.kept { "Not in this service's task directory: as the store kept it (" (k.owner) ")." }
+                        (fields_table(art, &k.text))
+                    },
+                    (Err(why), None) => p.muted { (why) },
+                }
+            }
+        }
+    }
+}
+
+fn fields_table(art: &orch_lang::model::Artifact, text: &str) -> Markup {
+    let fields = orch_lang::gate::parse_fields(text);
+    html! {
+        table.fields {
+            @for f in &art.fields {
+                tr data-field=(f.key.value) {
+                    th scope="row" { (f.key.value) }
+                    td { @match fields.get(&f.key.value) {
+                        Some(v) => code { (v) },
+                        None => span.muted { "missing" },
+                    } }
                 }
             }
         }

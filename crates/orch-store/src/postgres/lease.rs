@@ -164,7 +164,11 @@ impl Inner {
         Ok(!rows.is_empty())
     }
 
-    /// One attempt at the lock: its guard id when taken.
+    /// One attempt at the lock: its guard id when taken. The guard is new
+    /// for each [`Inner::take_lock`] and names the row it wrote: a statement
+    /// retried after its connection broke finds the lock its first try
+    /// took (it may have committed) and takes it again, instead of seeing
+    /// it held by a guard nobody holds.
     async fn try_take(
         &self,
         me: &Identity,
@@ -180,7 +184,7 @@ impl Inner {
                  WHERE EXISTS (SELECT 1 FROM services s WHERE s.id = $2 AND s.expires_at > clock_timestamp())
                  ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, guard = EXCLUDED.guard,
                      holder = EXCLUDED.holder, taken_at = EXCLUDED.taken_at
-                 WHERE locks.owner IS NULL OR NOT EXISTS (
+                 WHERE locks.owner IS NULL OR locks.guard = EXCLUDED.guard OR NOT EXISTS (
                      SELECT 1 FROM services s WHERE s.id = locks.owner AND s.expires_at > clock_timestamp())
                  RETURNING guard",
                 &[&key, &me.id, &guard, &holder],

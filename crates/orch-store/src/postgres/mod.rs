@@ -16,6 +16,7 @@ mod pool;
 mod queue;
 mod rows;
 mod schema;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -573,6 +574,50 @@ impl RunStore for PostgresStore {
         self.write(&what, &sql, &[&attempt_id, &sha256, &me])
             .await
             .map(drop)
+    }
+
+    async fn record_artifact_content(
+        &self,
+        attempt_id: i64,
+        sha256: &str,
+        content: &[u8],
+    ) -> Result<()> {
+        let what = format!("attempt {attempt_id}");
+        let me = self.me(&what)?;
+        // The digest and the bytes in one statement under the fence; a
+        // retry of a statement that had committed writes the same row.
+        let sql = format!(
+            "WITH ok AS (SELECT {} AS ok),
+             c AS (INSERT INTO artifacts (attempt_id, sha256, content)
+                   SELECT $1::bigint, $2::text, $4::bytea WHERE (SELECT ok FROM ok)
+                   ON CONFLICT (attempt_id) DO UPDATE SET sha256 = EXCLUDED.sha256, content = EXCLUDED.content),
+             w AS (UPDATE attempts SET step = 'artifact', artifact_sha256 = $2
+                   WHERE id = $1 AND (SELECT ok FROM ok) RETURNING id)
+             SELECT (SELECT ok FROM ok), (SELECT max(id) FROM w)",
+            fence(ATTEMPT_TASK, "$3::text")
+        );
+        self.write(&what, &sql, &[&attempt_id, &sha256, &me, &content])
+            .await
+            .map(drop)
+    }
+
+    fn keeps_artifacts(&self) -> bool {
+        true
+    }
+
+    async fn artifact_content(&self, attempt_id: i64) -> Result<Option<StoredArtifact>> {
+        self.row(
+            "SELECT sha256, content FROM artifacts WHERE attempt_id = $1",
+            &[&attempt_id],
+            |r| {
+                let bad = |e: tokio_postgres::Error| rows::Bad(e.to_string());
+                Ok(StoredArtifact {
+                    sha256: r.try_get(0).map_err(bad)?,
+                    content: r.try_get(1).map_err(bad)?,
+                })
+            },
+        )
+        .await
     }
 
     async fn record_gate(&self, attempt_id: i64, pass: bool, reason: &str) -> Result<()> {

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::tls::{self, TlsMode};
 use crate::{Result, StoreError};
 
 /// Parameters of one statement.
@@ -36,21 +38,32 @@ pub(crate) struct Target {
     pub schema: Option<String>,
     /// The URL without its password, for messages.
     pub shown: String,
+    /// `sslmode=`, or its default for the host.
+    pub tls_mode: TlsMode,
+    /// The TLS client, unless `tls_mode` is `disable`.
+    pub tls: Option<MakeRustlsConnect>,
 }
 
-/// Parses `postgres://user@host:port/db?schema=name&...`. The `schema`
-/// parameter is taken out (the client does not know it); the rest is the
-/// client's own syntax.
+/// Parses `postgres://user@host:port/db?schema=name&...`. The `schema`,
+/// `sslmode` and `sslrootcert` parameters are taken out (orch reads them;
+/// the client knows only some `sslmode` values); the rest is the client's
+/// own syntax.
 pub(crate) fn parse_url(url: &str) -> std::result::Result<Target, String> {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
     };
     let mut schema = None;
+    let mut sslmode = None;
+    let mut root_cert = None;
     let mut kept = Vec::new();
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         match pair.split_once('=') {
             Some(("schema", v)) if !v.is_empty() => schema = Some(v.to_string()),
+            Some(("sslmode", v)) => sslmode = Some(TlsMode::parse(v)?),
+            Some(("sslrootcert", v)) if !v.is_empty() => {
+                root_cert = Some(std::path::PathBuf::from(v))
+            }
             _ if pair.is_empty() => {}
             _ => kept.push(pair),
         }
@@ -70,13 +83,18 @@ pub(crate) fn parse_url(url: &str) -> std::result::Result<Target, String> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let config: tokio_postgres::Config = client_url
+    let mut config: tokio_postgres::Config = client_url
         .parse()
         .map_err(|e| format!("not a PostgreSQL URL ({e})"))?;
+    let tls_mode = sslmode.unwrap_or_else(|| TlsMode::default_for(&config));
+    config.ssl_mode(tls_mode.client_mode());
+    let tls = tls::connector(tls_mode, root_cert.as_deref())?;
     Ok(Target {
         config,
         schema,
         shown: redact(url),
+        tls_mode,
+        tls,
     })
 }
 
@@ -179,7 +197,13 @@ impl Pool {
 
     pub fn err(&self, e: tokio_postgres::Error) -> StoreError {
         let url = self.target.shown.clone();
-        if is_connection_error(&e) {
+        if tls::is_tls_error(&e) {
+            StoreError::Tls {
+                url,
+                mode: self.target.tls_mode.as_str(),
+                source: tls::describe(&e).into(),
+            }
+        } else if is_connection_error(&e) {
             StoreError::Unreachable {
                 url,
                 source: Box::new(e),
@@ -202,12 +226,24 @@ impl Pool {
     }
 
     async fn connect(&self) -> std::result::Result<Conn, tokio_postgres::Error> {
-        let (client, connection) = self.target.config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            // Ends when the client is dropped or the server goes away; the
-            // next call on the client then fails and is retried.
-            let _ = connection.await;
-        });
+        // The connection task ends when the client is dropped or the server
+        // goes away; the next call on the client then fails and is retried.
+        let client = match &self.target.tls {
+            None => {
+                let (client, connection) = self.target.config.connect(NoTls).await?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = self.target.config.connect(tls.clone()).await?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+        };
         if let Some(schema) = &self.target.schema {
             client
                 .batch_execute(&format!("SET search_path TO \"{schema}\""))
@@ -296,5 +332,71 @@ mod tests {
         assert!(!t.shown.contains("secret"), "{}", t.shown);
         let bad = parse_url("postgres://me@h/db?schema=a;drop").err();
         assert!(bad.is_some_and(|e| e.contains("schema")));
+    }
+
+    #[test]
+    fn tls_is_off_for_loopback_and_preferred_elsewhere_unless_the_url_says() {
+        let mode = |url: &str| parse_url(url).map(|t| (t.tls_mode, t.tls.is_some()));
+        assert_eq!(
+            mode("postgres://me@127.0.0.1/db"),
+            Ok((TlsMode::Disable, false))
+        );
+        assert_eq!(
+            mode("postgres://me@localhost:5433/db"),
+            Ok((TlsMode::Disable, false))
+        );
+        assert_eq!(
+            mode("postgres://me@[::1]/db"),
+            Ok((TlsMode::Disable, false))
+        );
+        assert_eq!(
+            mode("postgres://me@db.internal/db"),
+            Ok((TlsMode::Prefer, true))
+        );
+        assert_eq!(
+            mode("postgres://me@127.0.0.1/db?sslmode=require"),
+            Ok((TlsMode::Require, true))
+        );
+        assert_eq!(
+            mode("postgres://me@db.internal/db?sslmode=disable"),
+            Ok((TlsMode::Disable, false))
+        );
+        assert_eq!(
+            mode("postgres://me@db.internal/db?sslmode=verify-full&connect_timeout=5"),
+            Ok((TlsMode::VerifyFull, true))
+        );
+        let bad = mode("postgres://me@h/db?sslmode=sometimes").err();
+        assert!(
+            bad.as_deref()
+                .is_some_and(|e| e.contains("sslmode")
+                    && e.contains("disable, prefer, require, verify-full")),
+            "{bad:?}"
+        );
+        let bad = mode("postgres://me@h/db?sslmode=require&sslrootcert=/x.pem").err();
+        assert!(
+            bad.as_deref().is_some_and(|e| e.contains("verify-full")),
+            "{bad:?}"
+        );
+        let bad =
+            mode("postgres://me@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem").err();
+        assert!(
+            bad.as_deref()
+                .is_some_and(|e| e.contains("/nonexistent/ca.pem")),
+            "{bad:?}"
+        );
+        let not_pem = std::env::temp_dir().join(format!("orch-not-pem-{}.txt", std::process::id()));
+        std::fs::write(&not_pem, "not a certificate\n").expect("a temporary file");
+        let bad = mode(&format!(
+            "postgres://me@h/db?sslmode=verify-full&sslrootcert={}",
+            not_pem.display()
+        ))
+        .err();
+        let _ = std::fs::remove_file(&not_pem);
+        assert!(
+            bad.as_deref()
+                .is_some_and(|e| e.contains("holds no PEM certificate")
+                    && e.contains(&not_pem.display().to_string())),
+            "{bad:?}"
+        );
     }
 }

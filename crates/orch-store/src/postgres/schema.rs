@@ -167,6 +167,16 @@ CREATE TABLE approval_decisions (
     r#"
 ALTER TABLE queue ADD COLUMN needs TEXT;
 "#,
+    // 4 (artifacts): the bytes of each attempt's artifact (bounded by the
+    // engine), so that a service on another host can restore a file an
+    // earlier attempt wrote into another service's task directory.
+    r#"
+CREATE TABLE artifacts (
+    attempt_id BIGINT PRIMARY KEY REFERENCES attempts(id),
+    sha256 TEXT NOT NULL,
+    content BYTEA NOT NULL
+);
+"#,
 ];
 
 /// The schema's version, or why it is not a store this build can use.

@@ -1,0 +1,192 @@
+//! TLS to the database, as libpq's `sslmode` says: `disable` (the default
+//! for a loopback host or a Unix socket), `prefer` (the default elsewhere:
+//! encrypted when the server offers it, plain otherwise), `require`
+//! (encrypted or no connection) and `verify-full` (encrypted, and the
+//! server's certificate verified for its host name against the Mozilla
+//! roots, or against `sslrootcert=FILE` alone). As in libpq, `prefer` and
+//! `require` encrypt without checking who the server is.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyFull,
+}
+
+impl TlsMode {
+    pub(crate) fn parse(v: &str) -> Result<TlsMode, String> {
+        match v {
+            "disable" => Ok(TlsMode::Disable),
+            "prefer" => Ok(TlsMode::Prefer),
+            "require" => Ok(TlsMode::Require),
+            "verify-full" => Ok(TlsMode::VerifyFull),
+            other => Err(format!(
+                "sslmode `{other}` is not one orch knows: disable, prefer, require, verify-full"
+            )),
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// `disable` when every host is loopback (or a Unix socket): nothing
+    /// crosses a network. `prefer` otherwise.
+    pub(crate) fn default_for(config: &tokio_postgres::Config) -> TlsMode {
+        let loopback = |h: &Host| match h {
+            Host::Tcp(name) => {
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                name.eq_ignore_ascii_case("localhost")
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            Host::Unix(_) => true,
+        };
+        let hosts = config.get_hosts();
+        if !hosts.is_empty() && hosts.iter().all(loopback) {
+            TlsMode::Disable
+        } else {
+            TlsMode::Prefer
+        }
+    }
+
+    /// What the client does with the server's answer to its TLS request.
+    pub(crate) fn client_mode(self) -> SslMode {
+        match self {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyFull => SslMode::Require,
+        }
+    }
+}
+
+/// The TLS client for `mode` (none for `disable`).
+pub(crate) fn connector(
+    mode: TlsMode,
+    root_cert: Option<&Path>,
+) -> Result<Option<MakeRustlsConnect>, String> {
+    if root_cert.is_some() && mode != TlsMode::VerifyFull {
+        return Err("sslrootcert is used by sslmode=verify-full only".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let config = match mode {
+        TlsMode::Disable => return Ok(None),
+        TlsMode::Prefer | TlsMode::Require => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth(),
+        TlsMode::VerifyFull => {
+            let mut roots = rustls::RootCertStore::empty();
+            match root_cert {
+                Some(path) => {
+                    let bad = |e: &dyn std::fmt::Display| {
+                        format!(
+                            "cannot read the certificates of sslrootcert {}: {e}",
+                            path.display()
+                        )
+                    };
+                    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+                    }
+                    if roots.is_empty() {
+                        return Err(bad(&"it holds no PEM certificate"));
+                    }
+                }
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+/// Whether the connection failed in its TLS request or handshake (the
+/// server refused TLS, or its certificate was not accepted): not a
+/// network error. The client exposes no kind, only its words.
+pub(crate) fn is_tls_error(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_none() && e.to_string().starts_with("error performing TLS handshake")
+}
+
+/// The error with its causes ("error performing TLS handshake: server does
+/// not support TLS"): the client's own words stop at the first.
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// `prefer` and `require`: the handshake's signatures are checked, the
+/// certificate's issuer and name are not (libpq's meaning of the modes).
+#[derive(Debug)]
+struct EncryptOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
