@@ -224,6 +224,10 @@ struct ServeArgs {
     /// whose runner's and transport's labels it has all of.
     #[arg(long, value_name = "LABEL,…", value_delimiter = ',', value_parser = parse_label)]
     labels: Vec<String>,
+    /// Where each task works on this host: an absolute path, `{task}` replaced by the task's
+    /// name (e.g. /srv/work/{task}); created when missing. A task taken over works in the taker's.
+    #[arg(long, value_name = "TEMPLATE", value_parser = parse_worktree_template)]
+    worktree: Option<orch_server::config::WorktreeTemplate>,
     /// The address to listen on (port 0: any free port).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
     listen: std::net::SocketAddr,
@@ -246,6 +250,11 @@ struct ServeArgs {
     /// Debug logs (or set RUST_LOG).
     #[arg(short, long)]
     verbose: bool,
+}
+
+/// `orch serve --worktree`: absolute, `{task}` its only placeholder.
+fn parse_worktree_template(s: &str) -> Result<orch_server::config::WorktreeTemplate, String> {
+    orch_server::config::WorktreeTemplate::parse(s)
 }
 
 /// A label of `--labels`: non-empty, no surrounding blanks.
@@ -435,6 +444,7 @@ fn main() -> ExitCode {
             store: a.store,
             name: a.name,
             labels: a.labels,
+            worktree: a.worktree,
             listen: a.listen,
             workers: usize::from(a.workers),
             drain_timeout: a.drain_timeout,

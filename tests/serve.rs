@@ -1441,3 +1441,78 @@ fn a_task_whose_first_stage_is_labelled_is_not_taken_without_the_label() {
     wait_until("m", Duration::from_secs(60), || finished_ok(&s, "m"));
     assert_eq!(sb.lines("starts"), ["m a 1", "m b 1", "m c 1"]);
 }
+
+/// `orch serve --worktree /…/{task}`: each task works in its own directory
+/// on this host, created when missing; a submission naming a worktree is
+/// refused by such a service; a template that is not absolute, or holds
+/// another placeholder, stops the service before it starts.
+#[test]
+fn the_services_worktree_template_places_each_task() {
+    let sb = Sandbox::new("worktree");
+    // Every stage records where it ran; the scripts are found by absolute path.
+    let root = sb.root.display().to_string();
+    let pipeline = PIPELINE
+        .replace("{var.scripts}", &root)
+        .replace("/step.sh", "/where.sh");
+    std::fs::write(sb.root.join("pipeline.kdl"), pipeline).unwrap();
+    std::fs::write(
+        sb.root.join("where.sh"),
+        format!("pwd > \"$OUT/cwd.$ORCH_TASK.$ORCH_STAGE\"\nexec sh {root}/step.sh\n"),
+    )
+    .unwrap();
+    let cwd = |t: &str, stage: &str| {
+        std::fs::read_to_string(sb.out().join(format!("cwd.{t}.{stage}")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    for bad in ["work/{task}", "/srv/{var.x}"] {
+        let out = Command::new(ORCH)
+            .current_dir(&sb.root)
+            .args(["serve", "-p", "pipeline.kdl", "--worktree", bad])
+            .output()
+            .expect("orch serve");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+    let template = format!("{root}/hosts/h1/{{task}}");
+    let mut s = Serve::start(&sb, 2, &["--worktree", &template]);
+    s.submit("w1");
+    s.submit("w2");
+    let (code, v) = s.post(
+        "/api/v1/tasks",
+        &json!({ "task": "w3", "worktree": sb.root.display().to_string() }),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(v.to_string().contains("--worktree"), "{v}");
+    for t in ["w1", "w2"] {
+        wait_until(&format!("{t} finishes"), Duration::from_secs(60), || {
+            s.queue_state(t) == "finished"
+        });
+        for stage in ["a", "b", "c"] {
+            assert_eq!(cwd(t, stage), format!("{root}/hosts/h1/{t}"));
+        }
+        assert_eq!(
+            s.task(t)["runs"][0]["worktree"],
+            json!(format!("{root}/hosts/h1/{t}"))
+        );
+    }
+    // A task in flight when its service dies is resumed by the next one in
+    // that one's place (another host, here another template).
+    sb.hold("w4-b");
+    s.submit("w4");
+    wait_until("w4 runs b", Duration::from_secs(60), || {
+        sb.lines("starts").contains(&"w4 b 1".to_string())
+    });
+    s.kill9();
+    sb.release("w4-b");
+    let s = Serve::start(
+        &sb,
+        2,
+        &["--worktree", &format!("{root}/hosts/h2/{{task}}")],
+    );
+    wait_until("w4 finishes", Duration::from_secs(60), || {
+        s.queue_state("w4") == "finished"
+    });
+    assert_eq!(cwd("w4", "a"), format!("{root}/hosts/h1/w4"));
+    assert_eq!(cwd("w4", "c"), format!("{root}/hosts/h2/w4"));
+}

@@ -30,6 +30,8 @@ pub struct ServeArgs {
     pub name: Option<String>,
     /// `--labels`, as given.
     pub labels: Vec<String>,
+    /// `--worktree`.
+    pub worktree: Option<orch_server::config::WorktreeTemplate>,
     pub listen: SocketAddr,
     pub workers: usize,
     pub drain_timeout: Duration,
@@ -116,6 +118,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
     pg.labels = labels.clone();
     let config = Config {
         labels,
+        worktree: a.worktree,
         pipeline: a.pipeline,
         state_dir: state_dir.clone(),
         listen: a.listen,

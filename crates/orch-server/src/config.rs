@@ -35,6 +35,34 @@ pub struct Config {
     /// `--labels`, sorted, each once: the service runs only stages whose
     /// labels are all among them.
     pub labels: Vec<String>,
+    /// `--worktree`: where this service's tasks work on its host.
+    pub worktree: Option<WorktreeTemplate>,
+}
+
+/// `orch serve --worktree TEMPLATE`: the directory a task works in on this
+/// service's host, `{task}` replaced by the task's name (task names are
+/// single path components). Each host of a shared store may place worktrees
+/// where it likes; a task taken over works in the taker's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorktreeTemplate(String);
+
+impl WorktreeTemplate {
+    /// An absolute path whose only placeholder is `{task}`.
+    pub fn parse(s: &str) -> Result<WorktreeTemplate, String> {
+        if !Path::new(s).is_absolute() {
+            return Err(format!("--worktree {s}: an absolute path is needed"));
+        }
+        let rest = s.replace("{task}", "");
+        if rest.contains(['{', '}']) {
+            return Err(format!("--worktree {s}: the only placeholder is {{task}}"));
+        }
+        Ok(WorktreeTemplate(s.to_string()))
+    }
+
+    /// The worktree of `task` (a valid task name).
+    pub fn for_task(&self, task: &str) -> PathBuf {
+        PathBuf::from(self.0.replace("{task}", task))
+    }
 }
 
 /// The pipeline the service runs tasks on, valid when it was loaded.
@@ -80,4 +108,24 @@ pub fn check_pipeline(path: &Path, text: String) -> Result<Served, ServeError> {
         text,
         digest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worktree_template_is_absolute_with_task_as_its_only_placeholder() {
+        let t = WorktreeTemplate::parse("/srv/work/{task}").unwrap();
+        assert_eq!(t.for_task("t-1"), PathBuf::from("/srv/work/t-1"));
+        assert!(WorktreeTemplate::parse("work/{task}").is_err());
+        assert!(WorktreeTemplate::parse("/srv/{var.x}").is_err());
+        assert!(WorktreeTemplate::parse("/srv/{task").is_err());
+        assert_eq!(
+            WorktreeTemplate::parse("/srv/shared")
+                .unwrap()
+                .for_task("a"),
+            PathBuf::from("/srv/shared")
+        );
+    }
 }

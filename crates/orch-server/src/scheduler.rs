@@ -178,10 +178,23 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
             // run's own variables and worktree.
             let resume = run.is_some();
             let served = app.refresh();
+            // This host's place for the task (`--worktree`), resumed runs
+            // included: a task taken over works where its taker puts it.
+            let here = app.config.worktree.as_ref().map(|t| t.for_task(&task));
+            if let Some(dir) = &here {
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    let why = format!("cannot create the worktree {}: {e}", dir.display());
+                    settle(&app, &task, Err(RunError::Usage(why))).await;
+                    return;
+                }
+            }
             let opts = RunOptions {
                 task: task.clone(),
                 pipeline: served.path.clone(),
-                worktree: (!resume).then(|| PathBuf::from(&entry.worktree)),
+                worktree: match &here {
+                    Some(dir) => Some(dir.clone()),
+                    None => (!resume).then(|| PathBuf::from(&entry.worktree)),
+                },
                 vars: if resume {
                     Vec::new()
                 } else {
@@ -191,7 +204,8 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
                 resume,
                 restart: false,
                 allow_changed_pipeline: false,
-                allow_changed_vars: false,
+                // Only the worktree may differ (vars are the run's own).
+                allow_changed_vars: resume && here.is_some(),
                 // A waiting task gives its worker back (see `Waiting`).
                 wait: false,
                 labels: Some(app.config.labels.clone()),
