@@ -223,10 +223,12 @@ async fn submit<S: Store>(
         ));
     }
     let worktree = match sub.worktree {
-        Some(w) if app.config.worktree.is_some() => return Err(ApiError::bad_request(format!(
+        Some(w) if app.config.worktree.is_some() => {
+            return Err(ApiError::bad_request(format!(
             "worktree {}: this service places each task's worktree itself (orch serve --worktree)",
             w.display()
-        ))),
+        )))
+        }
         Some(w) if !w.is_absolute() => {
             return Err(ApiError::bad_request(format!(
                 "worktree {} is not an absolute path",
