@@ -19,6 +19,7 @@ pub mod duration;
 pub mod explain;
 pub mod fmt;
 pub mod gate;
+mod hash;
 pub mod init;
 pub mod invocation;
 pub mod keyword;

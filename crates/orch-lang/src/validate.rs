@@ -1,8 +1,8 @@
 //! Semantic checks on the typed model: references, contracts, the C/P rules,
 //! timeouts, regexes, placeholders, the transition graph and warnings.
 
+use crate::hash::{HashMap, HashSet};
 use miette::SourceSpan;
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::code::Code;
@@ -132,7 +132,7 @@ struct Index<'a> {
 }
 
 fn by_name<'a, T>(items: &'a [T], name: impl Fn(&'a T) -> &'a str) -> HashMap<&'a str, &'a T> {
-    let mut m = HashMap::with_capacity(items.len());
+    let mut m = HashMap::with_capacity_and_hasher(items.len(), Default::default());
     for x in items {
         m.entry(name(x)).or_insert(x);
     }
@@ -190,7 +190,7 @@ impl<'a> Checker<'a> {
         ];
         for (what, mut names) in groups {
             names.sort_by_key(|n| n.span.offset());
-            let mut first: HashSet<&str> = HashSet::new();
+            let mut first: HashSet<&str> = HashSet::default();
             for n in names {
                 if first.contains(n.value.as_str()) {
                     self.push(
@@ -208,7 +208,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(h) = &p.header {
-            let mut seen = HashSet::new();
+            let mut seen = HashSet::default();
             for v in &h.vars {
                 let spellable = !v.name.value.is_empty()
                     && v.name
@@ -336,7 +336,7 @@ impl<'a> Checker<'a> {
             if let Some(f) = bad_artifact_path(&a.path) {
                 self.push(f);
             }
-            let mut seen = HashSet::new();
+            let mut seen = HashSet::default();
             for f in &a.fields {
                 if !seen.insert(f.key.value.as_str()) {
                     self.push(
@@ -463,7 +463,7 @@ impl<'a> Checker<'a> {
 
     /// Each exit code maps to one verdict.
     fn runner_exit_codes(&mut self, r: &Runner) {
-        let mut codes_seen: HashMap<i32, SourceSpan> = HashMap::new();
+        let mut codes_seen: HashMap<i32, SourceSpan> = HashMap::default();
         for m in &r.exit_codes {
             for c in &m.codes {
                 if codes_seen.insert(c.value, c.span).is_some() {
@@ -1080,7 +1080,7 @@ impl<'a> Checker<'a> {
             );
         let mut found = Vec::new();
         // One PATH search per program, however many producers share it.
-        let mut on_path: HashMap<&str, bool> = HashMap::new();
+        let mut on_path: HashMap<&str, bool> = HashMap::default();
         for (what, name, cmd) in commands {
             let Some(argv0) = cmd.argv.first() else {
                 continue;
@@ -1123,7 +1123,7 @@ impl<'a> Checker<'a> {
         // One stat and read per prompt file, however many call-sites share it:
         // `None` when it does not exist; an empty text when it cannot be read
         // as text (which is reported at run time).
-        let mut texts: HashMap<&str, Option<String>> = HashMap::new();
+        let mut texts: HashMap<&str, Option<String>> = HashMap::default();
         let mut found = Vec::new();
         for c in &self.p.call_sites {
             let Some(l) = &c.llm else { continue };

@@ -1,7 +1,7 @@
 //! The checks on approvals (a person's decision) and the human call-sites
 //! and stages that use them.
 
-use std::collections::HashSet;
+use crate::hash::HashSet;
 
 use super::Checker;
 use crate::code::Code;
@@ -26,7 +26,7 @@ impl Checker<'_> {
                     .help("add `approvers \"NAME\"…`: the people allowed to decide"),
                 );
             }
-            let mut seen = HashSet::new();
+            let mut seen = HashSet::default();
             for n in &a.approvers {
                 if !seen.insert(n.value.as_str()) {
                     self.push(

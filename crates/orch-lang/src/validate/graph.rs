@@ -4,7 +4,9 @@
 //! that only a `fail … budget=N` edge may close.
 
 use miette::SourceSpan;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hash::HashMap;
 
 use crate::code::Code;
 use crate::diagnostic::Finding;
@@ -28,7 +30,7 @@ struct Graph<'p> {
 
 impl<'p> Graph<'p> {
     fn new(p: &'p Pipeline) -> Self {
-        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut index: HashMap<&str, usize> = HashMap::default();
         for (i, s) in p.stages.iter().enumerate() {
             index.entry(s.name.value.as_str()).or_insert(i);
         }
@@ -172,7 +174,7 @@ impl<'p> Graph<'p> {
     /// `from` back to `from`.
     fn cycle(&self, from: usize, comp: &[usize]) -> Vec<usize> {
         let in_comp = |v: usize| comp.binary_search(&v).is_ok();
-        let mut prev: HashMap<usize, usize> = HashMap::new();
+        let mut prev: HashMap<usize, usize> = HashMap::default();
         let mut queue = VecDeque::from([from]);
         while let Some(v) = queue.pop_front() {
             for &(m, bounded, _) in &self.edges[v] {

@@ -1,7 +1,7 @@
 //! The checks on placement labels (`labels "gpu" …` on a runner or a
 //! transport).
 
-use std::collections::HashSet;
+use crate::hash::HashSet;
 
 use super::Checker;
 use crate::code::Code;
@@ -25,7 +25,7 @@ impl Checker<'_> {
             )
             .collect();
         for (what, name, labels) in lists {
-            let mut seen = HashSet::new();
+            let mut seen = HashSet::default();
             for l in labels {
                 if !seen.insert(l.value.as_str()) {
                     self.push(
