@@ -699,6 +699,21 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
+/// Submits the task page's approval form with `token` and no comment
+/// through `button`, expecting a refusal; its text.
+async fn decide_in_page(b: &Browser, s: &Serve, token: &str, button: &str) -> String {
+    b.goto(&s.url("/tasks/rel")).await;
+    let form = b.c().form(Locator::Css("form.approval")).await.unwrap();
+    form.set_by_name("token", token).await.unwrap();
+    form.submit_with(Locator::Css(button)).await.unwrap();
+    b.until(
+        "the refusal",
+        "return !!document.querySelector('p.refusal')",
+    )
+    .await;
+    b.text("p.refusal").await
+}
+
 #[tokio::test]
 async fn a_pending_approval_is_decided_on_the_task_page_as_the_token_says() {
     let sb = Sandbox::new("approval");
@@ -734,33 +749,12 @@ async fn a_pending_approval_is_decided_on_the_task_page_as_the_token_says() {
     b.screenshot("approval").await;
 
     // The service's own token names no decider: refused, nothing decided.
-    let form = b.c().form(Locator::Css("form.approval")).await.unwrap();
-    form.set_by_name("token", TOKEN).await.unwrap();
-    form.submit_with(Locator::Css("button.approve"))
-        .await
-        .unwrap();
-    b.until(
-        "the refusal",
-        "return !!document.querySelector('p.refusal')",
-    )
-    .await;
-    let refusal = b.text("p.refusal").await;
+    let refusal = decide_in_page(&b, &s, TOKEN, "button.approve").await;
     assert!(refusal.contains("names no decider"), "{refusal}");
     assert_eq!(s.queue_state("rel"), "waiting");
 
     // Alice rejects without a comment: refused, nothing decided.
-    b.goto(&s.url("/tasks/rel")).await;
-    let form = b.c().form(Locator::Css("form.approval")).await.unwrap();
-    form.set_by_name("token", ALICE).await.unwrap();
-    form.submit_with(Locator::Css("button.reject"))
-        .await
-        .unwrap();
-    b.until(
-        "the refusal",
-        "return !!document.querySelector('p.refusal')",
-    )
-    .await;
-    let refusal = b.text("p.refusal").await;
+    let refusal = decide_in_page(&b, &s, ALICE, "button.reject").await;
     assert!(refusal.contains("needs a comment"), "{refusal}");
     assert_eq!(s.queue_state("rel"), "waiting");
 

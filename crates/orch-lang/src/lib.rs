@@ -34,3 +34,4 @@ pub mod symbols;
 pub mod syntax;
 pub mod template;
 pub mod validate;
+pub mod xml;

@@ -25,21 +25,7 @@ const TOP: i64 = 16;
 /// The horizontal radius of an end's outer circle.
 const END_RX: i64 = NODE_W / 3;
 
-/// Escapes text for an SVG text node or a quoted attribute.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::xml::escape as esc;
 
 /// A node of the column: a stage (with its mode) or an end.
 struct Node {
@@ -332,7 +318,7 @@ end "failed" outcome="failure"
     fn names_are_escaped() {
         assert_eq!(
             esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
         );
     }
 }

@@ -406,6 +406,30 @@ fn fields_table(art: &orch_lang::model::Artifact, text: &str) -> Markup {
     }
 }
 
+/// A form posted from a task's page: the task's name checked, the body (at
+/// most `limit` bytes) as URL-encoded text.
+async fn task_form(task: &str, body: Body, limit: usize) -> Result<String, Response> {
+    if let Some(r) = refused_name(task) {
+        return Err(r);
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(_) => Err(layout::refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the form is too large",
+        )),
+    }
+}
+
+/// Back to the task's page after a form, saying what happened.
+fn back_to(task: &str, what: &str) -> Response {
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, format!("/tasks/{task}?{what}"))],
+    )
+        .into_response()
+}
+
 /// `POST /tasks/{task}/cancel` from the page's form: the token typed into
 /// the form, then the API's cancel.
 pub async fn cancel<S: Store>(
@@ -413,13 +437,10 @@ pub async fn cancel<S: Store>(
     Path(task): Path<String>,
     body: Body,
 ) -> Response {
-    if let Some(r) = refused_name(&task) {
-        return r;
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {
-        return layout::refusal(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large");
+    let form = match task_form(&task, body, 16 * 1024).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let form = String::from_utf8_lossy(&bytes);
     let token = layout::param(Some(&form), "token");
     if !access::form_token_admitted(&app, token.as_deref()) {
         tracing::warn!(task, "cancel refused: no or wrong token in the form");
@@ -436,11 +457,7 @@ pub async fn cancel<S: Store>(
             } else {
                 "done"
             };
-            (
-                StatusCode::SEE_OTHER,
-                [(header::LOCATION, format!("/tasks/{task}?cancel={how}"))],
-            )
-                .into_response()
+            back_to(&task, &format!("cancel={how}"))
         }
         Err(e) => layout::refusal(e.status, &e.message),
     }
@@ -454,13 +471,10 @@ pub async fn approval<S: Store>(
     Path(task): Path<String>,
     body: Body,
 ) -> Response {
-    if let Some(r) = refused_name(&task) {
-        return r;
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
-        return layout::refusal(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large");
+    let form = match task_form(&task, body, 64 * 1024).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
-    let form = String::from_utf8_lossy(&bytes);
     let token = layout::param(Some(&form), "token").unwrap_or_default();
     let bearer = format!("Bearer {token}");
     let Some(who) = app
@@ -481,14 +495,7 @@ pub async fn approval<S: Store>(
     };
     let comment = layout::param(Some(&form), "comment").unwrap_or_default();
     match crate::approvals::decide_as(&app, &task, &who, verb, &comment).await {
-        Ok((d, _)) => (
-            StatusCode::SEE_OTHER,
-            [(
-                header::LOCATION,
-                format!("/tasks/{task}?approval={}", d.as_str()),
-            )],
-        )
-            .into_response(),
+        Ok((d, _)) => back_to(&task, &format!("approval={}", d.as_str())),
         Err(e) => layout::refusal(e.status, &e.message),
     }
 }
