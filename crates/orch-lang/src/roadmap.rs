@@ -49,28 +49,6 @@ pub fn build(p: &Pipeline, llm_attempts: &[(String, i64)]) -> Roadmap {
         by_site.entry(cs.as_str()).or_default().push(*ms);
     }
     let mut entries = Vec::new();
-    let stages_of = |cs: &str| -> Vec<String> {
-        p.stages
-            .iter()
-            .filter(|s| s.call_site.value == cs)
-            .map(|s| s.name.value.clone())
-            .collect()
-    };
-    let people = p
-        .call_sites
-        .iter()
-        .filter(|cs| Class::of(cs) == Class::PersonDecides)
-        .map(|cs| PersonDecision {
-            call_site: cs.name.value.clone(),
-            stages: stages_of(&cs.name.value),
-            approvers: cs
-                .approval
-                .as_ref()
-                .and_then(|a| p.approval(&a.value))
-                .map(|a| a.approver_names())
-                .unwrap_or_default(),
-        })
-        .collect();
     for cs in &p.call_sites {
         let durations = by_site.get(cs.name.value.as_str());
         let kind = match (Class::of(cs), cs.mode.value) {
@@ -87,23 +65,12 @@ pub fn build(p: &Pipeline, llm_attempts: &[(String, i64)]) -> Roadmap {
             .and_then(|t| t.cost_per_call);
         entries.push(Entry {
             call_site: cs.name.value.clone(),
-            stages: p
-                .stages
-                .iter()
-                .filter(|s| s.call_site.value == cs.name.value)
-                .map(|s| s.name.value.clone())
-                .collect(),
+            stages: stages_of(p, &cs.name.value),
             kind,
             transport,
             llm_attempts: d.len(),
             total_ms: d.iter().sum(),
-            median_ms: if d.is_empty() {
-                None
-            } else if d.len() % 2 == 1 {
-                Some(d[d.len() / 2])
-            } else {
-                Some((d[d.len() / 2 - 1] + d[d.len() / 2]) / 2)
-            },
+            median_ms: median(&d),
             cost: cost_per_call.map(|c| c * d.len() as f64),
         });
     }
@@ -124,8 +91,44 @@ pub fn build(p: &Pipeline, llm_attempts: &[(String, i64)]) -> Roadmap {
             .unwrap_or_default(),
         has_history,
         entries,
-        people,
+        people: people(p),
     }
+}
+
+/// The stages that use a call-site, in pipeline order.
+fn stages_of(p: &Pipeline, cs: &str) -> Vec<String> {
+    p.stages
+        .iter()
+        .filter(|s| s.call_site.value == cs)
+        .map(|s| s.name.value.clone())
+        .collect()
+}
+
+/// The median of sorted durations.
+fn median(d: &[i64]) -> Option<i64> {
+    match d.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(d[n / 2]),
+        n => Some((d[n / 2 - 1] + d[n / 2]) / 2),
+    }
+}
+
+/// The control-path decisions a person makes (approvals), which stay.
+fn people(p: &Pipeline) -> Vec<PersonDecision> {
+    p.call_sites
+        .iter()
+        .filter(|cs| Class::of(cs) == Class::PersonDecides)
+        .map(|cs| PersonDecision {
+            call_site: cs.name.value.clone(),
+            stages: stages_of(p, &cs.name.value),
+            approvers: cs
+                .approval
+                .as_ref()
+                .and_then(|a| p.approval(&a.value))
+                .map(|a| a.approver_names())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The roadmap's closing list: decisions a person makes, which stay.

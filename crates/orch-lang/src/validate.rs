@@ -65,6 +65,78 @@ impl<'p> Declared<'p> {
     }
 }
 
+/// The names something refers to, by kind (`orch::unused`).
+struct Used<'p> {
+    call_sites: HashSet<&'p str>,
+    gates: HashSet<&'p str>,
+    artifacts: HashSet<&'p str>,
+    approvals: HashSet<&'p str>,
+    runners: HashSet<&'p str>,
+    transports: HashSet<&'p str>,
+    alerts: HashSet<&'p str>,
+}
+
+impl<'p> Used<'p> {
+    fn of(p: &'p Pipeline) -> Used<'p> {
+        let call_sites = p
+            .stages
+            .iter()
+            .map(|s| s.call_site.value.as_str())
+            .collect::<HashSet<&str>>();
+        let gates = p
+            .stages
+            .iter()
+            .map(|s| s.gate.value.as_str())
+            .collect::<HashSet<&str>>();
+        let artifacts = p
+            .gates
+            .iter()
+            .map(|g| g.artifact.value.as_str())
+            .chain(
+                p.runners
+                    .iter()
+                    .filter_map(|r| r.writes.as_ref().map(|w| w.artifact.value.as_str())),
+            )
+            .chain(
+                p.approvals
+                    .iter()
+                    .filter_map(|a| a.writes.as_ref().map(|w| w.value.as_str())),
+            )
+            .collect::<HashSet<&str>>();
+        let approvals = p
+            .call_sites
+            .iter()
+            .filter_map(|c| c.approval.as_ref().map(|a| a.value.as_str()))
+            .collect::<HashSet<&str>>();
+        let runners = p
+            .call_sites
+            .iter()
+            .filter_map(|c| c.runner.as_ref().map(|r| r.value.as_str()))
+            .collect::<HashSet<&str>>();
+        let transports = p
+            .call_sites
+            .iter()
+            .filter_map(|c| c.llm.as_ref().map(|l| l.transport.value.as_str()))
+            .collect::<HashSet<&str>>();
+        let alerts = p
+            .stages
+            .iter()
+            .flat_map(|s| [&s.pass, &s.fail, &s.exhausted])
+            .flatten()
+            .filter_map(|t| t.alert.as_ref().map(|a| a.value.as_str()))
+            .collect::<HashSet<&str>>();
+        Used {
+            call_sites,
+            gates,
+            artifacts,
+            approvals,
+            runners,
+            transports,
+            alerts,
+        }
+    }
+}
+
 /// Options that change what is checked.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -979,49 +1051,7 @@ impl<'a> Checker<'a> {
 
     fn unused(&mut self) {
         let p = self.p;
-        let used_cs: HashSet<&str> = p
-            .stages
-            .iter()
-            .map(|s| s.call_site.value.as_str())
-            .collect();
-        let used_gates: HashSet<&str> = p.stages.iter().map(|s| s.gate.value.as_str()).collect();
-        let used_artifacts: HashSet<&str> = p
-            .gates
-            .iter()
-            .map(|g| g.artifact.value.as_str())
-            .chain(
-                p.runners
-                    .iter()
-                    .filter_map(|r| r.writes.as_ref().map(|w| w.artifact.value.as_str())),
-            )
-            .chain(
-                p.approvals
-                    .iter()
-                    .filter_map(|a| a.writes.as_ref().map(|w| w.value.as_str())),
-            )
-            .collect();
-        let used_approvals: HashSet<&str> = p
-            .call_sites
-            .iter()
-            .filter_map(|c| c.approval.as_ref().map(|a| a.value.as_str()))
-            .collect();
-        let used_runners: HashSet<&str> = p
-            .call_sites
-            .iter()
-            .filter_map(|c| c.runner.as_ref().map(|r| r.value.as_str()))
-            .collect();
-        let used_transports: HashSet<&str> = p
-            .call_sites
-            .iter()
-            .filter_map(|c| c.llm.as_ref().map(|l| l.transport.value.as_str()))
-            .collect();
-        let used_alerts: HashSet<&str> = p
-            .stages
-            .iter()
-            .flat_map(|s| [&s.pass, &s.fail, &s.exhausted])
-            .flatten()
-            .filter_map(|t| t.alert.as_ref().map(|a| a.value.as_str()))
-            .collect();
+        let used = Used::of(p);
         let mut unused = |what: &str, name: &Name, used: &HashSet<&str>| {
             if !used.contains(name.value.as_str()) {
                 self.out.push(
@@ -1039,25 +1069,25 @@ impl<'a> Checker<'a> {
             }
         };
         for x in &p.call_sites {
-            unused("call-site", &x.name, &used_cs);
+            unused("call-site", &x.name, &used.call_sites);
         }
         for x in &p.gates {
-            unused("gate", &x.name, &used_gates);
+            unused("gate", &x.name, &used.gates);
         }
         for x in &p.artifacts {
-            unused("artifact", &x.name, &used_artifacts);
+            unused("artifact", &x.name, &used.artifacts);
         }
         for x in &p.runners {
-            unused("runner", &x.name, &used_runners);
+            unused("runner", &x.name, &used.runners);
         }
         for x in &p.transports {
-            unused("transport", &x.name, &used_transports);
+            unused("transport", &x.name, &used.transports);
         }
         for x in &p.alerts {
-            unused("alert", &x.name, &used_alerts);
+            unused("alert", &x.name, &used.alerts);
         }
         for x in &p.approvals {
-            unused("approval", &x.name, &used_approvals);
+            unused("approval", &x.name, &used.approvals);
         }
     }
 
