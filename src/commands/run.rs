@@ -65,13 +65,8 @@ pub fn command(a: RunArgs) -> u8 {
         None => None,
     };
     let tty = std::io::stdout().is_terminal();
-    let style = if a.json {
-        crate::report::Style::Json
-    } else if tty {
-        crate::report::Style::Live
-    } else {
-        crate::report::Style::Plain
-    };
+    let color = use_color(tty) && !a.json;
+    let sink = sinks(a.json, tty, color, junit);
     let opts = orch_engine::RunOptions {
         task: a.task,
         pipeline: a.pipeline,
@@ -86,13 +81,6 @@ pub fn command(a: RunArgs) -> u8 {
         // `orch run` runs every stage, whatever its labels.
         labels: None,
     };
-    let color = use_color(tty) && !a.json;
-    let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =
-        vec![Box::new(crate::report::Reporter::new(style, color))];
-    if let Some(junit) = junit {
-        sinks.push(Box::new(junit));
-    }
-    let sink = Box::new(orch_engine::events::Tee(sinks));
     let store_given = a.store;
     let runtime = match runtime() {
         Ok(r) => r,
@@ -126,6 +114,29 @@ pub fn command(a: RunArgs) -> u8 {
             e.exit_code()
         }
     }
+}
+
+/// Where the run's events go: the report on stdout (JSON lines, live on a
+/// terminal, plain otherwise) and the JUnit file if one was asked for.
+fn sinks(
+    json: bool,
+    tty: bool,
+    color: bool,
+    junit: Option<crate::junit::JUnitSink>,
+) -> Box<orch_engine::events::Tee> {
+    let style = if json {
+        crate::report::Style::Json
+    } else if tty {
+        crate::report::Style::Live
+    } else {
+        crate::report::Style::Plain
+    };
+    let mut sinks: Vec<Box<dyn orch_engine::events::Sink>> =
+        vec![Box::new(crate::report::Reporter::new(style, color))];
+    if let Some(junit) = junit {
+        sinks.push(Box::new(junit));
+    }
+    Box::new(orch_engine::events::Tee(sinks))
 }
 
 /// A cancel signal that turns true on SIGINT, SIGTERM or SIGHUP (a closed

@@ -401,19 +401,9 @@ async fn rebind<S: RunStore>(
         &prepared.bindings.vars,
         crate::redact::env_vars(),
     );
-    for (k, v) in &opts.vars {
-        if secret.contains(k) {
-            continue;
-        }
-        match run.vars.get(k) {
-            Some(old) if old == v => {}
-            // Recorded with an environment secret redacted: the same value.
-            Some(old) if *old == redactor.redact(v) => {}
-            Some(old) => changes.push(format!("--var {k}={v} (the run has {k}={old})")),
-            None => changes.push(format!("--var {k}={v} (the run has no {k})")),
-        }
-        vars.insert(k.clone(), v.clone());
-    }
+    changes.extend(override_vars(
+        &opts.vars, run, &secret, &redactor, &mut vars,
+    ));
     let recorded = PathBuf::from(&run.worktree);
     let worktree = match &opts.worktree {
         Some(_) if prepared.bindings.worktree != recorded => {
@@ -460,6 +450,33 @@ async fn rebind<S: RunStore>(
         repo,
     };
     Ok(())
+}
+
+/// Applies the `--var`s given on resume to the run's variables; what each
+/// changes, said for the refusal or the run's note (secrets are skipped:
+/// they take the value given now).
+fn override_vars(
+    given: &[(String, String)],
+    run: &Run,
+    secret: &HashSet<String>,
+    redactor: &crate::redact::Redactor,
+    vars: &mut std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    for (k, v) in given {
+        if secret.contains(k) {
+            continue;
+        }
+        match run.vars.get(k) {
+            Some(old) if old == v => {}
+            // Recorded with an environment secret redacted: the same value.
+            Some(old) if *old == redactor.redact(v) => {}
+            Some(old) => changes.push(format!("--var {k}={v} (the run has {k}={old})")),
+            None => changes.push(format!("--var {k}={v} (the run has no {k})")),
+        }
+        vars.insert(k.clone(), v.clone());
+    }
+    changes
 }
 
 /// The pipeline variables marked `secret`.

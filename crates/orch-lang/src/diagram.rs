@@ -144,6 +144,13 @@ fn mermaid(p: &Pipeline) -> String {
             ));
         }
     }
+    out.push_str(&mermaid_classes(p, &modes));
+    out
+}
+
+/// The colour of each stage by who decides it, as Mermaid classes.
+fn mermaid_classes(p: &Pipeline, modes: &Modes) -> String {
+    let mut out = String::new();
     out.push_str("    classDef llm fill:#fde2e4,stroke:#c9184a\n");
     out.push_str("    classDef runner fill:#d8f3dc,stroke:#2d6a4f\n");
     out.push_str("    classDef hybrid fill:#fff3bf,stroke:#e67700\n");

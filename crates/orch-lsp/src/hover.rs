@@ -95,31 +95,33 @@ fn describe(doc: &Document, kind: Kind, name: &str) -> Option<String> {
             "alert `{name}`: `{}`",
             argv(p.alert(name)?.command.as_ref())
         ),
-        Kind::Approval => {
-            let a = p.approval(name)?;
-            format!(
-                "approval `{name}`\n\napprovers: {}\n\nexpires: {}\n\nshows: {}\n\nwrites: {}",
-                a.approver_names().join(", "),
-                a.expires
-                    .as_ref()
-                    .map_or("never".into(), |d| duration::human(d.value)),
-                if a.show.is_empty() {
-                    "nothing".into()
-                } else {
-                    a.show
-                        .iter()
-                        .map(|s| format!("`{}`", s.value))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-                a.writes
-                    .as_ref()
-                    .map_or("(none)".into(), |w| format!("`{}`", w.value))
-            )
-        }
+        Kind::Approval => approval(p.approval(name)?),
         Kind::Var => format!("var `{name}`, default `{}`", p.var_default(name)?),
         Kind::Field => format!("field `{name}`"),
     })
+}
+
+fn approval(a: &orch_lang::model::Approval) -> String {
+    format!(
+        "approval `{}`\n\napprovers: {}\n\nexpires: {}\n\nshows: {}\n\nwrites: {}",
+        a.name.value,
+        a.approver_names().join(", "),
+        a.expires
+            .as_ref()
+            .map_or("never".into(), |d| duration::human(d.value)),
+        if a.show.is_empty() {
+            "nothing".into()
+        } else {
+            a.show
+                .iter()
+                .map(|s| format!("`{}`", s.value))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        a.writes
+            .as_ref()
+            .map_or("(none)".into(), |w| format!("`{}`", w.value))
+    )
 }
 
 fn call_site(cs: &CallSite) -> String {

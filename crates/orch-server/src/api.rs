@@ -222,22 +222,7 @@ async fn submit<S: Store>(
             "the service is draining; submit again once it is back",
         ));
     }
-    let worktree = match sub.worktree {
-        Some(w) if app.config.worktree.is_some() => {
-            return Err(ApiError::bad_request(format!(
-            "worktree {}: this service places each task's worktree itself (orch serve --worktree)",
-            w.display()
-        )))
-        }
-        Some(w) if !w.is_absolute() => {
-            return Err(ApiError::bad_request(format!(
-                "worktree {} is not an absolute path",
-                w.display()
-            )))
-        }
-        Some(w) => w,
-        None => PathBuf::from("."),
-    };
+    let worktree = submitted_worktree(&app, sub.worktree.as_deref())?;
     let served = app.refresh();
     let header = served
         .header()
@@ -287,6 +272,26 @@ async fn submit<S: Store>(
         response.headers_mut().insert(header::LOCATION, v);
     }
     Ok(response)
+}
+
+/// The worktree a submission asks for: absolute, and only where the service
+/// does not place worktrees itself (`--worktree`); none means `.`.
+fn submitted_worktree<S: Store>(
+    app: &App<S>,
+    asked: Option<&std::path::Path>,
+) -> Result<PathBuf, ApiError> {
+    match asked {
+        Some(w) if app.config.worktree.is_some() => Err(ApiError::bad_request(format!(
+            "worktree {}: this service places each task's worktree itself (orch serve --worktree)",
+            w.display()
+        ))),
+        Some(w) if !w.is_absolute() => Err(ApiError::bad_request(format!(
+            "worktree {} is not an absolute path",
+            w.display()
+        ))),
+        Some(w) => Ok(w.to_path_buf()),
+        None => Ok(PathBuf::from(".")),
+    }
 }
 
 /// A task name from a path, checked.
@@ -454,23 +459,7 @@ pub(crate) async fn cancel<S: Store>(
             ))
         });
     };
-    if entry.state == QueueState::Queued
-        && app
-            .store
-            .move_queued(&task, QueueState::Queued, QueueState::Cancelled, None)
-            .await?
-    {
-        // A queued task may have a run already (released at a stage needing
-        // labels, or queued again after an approval): it is over too.
-        if let Some(run) = app.store.latest_run(&task).await? {
-            if !matches!(run.status, RunStatus::Finished | RunStatus::Cancelled) {
-                app.store
-                    .set_run_status(run.id, RunStatus::Cancelled)
-                    .await?;
-            }
-        }
-        crate::dashboard::queue_event(&app, &task, QueueState::Cancelled);
-        tracing::info!(task, "cancelled while queued");
+    if entry.state == QueueState::Queued && drop_queued(&app, &task).await? {
         return Ok(cancelled());
     }
     // Queued a moment ago and taken since, or running.
@@ -494,11 +483,45 @@ pub(crate) async fn cancel<S: Store>(
         }
     }
     tracing::info!(task, "cancelling");
+    await_cancelled(&app, &task).await
+}
+
+/// Cancels a task still queued; false when a worker took it meanwhile.
+async fn drop_queued<S: Store>(app: &App<S>, task: &str) -> Result<bool, ApiError> {
+    if !app
+        .store
+        .move_queued(task, QueueState::Queued, QueueState::Cancelled, None)
+        .await?
+    {
+        return Ok(false);
+    }
+    // A queued task may have a run already (released at a stage needing
+    // labels, or queued again after an approval): it is over too.
+    if let Some(run) = app.store.latest_run(task).await? {
+        if !matches!(run.status, RunStatus::Finished | RunStatus::Cancelled) {
+            app.store
+                .set_run_status(run.id, RunStatus::Cancelled)
+                .await?;
+        }
+    }
+    crate::dashboard::queue_event(app, task, QueueState::Cancelled);
+    tracing::info!(task, "cancelled while queued");
+    Ok(true)
+}
+
+/// Waits (up to [`CANCEL_WAIT`]) for a running task's cancel to be
+/// recorded: `200` once it is, `202` while it is still stopping.
+async fn await_cancelled<S: Store>(app: &App<S>, task: &str) -> Result<Response, ApiError> {
     let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
     loop {
-        let state = app.store.queued_task(&task).await?.map(|e| e.state);
+        let state = app.store.queued_task(task).await?.map(|e| e.state);
         match state {
-            Some(QueueState::Cancelled) => return Ok(cancelled()),
+            Some(QueueState::Cancelled) => {
+                return Ok(error::json(
+                    StatusCode::OK,
+                    &json!({ "task": task, "state": QueueState::Cancelled.as_str() }),
+                ))
+            }
             Some(QueueState::Running) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
