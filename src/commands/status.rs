@@ -68,25 +68,6 @@ async fn in_flight<S: RunStore>(store: &S) -> Result<Vec<serde_json::Value>, Sto
     Ok(tasks)
 }
 
-/// Every request still waiting for a decision: undecided, not expired, of
-/// its task's latest run, which is not finished.
-async fn pending_approvals<S: RunStore>(
-    store: &S,
-    now: i64,
-) -> Result<Vec<orch_store::Approval>, StoreError> {
-    let mut out = Vec::new();
-    for a in store.approvals(None).await? {
-        if a.decision.is_some() || now >= a.request.expires_ms {
-            continue;
-        }
-        let latest = store.latest_run(&a.request.task).await?;
-        if latest.is_some_and(|r| r.id == a.request.run_id && r.status != RunStatus::Finished) {
-            out.push(a);
-        }
-    }
-    Ok(out)
-}
-
 /// What `orch status` reports, read from the store once.
 struct Snapshot {
     now: i64,
@@ -117,7 +98,11 @@ async fn snapshot<S: RunStore>(store: Option<&S>) -> Result<Snapshot, StoreError
             .map(|(stage, holder)| serde_json::json!({ "stage": stage, "holder": holder }))
             .collect(),
         services: store.services().await?,
-        pending: pending_approvals(store, now).await?,
+        pending: orch_engine::approval::pending(store, None, now)
+            .await?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect(),
     })
 }
 

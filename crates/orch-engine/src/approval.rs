@@ -264,6 +264,48 @@ pub(crate) async fn write_decision_artifact<S: RunStore>(
     }))
 }
 
+/// Whether a request's run can still take a decision: the request is of its
+/// task's latest run, and that run is not over.
+fn run_open(run: &orch_store::Run, a: &orch_store::Approval) -> bool {
+    run.id == a.request.run_id
+        && !matches!(
+            run.status,
+            orch_store::RunStatus::Finished
+                | orch_store::RunStatus::Abandoned
+                | orch_store::RunStatus::Cancelled
+        )
+}
+
+/// Every request waiting for a decision, of one task or of all, oldest
+/// first, with the time left: undecided, not expired, and its run open
+/// (what `orch approve` would accept). `orch status`, `GET /queue` and the
+/// dashboard list these.
+pub async fn pending<S: RunStore>(
+    store: &S,
+    task: Option<&str>,
+    now_ms: i64,
+) -> Result<Vec<(orch_store::Approval, Duration)>, orch_store::StoreError> {
+    let mut latest: std::collections::HashMap<String, Option<orch_store::Run>> =
+        std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for a in store.approvals(task).await? {
+        let decide::ApprovalState::Pending { left } = decide::approval_state(&a, now_ms) else {
+            continue;
+        };
+        if !latest.contains_key(&a.request.task) {
+            let run = store.latest_run(&a.request.task).await?;
+            latest.insert(a.request.task.clone(), run);
+        }
+        if latest[&a.request.task]
+            .as_ref()
+            .is_some_and(|r| run_open(r, &a))
+        {
+            out.push((a, left));
+        }
+    }
+    Ok(out)
+}
+
 /// Why a decision was not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum DecideError {
@@ -290,13 +332,7 @@ pub async fn decide_task<S: RunStore>(
     let latest = store.approvals(Some(task)).await?.pop();
     let run = store.latest_run(task).await?;
     let open = match (&latest, &run) {
-        (Some(l), Some(r)) => {
-            r.id == l.request.run_id
-                && !matches!(
-                    r.status,
-                    orch_store::RunStatus::Finished | orch_store::RunStatus::Abandoned
-                )
-        }
+        (Some(l), Some(r)) => run_open(r, l),
         _ => false,
     };
     let now = orch_store::now_ms();

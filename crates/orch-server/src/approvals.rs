@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use orch_engine::approval::DecideError;
-use orch_engine::decide::{self, Refusal};
-use orch_store::{Approval, Decision, QueueState, RunStatus};
+use orch_engine::decide::Refusal;
+use orch_store::{Approval, Decision, QueueState};
 
 use crate::api::{body_bytes, task_name};
 use crate::error::{self, ApiError};
@@ -118,45 +118,25 @@ pub(crate) async fn decide_as<S: Store>(
     Ok((decision, id))
 }
 
-/// The task's request waiting for a decision, with the time left: undecided,
-/// not expired, of the task's latest unfinished run.
+/// The task's request waiting for a decision, with the time left.
 pub(crate) async fn pending_of<S: Store>(
     app: &App<S>,
     task: &str,
 ) -> orch_store::Result<Option<(Approval, std::time::Duration)>> {
     let now = orch_store::now_ms();
-    let Some(latest) = app.store.latest_run(task).await? else {
-        return Ok(None);
-    };
-    if matches!(latest.status, RunStatus::Finished | RunStatus::Cancelled) {
-        return Ok(None);
-    }
-    for a in app.store.approvals(Some(task)).await?.into_iter().rev() {
-        if a.request.run_id != latest.id {
-            continue;
-        }
-        if let decide::ApprovalState::Pending { left } = decide::approval_state(&a, now) {
-            return Ok(Some((a, left)));
-        }
-    }
-    Ok(None)
+    Ok(orch_engine::approval::pending(&*app.store, Some(task), now)
+        .await?
+        .pop())
 }
 
-/// Every request waiting for a decision, for `GET /queue`: undecided, not
-/// expired, of its task's latest unfinished run.
+/// Every request waiting for a decision, for `GET /queue`.
 pub(crate) async fn pending<S: Store>(app: &App<S>) -> Result<Vec<Value>, ApiError> {
     let now = orch_store::now_ms();
-    let mut out = Vec::new();
-    for a in app.store.approvals(None).await? {
-        let decide::ApprovalState::Pending { left } = decide::approval_state(&a, now) else {
-            continue;
-        };
-        let latest = app.store.latest_run(&a.request.task).await?;
-        if latest.is_some_and(|r| r.id == a.request.run_id && r.status != RunStatus::Finished) {
-            out.push(pending_json(&a, left.as_millis() as u64));
-        }
-    }
-    Ok(out)
+    Ok(orch_engine::approval::pending(&*app.store, None, now)
+        .await?
+        .iter()
+        .map(|(a, left)| pending_json(a, left.as_millis() as u64))
+        .collect())
 }
 
 fn pending_json(a: &Approval, left_ms: u64) -> Value {
