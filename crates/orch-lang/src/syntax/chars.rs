@@ -54,18 +54,15 @@ pub(crate) fn is_disallowed(c: char) -> bool {
     )
 }
 
-/// The offset of the first disallowed code point in `text` (a byte-order
-/// mark at the start is allowed), looking only at the bytes that can begin
-/// one: C0 controls and DELETE, and the lead bytes 0xE2 and 0xEF.
-pub(crate) fn first_disallowed(text: &str) -> Option<usize> {
-    let b = text.as_bytes();
-    (0..b.len()).find(|&i| match b[i] {
-        0x00..=0x08 | 0x0E..=0x1F | 0x7F => true,
-        0xE2 | 0xEF => {
-            char_at(text, i).is_some_and(|c| is_disallowed(c) && !(i == 0 && c == '\u{FEFF}'))
-        }
+/// Whether a disallowed code point starts at byte `i`, looking only at the
+/// bytes that can begin one (C0 controls and DELETE, the lead bytes 0xE2
+/// and 0xEF) so that the common bytes cost one comparison.
+pub(crate) fn disallowed_at(text: &str, i: usize) -> bool {
+    match text.as_bytes().get(i) {
+        Some(0x00..=0x08 | 0x0E..=0x1F | 0x7F) => true,
+        Some(0xE2 | 0xEF) => char_at(text, i).is_some_and(is_disallowed),
         _ => false,
-    })
+    }
 }
 
 /// The length of the identifier character at `i`, or 0: anything but

@@ -44,9 +44,7 @@ pub struct SyntaxError {
 /// Reads `text` as a KDL 2.0 document.
 pub fn parse(text: &str) -> Result<Document, SyntaxError> {
     fits(text)?;
-    let doc = parser::Parser::new(text).document()?;
-    allowed(text)?;
-    Ok(doc)
+    parser::Parser::new(text).document()
 }
 
 /// Reads `text` as a KDL 2.0 document, handing each top-level node to
@@ -54,8 +52,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
 /// error, the nodes handed over so far are of a text that is not KDL.
 pub fn parse_each(text: &str, each: impl FnMut(Node)) -> Result<(), SyntaxError> {
     fits(text)?;
-    parser::Parser::new(text).each_node(each)?;
-    allowed(text)
+    parser::Parser::new(text).each_node(each)
 }
 
 /// Spans are 32-bit.
@@ -69,15 +66,6 @@ fn fits(text: &str) -> Result<(), SyntaxError> {
         });
     }
     Ok(())
-}
-
-/// The specification forbids its disallowed code points anywhere in a
-/// document, comments included, where the parser does not look.
-fn allowed(text: &str) -> Result<(), SyntaxError> {
-    match chars::first_disallowed(text) {
-        Some(i) => Err(parser::Parser::new(text).bad_char(i, "a document")),
-        None => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use miette::SourceSpan;
 
-use super::chars::{char_at, ident_char_len, newline_len, space_len};
+use super::chars::{char_at, disallowed_at, ident_char_len, newline_len, space_len};
 use super::tree::{Document, Entry, Ident, Node, Value};
 use super::{SyntaxError, MAX_DEPTH};
 
@@ -121,7 +121,7 @@ impl<'a> Parser<'a> {
                     Some("Remove it, or add the '{' it was meant to close."),
                 ))
             }
-            Some(_) if self.at(b"//") => self.line_comment(),
+            Some(_) if self.at(b"//") => self.line_comment()?,
             Some(_) => {
                 let nl = newline_len(self.b, self.pos);
                 if nl == 0 {
@@ -143,7 +143,7 @@ impl<'a> Parser<'a> {
             if nl > 0 {
                 self.pos += nl;
             } else if self.at(b"//") {
-                self.line_comment();
+                self.line_comment()?;
             } else if self.at(b"/-") {
                 self.slashdash()?;
                 self.base_node()?;
@@ -552,7 +552,7 @@ impl<'a> Parser<'a> {
                     depth += 1;
                     self.pos += 2;
                 }
-                Some(_) => self.pos += 1,
+                Some(_) => self.comment_byte()?,
             }
         }
         Ok(())
@@ -579,8 +579,7 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         while self.ws()? {}
         if self.at(b"//") {
-            self.line_comment();
-            return Ok(());
+            return self.line_comment();
         }
         let nl = newline_len(self.b, self.pos);
         if nl > 0 {
@@ -600,16 +599,27 @@ impl<'a> Parser<'a> {
     }
 
     /// `single-line-comment := '//' ^newline* (newline | eof)`
-    fn line_comment(&mut self) {
+    fn line_comment(&mut self) -> PResult<()> {
         self.pos += 2;
         while self.pos < self.b.len() {
             let nl = newline_len(self.b, self.pos);
             if nl > 0 {
                 self.pos += nl;
-                return;
+                return Ok(());
             }
-            self.pos += 1;
+            self.comment_byte()?;
         }
+        Ok(())
+    }
+
+    /// Steps over one byte of a comment. The specification forbids its
+    /// disallowed code points anywhere in a document, comments included.
+    fn comment_byte(&mut self) -> PResult<()> {
+        if disallowed_at(self.text, self.pos) {
+            return Err(self.bad_char(self.pos, "a comment"));
+        }
+        self.pos += 1;
+        Ok(())
     }
 
     /// `slashdash := '/-' line-space*`
@@ -623,7 +633,7 @@ impl<'a> Parser<'a> {
             if nl > 0 {
                 self.pos += nl;
             } else if self.at(b"//") {
-                self.line_comment();
+                self.line_comment()?;
             } else {
                 return Ok(());
             }

@@ -122,3 +122,22 @@ fn nesting_is_bounded() {
     let (m, _, _) = err(&deep);
     assert!(m.contains("nested more than"), "{m}");
 }
+
+#[test]
+fn a_disallowed_code_point_in_a_comment_is_refused_where_it_stands() {
+    for text in [
+        "a // x\u{e}y\n",
+        "a /* x\u{7f} */ b",
+        "a\n/* /* \u{200e} */ */\n",
+    ] {
+        let (m, l, at) = err(text);
+        assert!(m.ends_with("is not allowed in a comment"), "{text:?}: {m}");
+        assert_eq!(l, "disallowed code point");
+        assert!(
+            at.chars().all(crate::syntax::chars::is_disallowed),
+            "{at:?}"
+        );
+    }
+    // Everywhere else in a comment is fine, a byte-order mark at the start too.
+    assert!(parse("\u{feff}a // é ✓ \u{2028}ok\n/* ⟶ */ b").is_ok());
+}
