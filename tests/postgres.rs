@@ -264,6 +264,15 @@ impl Sandbox {
             .collect()
     }
 
+    /// How many producers started as `STAGE ATTEMPT` (e.g. `c 1`), any task.
+    fn started(&self, stage_attempt: &str) -> usize {
+        let suffix = format!(" {stage_attempt}");
+        self.lines("starts")
+            .iter()
+            .filter(|l| l.ends_with(&suffix))
+            .count()
+    }
+
     /// The pid of each started producer, by `task stage attempt`.
     fn pids(&self) -> BTreeMap<String, i32> {
         let mut pids = BTreeMap::new();
@@ -841,11 +850,7 @@ fn a_killed_services_tasks_are_taken_over_after_its_lease_and_finish() {
     }
     // Every task runs stage c on `first`, held there.
     wait_until("every task at stage c", Duration::from_secs(120), || {
-        sb.lines("starts")
-            .iter()
-            .filter(|l| l.ends_with(" c 1"))
-            .count()
-            == tasks.len()
+        sb.started("c 1") == tasks.len()
     });
     let second = Serve::start(&sb, "second", &url, 8, "2s");
     let stale: Vec<i32> = sb
@@ -862,11 +867,7 @@ fn a_killed_services_tasks_are_taken_over_after_its_lease_and_finish() {
     // After the lease the second takes every task over and resumes it at
     // stage c; the stale producers are terminated by the taker.
     wait_until("the takeover", Duration::from_secs(60), || {
-        sb.lines("starts")
-            .iter()
-            .filter(|l| l.ends_with(" c 2"))
-            .count()
-            == tasks.len()
+        sb.started("c 2") == tasks.len()
     });
     sb.release("c");
     for t in &tasks {
@@ -900,20 +901,12 @@ fn a_service_paused_past_its_lease_is_fenced_and_its_tasks_finish_elsewhere() {
         paused.submit(t, &wt);
     }
     wait_until("every task at stage c", Duration::from_secs(120), || {
-        sb.lines("starts")
-            .iter()
-            .filter(|l| l.ends_with(" c 1"))
-            .count()
-            == tasks.len()
+        sb.started("c 1") == tasks.len()
     });
     paused.signal(nix::sys::signal::Signal::SIGSTOP);
     let other = Serve::start(&sb, "other", &url, 8, "2s");
     wait_until("the takeover", Duration::from_secs(60), || {
-        sb.lines("starts")
-            .iter()
-            .filter(|l| l.ends_with(" c 2"))
-            .count()
-            == tasks.len()
+        sb.started("c 2") == tasks.len()
     });
     // What the paused service wrote or could write: its attempts (the
     // first of every stage; the taker's are later ones), the runs, their
@@ -1036,11 +1029,7 @@ fn the_database_cut_off_for_a_while_then_back_loses_no_step() {
         s.submit(t, &wt);
     }
     wait_until("work at stage c", Duration::from_secs(120), || {
-        sb.lines("starts")
-            .iter()
-            .filter(|l| l.ends_with(" c 1"))
-            .count()
-            >= 3
+        sb.started("c 1") >= 3
     });
     assert_eq!(s.get("/health").0, 200);
     relay.cut.store(true, Ordering::SeqCst);
