@@ -114,6 +114,19 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
+/// A service named `name` on the schema, with the short test lease.
+async fn service(schema: &PgSchema, name: &str) -> PostgresStore {
+    PostgresStore::open(
+        &schema.url(),
+        PgOptions {
+            name: name.into(),
+            ..fast()
+        },
+    )
+    .await
+    .expect("open the store as a service")
+}
+
 fn fast() -> PgOptions {
     PgOptions {
         lease: Duration::from_millis(1500),
@@ -698,24 +711,8 @@ fn a_task_of_an_expired_service_is_taken_over_and_its_old_owner_is_fenced() {
         let Some(schema) = PgSchema::new().await else {
             return;
         };
-        let a = PostgresStore::open(
-            &schema.url(),
-            PgOptions {
-                name: "a".into(),
-                ..fast()
-            },
-        )
-        .await
-        .unwrap();
-        let b = PostgresStore::open(
-            &schema.url(),
-            PgOptions {
-                name: "b".into(),
-                ..fast()
-            },
-        )
-        .await
-        .unwrap();
+        let a = service(&schema, "a").await;
+        let b = service(&schema, "b").await;
         let v = vars();
         a.enqueue(&NewQueuedTask {
             task: "t",
@@ -851,24 +848,8 @@ fn a_serial_stage_is_held_once_across_services_and_freed_with_the_lease() {
         let Some(schema) = PgSchema::new().await else {
             return;
         };
-        let a = PostgresStore::open(
-            &schema.url(),
-            PgOptions {
-                name: "a".into(),
-                ..fast()
-            },
-        )
-        .await
-        .unwrap();
-        let b = PostgresStore::open(
-            &schema.url(),
-            PgOptions {
-                name: "b".into(),
-                ..fast()
-            },
-        )
-        .await
-        .unwrap();
+        let a = service(&schema, "a").await;
+        let b = service(&schema, "b").await;
         let key = LockKey::Stage("deploy".into());
         let _g = a.try_lock(&key, "task 1").await.unwrap().expect("free");
         assert!(b.try_lock(&key, "task 2").await.unwrap().is_err());
