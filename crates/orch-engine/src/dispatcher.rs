@@ -571,8 +571,14 @@ impl<S: RunStore> Engine<S> {
 
     fn retry_of(&self, a: &Attempt) -> Retry {
         match a.producer {
-            ProducerKind::Runner => self.p.runner(&a.producer_name).map(|r| r.retry.clone()),
-            ProducerKind::Llm => self.p.transport(&a.producer_name).map(|t| t.retry.clone()),
+            ProducerKind::Runner => self
+                .p
+                .runner(&a.producer_name)
+                .map(|r| r.process.retry.clone()),
+            ProducerKind::Llm => self
+                .p
+                .transport(&a.producer_name)
+                .map(|t| t.process.retry.clone()),
             // A person's decision is never a tool-error to retry.
             ProducerKind::Approval => None,
         }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::choice::Producer;
+use crate::keyword as kw;
 use crate::model::*;
 use crate::template::{Context, Template};
 
@@ -56,24 +57,47 @@ fn render_cwd(cwd: Option<&Template>, ctx: &Context) -> Result<PathBuf, String> 
     }
 }
 
-/// The process spec of a runner attempt.
-pub fn runner(r: &Runner, ctx: &Context, pipeline_path: &Path) -> Result<Invocation, String> {
-    let cmd = r.command.as_ref().ok_or("runner has no command")?;
+/// A producer's process, rendered for one attempt: argv, directory,
+/// environment (orch's own, then the process's `env`), timeouts and grace;
+/// no stdin. `owner` (`runner`, `transport`) names it in the messages.
+/// `first` runs once the command is known to be there, before anything is
+/// rendered (an LLM's prompt is read then); its value comes back with the
+/// invocation.
+fn process<T>(
+    p: &Process,
+    owner: &str,
+    ctx: &Context,
+    pipeline_path: &Path,
+    first: impl FnOnce() -> Result<T, String>,
+) -> Result<(Invocation, T), String> {
+    let cmd = p
+        .command
+        .as_ref()
+        .ok_or_else(|| format!("{owner} has no command"))?;
+    let first = first()?;
+    let argv = render_argv(&cmd.argv, ctx)?;
     let mut env = orch_env(ctx, pipeline_path);
-    render_env(&r.env, ctx, &mut env)?;
-    Ok(Invocation {
-        argv: render_argv(&cmd.argv, ctx)?,
-        cwd: render_cwd(r.cwd.as_ref(), ctx)?,
+    render_env(&p.env, ctx, &mut env)?;
+    let invocation = Invocation {
+        argv,
+        cwd: render_cwd(p.cwd.as_ref(), ctx)?,
         env,
         stdin: None,
-        timeout: r
+        timeout: p
             .timeout
             .as_ref()
             .map(|t| t.value)
-            .ok_or("runner has no timeout")?,
-        idle_timeout: r.idle_timeout.as_ref().map(|t| t.value),
-        grace: r.grace,
-    })
+            .ok_or_else(|| format!("{owner} has no timeout"))?,
+        idle_timeout: p.idle_timeout.as_ref().map(|t| t.value),
+        grace: p.grace,
+    };
+    Ok((invocation, first))
+}
+
+/// The process spec of a runner attempt.
+pub fn runner(r: &Runner, ctx: &Context, pipeline_path: &Path) -> Result<Invocation, String> {
+    let (invocation, ()) = process(&r.process, kw::RUNNER, ctx, pipeline_path, || Ok(()))?;
+    Ok(invocation)
 }
 
 /// The process spec of an LLM attempt: the prompt file, rendered, goes on
@@ -84,7 +108,18 @@ pub fn llm(
     ctx: &Context,
     pipeline_path: &Path,
 ) -> Result<Invocation, String> {
-    let cmd = t.command.as_ref().ok_or("transport has no command")?;
+    let (mut invocation, prompt) = process(&t.process, kw::TRANSPORT, ctx, pipeline_path, || {
+        prompt(l, ctx, pipeline_path)
+    })?;
+    match t.prompt {
+        PromptMode::Stdin => invocation.stdin = Some(prompt.into_bytes()),
+        PromptMode::Arg => invocation.argv.push(prompt),
+    }
+    Ok(invocation)
+}
+
+/// The call-site's prompt file (beside the pipeline file), rendered.
+fn prompt(l: &Llm, ctx: &Context, pipeline_path: &Path) -> Result<String, String> {
     let dir = pipeline_path.parent().unwrap_or(Path::new("."));
     let prompt_path = dir.join(&l.prompt.value);
     let text = std::fs::read_to_string(&prompt_path)
@@ -93,30 +128,7 @@ pub fn llm(
     if let Some(e) = errors.first() {
         return Err(format!("prompt {}: {}", prompt_path.display(), e.message));
     }
-    let prompt = template.render(ctx)?;
-    let mut argv = render_argv(&cmd.argv, ctx)?;
-    let stdin = match t.prompt {
-        PromptMode::Stdin => Some(prompt.into_bytes()),
-        PromptMode::Arg => {
-            argv.push(prompt);
-            None
-        }
-    };
-    let mut env = orch_env(ctx, pipeline_path);
-    render_env(&t.env, ctx, &mut env)?;
-    Ok(Invocation {
-        argv,
-        cwd: render_cwd(t.cwd.as_ref(), ctx)?,
-        env,
-        stdin,
-        timeout: t
-            .timeout
-            .as_ref()
-            .map(|t| t.value)
-            .ok_or("transport has no timeout")?,
-        idle_timeout: t.idle_timeout.as_ref().map(|t| t.value),
-        grace: t.grace,
-    })
+    template.render(ctx)
 }
 
 /// The process of a producer.
@@ -145,4 +157,74 @@ pub fn alert(a: &Alert, ctx: &Context, pipeline_path: &Path) -> Result<Invocatio
         idle_timeout: None,
         grace: Duration::from_secs(5),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader;
+
+    const TEXT: &str = r#"runner "r" {
+    command "check" "{task}"
+    cwd "sub"
+    env MODE="{stage}"
+    timeout "1m"
+    idle-timeout "20s"
+    grace "3s"
+}
+runner "bare" {
+}
+transport "bare" {
+}
+runner "untimed" {
+    command "check"
+}
+"#;
+
+    fn context() -> Context {
+        Context {
+            task: "t1".into(),
+            stage: "s".into(),
+            attempt: 1,
+            worktree: "/wt".into(),
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn a_runner_s_process_is_rendered_from_its_settings() {
+        let p = loader::load("p.kdl", TEXT).pipeline;
+        let r = p.runner("r").expect("runner r");
+        let path = Path::new("/pipelines/p.kdl");
+        let inv = runner(r, &context(), path).expect("invocation");
+        assert_eq!(inv.argv, ["check", "t1"]);
+        assert_eq!(inv.cwd, PathBuf::from("/wt/sub"));
+        assert_eq!(inv.env.last(), Some(&("MODE".into(), "s".into())));
+        assert_eq!(inv.env[..inv.env.len() - 1], orch_env(&context(), path)[..]);
+        assert!(inv.stdin.is_none());
+        assert_eq!(inv.timeout, Duration::from_secs(60));
+        assert_eq!(inv.idle_timeout, Some(Duration::from_secs(20)));
+        assert_eq!(inv.grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_process_without_command_or_timeout_names_its_owner() {
+        let p = loader::load("p.kdl", TEXT).pipeline;
+        let path = Path::new("/nonexistent/p.kdl");
+        let ctx = context();
+        let bare_runner = p.runners.iter().find(|r| r.name.value == "bare");
+        let err = bare_runner.map(|r| runner(r, &ctx, path).err());
+        assert_eq!(err, Some(Some("runner has no command".into())));
+        let bare_transport = p.transports.iter().find(|t| t.name.value == "bare");
+        let l = Llm {
+            transport: Spanned::new("bare".into(), (0, 0).into()),
+            prompt: Spanned::new("missing.md".into(), (0, 0).into()),
+            span: (0, 0).into(),
+        };
+        // Said before the (missing) prompt file is read.
+        let err = bare_transport.map(|t| llm(t, &l, &ctx, path).err());
+        assert_eq!(err, Some(Some("transport has no command".into())));
+        let untimed = p.runner("untimed").map(|r| runner(r, &ctx, path).err());
+        assert_eq!(untimed, Some(Some("runner has no timeout".into())));
+    }
 }

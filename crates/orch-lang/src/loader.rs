@@ -135,6 +135,31 @@ struct ProcessChildren {
     retry: Option<Option<Retry>>,
 }
 
+impl ProcessChildren {
+    /// The process as decoded, with the defaults of what was not given or
+    /// was malformed (a missing `command` or `timeout` stays `None`).
+    fn finish(self) -> Process {
+        let ProcessChildren {
+            command,
+            cwd,
+            env,
+            timeout,
+            idle_timeout,
+            grace,
+            retry,
+        } = self;
+        Process {
+            command,
+            cwd,
+            env,
+            timeout,
+            idle_timeout,
+            grace: grace.flatten().unwrap_or(DEFAULT_GRACE),
+            retry: retry.flatten().unwrap_or_else(Retry::none),
+        }
+    }
+}
+
 /// The pipeline as decoded so far, node by node.
 #[derive(Default)]
 struct TopLevel {
@@ -830,25 +855,10 @@ impl Decoder<'_> {
                 }
             }
         }
-        let ProcessChildren {
-            command,
-            cwd,
-            env,
-            timeout,
-            idle_timeout,
-            grace,
-            retry,
-        } = process;
         Some(Transport {
             name: name?,
-            command,
+            process: process.finish(),
             prompt: prompt.flatten().unwrap_or(PromptMode::Stdin),
-            timeout,
-            idle_timeout,
-            grace: grace.flatten().unwrap_or(DEFAULT_GRACE),
-            cwd,
-            env,
-            retry: retry.flatten().unwrap_or_else(Retry::none),
             cost_per_call: cost.flatten(),
             labels: labels.unwrap_or_default(),
             span: node.span(),
@@ -1056,15 +1066,6 @@ impl Decoder<'_> {
                 self.runner_child(child, &mut own);
             }
         }
-        let ProcessChildren {
-            command,
-            cwd,
-            env,
-            timeout,
-            idle_timeout,
-            grace,
-            retry,
-        } = process;
         let RunnerChildren {
             exit_codes,
             on_timeout,
@@ -1076,16 +1077,10 @@ impl Decoder<'_> {
         } = own;
         Some(Runner {
             name: name?,
-            command,
-            cwd,
-            env,
-            timeout,
-            idle_timeout,
-            grace: grace.flatten().unwrap_or(DEFAULT_GRACE),
+            process: process.finish(),
             exit_codes,
             on_timeout,
             otherwise,
-            retry: retry.flatten().unwrap_or_else(Retry::none),
             enabled,
             scope,
             writes,

@@ -240,8 +240,12 @@ fn call_site_json(p: &Pipeline, cs: &CallSite) -> CallSiteJson {
         why: cs.why.as_ref().map(|w| w.value.clone()),
         runner: runner.map(|r| RunnerJson {
             name: r.name.value.clone(),
-            argv: argv(&r.command),
-            timeout_ms: r.timeout.as_ref().map(|t| t.value.as_millis() as u64),
+            argv: argv(&r.process.command),
+            timeout_ms: r
+                .process
+                .timeout
+                .as_ref()
+                .map(|t| t.value.as_millis() as u64),
             writes: r.writes.as_ref().map(|w| w.artifact.value.clone()),
             kill_switch: r.enabled.as_ref().map(|e| KillSwitch {
                 enabled: e.enabled,
@@ -289,12 +293,16 @@ pub fn build(p: &Pipeline) -> Map {
         .iter()
         .map(|t| TransportJson {
             name: t.name.value.clone(),
-            argv: argv(&t.command),
+            argv: argv(&t.process.command),
             prompt: match t.prompt {
                 PromptMode::Stdin => "stdin",
                 PromptMode::Arg => "arg",
             },
-            timeout_ms: t.timeout.as_ref().map(|d| d.value.as_millis() as u64),
+            timeout_ms: t
+                .process
+                .timeout
+                .as_ref()
+                .map(|d| d.value.as_millis() as u64),
             cost_per_call: t.cost_per_call,
         })
         .collect();

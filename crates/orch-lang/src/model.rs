@@ -140,18 +140,46 @@ impl Retry {
     }
 }
 
+/// A producer's process: what a runner or a transport runs, where, with
+/// which environment, for how long, and how often it is tried. The one
+/// definition of the settings both share; the engine spawns it through
+/// [`crate::invocation`].
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// `command`; `None` when missing or malformed (validation reports it).
+    pub command: Option<Command>,
+    /// `cwd`, beneath the worktree; the worktree itself when `None`.
+    pub cwd: Option<Template>,
+    /// `env "KEY" "VALUE"`, each on top of orch's own variables.
+    pub env: Vec<EnvVar>,
+    /// `timeout`; `None` when missing or malformed (validation reports it).
+    pub timeout: Option<Spanned<Duration>>,
+    /// `idle-timeout`: how long an attempt may print nothing.
+    pub idle_timeout: Option<Spanned<Duration>>,
+    /// `grace`: the delay between SIGTERM and SIGKILL to its process group.
+    pub grace: Duration,
+    /// `retry "tool-error" …`; one attempt when not given.
+    pub retry: Retry,
+}
+
+impl Process {
+    /// Every template of the process: the command's arguments, the
+    /// directory, then the environment's values.
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        self.command
+            .iter()
+            .flat_map(|c| c.argv.iter())
+            .chain(self.cwd.iter())
+            .chain(self.env.iter().map(|e| &e.value))
+    }
+}
+
 /// How an LLM is invoked.
 #[derive(Debug, Clone)]
 pub struct Transport {
     pub name: Name,
-    pub command: Option<Command>,
+    pub process: Process,
     pub prompt: PromptMode,
-    pub timeout: Option<Spanned<Duration>>,
-    pub idle_timeout: Option<Spanned<Duration>>,
-    pub grace: Duration,
-    pub cwd: Option<Template>,
-    pub env: Vec<EnvVar>,
-    pub retry: Retry,
     pub cost_per_call: Option<f64>,
     /// `labels "gpu" …`: what a service must have to run its stages.
     pub labels: Vec<Spanned<String>>,
@@ -248,16 +276,10 @@ pub struct Writes {
 #[derive(Debug, Clone)]
 pub struct Runner {
     pub name: Name,
-    pub command: Option<Command>,
-    pub cwd: Option<Template>,
-    pub env: Vec<EnvVar>,
-    pub timeout: Option<Spanned<Duration>>,
-    pub idle_timeout: Option<Spanned<Duration>>,
-    pub grace: Duration,
+    pub process: Process,
     pub exit_codes: Vec<ExitMapping>,
     pub on_timeout: Option<Spanned<String>>,
     pub otherwise: Option<Spanned<String>>,
-    pub retry: Retry,
     pub enabled: Option<Switch>,
     pub scope: Option<Scope>,
     pub writes: Option<Writes>,

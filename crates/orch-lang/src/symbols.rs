@@ -258,7 +258,7 @@ impl Builder<'_> {
             }
         }
         for t in &p.transports {
-            self.templates(t.command.as_ref(), t.cwd.as_ref(), &t.env);
+            self.templates(t.process.templates());
         }
         for g in &p.gates {
             self.push(Kind::Artifact, None, &g.artifact, None);
@@ -267,7 +267,7 @@ impl Builder<'_> {
             }
         }
         for r in &p.runners {
-            self.templates(r.command.as_ref(), r.cwd.as_ref(), &r.env);
+            self.templates(r.process.templates());
             if let Some(w) = &r.writes {
                 self.push(Kind::Artifact, None, &w.artifact, None);
                 if let Some(f) = &w.field {
@@ -302,7 +302,7 @@ impl Builder<'_> {
             }
         }
         for a in &p.alerts {
-            self.templates(a.command.as_ref(), None, &[]);
+            self.templates(a.command.iter().flat_map(|c| c.argv.iter()));
         }
     }
 
@@ -318,12 +318,7 @@ impl Builder<'_> {
         self.push(Kind::Var, None, &name, None);
     }
 
-    fn templates(&mut self, command: Option<&Command>, cwd: Option<&Template>, env: &[EnvVar]) {
-        let all = command
-            .into_iter()
-            .flat_map(|c| c.argv.iter())
-            .chain(cwd)
-            .chain(env.iter().map(|e| &e.value));
+    fn templates<'t>(&mut self, all: impl IntoIterator<Item = &'t Template>) {
         let mut found = Vec::new();
         for t in all {
             for part in &t.parts {

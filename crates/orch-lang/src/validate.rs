@@ -489,47 +489,13 @@ impl<'a> Checker<'a> {
 
     fn runners(&mut self) {
         for r in &self.p.runners {
-            self.timing(
-                "runner",
-                &r.name,
-                r.timeout.as_ref(),
-                r.idle_timeout.as_ref(),
-                &r.retry,
-            );
-            self.runner_required_children(r);
+            self.process(kw::RUNNER, &r.name, &r.process, "15m");
             self.runner_exit_codes(r);
             let Some((a, field)) = self.runner_written_field(r) else {
                 continue;
             };
             self.runner_verdicts(r, a, field);
             self.runner_unwritable_fields(r, a, field);
-        }
-    }
-
-    /// A runner's `command` and `timeout`.
-    fn runner_required_children(&mut self, r: &Runner) {
-        let has = |child| self.declared.has_child(kw::RUNNER, &r.name.value, child);
-        if r.command.is_none() && !has(kw::COMMAND) {
-            self.push(
-                Finding::new(
-                    Code::MissingCommand,
-                    r.name.span,
-                    format!("runner `{}` has no `command`", r.name.value),
-                )
-                .label("nothing to run")
-                .help("add `command \"PROGRAM\" \"ARG\"…`"),
-            );
-        }
-        if r.timeout.is_none() && !has(kw::TIMEOUT) {
-            self.push(
-                Finding::new(
-                    Code::MissingTimeout,
-                    r.name.span,
-                    format!("runner `{}` has no `timeout`", r.name.value),
-                )
-                .label("could hang forever")
-                .help("add `timeout \"15m\"`: every producer states how long it may run"),
-            );
         }
     }
 
@@ -671,15 +637,41 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The process of the runner or transport `name` (`keyword` says
+    /// which): its timing, and its `command` and `timeout`, which it must
+    /// have (the help for a missing one suggests `timeout "EXAMPLE"`).
+    fn process(&mut self, keyword: &str, name: &Name, p: &Process, example: &str) {
+        self.timing(keyword, name, p);
+        let has = |child| self.declared.has_child(keyword, &name.value, child);
+        if p.command.is_none() && !has(kw::COMMAND) {
+            self.push(
+                Finding::new(
+                    Code::MissingCommand,
+                    name.span,
+                    format!("{keyword} `{}` has no `command`", name.value),
+                )
+                .label("nothing to run")
+                .help("add `command \"PROGRAM\" \"ARG\"…`"),
+            );
+        }
+        if p.timeout.is_none() && !has(kw::TIMEOUT) {
+            self.push(
+                Finding::new(
+                    Code::MissingTimeout,
+                    name.span,
+                    format!("{keyword} `{}` has no `timeout`", name.value),
+                )
+                .label("could hang forever")
+                .help(format!(
+                    "add `timeout \"{example}\"`: every producer states how long it may run"
+                )),
+            );
+        }
+    }
+
     /// Timeouts and retry delays that cannot work as written.
-    fn timing(
-        &mut self,
-        what: &str,
-        name: &Name,
-        timeout: Option<&Spanned<std::time::Duration>>,
-        idle: Option<&Spanned<std::time::Duration>>,
-        retry: &Retry,
-    ) {
+    fn timing(&mut self, what: &str, name: &Name, p: &Process) {
+        let (timeout, idle, retry) = (p.timeout.as_ref(), p.idle_timeout.as_ref(), &p.retry);
         if let Some(t) = timeout.filter(|t| t.value.is_zero()) {
             self.push(
                 Finding::new(
@@ -740,36 +732,7 @@ impl<'a> Checker<'a> {
 
     fn transports(&mut self) {
         for t in &self.p.transports {
-            self.timing(
-                "transport",
-                &t.name,
-                t.timeout.as_ref(),
-                t.idle_timeout.as_ref(),
-                &t.retry,
-            );
-            let has = |child| self.declared.has_child(kw::TRANSPORT, &t.name.value, child);
-            if t.command.is_none() && !has(kw::COMMAND) {
-                self.push(
-                    Finding::new(
-                        Code::MissingCommand,
-                        t.name.span,
-                        format!("transport `{}` has no `command`", t.name.value),
-                    )
-                    .label("nothing to run")
-                    .help("add `command \"PROGRAM\" \"ARG\"…`"),
-                );
-            }
-            if t.timeout.is_none() && !has(kw::TIMEOUT) {
-                self.push(
-                    Finding::new(
-                        Code::MissingTimeout,
-                        t.name.span,
-                        format!("transport `{}` has no `timeout`", t.name.value),
-                    )
-                    .label("could hang forever")
-                    .help("add `timeout \"30m\"`: every producer states how long it may run"),
-                );
-            }
+            self.process(kw::TRANSPORT, &t.name, &t.process, "30m");
         }
     }
 
@@ -1012,14 +975,10 @@ impl<'a> Checker<'a> {
         let mut templates: Vec<&Template> = Vec::new();
         let p = self.p;
         for r in &p.runners {
-            templates.extend(r.command.iter().flat_map(|c| c.argv.iter()));
-            templates.extend(r.cwd.iter());
-            templates.extend(r.env.iter().map(|e| &e.value));
+            templates.extend(r.process.templates());
         }
         for t in &p.transports {
-            templates.extend(t.command.iter().flat_map(|c| c.argv.iter()));
-            templates.extend(t.cwd.iter());
-            templates.extend(t.env.iter().map(|e| &e.value));
+            templates.extend(t.process.templates());
         }
         for a in &p.alerts {
             templates.extend(a.command.iter().flat_map(|c| c.argv.iter()));
@@ -1097,12 +1056,13 @@ impl<'a> Checker<'a> {
         let commands = p
             .runners
             .iter()
-            .filter_map(|r| r.command.as_ref().map(|c| ("runner", &r.name, c)))
-            .chain(
-                p.transports
-                    .iter()
-                    .filter_map(|t| t.command.as_ref().map(|c| ("transport", &t.name, c))),
-            )
+            .filter_map(|r| r.process.command.as_ref().map(|c| ("runner", &r.name, c)))
+            .chain(p.transports.iter().filter_map(|t| {
+                t.process
+                    .command
+                    .as_ref()
+                    .map(|c| ("transport", &t.name, c))
+            }))
             .chain(
                 p.alerts
                     .iter()

@@ -84,11 +84,12 @@ fn describe(doc: &Document, kind: Kind, name: &str) -> Option<String> {
             let t = p.transport(name)?;
             format!(
                 "transport `{name}`\n\ncommand: `{}`\n\ntimeout: {}\n\n{}",
-                argv(t.command.as_ref()),
-                t.timeout
+                argv(t.process.command.as_ref()),
+                t.process
+                    .timeout
                     .as_ref()
                     .map_or("none".into(), |d| duration::human(d.value)),
-                retry(&t.retry)
+                retry(&t.process.retry)
             )
         }
         Kind::Alert => format!(
@@ -169,8 +170,9 @@ fn runner(r: &Runner) -> String {
     let mut s = format!(
         "runner `{}`\n\ncommand: `{}`\n\ntimeout: {}\n\nexit codes:",
         r.name.value,
-        argv(r.command.as_ref()),
-        r.timeout
+        argv(r.process.command.as_ref()),
+        r.process
+            .timeout
             .as_ref()
             .map_or("none".into(), |d| duration::human(d.value)),
     );
@@ -186,7 +188,7 @@ fn runner(r: &Runner) -> String {
         r.otherwise
             .as_ref()
             .map_or(TOOL_ERROR, |o| o.value.as_str()),
-        retry(&r.retry)
+        retry(&r.process.retry)
     );
     s
 }
@@ -239,18 +241,15 @@ fn hidden_values(p: &Pipeline, vars: &HashMap<String, String>) -> Vec<String> {
     let commands = p
         .runners
         .iter()
-        .flat_map(|r| {
-            r.command
+        .map(|r| &r.process)
+        .chain(p.transports.iter().map(|t| &t.process))
+        .flat_map(|process| {
+            process
+                .command
                 .iter()
                 .flat_map(|c| c.argv.iter())
-                .chain(r.env.iter().map(|e| &e.value))
-        })
-        .chain(p.transports.iter().flat_map(|t| {
-            t.command
-                .iter()
-                .flat_map(|c| c.argv.iter())
-                .chain(t.env.iter().map(|e| &e.value))
-        }));
+                .chain(process.env.iter().map(|e| &e.value))
+        });
     for t in commands {
         for part in &t.parts {
             if let Part::Placeholder(Placeholder::Env(name), _) = part {
