@@ -637,3 +637,43 @@ fn a_decision_survives_a_sigkill_of_the_service_and_is_applied_once() {
     );
     assert_eq!(st, 409, "the decision was kept, not lost");
 }
+
+#[test]
+fn a_task_waiting_for_a_decision_is_cancelled_and_its_request_can_no_longer_be_decided() {
+    let sb = Sandbox::new("api-cancel-waiting");
+    let svc = Service::start(&sb, "release.kdl", &[]);
+    submit(&svc, "t");
+    until("t to wait", || svc.queue_state("t") == "waiting");
+    assert_eq!(svc.waiting_approvals().len(), 1);
+    let (st, v) = svc.http(
+        "POST",
+        "/api/v1/tasks/t/cancel",
+        Some(SERVICE_TOKEN),
+        Some(serde_json::json!({})),
+    );
+    assert_eq!((st, s(&v["state"])), (200, "cancelled"), "{v}");
+    assert_eq!(svc.queue_state("t"), "cancelled");
+    assert!(svc.waiting_approvals().is_empty(), "no longer pending");
+    let (st, v) = svc.decide(
+        "t",
+        Some(ALICE),
+        serde_json::json!({ "decision": "approve" }),
+    );
+    assert_eq!(st, 404, "a cancelled run's request is over: {v}");
+    assert!(
+        s(&v["error"]).contains("no approval request is pending"),
+        "{v}"
+    );
+    let (_, task) = svc.http("GET", "/api/v1/tasks/t", None, None);
+    assert_eq!(s(&task["runs"][0]["status"]), "cancelled", "{task}");
+    // The clock does not queue a cancelled task again.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(svc.queue_state("t"), "cancelled");
+    let (st, _) = svc.http(
+        "POST",
+        "/api/v1/tasks/t/cancel",
+        Some(SERVICE_TOKEN),
+        Some(serde_json::json!({})),
+    );
+    assert_eq!(st, 409, "cancelled already");
+}

@@ -1445,3 +1445,65 @@ fn tls_is_used_when_the_url_asks_for_it_and_a_refusal_names_tls_and_the_url() {
     }
     drop(s);
 }
+
+#[test]
+fn a_task_running_on_one_service_is_cancelled_through_another() {
+    let Some(pg) = PgSchema::new("xcancel") else {
+        return;
+    };
+    let sb = Sandbox::new("xcancel");
+    let url = pg.url();
+    let wt = sb.root.join("wt");
+    let first = Serve::start(&sb, "first", &url, 2, "5s");
+    sb.hold("a");
+    first.submit("x", &wt);
+    first.submit("y", &wt);
+    wait_until(
+        "x and y at stage a on first",
+        Duration::from_secs(60),
+        || sb.started("a 1") == 2,
+    );
+    // Started after both were taken: the second service holds no task.
+    let second = Serve::start(&sb, "second", &url, 2, "5s");
+    let pid = sb.pids()["x a 1"];
+    assert!(alive(pid));
+    let (st, body) = http(
+        &second.addr,
+        "POST",
+        "/api/v1/tasks/x/cancel",
+        Some(&json!({})),
+    );
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body.clone()));
+    assert_eq!((st, v["state"].as_str()), (200, Some("cancelled")), "{v}");
+    assert!(
+        !alive(pid),
+        "x's producer was terminated on the first service"
+    );
+    assert!(
+        first.log().contains("as asked through another service"),
+        "{}",
+        first.log()
+    );
+    // Both services answer the same: cancelled, its run too.
+    for s in [&first, &second] {
+        let v = s.task("x");
+        assert_eq!(v["queue"]["state"], "cancelled", "{v}");
+        assert_eq!(v["runs"][0]["status"], "cancelled", "{v}");
+    }
+    // The other task is untouched and finishes; x never reaches stage b.
+    sb.release("a");
+    wait_until("y", Duration::from_secs(60), || finished_ok(&first, "y"));
+    assert!(
+        !sb.lines("starts").iter().any(|l| l.starts_with("x b")),
+        "{:?}",
+        sb.lines("starts")
+    );
+    // Cancelling it again, through either service, is refused.
+    let (st, _) = http(
+        &first.addr,
+        "POST",
+        "/api/v1/tasks/x/cancel",
+        Some(&json!({})),
+    );
+    assert_eq!(st, 409);
+}

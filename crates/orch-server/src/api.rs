@@ -459,7 +459,9 @@ pub(crate) async fn cancel<S: Store>(
             ))
         });
     };
-    if entry.state == QueueState::Queued && drop_queued(&app, &task).await? {
+    if matches!(entry.state, QueueState::Queued | QueueState::Waiting)
+        && drop_unstarted(&app, &task, entry.state).await?
+    {
         return Ok(cancelled());
     }
     // Queued a moment ago and taken since, or running.
@@ -470,33 +472,47 @@ pub(crate) async fn cancel<S: Store>(
             state.map(|s| s.as_str()).unwrap_or("gone")
         )));
     }
-    {
+    let held_here = {
         let mut b = app.board.lock();
         match b.running.get_mut(&task) {
             Some(live) => {
                 live.cancel_requested = true;
                 let _ = live.cancel.send(true);
+                true
             }
             None => {
                 b.cancel_before_start.insert(task.clone());
+                false
             }
         }
+    };
+    // Not on this service's board: taken by its scheduler a moment ago, or
+    // held by another service sharing the store, which finds the request
+    // on its next tick (`scheduler::clock`).
+    if !held_here {
+        app.store.request_cancel(&task).await?;
     }
     tracing::info!(task, "cancelling");
     await_cancelled(&app, &task).await
 }
 
-/// Cancels a task still queued; false when a worker took it meanwhile.
-async fn drop_queued<S: Store>(app: &App<S>, task: &str) -> Result<bool, ApiError> {
+/// Cancels a task that holds no worker (queued, or waiting for an
+/// approval decision); false when a worker took it meanwhile.
+async fn drop_unstarted<S: Store>(
+    app: &App<S>,
+    task: &str,
+    from: QueueState,
+) -> Result<bool, ApiError> {
     if !app
         .store
-        .move_queued(task, QueueState::Queued, QueueState::Cancelled, None)
+        .move_queued(task, from, QueueState::Cancelled, None)
         .await?
     {
         return Ok(false);
     }
     // A queued task may have a run already (released at a stage needing
-    // labels, or queued again after an approval): it is over too.
+    // labels, or queued again after an approval), a waiting one has one:
+    // it is over too.
     if let Some(run) = app.store.latest_run(task).await? {
         if !matches!(run.status, RunStatus::Finished | RunStatus::Cancelled) {
             app.store
@@ -505,7 +521,7 @@ async fn drop_queued<S: Store>(app: &App<S>, task: &str) -> Result<bool, ApiErro
         }
     }
     crate::dashboard::queue_event(app, task, QueueState::Cancelled);
-    tracing::info!(task, "cancelled while queued");
+    tracing::info!(task, from = from.as_str(), "cancelled before it ran again");
     Ok(true)
 }
 

@@ -110,7 +110,7 @@ impl<S: Store> Service<S> {
             );
         }
         let scheduler = tokio::spawn(scheduler::schedule(app.clone(), recovered.into()));
-        let clock = tokio::spawn(scheduler::approval_clock(app.clone()));
+        let clock = tokio::spawn(scheduler::clock(app.clone()));
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let server = axum::serve(self.listener, api::router(app.clone())).with_graceful_shutdown(
             async move {

@@ -299,19 +299,45 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
     }
 }
 
-/// How often the service looks at waiting tasks' approval requests.
-const APPROVAL_TICK: Duration = Duration::from_millis(250);
+/// How often the service looks at waiting tasks' approval requests and at
+/// cancels asked for through other services.
+const TICK: Duration = Duration::from_millis(250);
 
-/// The service's clock for approvals: a waiting task whose request was
-/// decided (through the API or `orch approve`) or has expired is queued
-/// again; the engine then applies the decision, or fails the stage closed.
-pub async fn approval_clock<S: Store>(app: Arc<App<S>>) {
+/// The service's clock. A waiting task whose request was decided (through
+/// the API or `orch approve`) or has expired is queued again; the engine
+/// then applies the decision, or fails the stage closed. A task this
+/// service holds whose cancel was asked for through another service (a
+/// shared store) is cancelled as if asked here.
+pub async fn clock<S: Store>(app: Arc<App<S>>) {
     loop {
         if let Err(e) = requeue_decided(&app).await {
             tracing::error!(error = %e, "cannot look at the waiting tasks");
         }
-        tokio::time::sleep(APPROVAL_TICK).await;
+        if let Err(e) = cancel_requested(&app).await {
+            tracing::error!(error = %e, "cannot look at the cancel requests");
+        }
+        tokio::time::sleep(TICK).await;
     }
+}
+
+/// Cancels the tasks held here whose cancel another service recorded.
+pub async fn cancel_requested<S: Store>(app: &App<S>) -> orch_store::Result<()> {
+    for task in app.store.cancel_requests().await? {
+        let mut b = app.board.lock();
+        match b.running.get_mut(&task) {
+            Some(live) if !live.cancel_requested => {
+                live.cancel_requested = true;
+                let _ = live.cancel.send(true);
+                tracing::info!(task, "cancelling, as asked through another service");
+            }
+            Some(_) => {}
+            // Taken, not started yet: it stops as soon as it starts.
+            None => {
+                b.cancel_before_start.insert(task);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Queues again every waiting task whose latest request is no longer pending.

@@ -273,6 +273,12 @@ impl RunStore for AnyStore {
     async fn recoverable(&self) -> Result<Vec<QueuedTask>> {
         delegate!(self, s => s.recoverable())
     }
+    async fn request_cancel(&self, task: &str) -> Result<bool> {
+        delegate!(self, s => s.request_cancel(task))
+    }
+    async fn cancel_requests(&self) -> Result<Vec<String>> {
+        delegate!(self, s => s.cancel_requests())
+    }
     async fn services(&self) -> Result<Vec<ServiceRecord>> {
         delegate!(self, s => RunStore::services(s))
     }

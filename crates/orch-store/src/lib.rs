@@ -230,6 +230,20 @@ pub trait RunStore: Send + Sync + 'static {
         error: Option<&str>,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Asks the service holding a `running` task to cancel it: for a store
+    /// shared by services, where the holder may be another process. False
+    /// (nothing written) when the task is not running, and on a store of
+    /// one host, whose one service cancels its tasks itself.
+    fn request_cancel(&self, task: &str) -> impl Future<Output = Result<bool>> + Send {
+        let _ = task;
+        async { Ok(false) }
+    }
+    /// The tasks this service holds whose cancel another service asked
+    /// for with [`RunStore::request_cancel`].
+    fn cancel_requests(&self) -> impl Future<Output = Result<Vec<String>>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
     /// The tasks a service resumes first when it starts: on a store of one
     /// host, every task left `running` (they were this host's). A shared
     /// store returns none: a dead service's tasks are claimed through

@@ -895,3 +895,65 @@ fn a_newer_schema_or_a_foreign_one_is_refused() {
         assert!(PostgresStore::open_existing(&empty.url()).await.unwrap().is_none());
     });
 }
+
+#[test]
+fn a_cancel_asked_through_one_service_is_found_by_the_holder_only() {
+    rt().block_on(async {
+        let Some(schema) = PgSchema::new().await else {
+            return;
+        };
+        let a = service(&schema, "a").await;
+        let b = service(&schema, "b").await;
+        let v = vars();
+        a.enqueue(&NewQueuedTask {
+            task: "t",
+            vars: &v,
+            worktree: "/wt",
+            needs: &[],
+        })
+        .await
+        .unwrap();
+        assert!(
+            !b.request_cancel("t").await.unwrap(),
+            "a queued task is cancelled by a queue move, not a request"
+        );
+        a.take_queued().await.unwrap().expect("a claims t");
+        assert!(a.cancel_requests().await.unwrap().is_empty());
+        assert!(b.request_cancel("t").await.unwrap());
+        assert!(b.request_cancel("t").await.unwrap(), "asking twice is fine");
+        assert_eq!(a.cancel_requests().await.unwrap(), ["t"]);
+        assert!(
+            b.cancel_requests().await.unwrap().is_empty(),
+            "b holds nothing"
+        );
+        assert!(!b.request_cancel("nosuch").await.unwrap());
+        // Settled: no longer asked of anyone.
+        assert!(a
+            .move_queued("t", QueueState::Running, QueueState::Cancelled, None)
+            .await
+            .unwrap());
+        assert!(a.cancel_requests().await.unwrap().is_empty());
+        assert!(!b.request_cancel("t").await.unwrap());
+    });
+}
+
+#[test]
+fn a_store_of_one_host_has_no_cancel_requests() {
+    let (s, dir) = sqlite("cancel-requests");
+    rt().block_on(async {
+        let v = vars();
+        s.enqueue(&NewQueuedTask {
+            task: "t",
+            vars: &v,
+            worktree: "/wt",
+            needs: &[],
+        })
+        .await
+        .unwrap();
+        s.take_queued().await.unwrap().expect("taken");
+        // Its one service cancels its own tasks: nothing to hand over.
+        assert!(!s.request_cancel("t").await.unwrap());
+        assert!(s.cancel_requests().await.unwrap().is_empty());
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -860,6 +860,14 @@ impl RunStore for PostgresStore {
         self.decide_row(request_id, d).await
     }
 
+    async fn request_cancel(&self, task: &str) -> Result<bool> {
+        self.request_cancel_row(task).await
+    }
+
+    async fn cancel_requests(&self) -> Result<Vec<String>> {
+        self.cancel_request_rows().await
+    }
+
     async fn recoverable(&self) -> Result<Vec<QueuedTask>> {
         // Tasks whose service died are claimed by `take_queued` once its
         // lease has expired; none is resumed merely because it is running.

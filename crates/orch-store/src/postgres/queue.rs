@@ -98,6 +98,39 @@ impl PostgresStore {
         Ok(changed.len() == 1)
     }
 
+    /// Marks a running task's cancel for its holder, whichever service
+    /// that is (any service may ask; the holder settles the task).
+    pub(super) async fn request_cancel_row(&self, task: &str) -> Result<bool> {
+        let changed = self
+            .rows(
+                "UPDATE queue SET cancel_requested_ms = coalesce(cancel_requested_ms, $2)
+                 WHERE task = $1 AND state = 'running' RETURNING id",
+                &[&task, &now_ms()],
+                |r| {
+                    r.try_get::<_, i64>(0)
+                        .map_err(|e| super::rows::Bad(e.to_string()))
+                },
+            )
+            .await?;
+        Ok(changed.len() == 1)
+    }
+
+    /// The running tasks this service holds whose cancel was asked for.
+    pub(super) async fn cancel_request_rows(&self) -> Result<Vec<String>> {
+        let me = self.me("the cancel requests")?;
+        self.rows(
+            "SELECT task FROM queue
+             WHERE owner = $1 AND state = 'running' AND cancel_requested_ms IS NOT NULL
+             ORDER BY id",
+            &[&me],
+            |r| {
+                r.try_get::<_, String>(0)
+                    .map_err(|e| super::rows::Bad(e.to_string()))
+            },
+        )
+        .await
+    }
+
     /// Moves a task between states. Out of `running` only by the service
     /// that holds it under a live lease: a stale service cannot settle a
     /// task another took over.

@@ -177,6 +177,11 @@ CREATE TABLE artifacts (
     content BYTEA NOT NULL
 );
 "#,
+    // 5 (cancel): a cancel asked for through another service than the one
+    // holding the running task; the holder looks for it and cancels.
+    r#"
+ALTER TABLE queue ADD COLUMN cancel_requested_ms BIGINT;
+"#,
 ];
 
 /// The schema's version, or why it is not a store this build can use.
