@@ -957,3 +957,44 @@ fn a_store_of_one_host_has_no_cancel_requests() {
     });
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_service_long_dead_that_holds_nothing_is_forgotten_when_another_starts() {
+    rt().block_on(async {
+        let Some(schema) = PgSchema::new().await else {
+            return;
+        };
+        let a = service(&schema, "a").await;
+        let dead = |id: &str, ago: &str| {
+            format!(
+                "INSERT INTO services (id, name, host, pid, labels, started_at, renewed_at, expires_at)
+                 VALUES ('{id}', '{id}', 'gone-host', 1, '[]', clock_timestamp() - interval '3 days',
+                         clock_timestamp() - interval '{ago}', clock_timestamp() - interval '{ago}');"
+            )
+        };
+        schema
+            .sql(&format!(
+                "{}{}{}{}
+                 INSERT INTO queue (task, vars, worktree, state, owner, submitted_ms)
+                     VALUES ('held', '{{}}', '/wt', 'running', 'old-holder', 0);
+                 INSERT INTO locks (key, owner, guard, holder, taken_at)
+                     VALUES ('stage:deploy', 'old-locker', 'g', 'someone', clock_timestamp() - interval '2 days');",
+                dead("old-idle", "2 days"),
+                dead("old-holder", "2 days"),
+                dead("old-locker", "2 days"),
+                dead("recent", "1 minute"),
+            ))
+            .await;
+        let names = |s: Vec<ServiceRecord>| s.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(a.services().await.unwrap()),
+            ["a", "old-holder", "old-idle", "old-locker", "recent"]
+        );
+        let _b = service(&schema, "b").await;
+        assert_eq!(
+            names(a.services().await.unwrap()),
+            ["a", "b", "old-holder", "old-locker", "recent"],
+            "only the long-dead service that holds nothing is gone"
+        );
+    });
+}

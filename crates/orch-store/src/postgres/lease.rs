@@ -58,6 +58,10 @@ pub(super) fn new_id() -> String {
     )
 }
 
+/// How long a dead service's row stays listed (`orch status`, `GET
+/// /status`) after its lease expired, when it holds nothing.
+pub(super) const DEAD_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -88,6 +92,25 @@ impl Inner {
                     &labels,
                     &secs(me.lease),
                 ],
+            )
+            .await?;
+        self.forget_dead_services().await
+    }
+
+    /// Deletes the rows of services dead for longer than [`DEAD_KEPT`]
+    /// that hold nothing: a clean stop deletes its own row, but a killed
+    /// service (and every killed `orch run --store`) leaves one behind,
+    /// which `orch status` would list for ever. A dead service that still
+    /// names a running task or a lock stays listed until the task is taken
+    /// over; deleting its row would free nothing that expiry did not free.
+    async fn forget_dead_services(&self) -> Result<()> {
+        self.pool
+            .query(
+                "DELETE FROM services s
+                 WHERE s.expires_at < clock_timestamp() - make_interval(secs => $1)
+                   AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.owner = s.id AND q.state = 'running')
+                   AND NOT EXISTS (SELECT 1 FROM locks l WHERE l.owner = s.id)",
+                &[&secs(DEAD_KEPT)],
             )
             .await?;
         Ok(())
