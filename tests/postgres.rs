@@ -1507,3 +1507,52 @@ fn a_task_running_on_one_service_is_cancelled_through_another() {
     );
     assert_eq!(st, 409);
 }
+
+#[test]
+fn verify_ca_checks_the_chain_and_verify_full_the_name_too() {
+    let Some(pg) = PgSchema::new("vca") else {
+        return;
+    };
+    let cert = pg.query("SHOW ssl_cert_file")[0].get::<_, String>(0);
+    let server_tls = pg.query("SHOW ssl")[0].get::<_, String>(0) == "on";
+    // The server's own certificate as the root: Debian's is self-signed.
+    if !server_tls || std::fs::read(&cert).is_err() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: the server has no TLS, or its certificate {cert} is not readable here"
+        );
+        return;
+    }
+    let sb = Sandbox::new("vca");
+    let history = |mode: &str| {
+        let sep = if pg.base.contains('?') { '&' } else { '?' };
+        let url = format!("{}{sep}schema={}&sslmode={mode}", pg.base, pg.name);
+        let out = sb
+            .orch()
+            .args(["history", "--store", &url])
+            .output()
+            .expect("orch history");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = history(&format!("verify-ca&sslrootcert={cert}"));
+    assert_eq!(code, Some(0), "the chain is trusted: {out}");
+    assert!(out.contains("no runs recorded"), "{out}");
+    // Not under the Mozilla roots.
+    let (code, out) = history("verify-ca");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("(sslmode=verify-ca)") && out.contains("UnknownIssuer"),
+        "{out}"
+    );
+    // verify-full also wants the URL's host in the certificate; a
+    // certificate that names a host name does not name a bare address.
+    let (code, out) = history(&format!("verify-full&sslrootcert={cert}"));
+    if code != Some(0) {
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains("not valid for name"), "{out}");
+    }
+}

@@ -365,11 +365,14 @@ mod tests {
             mode("postgres://me@db.internal/db?sslmode=verify-full&connect_timeout=5"),
             Ok((TlsMode::VerifyFull, true))
         );
+        assert_eq!(
+            mode("postgres://me@10.0.0.7/db?sslmode=verify-ca"),
+            Ok((TlsMode::VerifyCa, true))
+        );
         let bad = mode("postgres://me@h/db?sslmode=sometimes").err();
         assert!(
-            bad.as_deref()
-                .is_some_and(|e| e.contains("sslmode")
-                    && e.contains("disable, prefer, require, verify-full")),
+            bad.as_deref().is_some_and(|e| e.contains("sslmode")
+                && e.contains("disable, prefer, require, verify-ca, verify-full")),
             "{bad:?}"
         );
         let bad = mode("postgres://me@h/db?sslmode=require&sslrootcert=/x.pem").err();

@@ -1,10 +1,12 @@
 //! TLS to the database, as libpq's `sslmode` says: `disable` (the default
 //! for a loopback host or a Unix socket), `prefer` (the default elsewhere:
 //! encrypted when the server offers it, plain otherwise), `require`
-//! (encrypted or no connection) and `verify-full` (encrypted, and the
-//! server's certificate verified for its host name against the Mozilla
-//! roots, or against `sslrootcert=FILE` alone). As in libpq, `prefer` and
-//! `require` encrypt without checking who the server is.
+//! (encrypted or no connection), `verify-ca` (encrypted, and the server's
+//! certificate chains to a trusted root, whatever name it carries) and
+//! `verify-full` (`verify-ca`, and the certificate names the URL's host).
+//! The roots are the Mozilla set, or `sslrootcert=FILE`'s certificates
+//! alone. As in libpq, `prefer` and `require` encrypt without checking who
+//! the server is.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ pub(crate) enum TlsMode {
     Disable,
     Prefer,
     Require,
+    VerifyCa,
     VerifyFull,
 }
 
@@ -31,9 +34,10 @@ impl TlsMode {
             "disable" => Ok(TlsMode::Disable),
             "prefer" => Ok(TlsMode::Prefer),
             "require" => Ok(TlsMode::Require),
+            "verify-ca" => Ok(TlsMode::VerifyCa),
             "verify-full" => Ok(TlsMode::VerifyFull),
             other => Err(format!(
-                "sslmode `{other}` is not one orch knows: disable, prefer, require, verify-full"
+                "sslmode `{other}` is not one orch knows: disable, prefer, require, verify-ca, verify-full"
             )),
         }
     }
@@ -43,6 +47,7 @@ impl TlsMode {
             TlsMode::Disable => "disable",
             TlsMode::Prefer => "prefer",
             TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
             TlsMode::VerifyFull => "verify-full",
         }
     }
@@ -73,7 +78,7 @@ impl TlsMode {
         match self {
             TlsMode::Disable => SslMode::Disable,
             TlsMode::Prefer => SslMode::Prefer,
-            TlsMode::Require | TlsMode::VerifyFull => SslMode::Require,
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
         }
     }
 }
@@ -83,8 +88,8 @@ pub(crate) fn connector(
     mode: TlsMode,
     root_cert: Option<&Path>,
 ) -> Result<Option<MakeRustlsConnect>, String> {
-    if root_cert.is_some() && mode != TlsMode::VerifyFull {
-        return Err("sslrootcert is used by sslmode=verify-full only".into());
+    if root_cert.is_some() && !matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) {
+        return Err("sslrootcert is used by sslmode=verify-ca and verify-full only".into());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -96,29 +101,45 @@ pub(crate) fn connector(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
             .with_no_client_auth(),
-        TlsMode::VerifyFull => {
-            let mut roots = rustls::RootCertStore::empty();
-            match root_cert {
-                Some(path) => {
-                    let bad = |e: &dyn std::fmt::Display| {
-                        format!(
-                            "cannot read the certificates of sslrootcert {}: {e}",
-                            path.display()
-                        )
-                    };
-                    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
-                        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-                    }
-                    if roots.is_empty() {
-                        return Err(bad(&"it holds no PEM certificate"));
-                    }
-                }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+        TlsMode::VerifyCa => {
+            let roots = Arc::new(roots(root_cert)?);
+            let chain =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|e| format!("cannot set up TLS: {e}"))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
+                .with_no_client_auth()
         }
+        TlsMode::VerifyFull => builder
+            .with_root_certificates(roots(root_cert)?)
+            .with_no_client_auth(),
     };
     Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+/// The roots a server's certificate must chain to: `sslrootcert`'s
+/// certificates alone, else the Mozilla set.
+fn roots(root_cert: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let Some(path) = root_cert else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(roots);
+    };
+    let bad = |e: &dyn std::fmt::Display| {
+        format!(
+            "cannot read the certificates of sslrootcert {}: {e}",
+            path.display()
+        )
+    };
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(&"it holds no PEM certificate"));
+    }
+    Ok(roots)
 }
 
 /// Whether the connection failed in its TLS request or handshake (the
@@ -188,5 +209,56 @@ impl ServerCertVerifier for EncryptOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the certificate chain is verified as for `verify-full`
+/// (trusted root, validity, signatures); only a name that does not match
+/// the URL's host is accepted. The webpki verifier checks the name last,
+/// after the chain, so its name error means the chain was good.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
     }
 }
