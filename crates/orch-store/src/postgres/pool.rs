@@ -45,9 +45,9 @@ pub(crate) struct Target {
 }
 
 /// Parses `postgres://user@host:port/db?schema=name&...`. The `schema`,
-/// `sslmode` and `sslrootcert` parameters are taken out (orch reads them;
-/// the client knows only some `sslmode` values); the rest is the client's
-/// own syntax.
+/// `sslmode`, `sslrootcert`, `sslcert` and `sslkey` parameters are taken
+/// out (orch reads them; the client knows only some `sslmode` values); the
+/// rest is the client's own syntax.
 pub(crate) fn parse_url(url: &str) -> std::result::Result<Target, String> {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -56,6 +56,7 @@ pub(crate) fn parse_url(url: &str) -> std::result::Result<Target, String> {
     let mut schema = None;
     let mut sslmode = None;
     let mut root_cert = None;
+    let (mut client_cert, mut client_key) = (None, None);
     let mut kept = Vec::new();
     for pair in query.into_iter().flat_map(|q| q.split('&')) {
         match pair.split_once('=') {
@@ -64,6 +65,10 @@ pub(crate) fn parse_url(url: &str) -> std::result::Result<Target, String> {
             Some(("sslrootcert", v)) if !v.is_empty() => {
                 root_cert = Some(std::path::PathBuf::from(v))
             }
+            Some(("sslcert", v)) if !v.is_empty() => {
+                client_cert = Some(std::path::PathBuf::from(v))
+            }
+            Some(("sslkey", v)) if !v.is_empty() => client_key = Some(std::path::PathBuf::from(v)),
             _ if pair.is_empty() => {}
             _ => kept.push(pair),
         }
@@ -88,7 +93,12 @@ pub(crate) fn parse_url(url: &str) -> std::result::Result<Target, String> {
         .map_err(|e| format!("not a PostgreSQL URL ({e})"))?;
     let tls_mode = sslmode.unwrap_or_else(|| TlsMode::default_for(&config));
     config.ssl_mode(tls_mode.client_mode());
-    let tls = tls::connector(tls_mode, root_cert.as_deref())?;
+    let client = match (client_cert, client_key) {
+        (Some(cert), Some(key)) => Some(tls::ClientCert { cert, key }),
+        (None, None) => None,
+        _ => return Err("sslcert and sslkey go together: the certificate and its key".into()),
+    };
+    let tls = tls::connector(tls_mode, root_cert.as_deref(), client.as_ref())?;
     Ok(Target {
         config,
         schema,
@@ -206,12 +216,14 @@ impl Pool {
         } else if is_connection_error(&e) {
             StoreError::Unreachable {
                 url,
-                source: Box::new(e),
+                source: tls::describe(&e).into(),
             }
         } else {
+            // The client's own words stop at "db error": the server's
+            // message (its severity, text and detail) is in the cause.
             StoreError::Postgres {
                 url,
-                source: Box::new(e),
+                source: tls::describe(&e).into(),
             }
         }
     }

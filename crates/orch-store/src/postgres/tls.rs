@@ -7,14 +7,15 @@
 //! The roots are the Mozilla set, or `sslrootcert=FILE`'s certificates
 //! alone. As in libpq, `prefer` and `require` encrypt without checking who
 //! the server is.
+//! `sslcert=` and `sslkey=` give the client certificate a server may ask for.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -83,11 +84,23 @@ impl TlsMode {
     }
 }
 
+/// `sslcert=` and `sslkey=`: the certificate (with its chain) and key this
+/// client shows a server that asks for one.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// The TLS client for `mode` (none for `disable`).
 pub(crate) fn connector(
     mode: TlsMode,
     root_cert: Option<&Path>,
+    client: Option<&ClientCert>,
 ) -> Result<Option<MakeRustlsConnect>, String> {
+    if client.is_some() && mode == TlsMode::Disable {
+        return Err("sslcert and sslkey need TLS, which sslmode=disable turns off".into());
+    }
     if root_cert.is_some() && !matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) {
         return Err("sslrootcert is used by sslmode=verify-ca and verify-full only".into());
     }
@@ -95,12 +108,11 @@ pub(crate) fn connector(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?;
-    let config = match mode {
+    let builder = match mode {
         TlsMode::Disable => return Ok(None),
         TlsMode::Prefer | TlsMode::Require => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider))),
         TlsMode::VerifyCa => {
             let roots = Arc::new(roots(root_cert)?);
             let chain =
@@ -110,13 +122,46 @@ pub(crate) fn connector(
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
-                .with_no_client_auth()
         }
-        TlsMode::VerifyFull => builder
-            .with_root_certificates(roots(root_cert)?)
-            .with_no_client_auth(),
+        TlsMode::VerifyFull => builder.with_root_certificates(roots(root_cert)?),
+    };
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let (chain, key) = client_identity(c)?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                format!(
+                    "cannot use sslcert {} with sslkey {}: {e}",
+                    c.cert.display(),
+                    c.key.display()
+                )
+            })?
+        }
     };
     Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+/// Reads `sslcert` (PEM certificates, the client's first) and `sslkey` (a
+/// PEM private key: PKCS#8, PKCS#1 or SEC1).
+fn client_identity(
+    c: &ClientCert,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let bad = |what: &str, path: &Path, e: &dyn std::fmt::Display| {
+        format!("cannot read the {what} of {}: {e}", path.display())
+    };
+    let chain = CertificateDer::pem_file_iter(&c.cert)
+        .map_err(|e| bad("certificates", &c.cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificates", &c.cert, &e))?;
+    if chain.is_empty() {
+        return Err(bad(
+            "certificates",
+            &c.cert,
+            &"sslcert holds no PEM certificate",
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&c.key).map_err(|e| bad("private key", &c.key, &e))?;
+    Ok((chain, key))
 }
 
 /// The roots a server's certificate must chain to: `sslrootcert`'s
