@@ -172,6 +172,19 @@ fn vars() -> BTreeMap<String, String> {
     BTreeMap::from([("flavour".to_string(), "mild".to_string())])
 }
 
+/// Queues `task` (the test variables, any service may take it).
+async fn enqueue<S: RunStore>(s: &S, task: &str) {
+    s.enqueue(&NewQueuedTask {
+        task,
+        vars: &vars(),
+        worktree: "/wt",
+        needs: &[],
+    })
+    .await
+    .unwrap()
+    .expect("queued");
+}
+
 async fn new_run<S: RunStore>(s: &S, task: &str) -> i64 {
     let vars = vars();
     s.create_run(&NewRun {
@@ -713,15 +726,7 @@ fn a_task_of_an_expired_service_is_taken_over_and_its_old_owner_is_fenced() {
         };
         let a = service(&schema, "a").await;
         let b = service(&schema, "b").await;
-        let v = vars();
-        a.enqueue(&NewQueuedTask {
-            task: "t",
-            vars: &v,
-            worktree: "/wt",
-            needs: &[],
-        })
-        .await
-        .unwrap();
+        enqueue(&a, "t").await;
         let claimed = a.take_queued().await.unwrap().expect("a claims t");
         assert_eq!(claimed.task, "t");
         assert!(b.take_queued().await.unwrap().is_none(), "t is held by a");
@@ -904,15 +909,7 @@ fn a_cancel_asked_through_one_service_is_found_by_the_holder_only() {
         };
         let a = service(&schema, "a").await;
         let b = service(&schema, "b").await;
-        let v = vars();
-        a.enqueue(&NewQueuedTask {
-            task: "t",
-            vars: &v,
-            worktree: "/wt",
-            needs: &[],
-        })
-        .await
-        .unwrap();
+        enqueue(&a, "t").await;
         assert!(
             !b.request_cancel("t").await.unwrap(),
             "a queued task is cancelled by a queue move, not a request"
@@ -941,15 +938,7 @@ fn a_cancel_asked_through_one_service_is_found_by_the_holder_only() {
 fn a_store_of_one_host_has_no_cancel_requests() {
     let (s, dir) = sqlite("cancel-requests");
     rt().block_on(async {
-        let v = vars();
-        s.enqueue(&NewQueuedTask {
-            task: "t",
-            vars: &v,
-            worktree: "/wt",
-            needs: &[],
-        })
-        .await
-        .unwrap();
+        enqueue(&s, "t").await;
         s.take_queued().await.unwrap().expect("taken");
         // Its one service cancels its own tasks: nothing to hand over.
         assert!(!s.request_cancel("t").await.unwrap());
