@@ -31,7 +31,6 @@ pub use lease::PgGuard;
 use lease::{fence, Identity};
 use pool::{Params, Pool};
 use rows::{attempt_row, damaged, run_row, ATTEMPT_SELECT, RUN_SELECT};
-pub use schema::SCHEMA_VERSION;
 
 /// How a writing process appears to the others sharing the store.
 #[derive(Debug, Clone)]

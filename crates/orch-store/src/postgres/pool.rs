@@ -185,7 +185,7 @@ fn is_connection_error(e: &tokio_postgres::Error) -> bool {
 }
 
 impl Pool {
-    pub fn new(target: Target) -> Pool {
+    pub(super) fn new(target: Target) -> Pool {
         Pool {
             target,
             idle: Mutex::new(Vec::new()),
@@ -195,7 +195,7 @@ impl Pool {
         }
     }
 
-    pub fn err(&self, e: tokio_postgres::Error) -> StoreError {
+    pub(super) fn err(&self, e: tokio_postgres::Error) -> StoreError {
         let url = self.target.shown.clone();
         if tls::is_tls_error(&e) {
             StoreError::Tls {
@@ -218,7 +218,7 @@ impl Pool {
 
     /// A connection of its own, outside the pool (the schema's set-up
     /// holds one for its transaction).
-    pub async fn dedicated(&self) -> Result<Client> {
+    pub(crate) async fn dedicated(&self) -> Result<Client> {
         self.connect()
             .await
             .map(|c| c.client)
@@ -272,7 +272,7 @@ impl Pool {
 
     /// Runs one statement and returns its rows, retrying on a broken
     /// connection for a while.
-    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    pub(super) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         let result = loop {
