@@ -27,7 +27,7 @@ pub(crate) struct Stat {
 }
 
 impl Stat {
-    pub fn is_zombie(&self) -> bool {
+    pub(crate) fn is_zombie(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')
     }
 }
