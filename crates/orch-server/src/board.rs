@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{watch, Notify};
 
 /// A task taken by a worker.
-pub struct Live {
+pub(crate) struct Live {
     pub stage: Option<String>,
     pub attempt: Option<i64>,
     /// A producer is running (between `AttemptStarted` and
@@ -25,7 +25,7 @@ pub struct Live {
 }
 
 #[derive(Default)]
-pub struct BoardState {
+pub(crate) struct BoardState {
     pub running: BTreeMap<String, Live>,
     /// Cancelled before the scheduler started them.
     pub cancel_before_start: BTreeSet<String>,
@@ -34,7 +34,7 @@ pub struct BoardState {
 
 impl BoardState {
     /// Tasks that hold a worker: running, not waiting.
-    pub fn busy(&self) -> usize {
+    pub(crate) fn busy(&self) -> usize {
         self.running
             .values()
             .filter(|l| l.waiting.is_none())
@@ -44,7 +44,7 @@ impl BoardState {
 
 /// The board, and the scheduler's wake-up.
 #[derive(Default)]
-pub struct Board {
+pub(crate) struct Board {
     state: Mutex<BoardState>,
     /// Something changed that may let the scheduler take a task.
     pub wake: Notify,
@@ -52,11 +52,11 @@ pub struct Board {
 
 impl Board {
     /// The state; a panic elsewhere while it was held leaves it usable.
-    pub fn lock(&self) -> MutexGuard<'_, BoardState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BoardState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 }

@@ -12,12 +12,8 @@ use sha2::Digest;
 
 use crate::error::ServeError;
 
-/// Defaults of `orch serve`.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
-pub const DEFAULT_WORKERS: usize = 8;
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request body taken.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -60,7 +56,7 @@ impl WorktreeTemplate {
     }
 
     /// The worktree of `task` (a valid task name).
-    pub fn for_task(&self, task: &str) -> PathBuf {
+    pub(crate) fn for_task(&self, task: &str) -> PathBuf {
         PathBuf::from(self.0.replace("{task}", task))
     }
 }
@@ -76,7 +72,7 @@ pub struct Served {
 }
 
 impl Served {
-    pub fn header(&self) -> Option<&Header> {
+    pub(crate) fn header(&self) -> Option<&Header> {
         self.pipeline.header.as_ref()
     }
 }
@@ -89,7 +85,7 @@ pub fn load_pipeline(path: &Path) -> Result<Served, ServeError> {
 }
 
 /// Checks a pipeline's text as `orch run` does.
-pub fn check_pipeline(path: &Path, text: String) -> Result<Served, ServeError> {
+pub(crate) fn check_pipeline(path: &Path, text: String) -> Result<Served, ServeError> {
     let digest = sha2::Sha256::digest(text.as_bytes()).into();
     let shown = path.display().to_string();
     let checked = analysis::analyze_text(&shown, &text, &Options { offline: true });

@@ -20,7 +20,7 @@ use crate::events::TaskSink;
 use crate::Store;
 
 /// Everything the service's parts share.
-pub struct App<S: Store> {
+pub(crate) struct App<S: Store> {
     pub store: Arc<S>,
     pub config: Config,
     /// The last valid pipeline; new tasks take it, runs in flight keep
@@ -45,7 +45,7 @@ pub struct App<S: Store> {
 
 impl<S: Store> App<S> {
     /// The pipeline new tasks run on.
-    pub fn served(&self) -> Arc<Served> {
+    pub(crate) fn served(&self) -> Arc<Served> {
         self.served
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -55,7 +55,7 @@ impl<S: Store> App<S> {
     /// Re-reads the pipeline file: a changed text that validates serves the
     /// next tasks; an invalid one is logged (once) and the last valid
     /// pipeline keeps serving. Runs in flight are not touched.
-    pub fn refresh(&self) -> Arc<Served> {
+    pub(crate) fn refresh(&self) -> Arc<Served> {
         use sha2::Digest;
         let current = self.served();
         let Ok(text) = std::fs::read_to_string(&current.path) else {
@@ -89,7 +89,7 @@ impl<S: Store> App<S> {
 
 /// Takes tasks until the service drains: first the runs that were in flight
 /// when it last stopped (`recovered`, resumed), then the queue.
-pub async fn schedule<S: Store>(app: Arc<App<S>>, mut recovered: VecDeque<QueuedTask>) {
+pub(crate) async fn schedule<S: Store>(app: Arc<App<S>>, mut recovered: VecDeque<QueuedTask>) {
     loop {
         loop {
             {
@@ -305,7 +305,7 @@ const APPROVAL_TICK: Duration = Duration::from_millis(250);
 /// The service's clock for approvals: a waiting task whose request was
 /// decided (through the API or `orch approve`) or has expired is queued
 /// again; the engine then applies the decision, or fails the stage closed.
-pub async fn approval_clock<S: Store>(app: Arc<App<S>>) {
+pub(crate) async fn approval_clock<S: Store>(app: Arc<App<S>>) {
     loop {
         if let Err(e) = requeue_decided(&app).await {
             tracing::error!(error = %e, "cannot look at the waiting tasks");
@@ -315,7 +315,7 @@ pub async fn approval_clock<S: Store>(app: Arc<App<S>>) {
 }
 
 /// Queues again every waiting task whose latest request is no longer pending.
-pub async fn requeue_decided<S: Store>(app: &App<S>) -> orch_store::Result<()> {
+pub(crate) async fn requeue_decided<S: Store>(app: &App<S>) -> orch_store::Result<()> {
     let now = orch_store::now_ms();
     for t in app.store.queue(Some(QueueState::Waiting)).await? {
         let latest = app.store.approvals(Some(&t.task)).await?.pop();
@@ -357,7 +357,7 @@ async fn mark_cancelled<S: Store>(store: &S, task: &str) -> orch_store::Result<(
 /// stops now), then cancels the rest: producers are terminated with their
 /// grace and the runs left interrupted, resumable. Returns when no task is
 /// left.
-pub async fn drain<S: Store>(app: &App<S>, timeout: Duration) {
+pub(crate) async fn drain<S: Store>(app: &App<S>, timeout: Duration) {
     let left = {
         let mut b = app.board.lock();
         b.draining = true;
