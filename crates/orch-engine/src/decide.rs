@@ -67,10 +67,10 @@ pub(crate) fn after_exit(verdict: &str, exit: Option<&str>, retry: &Retry, defer
 /// A transition to take.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Take {
-    pub kind: TransitionKind,
-    pub to: String,
-    pub reason: String,
-    pub alert: Option<String>,
+    pub(crate) kind: TransitionKind,
+    pub(crate) to: String,
+    pub(crate) reason: String,
+    pub(crate) alert: Option<String>,
 }
 
 /// Why a stage cannot move at all: it failed closed without an `exhausted`

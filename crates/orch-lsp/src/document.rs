@@ -10,17 +10,17 @@ use orch_lang::validate::Options;
 use crate::position::LineIndex;
 
 pub(crate) struct Document {
-    pub text: String,
-    pub lines: LineIndex,
+    pub(crate) text: String,
+    pub(crate) lines: LineIndex,
     /// The file's path when its URI is a `file:` URI (the validator reads
     /// prompt files relative to it).
-    pub path: Option<PathBuf>,
-    pub analysis: Analysis,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) analysis: Analysis,
     index: Option<Index>,
     /// The last version that parsed, while this one does not: a half-typed
     /// node makes the whole file unparseable, yet completion still needs
     /// the names the file declares.
-    pub previous: Option<Box<Document>>,
+    pub(crate) previous: Option<Box<Document>>,
 }
 
 impl Document {

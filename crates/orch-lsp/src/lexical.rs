@@ -5,22 +5,22 @@
 /// An enclosing node: its name and the text of its line up to `{`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Frame {
-    pub node: String,
-    pub header: String,
+    pub(crate) node: String,
+    pub(crate) header: String,
 }
 
 /// The cursor's surroundings.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Context {
     /// The enclosing nodes, outermost first.
-    pub frames: Vec<Frame>,
+    pub(crate) frames: Vec<Frame>,
     /// The current statement from its start to the cursor.
-    pub statement: String,
+    pub(crate) statement: String,
     /// The byte offset where the statement starts.
-    pub statement_start: usize,
+    pub(crate) statement_start: usize,
     /// When the cursor is inside a quoted string: the offset of its first
     /// character (after the quote).
-    pub string_start: Option<usize>,
+    pub(crate) string_start: Option<usize>,
 }
 
 /// Scans `text` up to `cursor` (clamped to a character boundary).

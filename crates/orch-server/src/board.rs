@@ -10,26 +10,26 @@ use tokio::sync::{watch, Notify};
 
 /// A task taken by a worker.
 pub(crate) struct Live {
-    pub stage: Option<String>,
-    pub attempt: Option<i64>,
+    pub(crate) stage: Option<String>,
+    pub(crate) attempt: Option<i64>,
     /// A producer is running (between `AttemptStarted` and
     /// `AttemptFinished`).
-    pub attempt_running: bool,
+    pub(crate) attempt_running: bool,
     /// Waiting for a serial stage: (stage, reason). A waiting task holds no
     /// worker.
-    pub waiting: Option<(String, String)>,
+    pub(crate) waiting: Option<(String, String)>,
     /// The engine's cancel signal for this task.
-    pub cancel: watch::Sender<bool>,
+    pub(crate) cancel: watch::Sender<bool>,
     /// Cancelled through the API (not by a drain).
-    pub cancel_requested: bool,
+    pub(crate) cancel_requested: bool,
 }
 
 #[derive(Default)]
 pub(crate) struct BoardState {
-    pub running: BTreeMap<String, Live>,
+    pub(crate) running: BTreeMap<String, Live>,
     /// Cancelled before the scheduler started them.
-    pub cancel_before_start: BTreeSet<String>,
-    pub draining: bool,
+    pub(crate) cancel_before_start: BTreeSet<String>,
+    pub(crate) draining: bool,
 }
 
 impl BoardState {
@@ -47,7 +47,7 @@ impl BoardState {
 pub(crate) struct Board {
     state: Mutex<BoardState>,
     /// Something changed that may let the scheduler take a task.
-    pub wake: Notify,
+    pub(crate) wake: Notify,
 }
 
 impl Board {

@@ -39,8 +39,8 @@ impl ServeError {
 /// A refused request: its status and what to say.
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    pub status: StatusCode,
-    pub message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
 }
 
 impl ApiError {

@@ -49,9 +49,9 @@ pub(crate) fn client_stream(
 }
 
 pub(crate) struct TaskSink {
-    pub task: String,
-    pub board: Arc<Board>,
-    pub feed: Feed,
+    pub(crate) task: String,
+    pub(crate) board: Arc<Board>,
+    pub(crate) feed: Feed,
 }
 
 /// Every engine event of a task in the service's log (`tracing`).

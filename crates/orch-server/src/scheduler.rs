@@ -21,26 +21,26 @@ use crate::Store;
 
 /// Everything the service's parts share.
 pub(crate) struct App<S: Store> {
-    pub store: Arc<S>,
-    pub config: Config,
+    pub(crate) store: Arc<S>,
+    pub(crate) config: Config,
     /// The last valid pipeline; new tasks take it, runs in flight keep
     /// theirs.
-    pub served: std::sync::RwLock<Arc<Served>>,
+    pub(crate) served: std::sync::RwLock<Arc<Served>>,
     /// The digest of the last invalid text seen, logged once.
-    pub rejected: std::sync::Mutex<Option<[u8; 32]>>,
-    pub board: Arc<Board>,
-    pub token: Token,
+    pub(crate) rejected: std::sync::Mutex<Option<[u8; 32]>>,
+    pub(crate) board: Arc<Board>,
+    pub(crate) token: Token,
     /// The tokens that name approval deciders (`--tokens-file`).
-    pub deciders: crate::deciders::Deciders,
-    pub started: Instant,
+    pub(crate) deciders: crate::deciders::Deciders,
+    pub(crate) started: Instant,
     /// Absolute.
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// Reads need the token too when the service listens beyond loopback.
-    pub open_reads: bool,
+    pub(crate) open_reads: bool,
     /// Every task's engine events, for `GET /api/v1/events`.
-    pub feed: crate::events::Feed,
+    pub(crate) feed: crate::events::Feed,
     /// Set once the service has drained: event streams end.
-    pub closing: watch::Sender<bool>,
+    pub(crate) closing: watch::Sender<bool>,
 }
 
 impl<S: Store> App<S> {

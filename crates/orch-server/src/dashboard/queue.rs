@@ -74,18 +74,18 @@ impl RowState {
 
 /// One task's row.
 pub(crate) struct Row {
-    pub task: String,
-    pub state: RowState,
-    pub stage: Option<String>,
-    pub attempt: Option<i64>,
-    pub producer: Option<(ProducerKind, String)>,
+    pub(crate) task: String,
+    pub(crate) state: RowState,
+    pub(crate) stage: Option<String>,
+    pub(crate) attempt: Option<i64>,
+    pub(crate) producer: Option<(ProducerKind, String)>,
     /// The serial stage waited for and why (`held by …`).
-    pub waiting: Option<(String, String)>,
+    pub(crate) waiting: Option<(String, String)>,
     /// The labels a queued task waits for a service with (placement).
-    pub needs: Vec<String>,
+    pub(crate) needs: Vec<String>,
     /// Newest first by this.
-    pub since_ms: i64,
-    pub elapsed_ms: i64,
+    pub(crate) since_ms: i64,
+    pub(crate) elapsed_ms: i64,
 }
 
 /// What the board says of a task in flight.

@@ -34,14 +34,14 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 /// tables live in (`?schema=` in the URL, an orch addition).
 #[derive(Clone)]
 pub(crate) struct Target {
-    pub config: tokio_postgres::Config,
-    pub schema: Option<String>,
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) schema: Option<String>,
     /// The URL without its password, for messages.
-    pub shown: String,
+    pub(crate) shown: String,
     /// `sslmode=`, or its default for the host.
-    pub tls_mode: TlsMode,
+    pub(crate) tls_mode: TlsMode,
     /// The TLS client, unless `tls_mode` is `disable`.
-    pub tls: Option<MakeRustlsConnect>,
+    pub(crate) tls: Option<MakeRustlsConnect>,
 }
 
 /// Parses `postgres://user@host:port/db?schema=name&...`. The `schema`,
@@ -135,13 +135,13 @@ impl Conn {
 }
 
 pub(crate) struct Pool {
-    pub target: Target,
+    pub(crate) target: Target,
     idle: Mutex<Vec<Conn>>,
     permits: std::sync::Arc<Semaphore>,
     /// Nanoseconds spent in store calls, for `ORCH_PROFILE`.
-    pub spent: AtomicU64,
+    pub(crate) spent: AtomicU64,
     /// False while the database cannot be reached (`/health`).
-    pub reachable: AtomicBool,
+    pub(crate) reachable: AtomicBool,
 }
 
 /// A client lent for one call; it goes back to the pool unless broken.
