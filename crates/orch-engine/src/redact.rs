@@ -198,7 +198,7 @@ impl Stream {
     }
 
     /// Whatever was held back, redacted: the stream ended.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         let rest = std::mem::take(&mut self.pending);
         self.redactor.redact_bytes(&rest)
     }

@@ -63,12 +63,12 @@ impl WorktreeTemplate {
 
 /// The pipeline the service runs tasks on, valid when it was loaded.
 pub struct Served {
-    pub pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
     /// Absolute.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The text it was read from, and its SHA-256.
-    pub text: String,
-    pub digest: [u8; 32],
+    pub(crate) text: String,
+    pub(crate) digest: [u8; 32],
 }
 
 impl Served {

@@ -62,7 +62,7 @@ impl Exit {
         }
     }
 
-    pub fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         match self {
             Exit::Code(c) => Some(*c),
             _ => None,

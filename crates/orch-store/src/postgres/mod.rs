@@ -173,7 +173,7 @@ impl PostgresStore {
     }
 
     /// Whether the last statement reached the database.
-    pub fn reachable(&self) -> bool {
+    pub(crate) fn reachable(&self) -> bool {
         self.inner.pool.reachable.load(Ordering::Relaxed)
     }
 
