@@ -80,7 +80,7 @@ pub struct Leak {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub exit: Exit,
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// The last lines of output.
     pub tail: Vec<String>,
     pub leaks: Vec<Leak>,
