@@ -47,7 +47,12 @@ pub(crate) enum AfterExit {
 
 /// A tool-error is retried within the producer's budget; any other verdict
 /// goes to the gate.
-pub(crate) fn after_exit(verdict: &str, exit: Option<&str>, retry: &Retry, defers: i64) -> AfterExit {
+pub(crate) fn after_exit(
+    verdict: &str,
+    exit: Option<&str>,
+    retry: &Retry,
+    defers: i64,
+) -> AfterExit {
     if verdict != TOOL_ERROR {
         return AfterExit::Proceed;
     }
@@ -80,7 +85,12 @@ pub(crate) struct Stuck(pub String);
 
 /// The transition a gate's result takes. `fails` is the number of
 /// rollbacks the stage already took in this run.
-pub(crate) fn after_gate(stage: &Stage, pass: bool, reason: &str, fails: u32) -> Result<Take, Stuck> {
+pub(crate) fn after_gate(
+    stage: &Stage,
+    pass: bool,
+    reason: &str,
+    fails: u32,
+) -> Result<Take, Stuck> {
     if pass {
         return match &stage.pass {
             Some(t) => Ok(Take {

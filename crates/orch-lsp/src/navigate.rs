@@ -20,7 +20,12 @@ pub(crate) fn definition(doc: &mut Document, uri: &Uri, pos: Position) -> Option
     Some(Location::new(uri.clone(), doc.lines.range(&doc.text, d)))
 }
 
-pub(crate) fn references(doc: &mut Document, uri: &Uri, pos: Position, with_decl: bool) -> Vec<Location> {
+pub(crate) fn references(
+    doc: &mut Document,
+    uri: &Uri,
+    pos: Position,
+    with_decl: bool,
+) -> Vec<Location> {
     let Some(o) = under(doc, pos) else {
         return Vec::new();
     };

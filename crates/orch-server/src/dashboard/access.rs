@@ -16,7 +16,11 @@ use crate::Store;
 
 use super::layout;
 
-pub(crate) async fn guard<S: Store>(State(app): State<Arc<App<S>>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let read = method == Method::GET || method == Method::HEAD;

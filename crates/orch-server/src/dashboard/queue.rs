@@ -180,7 +180,10 @@ fn live_views<S: Store>(app: &App<S>) -> HashMap<String, LiveView> {
 }
 
 /// Every task's row (or one task's), newest first.
-pub(crate) async fn rows<S: Store>(app: &App<S>, only: Option<&str>) -> orch_store::Result<Vec<Row>> {
+pub(crate) async fn rows<S: Store>(
+    app: &App<S>,
+    only: Option<&str>,
+) -> orch_store::Result<Vec<Row>> {
     let entries: Vec<QueuedTask> = match only {
         Some(t) => app.store.queued_task(t).await?.into_iter().collect(),
         None => app.store.queue(None).await?,
@@ -320,7 +323,10 @@ fn html_string(s: String) -> Response {
 
 /// `/rows/{task}`: one row (`<tr>`), or 404 when the service does not know
 /// the task.
-pub(crate) async fn row<S: Store>(State(app): State<Arc<App<S>>>, Path(task): Path<String>) -> Response {
+pub(crate) async fn row<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(task): Path<String>,
+) -> Response {
     if orch_engine::check_task_name(&task).is_err() {
         return layout::refusal(StatusCode::BAD_REQUEST, "not a task name");
     }
