@@ -10,7 +10,7 @@ use orch_store::{Approval, ApprovalDecision, Attempt, Step, TransitionKind};
 
 /// What to do with the attempt of a stage's current visit.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Its producer ended: carry on from the recorded step.
     Continue(Box<Attempt>),
     /// Start a new attempt with this many defers behind it.
@@ -19,7 +19,7 @@ pub enum Next {
 
 /// The next attempt of a stage, given the run's latest attempt and the
 /// number of the current visit (transitions taken so far).
-pub fn next(last: Option<Attempt>, stage: &str, visit: i64) -> Next {
+pub(crate) fn next(last: Option<Attempt>, stage: &str, visit: i64) -> Next {
     match last.filter(|a| a.stage == stage && a.visit == visit) {
         Some(a) if matches!(a.step, Step::Exited | Step::Artifact | Step::Gated) => {
             Next::Continue(Box::new(a))
