@@ -10,7 +10,7 @@ use orch_store::{Attempt, Step};
 /// Writes the report to `path` when the run stops. The file is opened (or
 /// created) before the run starts, so that an unwritable path is found
 /// before anything runs; one it created and never wrote is removed.
-pub struct JUnitSink {
+pub(crate) struct JUnitSink {
     task: String,
     path: PathBuf,
     file: std::fs::File,
@@ -20,7 +20,7 @@ pub struct JUnitSink {
 
 impl JUnitSink {
     /// Opens `path` for the report, or says why it cannot be written.
-    pub fn open(task: &str, path: PathBuf) -> std::io::Result<JUnitSink> {
+    pub(crate) fn open(task: &str, path: PathBuf) -> std::io::Result<JUnitSink> {
         let context = |e: std::io::Error| {
             std::io::Error::new(
                 e.kind(),
@@ -76,7 +76,7 @@ impl Sink for JUnitSink {
 use orch_lang::xml::escape;
 
 /// The report of one run. `outcome` is the end's outcome, if it ended.
-pub fn render(task: &str, attempts: &[Attempt], outcome: Option<&str>) -> String {
+pub(crate) fn render(task: &str, attempts: &[Attempt], outcome: Option<&str>) -> String {
     let secs = |a: &Attempt| a.duration_ms.unwrap_or(0).max(0) as f64 / 1000.0;
     let failures = attempts
         .iter()

@@ -1,7 +1,8 @@
 //! The `orch` binary's library: one module per command, and the renderings
 //! of the engine's events and the store's records.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod commands;
-pub mod junit;
-pub mod report;
+mod junit;
+mod report;

@@ -11,7 +11,7 @@ use orch_store::Attempt;
 
 /// How events reach the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     /// A live line per stage and a summary table (a terminal).
     Live,
     /// Plain lines (a pipe or a file) and the summary table.
@@ -25,7 +25,7 @@ struct Live {
     started: Instant,
 }
 
-pub struct Reporter {
+pub(crate) struct Reporter {
     style: Style,
     color: bool,
     live: Arc<Mutex<Option<Live>>>,
@@ -42,7 +42,7 @@ fn out(s: &str) {
 }
 
 impl Reporter {
-    pub fn new(style: Style, color: bool) -> Self {
+    pub(crate) fn new(style: Style, color: bool) -> Self {
         Reporter {
             style,
             color,
@@ -281,7 +281,7 @@ impl Reporter {
 
     /// The run's attempts as a table (not in JSON mode, where the events
     /// carry everything).
-    pub fn summary(&mut self, attempts: &[Attempt]) {
+    pub(crate) fn summary(&mut self, attempts: &[Attempt]) {
         if self.style == Style::Json || attempts.is_empty() {
             return;
         }
@@ -293,7 +293,7 @@ impl Reporter {
 /// Attempts as a table: stage, attempt, producer, verdict (LEAK marked),
 /// gate, duration, defers (a pass after retries says so), and the log path
 /// when asked for. Shared by the run summary and `orch history`.
-pub fn attempts_table(attempts: &[Attempt], indent: &str, with_log: bool) -> String {
+pub(crate) fn attempts_table(attempts: &[Attempt], indent: &str, with_log: bool) -> String {
     let mut header = vec![
         "stage", "attempt", "producer", "verdict", "gate", "duration", "defers",
     ];
@@ -337,7 +337,7 @@ pub fn attempts_table(attempts: &[Attempt], indent: &str, with_log: bool) -> Str
 }
 
 /// A plain text table: a header, a rule, the rows, columns padded to fit.
-pub fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>], indent: &str) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, c) in widths.iter_mut().zip(row) {

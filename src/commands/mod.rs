@@ -33,12 +33,12 @@ pub mod validate;
 /// Exit statuses shared by every command.
 pub mod exit {
     pub const OK: u8 = 0;
-    pub const FINDINGS: u8 = 1;
+    pub(crate) const FINDINGS: u8 = 1;
     pub const USAGE: u8 = 2;
 }
 
 /// Colour only on a terminal, never under `NO_COLOR`.
-pub fn use_color(stream_is_terminal: bool) -> bool {
+pub(crate) fn use_color(stream_is_terminal: bool) -> bool {
     stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
@@ -59,7 +59,7 @@ pub fn store_location(given: Option<String>, state_dir: &Path) -> StoreLocation 
 
 /// How this process appears to the others sharing a PostgreSQL store; the
 /// lease is `ORCH_LEASE` (a duration, default 10s).
-pub fn pg_options(name: Option<String>) -> Result<orch_store::PgOptions, String> {
+pub(crate) fn pg_options(name: Option<String>) -> Result<orch_store::PgOptions, String> {
     let mut opts = orch_store::PgOptions::default();
     if let Some(name) = name {
         opts.name = name;
@@ -117,7 +117,7 @@ pub enum ReadError {
 }
 
 /// A JSON document, pretty-printed, with a final newline.
-pub fn json_doc(doc: &impl Serialize) -> Result<String, serde_json::Error> {
+pub(crate) fn json_doc(doc: &impl Serialize) -> Result<String, serde_json::Error> {
     Ok(serde_json::to_string_pretty(doc)? + "\n")
 }
 

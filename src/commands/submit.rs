@@ -18,13 +18,13 @@ pub struct SubmitArgs {
 }
 
 /// `--server`, else `ORCH_SERVER`, else the default address.
-pub fn server_of(flag: Option<String>) -> String {
+pub(crate) fn server_of(flag: Option<String>) -> String {
     flag.or_else(|| std::env::var("ORCH_SERVER").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| client::DEFAULT_SERVER.to_string())
 }
 
 /// `ORCH_TOKEN`, else `STATE/token` (what `orch serve` made on first start).
-pub fn token_of(state_dir: &Path) -> Option<String> {
+pub(crate) fn token_of(state_dir: &Path) -> Option<String> {
     std::env::var("ORCH_TOKEN")
         .ok()
         .or_else(|| std::fs::read_to_string(state_dir.join("token")).ok())

@@ -10,7 +10,7 @@ use orch_store::{Approval, ApprovalDecision, Attempt, Step, TransitionKind};
 
 /// What to do with the attempt of a stage's current visit.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Its producer ended: carry on from the recorded step.
     Continue(Box<Attempt>),
     /// Start a new attempt with this many defers behind it.
@@ -19,7 +19,7 @@ pub enum Next {
 
 /// The next attempt of a stage, given the run's latest attempt and the
 /// number of the current visit (transitions taken so far).
-pub fn next(last: Option<Attempt>, stage: &str, visit: i64) -> Next {
+pub(crate) fn next(last: Option<Attempt>, stage: &str, visit: i64) -> Next {
     match last.filter(|a| a.stage == stage && a.visit == visit) {
         Some(a) if matches!(a.step, Step::Exited | Step::Artifact | Step::Gated) => {
             Next::Continue(Box::new(a))
@@ -36,7 +36,7 @@ pub fn next(last: Option<Attempt>, stage: &str, visit: i64) -> Next {
 
 /// After a producer's exit is recorded.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AfterExit {
+pub(crate) enum AfterExit {
     /// Go on to the artifact and the gate.
     Proceed,
     /// A tool-error with budget left: try again after `delay`.
@@ -47,7 +47,12 @@ pub enum AfterExit {
 
 /// A tool-error is retried within the producer's budget; any other verdict
 /// goes to the gate.
-pub fn after_exit(verdict: &str, exit: Option<&str>, retry: &Retry, defers: i64) -> AfterExit {
+pub(crate) fn after_exit(
+    verdict: &str,
+    exit: Option<&str>,
+    retry: &Retry,
+    defers: i64,
+) -> AfterExit {
     if verdict != TOOL_ERROR {
         return AfterExit::Proceed;
     }
@@ -66,21 +71,26 @@ pub fn after_exit(verdict: &str, exit: Option<&str>, retry: &Retry, defers: i64)
 
 /// A transition to take.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Take {
-    pub kind: TransitionKind,
-    pub to: String,
-    pub reason: String,
-    pub alert: Option<String>,
+pub(crate) struct Take {
+    pub(crate) kind: TransitionKind,
+    pub(crate) to: String,
+    pub(crate) reason: String,
+    pub(crate) alert: Option<String>,
 }
 
 /// Why a stage cannot move at all: it failed closed without an `exhausted`
 /// transition (validation requires one; a changed pipeline may lack it).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Stuck(pub String);
+pub(crate) struct Stuck(pub String);
 
 /// The transition a gate's result takes. `fails` is the number of
 /// rollbacks the stage already took in this run.
-pub fn after_gate(stage: &Stage, pass: bool, reason: &str, fails: u32) -> Result<Take, Stuck> {
+pub(crate) fn after_gate(
+    stage: &Stage,
+    pass: bool,
+    reason: &str,
+    fails: u32,
+) -> Result<Take, Stuck> {
     if pass {
         return match &stage.pass {
             Some(t) => Ok(Take {
@@ -121,7 +131,7 @@ pub fn after_gate(stage: &Stage, pass: bool, reason: &str, fails: u32) -> Result
 }
 
 /// The stage fails closed: its `exhausted` transition, with its alert.
-pub fn fail_closed(stage: &Stage, reason: &str) -> Result<Take, Stuck> {
+pub(crate) fn fail_closed(stage: &Stage, reason: &str) -> Result<Take, Stuck> {
     match &stage.exhausted {
         Some(t) => Ok(Take {
             kind: TransitionKind::Exhausted,
@@ -139,7 +149,7 @@ pub fn fail_closed(stage: &Stage, reason: &str) -> Result<Take, Stuck> {
 /// The attempt of an approval stage's current visit. Unlike a process, a
 /// request survives the run stopping: a started or interrupted approval
 /// attempt goes on waiting for the same request, never starts another.
-pub fn next_approval(last: Option<Attempt>, stage: &str, visit: i64) -> Next {
+pub(crate) fn next_approval(last: Option<Attempt>, stage: &str, visit: i64) -> Next {
     match last.filter(|a| a.stage == stage && a.visit == visit) {
         Some(a) if a.step != Step::Done => Next::Continue(Box::new(a)),
         _ => Next::Start { defers: 0 },
@@ -206,7 +216,7 @@ impl std::fmt::Display for Refusal {
 /// Whether `who` may decide a task's latest request now. `open` says its
 /// run can still take it (neither finished nor abandoned). Returns the
 /// request's id.
-pub fn may_decide(
+pub(crate) fn may_decide(
     latest: Option<&Approval>,
     open: bool,
     who: &str,
@@ -234,7 +244,7 @@ pub fn may_decide(
 
 /// The artifact orch writes from a decision: the `decision` line first (the
 /// gate reads it), then who, when and the comment, each on one line.
-pub fn decision_artifact(approval: &str, d: &ApprovalDecision) -> String {
+pub(crate) fn decision_artifact(approval: &str, d: &ApprovalDecision) -> String {
     use crate::producer::one_line;
     format!(
         "{}: {}\ndecided-by: {}\ndecided-at: {}\ncomment: {}\n\n# Decision on approval `{}` (written by orch)\n",

@@ -5,9 +5,9 @@ use orch_store::StoreError;
 
 /// Exit statuses of `orch run`.
 pub mod exit {
-    pub const SUCCESS: u8 = 0;
-    pub const FAILURE: u8 = 1;
-    pub const INVALID: u8 = 2;
+    pub(crate) const SUCCESS: u8 = 0;
+    pub(crate) const FAILURE: u8 = 1;
+    pub(crate) const INVALID: u8 = 2;
     pub const INTERRUPTED: u8 = 3;
     /// Stopped at an approval stage, waiting for a person's decision.
     pub const WAITING: u8 = 4;

@@ -4,7 +4,7 @@
 
 /// A step boundary the durability tests can crash at.
 #[derive(Debug, Clone, Copy)]
-pub enum Point {
+pub(crate) enum Point {
     BeforeSpawn,
     AfterExit,
     AfterArtifact,
@@ -28,7 +28,7 @@ impl Point {
     }
 }
 
-pub fn hit(point: Point, stage: &str) {
+pub(crate) fn hit(point: Point, stage: &str) {
     let Ok(want) = std::env::var("ORCH_FAILPOINT") else {
         return;
     };

@@ -12,7 +12,7 @@ use crate::taskdir::TaskDir;
 /// contract and the gate. Only a regular file is an artifact: a missing one,
 /// a symbolic link (in any component of its path), a named pipe, a socket, a
 /// device or a directory is a FAIL with the reason; nothing here can block.
-pub fn evaluate_beneath(gate: &Gate, artifact: &Artifact, task_dir: &Path) -> Verdict {
+pub(crate) fn evaluate_beneath(gate: &Gate, artifact: &Artifact, task_dir: &Path) -> Verdict {
     match read_beneath(artifact, task_dir) {
         Ok(text) => judge(gate, artifact, &text),
         Err(reason) => Verdict::fail(reason),

@@ -7,6 +7,7 @@
 //! sinks. Many tasks may run in one process: each has its own engine, and
 //! the store is shared. Signals are the caller's to handle (`cancel`).
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod approval;
 mod artifact;
@@ -15,14 +16,13 @@ mod dispatcher;
 mod error;
 pub mod events;
 mod executor;
-#[doc(hidden)]
-pub mod failpoint;
+mod failpoint;
 pub mod gate;
 mod groups;
 pub mod process;
-pub mod producer;
+mod producer;
 pub mod redact;
-pub mod session;
+mod session;
 mod taskdir;
 
 pub use dispatcher::{Finished, Released};

@@ -7,7 +7,7 @@ use crate::process::Exit;
 
 /// A runner's verdict for how its process ended. Anything but a mapped
 /// exit code or a timeout is a tool-error: the suite did not execute.
-pub fn runner_verdict(r: &Runner, exit: &Exit) -> String {
+pub(crate) fn runner_verdict(r: &Runner, exit: &Exit) -> String {
     match exit {
         Exit::Code(c) => r.verdict_for_exit(*c).to_string(),
         Exit::TimedOut | Exit::IdleTimedOut => r.verdict_on_timeout().to_string(),
@@ -17,7 +17,7 @@ pub fn runner_verdict(r: &Runner, exit: &Exit) -> String {
 
 /// An LLM attempt executed when its transport exited 0; the agent wrote the
 /// artifact and the gate will judge it. Anything else is a tool-error.
-pub fn llm_verdict(exit: &Exit) -> String {
+pub(crate) fn llm_verdict(exit: &Exit) -> String {
     match exit {
         Exit::Code(0) => "executed".to_string(),
         _ => TOOL_ERROR.to_string(),
@@ -29,7 +29,7 @@ pub fn llm_verdict(exit: &Exit) -> String {
 /// (`\\`, `\n`, `\u{2028}`), so that nothing orch copies into an artifact
 /// (an argument from `--var` or the environment, an error message) can
 /// start a line of its own and pose as a `KEY: VALUE` field.
-pub fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -47,7 +47,7 @@ pub fn one_line(s: &str) -> String {
 /// a key wins), then a readable body in which no line can start a field:
 /// the command, its result and the runner's name each on one line (see
 /// [`one_line`]), the output's lines indented.
-pub fn runner_artifact(
+pub(crate) fn runner_artifact(
     key: &str,
     verdict: &str,
     runner: &str,

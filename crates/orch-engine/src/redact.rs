@@ -14,16 +14,16 @@ use std::sync::Arc;
 use orch_lang::model::Header;
 
 /// What a secret value is replaced with.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// Values shorter than this (in bytes) are never redacted.
-pub const MIN_LEN: usize = 4;
+pub(crate) const MIN_LEN: usize = 4;
 
 /// Environment variables whose name ends in one of these are secret.
-pub const DEFAULT_SUFFIXES: &[&str] = &["_TOKEN", "_KEY", "_SECRET", "_PASSWORD"];
+pub(crate) const DEFAULT_SUFFIXES: &[&str] = &["_TOKEN", "_KEY", "_SECRET", "_PASSWORD"];
 
 /// Whether the environment variable `name` is secret by its name alone.
-pub fn secret_by_name(name: &str) -> bool {
+pub(crate) fn secret_by_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     DEFAULT_SUFFIXES.iter().any(|s| upper.ends_with(s))
 }
@@ -96,7 +96,8 @@ impl Redactor {
     }
 
     /// The longest secret's length in bytes (0 when there is none).
-    pub fn max_len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn max_len(&self) -> usize {
         self.secrets.first().map(Vec::len).unwrap_or(0)
     }
 
@@ -109,7 +110,7 @@ impl Redactor {
     }
 
     /// `bytes` with every secret replaced by [`MASK`].
-    pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
         if self.is_empty() {
             return bytes.to_vec();
         }
@@ -139,7 +140,7 @@ impl Redactor {
         String::from_utf8_lossy(&self.redact_bytes(s.as_bytes())).into_owned()
     }
 
-    pub fn redact_all(&self, v: &[String]) -> Vec<String> {
+    pub(crate) fn redact_all(&self, v: &[String]) -> Vec<String> {
         v.iter().map(|s| self.redact(s)).collect()
     }
 
@@ -197,7 +198,7 @@ impl Stream {
     }
 
     /// Whatever was held back, redacted: the stream ended.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         let rest = std::mem::take(&mut self.pending);
         self.redactor.redact_bytes(&rest)
     }

@@ -24,7 +24,7 @@ enum Slot {
     Argument,
 }
 
-pub fn complete(doc: &mut Document, pos: Position) -> Vec<CompletionItem> {
+pub(crate) fn complete(doc: &mut Document, pos: Position) -> Vec<CompletionItem> {
     let cursor = doc.lines.offset(&doc.text, pos);
     let cx = lexical::context(&doc.text, cursor);
     let (slot, from) = slot(&cx, cursor);

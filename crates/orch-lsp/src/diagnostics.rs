@@ -13,7 +13,7 @@ use orch_lang::diagnostic::{Finding, Severity};
 use crate::document::Document;
 
 /// Every finding of the document, as `orch validate` reports it.
-pub fn of(doc: &mut Document, uri: &Uri) -> Vec<Diagnostic> {
+pub(crate) fn of(doc: &mut Document, uri: &Uri) -> Vec<Diagnostic> {
     let findings = doc.analysis.report.findings.clone();
     findings.iter().map(|f| diagnostic(doc, uri, f)).collect()
 }
@@ -81,7 +81,7 @@ fn related(doc: &mut Document, uri: &Uri, f: &Finding) -> Vec<DiagnosticRelatedI
 }
 
 /// The name of a `did you mean `NAME`?` help line.
-pub fn suggested_name(help: &str) -> Option<String> {
+pub(crate) fn suggested_name(help: &str) -> Option<String> {
     let rest = help.split("did you mean `").nth(1)?;
     let end = rest.find("`?")?;
     Some(rest[..end].to_string())
@@ -91,7 +91,7 @@ pub fn suggested_name(help: &str) -> Option<String> {
 // lsp-types keys a WorkspaceEdit's changes by `Uri`, which clippy deems
 // mutable (a cache inside); it is never mutated here.
 #[allow(clippy::mutable_key_type)]
-pub fn code_actions(doc: &Document, uri: &Uri, range: Range) -> Vec<CodeActionOrCommand> {
+pub(crate) fn code_actions(doc: &Document, uri: &Uri, range: Range) -> Vec<CodeActionOrCommand> {
     let (from, to) = doc.lines.span(&doc.text, range);
     let mut out = Vec::new();
     for f in &doc.analysis.report.findings {

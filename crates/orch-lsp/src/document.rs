@@ -9,22 +9,22 @@ use orch_lang::validate::Options;
 
 use crate::position::LineIndex;
 
-pub struct Document {
-    pub text: String,
-    pub lines: LineIndex,
+pub(crate) struct Document {
+    pub(crate) text: String,
+    pub(crate) lines: LineIndex,
     /// The file's path when its URI is a `file:` URI (the validator reads
     /// prompt files relative to it).
-    pub path: Option<PathBuf>,
-    pub analysis: Analysis,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) analysis: Analysis,
     index: Option<Index>,
     /// The last version that parsed, while this one does not: a half-typed
     /// node makes the whole file unparseable, yet completion still needs
     /// the names the file declares.
-    pub previous: Option<Box<Document>>,
+    pub(crate) previous: Option<Box<Document>>,
 }
 
 impl Document {
-    pub fn new(uri: &str, text: String) -> Self {
+    pub(crate) fn new(uri: &str, text: String) -> Self {
         let path = file_path(uri);
         let shown = path
             .as_ref()
@@ -43,13 +43,13 @@ impl Document {
     }
 
     /// Whether the text parsed far enough to declare anything.
-    pub fn parsed(&self) -> bool {
+    pub(crate) fn parsed(&self) -> bool {
         !self.analysis.pipeline.declarations.is_empty()
     }
 
     /// Replaces `old` by this version, keeping the last version that parsed
     /// when this one does not.
-    pub fn succeed(&mut self, old: Option<Document>) {
+    pub(crate) fn succeed(&mut self, old: Option<Document>) {
         if self.parsed() {
             return;
         }
@@ -65,7 +65,7 @@ impl Document {
 
     /// The index that knows the file's names: this version's, or the last
     /// version's that parsed.
-    pub fn names_index(&mut self) -> &Index {
+    pub(crate) fn names_index(&mut self) -> &Index {
         let stale = !self.parsed();
         let Document {
             previous,
@@ -83,14 +83,14 @@ impl Document {
     }
 
     /// The name index, built on first use after a change.
-    pub fn index(&mut self) -> &Index {
+    pub(crate) fn index(&mut self) -> &Index {
         let (pipeline, text) = (&self.analysis.pipeline, &self.text);
         self.index
             .get_or_insert_with(|| Index::build(pipeline, text))
     }
 
     /// The directory of the file (the worktree `orch explain` assumes).
-    pub fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         self.path
             .as_deref()
             .and_then(Path::parent)
@@ -101,7 +101,7 @@ impl Document {
 }
 
 /// The path of a `file:` URI (percent-decoded), or `None`.
-pub fn file_path(uri: &str) -> Option<PathBuf> {
+pub(crate) fn file_path(uri: &str) -> Option<PathBuf> {
     let rest = uri.strip_prefix("file://")?;
     // `file://host/path`: only the local host (empty or `localhost`).
     let rest = rest.strip_prefix("localhost").unwrap_or(rest);

@@ -36,7 +36,7 @@ fn choices(dispatch: &'static Value) -> Vec<(&'static str, &'static Value)> {
 }
 
 /// The definition of the innermost node of `path` (outermost first).
-pub fn node_def(path: &[&str]) -> Option<&'static Value> {
+pub(crate) fn node_def(path: &[&str]) -> Option<&'static Value> {
     let mut dispatch = def("top-node")?;
     let mut current = None;
     for name in path {
@@ -49,7 +49,7 @@ pub fn node_def(path: &[&str]) -> Option<&'static Value> {
 
 /// The nodes allowed inside `path` (top-level nodes for an empty path),
 /// each with its description.
-pub fn children(path: &[&str]) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn children(path: &[&str]) -> Vec<(&'static str, &'static str)> {
     let dispatch = if path.is_empty() {
         def("top-node")
     } else {
@@ -70,7 +70,7 @@ fn description(d: &'static Value) -> &'static str {
 }
 
 /// The properties of the node at `path`.
-pub fn properties(path: &[&str]) -> Vec<&'static str> {
+pub(crate) fn properties(path: &[&str]) -> Vec<&'static str> {
     node_def(path)
         .and_then(|d| d.pointer("/properties/props/properties"))
         .and_then(Value::as_object)
@@ -79,7 +79,7 @@ pub fn properties(path: &[&str]) -> Vec<&'static str> {
 }
 
 /// The values an enum property allows.
-pub fn property_values(path: &[&str], key: &str) -> Vec<&'static str> {
+pub(crate) fn property_values(path: &[&str], key: &str) -> Vec<&'static str> {
     node_def(path)
         .and_then(|d| d.pointer("/properties/props/properties"))
         .and_then(|p| p.get(key))
@@ -88,7 +88,7 @@ pub fn property_values(path: &[&str], key: &str) -> Vec<&'static str> {
 }
 
 /// The values an enum first argument allows (`prompt "stdin"`).
-pub fn argument_values(path: &[&str]) -> Vec<&'static str> {
+pub(crate) fn argument_values(path: &[&str]) -> Vec<&'static str> {
     node_def(path)
         .and_then(|d| d.pointer("/properties/args/prefixItems/0"))
         .map(enum_values)

@@ -13,7 +13,7 @@ use orch_lang::template::{Part, Placeholder};
 use crate::document::Document;
 use crate::lexical;
 
-pub fn hover(doc: &mut Document, pos: Position) -> Option<Hover> {
+pub(crate) fn hover(doc: &mut Document, pos: Position) -> Option<Hover> {
     let offset = doc.lines.offset(&doc.text, pos);
     let under = doc.index().at(offset).cloned();
     let (markdown, span) = match under {

@@ -4,27 +4,27 @@
 
 /// An enclosing node: its name and the text of its line up to `{`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Frame {
-    pub node: String,
-    pub header: String,
+pub(crate) struct Frame {
+    pub(crate) node: String,
+    pub(crate) header: String,
 }
 
 /// The cursor's surroundings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Context {
+pub(crate) struct Context {
     /// The enclosing nodes, outermost first.
-    pub frames: Vec<Frame>,
+    pub(crate) frames: Vec<Frame>,
     /// The current statement from its start to the cursor.
-    pub statement: String,
+    pub(crate) statement: String,
     /// The byte offset where the statement starts.
-    pub statement_start: usize,
+    pub(crate) statement_start: usize,
     /// When the cursor is inside a quoted string: the offset of its first
     /// character (after the quote).
-    pub string_start: Option<usize>,
+    pub(crate) string_start: Option<usize>,
 }
 
 /// Scans `text` up to `cursor` (clamped to a character boundary).
-pub fn context(text: &str, cursor: usize) -> Context {
+pub(crate) fn context(text: &str, cursor: usize) -> Context {
     let mut cursor = cursor.min(text.len());
     while !text.is_char_boundary(cursor) {
         cursor -= 1;
@@ -101,7 +101,7 @@ fn string_end(bytes: &[u8], from: usize) -> usize {
     bytes.len()
 }
 
-pub fn first_word(s: &str) -> &str {
+pub(crate) fn first_word(s: &str) -> &str {
     let s = s.trim_start();
     let end = s
         .find(|c: char| c.is_whitespace() || c == '"' || c == '{' || c == '=' || c == ';')
@@ -110,21 +110,21 @@ pub fn first_word(s: &str) -> &str {
 }
 
 /// The value of `key="…"` in a node's text, when written plainly.
-pub fn property(header: &str, key: &str) -> Option<String> {
+pub(crate) fn property(header: &str, key: &str) -> Option<String> {
     let at = header.find(&format!("{key}=\""))? + key.len() + 2;
     let rest = &header[at..];
     Some(rest[..rest.find('"')?].to_string())
 }
 
 /// The first quoted argument of a node's text.
-pub fn first_argument(header: &str) -> Option<String> {
+pub(crate) fn first_argument(header: &str) -> Option<String> {
     let rest = header.trim_start().strip_prefix(first_word(header))?;
     let rest = rest.trim_start().strip_prefix('"')?;
     Some(rest[..rest.find('"')?].to_string())
 }
 
 /// The quoted string around a byte offset: its text's start and end.
-pub fn string_at(text: &str, offset: usize) -> Option<(usize, usize)> {
+pub(crate) fn string_at(text: &str, offset: usize) -> Option<(usize, usize)> {
     let line_start = text[..offset.min(text.len())]
         .rfind('\n')
         .map_or(0, |n| n + 1);

@@ -4,6 +4,7 @@
 //! analysis as `orch validate` on every change, and the name index of
 //! [`orch_lang::symbols`] for navigation, rename, hover and completion.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod complete;
 mod diagnostics;
@@ -13,7 +14,7 @@ mod hover;
 mod lexical;
 mod navigate;
 mod outline;
-pub mod position;
+mod position;
 mod server;
 
 use lsp_server::Connection;
@@ -39,7 +40,7 @@ pub fn run_stdio() -> Result<(), LspError> {
 }
 
 /// Serves one client over a connection: the handshake, then the loop.
-pub fn serve(conn: &Connection) -> Result<(), LspError> {
+pub(crate) fn serve(conn: &Connection) -> Result<(), LspError> {
     let caps = serde_json::to_value(server::capabilities())?;
     conn.initialize(caps)?;
     server::Server::default().run(conn)?;

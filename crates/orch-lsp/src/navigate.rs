@@ -14,13 +14,18 @@ fn under(doc: &mut Document, pos: Position) -> Option<Occurrence> {
     doc.index().at(offset).cloned()
 }
 
-pub fn definition(doc: &mut Document, uri: &Uri, pos: Position) -> Option<Location> {
+pub(crate) fn definition(doc: &mut Document, uri: &Uri, pos: Position) -> Option<Location> {
     let o = under(doc, pos)?;
     let d = doc.index().definition(&o.key)?.span;
     Some(Location::new(uri.clone(), doc.lines.range(&doc.text, d)))
 }
 
-pub fn references(doc: &mut Document, uri: &Uri, pos: Position, with_decl: bool) -> Vec<Location> {
+pub(crate) fn references(
+    doc: &mut Document,
+    uri: &Uri,
+    pos: Position,
+    with_decl: bool,
+) -> Vec<Location> {
     let Some(o) = under(doc, pos) else {
         return Vec::new();
     };
@@ -36,7 +41,7 @@ pub fn references(doc: &mut Document, uri: &Uri, pos: Position, with_decl: bool)
         .collect()
 }
 
-pub fn prepare_rename(doc: &mut Document, pos: Position) -> Option<PrepareRenameResponse> {
+pub(crate) fn prepare_rename(doc: &mut Document, pos: Position) -> Option<PrepareRenameResponse> {
     let o = under(doc, pos)?;
     Some(PrepareRenameResponse::RangeWithPlaceholder {
         range: doc.lines.range(&doc.text, o.span),
@@ -46,7 +51,7 @@ pub fn prepare_rename(doc: &mut Document, pos: Position) -> Option<PrepareRename
 
 /// Why a rename is refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum RenameError {
+pub(crate) enum RenameError {
     #[error("no name to rename here")]
     NoName,
     #[error("cannot rename to `{0}`: {1}")]
@@ -60,7 +65,7 @@ pub enum RenameError {
 // lsp-types keys a WorkspaceEdit's changes by `Uri`, which clippy deems
 // mutable (a cache inside); it is never mutated here.
 #[allow(clippy::mutable_key_type)]
-pub fn rename(
+pub(crate) fn rename(
     doc: &mut Document,
     uri: &Uri,
     pos: Position,

@@ -6,7 +6,7 @@ use orch_lang::symbols::Kind;
 use crate::document::Document;
 
 #[allow(deprecated)] // `DocumentSymbol::deprecated` must still be written.
-pub fn symbols(doc: &mut Document) -> Vec<DocumentSymbol> {
+pub(crate) fn symbols(doc: &mut Document) -> Vec<DocumentSymbol> {
     let defs: Vec<_> = doc
         .index()
         .definitions()
@@ -59,7 +59,7 @@ fn symbol_kind(k: Kind) -> SymbolKind {
 
 /// `orch fmt`'s text as one edit of the whole document; nothing when the
 /// file does not parse (the diagnostics say why) or is already formatted.
-pub fn format(doc: &Document) -> Vec<TextEdit> {
+pub(crate) fn format(doc: &Document) -> Vec<TextEdit> {
     match orch_lang::fmt::format(&doc.text) {
         Ok(out) if out != doc.text => {
             let end = doc.lines.position(&doc.text, doc.text.len());

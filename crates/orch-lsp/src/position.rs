@@ -6,12 +6,12 @@ use miette::SourceSpan;
 
 /// A text's line starts, for conversions both ways.
 #[derive(Debug, Clone)]
-pub struct LineIndex {
+pub(crate) struct LineIndex {
     starts: Vec<usize>,
 }
 
 impl LineIndex {
-    pub fn new(text: &str) -> Self {
+    pub(crate) fn new(text: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         LineIndex { starts }
@@ -19,7 +19,7 @@ impl LineIndex {
 
     /// The position of a byte offset (clamped to the text; an offset inside
     /// a character counts from that character's start).
-    pub fn position(&self, text: &str, offset: usize) -> Position {
+    pub(crate) fn position(&self, text: &str, offset: usize) -> Position {
         let mut offset = offset.min(text.len());
         while !text.is_char_boundary(offset) {
             offset -= 1;
@@ -32,7 +32,7 @@ impl LineIndex {
 
     /// The byte offset of a position. A line past the end is the end of
     /// the text; a character past the end of its line is the line's end.
-    pub fn offset(&self, text: &str, pos: Position) -> usize {
+    pub(crate) fn offset(&self, text: &str, pos: Position) -> usize {
         let Some(&start) = self.starts.get(pos.line as usize) else {
             return text.len();
         };
@@ -51,7 +51,7 @@ impl LineIndex {
         end
     }
 
-    pub fn range(&self, text: &str, span: SourceSpan) -> Range {
+    pub(crate) fn range(&self, text: &str, span: SourceSpan) -> Range {
         let start = span.offset();
         Range::new(
             self.position(text, start),
@@ -60,7 +60,7 @@ impl LineIndex {
     }
 
     /// The byte range of an LSP range (start ≤ end).
-    pub fn span(&self, text: &str, range: Range) -> (usize, usize) {
+    pub(crate) fn span(&self, text: &str, range: Range) -> (usize, usize) {
         let a = self.offset(text, range.start);
         let b = self.offset(text, range.end);
         (a.min(b), a.max(b))

@@ -13,7 +13,7 @@ use crate::document::Document;
 use crate::{complete, diagnostics, hover, navigate, outline};
 
 /// What the server offers.
-pub fn capabilities() -> ServerCapabilities {
+pub(crate) fn capabilities() -> ServerCapabilities {
     ServerCapabilities {
         position_encoding: Some(PositionEncodingKind::UTF16),
         text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
@@ -59,13 +59,13 @@ impl Failure {
 }
 
 #[derive(Default)]
-pub struct Server {
+pub(crate) struct Server {
     docs: HashMap<String, Document>,
 }
 
 impl Server {
     /// Serves until `shutdown` and `exit`, or until the client goes away.
-    pub fn run(&mut self, conn: &Connection) -> Result<(), lsp_server::ProtocolError> {
+    pub(crate) fn run(&mut self, conn: &Connection) -> Result<(), lsp_server::ProtocolError> {
         let mut backlog: VecDeque<Message> = VecDeque::new();
         loop {
             let msg = match backlog.pop_front() {
@@ -114,7 +114,7 @@ impl Server {
     }
 
     /// The response to a request; a panic in its handler is an error response.
-    pub fn answer(&mut self, req: Request) -> Response {
+    pub(crate) fn answer(&mut self, req: Request) -> Response {
         let id = req.id.clone();
         let method = req.method.clone();
         match catch_unwind(AssertUnwindSafe(|| self.request(&req.method, req.params))) {

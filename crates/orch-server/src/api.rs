@@ -28,7 +28,7 @@ use crate::Store;
 type Shared<S> = State<Arc<App<S>>>;
 
 /// The service's routes.
-pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
+pub(crate) fn router<S: Store>(app: Arc<App<S>>) -> Router {
     Router::new()
         .route("/health", get(health::<S>))
         .route("/status", get(status::<S>))
@@ -81,7 +81,7 @@ async fn guard<S: Store>(State(app): Shared<S>, req: Request, next: Next) -> Res
 }
 
 /// The API's OpenAPI 3.1 description, kept in `docs/openapi.json`.
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+pub(crate) const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 async fn openapi() -> Response {
     (

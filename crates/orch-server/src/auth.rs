@@ -14,7 +14,7 @@ use crate::error::ServeError;
 /// The service's token, kept as its digest: requests are compared digest to
 /// digest, so the comparison takes the same time whatever was sent.
 #[derive(Clone)]
-pub struct Token {
+pub(crate) struct Token {
     digest: [u8; 32],
 }
 
@@ -45,14 +45,14 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl Token {
-    pub fn new(text: &str) -> Token {
+    pub(crate) fn new(text: &str) -> Token {
         Token {
             digest: digest(text.as_bytes()),
         }
     }
 
     /// Whether an `Authorization` header value carries this token.
-    pub fn admits(&self, header: Option<&[u8]>) -> bool {
+    pub(crate) fn admits(&self, header: Option<&[u8]>) -> bool {
         let Some(value) = header else {
             return false;
         };
@@ -65,7 +65,7 @@ impl Token {
 }
 
 /// `STATE/token`.
-pub fn token_path(state_dir: &Path) -> PathBuf {
+pub(crate) fn token_path(state_dir: &Path) -> PathBuf {
     state_dir.join("token")
 }
 
@@ -95,7 +95,7 @@ fn random_token() -> Result<String, ServeError> {
 
 /// The token to require: `--token-file`, else `ORCH_TOKEN`, else
 /// `STATE/token` (made, mode 0600, when missing).
-pub fn load(
+pub(crate) fn load(
     token_file: Option<&Path>,
     token_env: Option<&str>,
     state_dir: &Path,

@@ -9,32 +9,32 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{watch, Notify};
 
 /// A task taken by a worker.
-pub struct Live {
-    pub stage: Option<String>,
-    pub attempt: Option<i64>,
+pub(crate) struct Live {
+    pub(crate) stage: Option<String>,
+    pub(crate) attempt: Option<i64>,
     /// A producer is running (between `AttemptStarted` and
     /// `AttemptFinished`).
-    pub attempt_running: bool,
+    pub(crate) attempt_running: bool,
     /// Waiting for a serial stage: (stage, reason). A waiting task holds no
     /// worker.
-    pub waiting: Option<(String, String)>,
+    pub(crate) waiting: Option<(String, String)>,
     /// The engine's cancel signal for this task.
-    pub cancel: watch::Sender<bool>,
+    pub(crate) cancel: watch::Sender<bool>,
     /// Cancelled through the API (not by a drain).
-    pub cancel_requested: bool,
+    pub(crate) cancel_requested: bool,
 }
 
 #[derive(Default)]
-pub struct BoardState {
-    pub running: BTreeMap<String, Live>,
+pub(crate) struct BoardState {
+    pub(crate) running: BTreeMap<String, Live>,
     /// Cancelled before the scheduler started them.
-    pub cancel_before_start: BTreeSet<String>,
-    pub draining: bool,
+    pub(crate) cancel_before_start: BTreeSet<String>,
+    pub(crate) draining: bool,
 }
 
 impl BoardState {
     /// Tasks that hold a worker: running, not waiting.
-    pub fn busy(&self) -> usize {
+    pub(crate) fn busy(&self) -> usize {
         self.running
             .values()
             .filter(|l| l.waiting.is_none())
@@ -44,19 +44,19 @@ impl BoardState {
 
 /// The board, and the scheduler's wake-up.
 #[derive(Default)]
-pub struct Board {
+pub(crate) struct Board {
     state: Mutex<BoardState>,
     /// Something changed that may let the scheduler take a task.
-    pub wake: Notify,
+    pub(crate) wake: Notify,
 }
 
 impl Board {
     /// The state; a panic elsewhere while it was held leaves it usable.
-    pub fn lock(&self) -> MutexGuard<'_, BoardState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BoardState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 }

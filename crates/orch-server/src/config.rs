@@ -12,12 +12,8 @@ use sha2::Digest;
 
 use crate::error::ServeError;
 
-/// Defaults of `orch serve`.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
-pub const DEFAULT_WORKERS: usize = 8;
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request body taken.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -60,23 +56,23 @@ impl WorktreeTemplate {
     }
 
     /// The worktree of `task` (a valid task name).
-    pub fn for_task(&self, task: &str) -> PathBuf {
+    pub(crate) fn for_task(&self, task: &str) -> PathBuf {
         PathBuf::from(self.0.replace("{task}", task))
     }
 }
 
 /// The pipeline the service runs tasks on, valid when it was loaded.
 pub struct Served {
-    pub pipeline: Pipeline,
+    pub(crate) pipeline: Pipeline,
     /// Absolute.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The text it was read from, and its SHA-256.
-    pub text: String,
-    pub digest: [u8; 32],
+    pub(crate) text: String,
+    pub(crate) digest: [u8; 32],
 }
 
 impl Served {
-    pub fn header(&self) -> Option<&Header> {
+    pub(crate) fn header(&self) -> Option<&Header> {
         self.pipeline.header.as_ref()
     }
 }
@@ -89,7 +85,7 @@ pub fn load_pipeline(path: &Path) -> Result<Served, ServeError> {
 }
 
 /// Checks a pipeline's text as `orch run` does.
-pub fn check_pipeline(path: &Path, text: String) -> Result<Served, ServeError> {
+pub(crate) fn check_pipeline(path: &Path, text: String) -> Result<Served, ServeError> {
     let digest = sha2::Sha256::digest(text.as_bytes()).into();
     let shown = path.display().to_string();
     let checked = analysis::analyze_text(&shown, &text, &Options { offline: true });

@@ -12,7 +12,7 @@ use crate::error::ServeError;
 
 /// The names of the tokens allowed to decide.
 #[derive(Clone, Default)]
-pub struct Deciders {
+pub(crate) struct Deciders {
     entries: Vec<(String, [u8; 32])>,
 }
 
@@ -35,7 +35,7 @@ fn parse_hex(s: &str) -> Option<[u8; 32]> {
 
 impl Deciders {
     /// Reads a tokens file; an error names the file and the line.
-    pub fn load(path: &Path) -> Result<Deciders, ServeError> {
+    pub(crate) fn load(path: &Path) -> Result<Deciders, ServeError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ServeError::Usage(format!("cannot read tokens file {}: {e}", path.display()))
         })?;
@@ -45,7 +45,7 @@ impl Deciders {
     }
 
     /// Parses `NAME TOKEN-SHA256` lines; the error is (line number, why).
-    pub fn parse(text: &str) -> Result<Deciders, (usize, String)> {
+    pub(crate) fn parse(text: &str) -> Result<Deciders, (usize, String)> {
         let mut entries: Vec<(String, [u8; 32])> = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -71,7 +71,7 @@ impl Deciders {
     }
 
     /// The name whose token an `Authorization: Bearer …` header carries.
-    pub fn who(&self, header: Option<&[u8]>) -> Option<&str> {
+    pub(crate) fn who(&self, header: Option<&[u8]>) -> Option<&str> {
         let given = header?.strip_prefix(b"Bearer ")?.trim_ascii();
         if given.is_empty() {
             return None;

@@ -11,14 +11,14 @@ use tokio::sync::{broadcast, watch};
 use crate::board::Board;
 
 /// How many events the broadcast keeps for a slow client before it lags.
-pub const EVENT_BUFFER: usize = 4096;
+pub(crate) const EVENT_BUFFER: usize = 4096;
 
 /// The events of every task, as JSON objects (one line each).
-pub type Feed = broadcast::Sender<Arc<str>>;
+pub(crate) type Feed = broadcast::Sender<Arc<str>>;
 
 /// What a client of the event stream reads next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Item {
+pub(crate) enum Item {
     /// An event, as [`event_json`] wrote it.
     Event(Arc<str>),
     /// The client fell behind by more than [`EVENT_BUFFER`] events: this
@@ -29,7 +29,7 @@ pub enum Item {
 /// The feed as one client reads it: every event in order, a [`Item::Lagged`]
 /// where events were lost to its slowness, the rest after it; it ends when
 /// the service closes (`closing` turns true) or the feed does.
-pub fn client_stream(
+pub(crate) fn client_stream(
     rx: broadcast::Receiver<Arc<str>>,
     closing: watch::Receiver<bool>,
 ) -> impl futures_util::Stream<Item = Item> {
@@ -48,10 +48,10 @@ pub fn client_stream(
     })
 }
 
-pub struct TaskSink {
-    pub task: String,
-    pub board: Arc<Board>,
-    pub feed: Feed,
+pub(crate) struct TaskSink {
+    pub(crate) task: String,
+    pub(crate) board: Arc<Board>,
+    pub(crate) feed: Feed,
 }
 
 /// Every engine event of a task in the service's log (`tracing`).
@@ -118,7 +118,7 @@ fn log(task: &str, e: &Event) {
 }
 
 /// The event as `orch run --json` prints it, with `task` added.
-pub fn event_json(task: &str, e: &Event) -> Option<String> {
+pub(crate) fn event_json(task: &str, e: &Event) -> Option<String> {
     let mut v = serde_json::to_value(e).ok()?;
     if let serde_json::Value::Object(map) = &mut v {
         map.entry("task")

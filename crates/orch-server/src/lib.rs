@@ -9,18 +9,19 @@
 //! [`events`] keeps it from the engine's events; [`client`] is the other
 //! end, for `orch submit` and `orch cancel`.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod api;
+mod api;
 mod approvals;
-pub mod auth;
-pub mod board;
+mod auth;
+mod board;
 pub mod client;
 pub mod config;
-pub mod dashboard;
-pub mod deciders;
-pub mod error;
-pub mod events;
-pub mod scheduler;
+mod dashboard;
+mod deciders;
+mod error;
+mod events;
+mod scheduler;
 
 use std::future::Future;
 use std::net::SocketAddr;

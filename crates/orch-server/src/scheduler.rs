@@ -20,32 +20,32 @@ use crate::events::TaskSink;
 use crate::Store;
 
 /// Everything the service's parts share.
-pub struct App<S: Store> {
-    pub store: Arc<S>,
-    pub config: Config,
+pub(crate) struct App<S: Store> {
+    pub(crate) store: Arc<S>,
+    pub(crate) config: Config,
     /// The last valid pipeline; new tasks take it, runs in flight keep
     /// theirs.
-    pub served: std::sync::RwLock<Arc<Served>>,
+    pub(crate) served: std::sync::RwLock<Arc<Served>>,
     /// The digest of the last invalid text seen, logged once.
-    pub rejected: std::sync::Mutex<Option<[u8; 32]>>,
-    pub board: Arc<Board>,
-    pub token: Token,
+    pub(crate) rejected: std::sync::Mutex<Option<[u8; 32]>>,
+    pub(crate) board: Arc<Board>,
+    pub(crate) token: Token,
     /// The tokens that name approval deciders (`--tokens-file`).
-    pub deciders: crate::deciders::Deciders,
-    pub started: Instant,
+    pub(crate) deciders: crate::deciders::Deciders,
+    pub(crate) started: Instant,
     /// Absolute.
-    pub state_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
     /// Reads need the token too when the service listens beyond loopback.
-    pub open_reads: bool,
+    pub(crate) open_reads: bool,
     /// Every task's engine events, for `GET /api/v1/events`.
-    pub feed: crate::events::Feed,
+    pub(crate) feed: crate::events::Feed,
     /// Set once the service has drained: event streams end.
-    pub closing: watch::Sender<bool>,
+    pub(crate) closing: watch::Sender<bool>,
 }
 
 impl<S: Store> App<S> {
     /// The pipeline new tasks run on.
-    pub fn served(&self) -> Arc<Served> {
+    pub(crate) fn served(&self) -> Arc<Served> {
         self.served
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -55,7 +55,7 @@ impl<S: Store> App<S> {
     /// Re-reads the pipeline file: a changed text that validates serves the
     /// next tasks; an invalid one is logged (once) and the last valid
     /// pipeline keeps serving. Runs in flight are not touched.
-    pub fn refresh(&self) -> Arc<Served> {
+    pub(crate) fn refresh(&self) -> Arc<Served> {
         use sha2::Digest;
         let current = self.served();
         let Ok(text) = std::fs::read_to_string(&current.path) else {
@@ -89,7 +89,7 @@ impl<S: Store> App<S> {
 
 /// Takes tasks until the service drains: first the runs that were in flight
 /// when it last stopped (`recovered`, resumed), then the queue.
-pub async fn schedule<S: Store>(app: Arc<App<S>>, mut recovered: VecDeque<QueuedTask>) {
+pub(crate) async fn schedule<S: Store>(app: Arc<App<S>>, mut recovered: VecDeque<QueuedTask>) {
     loop {
         loop {
             {
@@ -308,7 +308,7 @@ const TICK: Duration = Duration::from_millis(250);
 /// then applies the decision, or fails the stage closed. A task this
 /// service holds whose cancel was asked for through another service (a
 /// shared store) is cancelled as if asked here.
-pub async fn clock<S: Store>(app: Arc<App<S>>) {
+pub(crate) async fn clock<S: Store>(app: Arc<App<S>>) {
     loop {
         if let Err(e) = requeue_decided(&app).await {
             tracing::error!(error = %e, "cannot look at the waiting tasks");
@@ -321,7 +321,7 @@ pub async fn clock<S: Store>(app: Arc<App<S>>) {
 }
 
 /// Cancels the tasks held here whose cancel another service recorded.
-pub async fn cancel_requested<S: Store>(app: &App<S>) -> orch_store::Result<()> {
+pub(crate) async fn cancel_requested<S: Store>(app: &App<S>) -> orch_store::Result<()> {
     for task in app.store.cancel_requests().await? {
         let mut b = app.board.lock();
         match b.running.get_mut(&task) {
@@ -341,7 +341,7 @@ pub async fn cancel_requested<S: Store>(app: &App<S>) -> orch_store::Result<()> 
 }
 
 /// Queues again every waiting task whose latest request is no longer pending.
-pub async fn requeue_decided<S: Store>(app: &App<S>) -> orch_store::Result<()> {
+pub(crate) async fn requeue_decided<S: Store>(app: &App<S>) -> orch_store::Result<()> {
     let now = orch_store::now_ms();
     for t in app.store.queue(Some(QueueState::Waiting)).await? {
         let latest = app.store.approvals(Some(&t.task)).await?.pop();
@@ -383,7 +383,7 @@ async fn mark_cancelled<S: Store>(store: &S, task: &str) -> orch_store::Result<(
 /// stops now), then cancels the rest: producers are terminated with their
 /// grace and the runs left interrupted, resumable. Returns when no task is
 /// left.
-pub async fn drain<S: Store>(app: &App<S>, timeout: Duration) {
+pub(crate) async fn drain<S: Store>(app: &App<S>, timeout: Duration) {
     let left = {
         let mut b = app.board.lock();
         b.draining = true;

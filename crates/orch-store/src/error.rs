@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// The error of the database library underneath.
-pub type Source = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Source = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

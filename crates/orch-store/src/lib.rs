@@ -2,17 +2,18 @@
 //! next is taken, so a run can be resumed from the records alone.
 //!
 //! [`RunStore`] is the interface the engine, history and status go through,
-//! in domain records ([`records`]); [`sqlite::SqliteStore`] is the embedded
+//! in domain records ([`Run`], [`Attempt`], ...); [`SqliteStore`] is the embedded
 //! implementation. Behaviour tests are written against the trait.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod any;
 mod error;
 pub mod lock;
 pub mod postgres;
-pub mod records;
-pub mod sqlite;
-pub mod time;
+mod records;
+mod sqlite;
+mod time;
 
 use std::future::Future;
 use std::time::Duration;

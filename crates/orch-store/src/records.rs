@@ -54,8 +54,8 @@ macro_rules! spelled {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} `{found}`")]
 pub struct UnknownSpelling {
-    pub what: &'static str,
-    pub found: String,
+    pub(crate) what: &'static str,
+    pub(crate) found: String,
 }
 
 spelled! {
@@ -158,7 +158,7 @@ spelled! {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedTask {
     /// Submission order.
-    pub id: i64,
+    pub(crate) id: i64,
     pub task: String,
     /// The `--var` overrides it was submitted with.
     pub vars: BTreeMap<String, String>,
@@ -230,7 +230,7 @@ pub struct NewRun<'a> {
 /// resume, a change noticed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunNote {
-    pub at_ms: i64,
+    pub(crate) at_ms: i64,
     pub text: String,
 }
 
@@ -389,15 +389,15 @@ pub struct LlmAttempt {
 /// what it holds, and when it last renewed its lease.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ServiceRecord {
-    pub id: String,
+    pub(crate) id: String,
     pub name: String,
     pub host: String,
-    pub pid: i64,
+    pub(crate) pid: i64,
     pub labels: Vec<String>,
     /// Queue entries it holds (`running` under its lease).
     pub tasks_held: i64,
     pub renewed_ms: i64,
-    pub expires_ms: i64,
+    pub(crate) expires_ms: i64,
     /// Its lease has not expired.
     pub live: bool,
 }

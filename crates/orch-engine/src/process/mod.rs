@@ -62,7 +62,7 @@ impl Exit {
         }
     }
 
-    pub fn code(&self) -> Option<i32> {
+    pub(crate) fn code(&self) -> Option<i32> {
         match self {
             Exit::Code(c) => Some(*c),
             _ => None,
@@ -80,14 +80,14 @@ pub struct Leak {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub exit: Exit,
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// The last lines of output.
     pub tail: Vec<String>,
     pub leaks: Vec<Leak>,
 }
 
 /// Lines of output kept for the artifact body.
-pub const TAIL_LINES: usize = 50;
+pub(crate) const TAIL_LINES: usize = 50;
 
 /// Makes this process a child subreaper (Linux), so escaped descendants of
 /// producers are reparented to it and can be found.
@@ -125,7 +125,7 @@ pub async fn run(
 
 /// [`run`], with its log already opened (`spec.log` names it in messages);
 /// `Err(reason)`: the log could not be created, and nothing is spawned.
-pub async fn run_with_log(
+pub(crate) async fn run_with_log(
     spec: &Spec,
     log: Result<std::fs::File, String>,
     on_spawn: impl FnOnce(&GroupIdentity),
@@ -391,15 +391,5 @@ impl Tail {
         let lines: Vec<&str> = text.lines().collect();
         let skip = lines.len().saturating_sub(TAIL_LINES);
         lines[skip..].iter().map(|s| s.to_string()).collect()
-    }
-}
-
-/// SIGTERM to the group, SIGKILL after `grace` if anything is left. For a
-/// group whose leader is (or was, just now) this process's child; a group id
-/// read back from the store goes through [`terminate_recorded_group`].
-pub async fn terminate_group(pgid: u32, grace: Duration) {
-    let Ok(pg) = i32::try_from(pgid) else { return };
-    if pg > 1 {
-        reap::terminate(pg, grace, |sig| unix::signal_group(pg, sig)).await;
     }
 }

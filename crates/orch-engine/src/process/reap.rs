@@ -67,7 +67,7 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    pub fn register() -> Attempt {
+    pub(crate) fn register() -> Attempt {
         let id = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -87,13 +87,13 @@ impl Attempt {
         Attempt { id, token }
     }
 
-    pub fn token(&self) -> &str {
+    pub(super) fn token(&self) -> &str {
         &self.token
     }
 
     /// Spawns the leader under the registry lock, so that no sweep sees it
     /// before it is registered as a leader.
-    pub fn spawn(
+    pub(super) fn spawn(
         &self,
         cmd: &mut tokio::process::Command,
     ) -> std::io::Result<tokio::process::Child> {
@@ -108,7 +108,7 @@ impl Attempt {
     }
 
     /// The leader has been reaped by its `Child::wait`.
-    pub fn leader_reaped(&self) {
+    pub(crate) fn leader_reaped(&self) {
         if let Some(e) = registry().get_mut(&self.id) {
             e.leader = None;
         }
@@ -117,7 +117,7 @@ impl Attempt {
     /// Signals the attempt's own group, unless its number is now the group
     /// of another attempt's unreaped leader: once our leader is reaped and
     /// its group empty, the number is free for the next spawn.
-    pub fn signal_group(&self, pgid: i32, sig: Signal) {
+    pub(crate) fn signal_group(&self, pgid: i32, sig: Signal) {
         let reg = registry();
         if !self.taken(&reg, pgid) {
             unix::signal_group(pgid, sig);
@@ -137,13 +137,13 @@ impl Attempt {
 
     /// SIGTERM to the attempt's group, SIGKILL after `grace` if anything
     /// is left.
-    pub async fn terminate_group(&self, pgid: i32, grace: Duration) {
+    pub(crate) async fn terminate_group(&self, pgid: i32, grace: Duration) {
         terminate(pgid, grace, |sig| self.signal_group(pgid, sig)).await
     }
 
     /// After the attempt's leader is reaped and its group terminated: kills
     /// the attempt's escapees (and their groups) and reports them.
-    pub async fn reap_escapees(&self, pgid: i32) -> Vec<Leak> {
+    pub(crate) async fn reap_escapees(&self, pgid: i32) -> Vec<Leak> {
         let mut leaks = Vec::new();
         let until = Instant::now() + ESCAPEE_WINDOW;
         loop {

@@ -18,16 +18,16 @@ pub const TOKEN_VAR: &str = "ORCH_SUPERVISION_TOKEN";
 /// The fields of `/proc/PID/stat` supervision needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stat {
-    pub state: char,
-    pub ppid: i32,
-    pub pgrp: i32,
+    pub(crate) state: char,
+    pub(crate) ppid: i32,
+    pub(crate) pgrp: i32,
     /// Field 22: clock ticks since boot at which the process started. With
     /// the pid and the boot, it names one process for good.
-    pub start: u64,
+    pub(crate) start: u64,
 }
 
 impl Stat {
-    pub fn is_zombie(&self) -> bool {
+    pub(crate) fn is_zombie(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')
     }
 }

@@ -16,7 +16,11 @@ use crate::Store;
 
 use super::layout;
 
-pub async fn guard<S: Store>(State(app): State<Arc<App<S>>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let read = method == Method::GET || method == Method::HEAD;
@@ -40,7 +44,7 @@ pub async fn guard<S: Store>(State(app): State<Arc<App<S>>>, req: Request, next:
 }
 
 /// Whether a token typed into a form is the service's.
-pub fn form_token_admitted<S: Store>(app: &App<S>, token: Option<&str>) -> bool {
+pub(crate) fn form_token_admitted<S: Store>(app: &App<S>, token: Option<&str>) -> bool {
     match token.map(str::trim).filter(|t| !t.is_empty()) {
         Some(t) => app.token.admits(Some(format!("Bearer {t}").as_bytes())),
         None => false,

@@ -13,17 +13,17 @@ const JS: &str = include_str!("assets/dashboard.js");
 
 /// Which page of the navigation is shown.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Nav {
+pub(crate) enum Nav {
     Queue,
     Task,
     Pipeline,
 }
 
-pub async fn css() -> Response {
+pub(crate) async fn css() -> Response {
     asset("text/css; charset=utf-8", CSS)
 }
 
-pub async fn js() -> Response {
+pub(crate) async fn js() -> Response {
     asset("text/javascript; charset=utf-8", JS)
 }
 
@@ -41,7 +41,7 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 
 /// A whole page. `live` names what the script keeps current (`queue`,
 /// `task`), if anything.
-pub fn page(title: &str, nav: Nav, live: Option<(&str, &str)>, body: Markup) -> Markup {
+pub(super) fn page(title: &str, nav: Nav, live: Option<(&str, &str)>, body: Markup) -> Markup {
     let (live_kind, live_of) = live.unwrap_or(("", ""));
     html! {
         (DOCTYPE)
@@ -75,7 +75,7 @@ pub fn page(title: &str, nav: Nav, live: Option<(&str, &str)>, body: Markup) -> 
 }
 
 /// An HTML answer.
-pub fn respond(status: StatusCode, markup: Markup) -> Response {
+pub(crate) fn respond(status: StatusCode, markup: Markup) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -85,7 +85,7 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A refusal or an error, as a page.
-pub fn refusal(status: StatusCode, message: &str) -> Response {
+pub(crate) fn refusal(status: StatusCode, message: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("refused");
     respond(
         status,
@@ -103,7 +103,7 @@ pub fn refusal(status: StatusCode, message: &str) -> Response {
 }
 
 /// `12.3s`, `4m 2s`: how long, for people.
-pub fn elapsed(ms: i64) -> String {
+pub(crate) fn elapsed(ms: i64) -> String {
     let ms = ms.max(0);
     if ms < 1000 {
         return format!("{ms} ms");
@@ -112,7 +112,7 @@ pub fn elapsed(ms: i64) -> String {
 }
 
 /// The value of `key` in a query string or a form body, decoded.
-pub fn param(query: Option<&str>, key: &str) -> Option<String> {
+pub(crate) fn param(query: Option<&str>, key: &str) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (decode(k) == key).then(|| decode(v))
@@ -147,7 +147,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// A path segment, percent-encoded (stage names may hold anything).
-pub fn segment(s: &str) -> String {
+pub(crate) fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -161,7 +161,7 @@ pub fn segment(s: &str) -> String {
 
 /// Marks text that is already HTML (an SVG drawn by orch-lang, which
 /// escapes every name it writes).
-pub fn trusted(s: String) -> PreEscaped<String> {
+pub(crate) fn trusted(s: String) -> PreEscaped<String> {
     PreEscaped(s)
 }
 

@@ -22,11 +22,9 @@ use axum::Router;
 use crate::scheduler::App;
 use crate::Store;
 
-pub use queue::render_queue;
-
 /// The dashboard's routes, guarded by [`access::guard`]; the API's router
 /// merges them.
-pub fn routes<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
+pub(crate) fn routes<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
     Router::new()
         .route("/", get(queue::page::<S>))
         .route("/rows/{task}", get(queue::row::<S>))
@@ -46,7 +44,7 @@ pub fn routes<S: Store>(app: Arc<App<S>>) -> Router<Arc<App<S>>> {
 /// A one-line JSON event for the stream when the queue changes without an
 /// engine event (a submission, a queued task cancelled), so that open
 /// dashboards show it at once.
-pub fn queue_event<S: Store>(app: &App<S>, task: &str, state: orch_store::QueueState) {
+pub(crate) fn queue_event<S: Store>(app: &App<S>, task: &str, state: orch_store::QueueState) {
     if app.feed.receiver_count() > 0 {
         let line = serde_json::json!({ "event": "queued", "task": task, "state": state.as_str() });
         let _ = app.feed.send(line.to_string().into());

@@ -30,7 +30,7 @@ fn class_name(c: Class) -> &'static str {
     }
 }
 
-pub async fn page<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
+pub(super) async fn page<S: Store>(State(app): State<Arc<App<S>>>) -> Response {
     let served = app.served();
     let p = &served.pipeline;
     let name = p

@@ -21,7 +21,7 @@ use super::layout::{self, elapsed, Nav};
 
 /// Where a task is, as the queue page tells it (and filters by).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowState {
+pub(crate) enum RowState {
     Queued,
     Running,
     /// Waiting for a serial stage another task holds.
@@ -36,7 +36,7 @@ pub enum RowState {
 }
 
 impl RowState {
-    pub const ALL: [RowState; 8] = [
+    pub(crate) const ALL: [RowState; 8] = [
         RowState::Queued,
         RowState::Running,
         RowState::Waiting,
@@ -47,7 +47,7 @@ impl RowState {
         RowState::Interrupted,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             RowState::Queued => "queued",
             RowState::Running => "running",
@@ -73,19 +73,19 @@ impl RowState {
 }
 
 /// One task's row.
-pub struct Row {
-    pub task: String,
-    pub state: RowState,
-    pub stage: Option<String>,
-    pub attempt: Option<i64>,
-    pub producer: Option<(ProducerKind, String)>,
+pub(crate) struct Row {
+    pub(crate) task: String,
+    pub(crate) state: RowState,
+    pub(crate) stage: Option<String>,
+    pub(crate) attempt: Option<i64>,
+    pub(crate) producer: Option<(ProducerKind, String)>,
     /// The serial stage waited for and why (`held by …`).
-    pub waiting: Option<(String, String)>,
+    pub(crate) waiting: Option<(String, String)>,
     /// The labels a queued task waits for a service with (placement).
-    pub needs: Vec<String>,
+    pub(crate) needs: Vec<String>,
     /// Newest first by this.
-    pub since_ms: i64,
-    pub elapsed_ms: i64,
+    pub(crate) since_ms: i64,
+    pub(crate) elapsed_ms: i64,
 }
 
 /// What the board says of a task in flight.
@@ -180,7 +180,10 @@ fn live_views<S: Store>(app: &App<S>) -> HashMap<String, LiveView> {
 }
 
 /// Every task's row (or one task's), newest first.
-pub async fn rows<S: Store>(app: &App<S>, only: Option<&str>) -> orch_store::Result<Vec<Row>> {
+pub(crate) async fn rows<S: Store>(
+    app: &App<S>,
+    only: Option<&str>,
+) -> orch_store::Result<Vec<Row>> {
     let entries: Vec<QueuedTask> = match only {
         Some(t) => app.store.queued_task(t).await?.into_iter().collect(),
         None => app.store.queue(None).await?,
@@ -268,7 +271,7 @@ fn filters(current: Option<RowState>) -> Markup {
 }
 
 /// The queue page's HTML for these rows (the bench renders it directly).
-pub fn render_queue(rows: &[Row], filter: Option<RowState>) -> String {
+pub(crate) fn render_queue(rows: &[Row], filter: Option<RowState>) -> String {
     let shown = rows.iter().filter(|r| filter.is_none_or(|f| f == r.state));
     let count = |s: RowState| rows.iter().filter(|r| r.state == s).count();
     let body = html! {
@@ -295,7 +298,7 @@ pub fn render_queue(rows: &[Row], filter: Option<RowState>) -> String {
     layout::page("Queue", Nav::Queue, Some(("queue", "")), body).into_string()
 }
 
-pub async fn page<S: Store>(State(app): State<Arc<App<S>>>, uri: Uri) -> Response {
+pub(super) async fn page<S: Store>(State(app): State<Arc<App<S>>>, uri: Uri) -> Response {
     let filter = match layout::param(uri.query(), "outcome").filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => match RowState::parse(&s) {
@@ -320,7 +323,10 @@ fn html_string(s: String) -> Response {
 
 /// `/rows/{task}`: one row (`<tr>`), or 404 when the service does not know
 /// the task.
-pub async fn row<S: Store>(State(app): State<Arc<App<S>>>, Path(task): Path<String>) -> Response {
+pub(crate) async fn row<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Path(task): Path<String>,
+) -> Response {
     if orch_engine::check_task_name(&task).is_err() {
         return layout::refusal(StatusCode::BAD_REQUEST, "not a task name");
     }

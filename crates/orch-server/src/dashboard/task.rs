@@ -39,7 +39,7 @@ fn pipeline_of(run: &Run) -> Pipeline {
     orch_lang::loader::load(&run.pipeline_path, &run.pipeline_text).pipeline
 }
 
-pub async fn page<S: Store>(
+pub(super) async fn page<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path(task): Path<String>,
     uri: Uri,
@@ -432,7 +432,7 @@ fn back_to(task: &str, what: &str) -> Response {
 
 /// `POST /tasks/{task}/cancel` from the page's form: the token typed into
 /// the form, then the API's cancel.
-pub async fn cancel<S: Store>(
+pub(super) async fn cancel<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path(task): Path<String>,
     body: Body,
@@ -466,7 +466,7 @@ pub async fn cancel<S: Store>(
 /// `POST /tasks/{task}/approval` from the page's form: the decider is the
 /// name `--tokens-file` gives the typed token; then the checks and commit
 /// of the API's approval.
-pub async fn approval<S: Store>(
+pub(super) async fn approval<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path(task): Path<String>,
     body: Body,
@@ -502,7 +502,7 @@ pub async fn approval<S: Store>(
 
 /// `/tasks/{task}/logs/{stage}/{attempt}`: the whole log of an attempt (of
 /// the task's newest run that has it), as text in a page.
-pub async fn log<S: Store>(
+pub(crate) async fn log<S: Store>(
     State(app): State<Arc<App<S>>>,
     Path((task, stage, attempt)): Path<(String, String, String)>,
 ) -> Response {

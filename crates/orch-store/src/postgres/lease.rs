@@ -31,8 +31,8 @@ pub(super) fn fence(task: &str, me: &str) -> String {
 /// The lease of the service (or command) this store writes as.
 #[derive(Debug, Clone)]
 pub(super) struct Identity {
-    pub id: String,
-    pub lease: Duration,
+    pub(crate) id: String,
+    pub(crate) lease: Duration,
 }
 
 pub(super) fn key_text(key: &LockKey) -> String {

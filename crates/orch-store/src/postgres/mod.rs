@@ -31,7 +31,6 @@ pub use lease::PgGuard;
 use lease::{fence, Identity};
 use pool::{Params, Pool};
 use rows::{attempt_row, damaged, run_row, ATTEMPT_SELECT, RUN_SELECT};
-pub use schema::SCHEMA_VERSION;
 
 /// How a writing process appears to the others sharing the store.
 #[derive(Debug, Clone)]
@@ -174,7 +173,7 @@ impl PostgresStore {
     }
 
     /// Whether the last statement reached the database.
-    pub fn reachable(&self) -> bool {
+    pub(crate) fn reachable(&self) -> bool {
         self.inner.pool.reachable.load(Ordering::Relaxed)
     }
 

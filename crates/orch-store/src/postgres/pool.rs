@@ -34,14 +34,14 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 /// tables live in (`?schema=` in the URL, an orch addition).
 #[derive(Clone)]
 pub(crate) struct Target {
-    pub config: tokio_postgres::Config,
-    pub schema: Option<String>,
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) schema: Option<String>,
     /// The URL without its password, for messages.
-    pub shown: String,
+    pub(crate) shown: String,
     /// `sslmode=`, or its default for the host.
-    pub tls_mode: TlsMode,
+    pub(crate) tls_mode: TlsMode,
     /// The TLS client, unless `tls_mode` is `disable`.
-    pub tls: Option<MakeRustlsConnect>,
+    pub(crate) tls: Option<MakeRustlsConnect>,
 }
 
 /// Parses `postgres://user@host:port/db?schema=name&...`. The `schema`,
@@ -145,13 +145,13 @@ impl Conn {
 }
 
 pub(crate) struct Pool {
-    pub target: Target,
+    pub(crate) target: Target,
     idle: Mutex<Vec<Conn>>,
     permits: std::sync::Arc<Semaphore>,
     /// Nanoseconds spent in store calls, for `ORCH_PROFILE`.
-    pub spent: AtomicU64,
+    pub(crate) spent: AtomicU64,
     /// False while the database cannot be reached (`/health`).
-    pub reachable: AtomicBool,
+    pub(crate) reachable: AtomicBool,
 }
 
 /// A client lent for one call; it goes back to the pool unless broken.
@@ -195,7 +195,7 @@ fn is_connection_error(e: &tokio_postgres::Error) -> bool {
 }
 
 impl Pool {
-    pub fn new(target: Target) -> Pool {
+    pub(super) fn new(target: Target) -> Pool {
         Pool {
             target,
             idle: Mutex::new(Vec::new()),
@@ -205,7 +205,7 @@ impl Pool {
         }
     }
 
-    pub fn err(&self, e: tokio_postgres::Error) -> StoreError {
+    pub(super) fn err(&self, e: tokio_postgres::Error) -> StoreError {
         let url = self.target.shown.clone();
         if tls::is_tls_error(&e) {
             StoreError::Tls {
@@ -230,7 +230,7 @@ impl Pool {
 
     /// A connection of its own, outside the pool (the schema's set-up
     /// holds one for its transaction).
-    pub async fn dedicated(&self) -> Result<Client> {
+    pub(crate) async fn dedicated(&self) -> Result<Client> {
         self.connect()
             .await
             .map(|c| c.client)
@@ -284,7 +284,7 @@ impl Pool {
 
     /// Runs one statement and returns its rows, retrying on a broken
     /// connection for a while.
-    pub async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    pub(super) async fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         let result = loop {

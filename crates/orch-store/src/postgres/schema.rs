@@ -9,7 +9,7 @@ use super::pool::Pool;
 use crate::{Result, StoreError};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migration `i` takes a store from version `i` to `i + 1`. The records
 /// are those of the SQLite store; `services` and `locks` are what many

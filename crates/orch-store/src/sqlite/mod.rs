@@ -23,7 +23,7 @@ use crate::lock::{self, Lock};
 use crate::records::*;
 use crate::{now_ms, LockKey, Result, RunStore, StoreError};
 use rows::{attempt_row, run_row, ATTEMPT_SELECT, RUN_SELECT};
-pub use schema::SCHEMA_VERSION;
+use schema::SCHEMA_VERSION;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -195,7 +195,7 @@ impl SqliteStore {
     /// creates no `-shm` file (one created read-only would break the runs
     /// of whoever may write the store); one with pending commits in its
     /// log is refused, saying why.
-    pub fn open_read_only(path: &Path) -> Result<Option<SqliteStore>> {
+    pub(crate) fn open_read_only(path: &Path) -> Result<Option<SqliteStore>> {
         use rusqlite::OpenFlags;
         let p = path.to_path_buf();
         let dir = path.parent().unwrap_or(Path::new("."));

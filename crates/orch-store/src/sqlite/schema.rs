@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::StoreError;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(super) const MIGRATIONS: &[&str] = &[
     r#"
