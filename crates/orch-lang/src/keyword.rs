@@ -27,7 +27,6 @@ pub const COMMAND: &str = "command";
 pub const TIMEOUT: &str = "timeout";
 pub const WRITES: &str = "writes";
 pub const PASS: &str = "pass";
-pub const FAIL: &str = "fail";
 pub const EXHAUSTED: &str = "exhausted";
 pub const LLM: &str = "llm";
 pub const WHY: &str = "why";

@@ -605,10 +605,7 @@ impl Decoder<'_> {
         if argv.is_empty() {
             return None;
         }
-        Some(Command {
-            argv,
-            span: child.span(),
-        })
+        Some(Command { argv })
     }
 
     fn env(&mut self, child: &KdlNode, out: &mut Vec<EnvVar>) {
@@ -807,10 +804,8 @@ impl Decoder<'_> {
             name: name?,
             start: start?,
             single_transport,
-            description,
             vars,
             secrets,
-            span: node.span(),
         })
     }
 
@@ -1023,11 +1018,7 @@ impl Decoder<'_> {
                 }
             };
             if let (Some(key), Some(expectation)) = (key, expectation) {
-                expects.push(Expect {
-                    key,
-                    expectation,
-                    span: child.span(),
-                });
+                expects.push(Expect { key, expectation });
             }
         }
         Some(Gate {
@@ -1175,11 +1166,7 @@ impl Decoder<'_> {
         let a = self.arg_count(child, 1, Some(1), "#true or #false");
         let on = a.first().and_then(|e| self.bool_of(e, "`enabled`"));
         let env = self.opt_text_prop(child, "env");
-        on.map(|enabled| Switch {
-            enabled,
-            env,
-            span: child.span(),
-        })
+        on.map(|enabled| Switch { enabled, env })
     }
 
     /// `scope "repo" … env="VAR"`.
@@ -1193,11 +1180,7 @@ impl Decoder<'_> {
             }
         }
         let env = self.opt_text_prop(child, "env");
-        Scope {
-            repos,
-            env,
-            span: child.span(),
-        }
+        Scope { repos, env }
     }
 
     /// `writes "ARTIFACT" field="KEY"`.

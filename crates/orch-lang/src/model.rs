@@ -67,13 +67,10 @@ pub struct Header {
     pub name: Name,
     pub start: Name,
     pub single_transport: bool,
-    pub description: Option<String>,
     pub vars: Vec<Var>,
     /// `secret "NAME" "var.NAME"…`: environment variables (`{env.NAME}`)
     /// and pipeline variables (`var.NAME`) whose values orch redacts.
     pub secrets: Vec<Name>,
-    /// Span of the whole node.
-    pub span: SourceSpan,
 }
 
 #[derive(Debug, Clone)]
@@ -86,7 +83,6 @@ pub struct Var {
 #[derive(Debug, Clone)]
 pub struct Command {
     pub argv: Vec<Template>,
-    pub span: SourceSpan,
 }
 
 #[derive(Debug, Clone)]
@@ -229,7 +225,6 @@ pub enum Expectation {
 pub struct Expect {
     pub key: Name,
     pub expectation: Expectation,
-    pub span: SourceSpan,
 }
 
 #[derive(Debug, Clone)]
@@ -252,7 +247,6 @@ pub struct ExitMapping {
 pub struct Switch {
     pub enabled: bool,
     pub env: Option<Name>,
-    pub span: SourceSpan,
 }
 
 /// `scope "repo" … env="VAR"`.
@@ -260,7 +254,6 @@ pub struct Switch {
 pub struct Scope {
     pub repos: Vec<String>,
     pub env: Option<Name>,
-    pub span: SourceSpan,
 }
 
 /// `writes "ARTIFACT" field="KEY"`.
@@ -413,10 +406,6 @@ pub struct Approval {
 }
 
 impl Approval {
-    pub fn allows(&self, who: &str) -> bool {
-        self.approvers.iter().any(|a| a.value == who)
-    }
-
     pub fn approver_names(&self) -> Vec<String> {
         self.approvers.iter().map(|a| a.value.clone()).collect()
     }

@@ -19,17 +19,6 @@ pub enum Placeholder {
     Env(String),
 }
 
-pub const PLACEHOLDER_NAMES: &[&str] = &[
-    "task",
-    "stage",
-    "attempt",
-    "worktree",
-    "task-dir",
-    "pipeline-dir",
-    "var.NAME",
-    "env.NAME",
-];
-
 /// The placeholders without a `.NAME`, for did-you-mean.
 pub const FIXED_PLACEHOLDERS: &[&str] = &[
     "task",
