@@ -14,7 +14,7 @@
 //! no backtracking beyond a one-token look-ahead (a string followed by `=`
 //! is a property key), strings copied out of the input once (escapes and
 //! multi-line dedent applied while copying). Nesting recurses once per
-//! `{ … }` level, bounded by [`MAX_DEPTH`]. It stops at the first error.
+//! `{ … }` level, bounded by `MAX_DEPTH`. It stops at the first error.
 
 mod chars;
 mod number;
