@@ -123,7 +123,7 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
     }
 }
 
-/// Analyses one file's bytes: a file over [`limits::MAX_FILE_BYTES`] or not
+/// Analyses one file's bytes: a file over `limits::MAX_FILE_BYTES` or not
 /// UTF-8 is one `orch::bad-file` finding of that file.
 pub fn analyze_bytes(path: &str, bytes: &[u8], opts: &Options) -> Analysis {
     if bytes.len() > limits::MAX_FILE_BYTES {

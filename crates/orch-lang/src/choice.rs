@@ -11,7 +11,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Runner => "runner",
             Kind::Llm => "llm",
@@ -21,10 +21,10 @@ impl Kind {
 
 /// A setting's value and where it came from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sourced<T> {
-    pub value: T,
+pub(crate) struct Sourced<T> {
+    pub(crate) value: T,
     /// "pipeline file" or "environment variable NAME".
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// A producer: a runner, or an LLM through its transport.
@@ -56,14 +56,14 @@ impl Producer<'_> {
 pub struct Choice<'p> {
     pub producer: Producer<'p>,
     /// The runner's kill-switch, when the call-site has a runner.
-    pub enabled: Option<Sourced<bool>>,
+    pub(crate) enabled: Option<Sourced<bool>>,
     /// Whether the repository is in the runner's scope, likewise.
-    pub in_scope: Option<Sourced<bool>>,
+    pub(crate) in_scope: Option<Sourced<bool>>,
     pub reason: String,
 }
 
 /// `1/0/true/false/yes/no/on/off`, any case.
-pub fn parse_switch(s: &str) -> Option<bool> {
+pub(crate) fn parse_switch(s: &str) -> Option<bool> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),
         "0" | "false" | "no" | "off" => Some(false),
@@ -72,7 +72,7 @@ pub fn parse_switch(s: &str) -> Option<bool> {
 }
 
 /// The kill-switch of a runner: its variable when set, else the file's value.
-pub fn switch_value(
+pub(crate) fn switch_value(
     r: &Runner,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Sourced<bool>, String> {
@@ -104,7 +104,11 @@ pub fn switch_value(
 
 /// Whether `repo` is in the runner's scope: its variable (CSV) when set,
 /// else the file's list; no `scope` means every repository.
-pub fn scope_value(r: &Runner, repo: &str, env: &dyn Fn(&str) -> Option<String>) -> Sourced<bool> {
+pub(crate) fn scope_value(
+    r: &Runner,
+    repo: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Sourced<bool> {
     let Some(scope) = &r.scope else {
         return Sourced {
             value: true,

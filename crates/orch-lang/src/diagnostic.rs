@@ -23,7 +23,7 @@ pub struct Finding {
 
 impl Finding {
     /// A finding with its code's severity.
-    pub fn new(code: Code, span: SourceSpan, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: Code, span: SourceSpan, message: impl Into<String>) -> Self {
         Finding {
             code,
             severity: code.severity(),
@@ -34,17 +34,17 @@ impl Finding {
         }
     }
 
-    pub fn label(mut self, label: impl Into<String>) -> Self {
+    pub(crate) fn label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
         self
     }
 
-    pub fn help(mut self, help: impl Into<String>) -> Self {
+    pub(crate) fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }
 
-    pub fn maybe_help(mut self, help: Option<String>) -> Self {
+    pub(crate) fn maybe_help(mut self, help: Option<String>) -> Self {
         self.help = help;
         self
     }
@@ -68,13 +68,13 @@ pub fn did_you_mean<'a>(
 /// A pipeline file's text with its line starts, for line:column look-ups.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
-    pub path: String,
-    pub text: Arc<String>,
+    pub(crate) path: String,
+    pub(crate) text: Arc<String>,
     line_starts: Vec<usize>,
 }
 
 impl SourceFile {
-    pub fn new(path: impl Into<String>, text: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, text: impl Into<String>) -> Self {
         let text: String = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
@@ -86,7 +86,7 @@ impl SourceFile {
     }
 
     /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = self.line_starts[line];

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// The longest duration orch accepts: 100 years of 365 days (`"876000h"`).
 /// Longer ones could overflow the clock when added to it; validation
 /// reports them (`orch::duration-too-long`).
-pub const MAX: Duration = Duration::from_secs(876_000 * 3600);
+pub(crate) const MAX: Duration = Duration::from_secs(876_000 * 3600);
 
 /// Parses a duration string; the error says what was expected.
 pub fn parse(text: &str) -> Result<Duration, String> {

@@ -9,22 +9,8 @@ use crate::keyword;
 use crate::model::*;
 use crate::template::Context;
 
-/// Explains `stage` given variable values, the repo and an environment.
-pub fn explain(
-    p: &Pipeline,
-    stage: &str,
-    vars: &HashMap<String, String>,
-    repo: &str,
-    worktree: &Path,
-    pipeline_path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
-    explain_redacted(p, stage, vars, repo, worktree, pipeline_path, env, &|s| {
-        s.to_string()
-    })
-}
-
-/// [`explain`], with `redact` applied to every argument shown and to the
+/// Explains `stage` given variable values, the repo and an environment,
+/// with `redact` applied to every argument shown and to the
 /// reason a command cannot be built (the engine's redaction of secrets: the
 /// language crate knows nothing of their values).
 #[allow(clippy::too_many_arguments)]

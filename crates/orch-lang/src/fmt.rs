@@ -174,7 +174,7 @@ fn top_level_leading(leading: &str, first: bool) -> String {
 
 /// The canonical text of a pipeline file.
 ///
-/// A text [`crate::limits`] refuses is an error without diagnostics:
+/// A text `crate::limits` refuses is an error without diagnostics:
 /// `orch validate` says why.
 pub fn format(text: &str) -> Result<String, KdlError> {
     if crate::limits::check(text).is_some() {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 /// The starter pipeline: one LLM stage, one runner stage, one hybrid stage,
 /// ends and an alert. It validates clean on any machine with `sh`.
-pub const PIPELINE: &str = r#"// A starter pipeline written by `orch init`. Check it with `orch validate`,
+pub(crate) const PIPELINE: &str = r#"// A starter pipeline written by `orch init`. Check it with `orch validate`,
 // run a task with `orch run TASK`, and see docs/language.md in the orch
 // repository for every node and property.
 
@@ -121,11 +121,11 @@ alert "log" {
 }
 "#;
 
-pub const DESIGNER_PROMPT: &str = "You are the designer for task {task}.\n\nRead the task in {worktree} and write {task-dir}/03-design.md, starting with\n`status: DONE` (or `status: BLOCKED` and the question that blocks you).\n";
+pub(crate) const DESIGNER_PROMPT: &str = "You are the designer for task {task}.\n\nRead the task in {worktree} and write {task-dir}/03-design.md, starting with\n`status: DONE` (or `status: BLOCKED` and the question that blocks you).\n";
 
 /// The stand-in agent: reads its prompt on stdin and writes the design
 /// artifact; in any other stage it says it is a stub and fails (a tool-error).
-pub const AGENT_SCRIPT: &str = r#"#!/bin/sh
+pub(crate) const AGENT_SCRIPT: &str = r#"#!/bin/sh
 # A stand-in for an agent CLI, written by `orch init` so that the starter runs
 # out of the box. It reads its prompt on stdin, as `claude --print` would, and
 # writes the artifact of the `design` stage. Replace the transport's command
@@ -144,7 +144,7 @@ design)
 esac
 "#;
 
-pub const TESTER_PROMPT: &str = "You are the tester for task {task}; the test runner is switched off.\n\nRun the tests in {worktree}/{var.tests} and write {task-dir}/13-test-report.md, starting\nwith `result: PASS` or `result: FAIL`. Never report PASS for tests you did not run.\n";
+pub(crate) const TESTER_PROMPT: &str = "You are the tester for task {task}; the test runner is switched off.\n\nRun the tests in {worktree}/{var.tests} and write {task-dir}/13-test-report.md, starting\nwith `result: PASS` or `result: FAIL`. Never report PASS for tests you did not run.\n";
 
 /// Writes the starter files into `dir`; refuses to overwrite any of them,
 /// and never writes through a symbolic link (a dangling one included).

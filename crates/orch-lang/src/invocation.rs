@@ -23,7 +23,7 @@ pub struct Invocation {
 }
 
 /// The environment every producer (and alert) gets.
-pub fn orch_env(ctx: &Context, pipeline_path: &Path) -> Vec<(String, String)> {
+pub(crate) fn orch_env(ctx: &Context, pipeline_path: &Path) -> Vec<(String, String)> {
     vec![
         ("ORCH_TASK".into(), ctx.task.clone()),
         ("ORCH_STAGE".into(), ctx.stage.clone()),
@@ -34,7 +34,7 @@ pub fn orch_env(ctx: &Context, pipeline_path: &Path) -> Vec<(String, String)> {
     ]
 }
 
-pub fn render_argv(argv: &[Template], ctx: &Context) -> Result<Vec<String>, String> {
+pub(crate) fn render_argv(argv: &[Template], ctx: &Context) -> Result<Vec<String>, String> {
     argv.iter().map(|t| t.render(ctx)).collect()
 }
 
@@ -95,14 +95,18 @@ fn process<T>(
 }
 
 /// The process spec of a runner attempt.
-pub fn runner(r: &Runner, ctx: &Context, pipeline_path: &Path) -> Result<Invocation, String> {
+pub(crate) fn runner(
+    r: &Runner,
+    ctx: &Context,
+    pipeline_path: &Path,
+) -> Result<Invocation, String> {
     let (invocation, ()) = process(&r.process, kw::RUNNER, ctx, pipeline_path, || Ok(()))?;
     Ok(invocation)
 }
 
 /// The process spec of an LLM attempt: the prompt file, rendered, goes on
 /// stdin or as the last argument.
-pub fn llm(
+pub(crate) fn llm(
     t: &Transport,
     l: &Llm,
     ctx: &Context,

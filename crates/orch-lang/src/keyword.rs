@@ -5,37 +5,36 @@
 
 use crate::model::Mode;
 
-pub const PIPELINE: &str = "pipeline";
-pub const TRANSPORT: &str = "transport";
-pub const ARTIFACT: &str = "artifact";
-pub const GATE: &str = "gate";
-pub const RUNNER: &str = "runner";
-pub const CALL_SITE: &str = "call-site";
-pub const STAGE: &str = "stage";
-pub const END: &str = "end";
-pub const ALERT: &str = "alert";
-pub const APPROVAL: &str = "approval";
+pub(crate) const PIPELINE: &str = "pipeline";
+pub(crate) const TRANSPORT: &str = "transport";
+pub(crate) const ARTIFACT: &str = "artifact";
+pub(crate) const GATE: &str = "gate";
+pub(crate) const RUNNER: &str = "runner";
+pub(crate) const CALL_SITE: &str = "call-site";
+pub(crate) const STAGE: &str = "stage";
+pub(crate) const END: &str = "end";
+pub(crate) const ALERT: &str = "alert";
+pub(crate) const APPROVAL: &str = "approval";
 
 /// Every top-level node, in the order the documentation lists them.
-pub const TOP_LEVEL: &[&str] = &[
+pub(crate) const TOP_LEVEL: &[&str] = &[
     PIPELINE, TRANSPORT, ARTIFACT, GATE, RUNNER, CALL_SITE, STAGE, END, ALERT, APPROVAL,
 ];
 
 // Children whose presence the validator asks about (written, even if
 // malformed); `runner` is both a node and a call-site's child.
-pub const COMMAND: &str = "command";
-pub const TIMEOUT: &str = "timeout";
-pub const WRITES: &str = "writes";
-pub const PASS: &str = "pass";
-pub const FAIL: &str = "fail";
-pub const EXHAUSTED: &str = "exhausted";
-pub const LLM: &str = "llm";
-pub const WHY: &str = "why";
-pub const APPROVERS: &str = "approvers";
-pub const EXPIRES: &str = "expires";
+pub(crate) const COMMAND: &str = "command";
+pub(crate) const TIMEOUT: &str = "timeout";
+pub(crate) const WRITES: &str = "writes";
+pub(crate) const PASS: &str = "pass";
+pub(crate) const EXHAUSTED: &str = "exhausted";
+pub(crate) const LLM: &str = "llm";
+pub(crate) const WHY: &str = "why";
+pub(crate) const APPROVERS: &str = "approvers";
+pub(crate) const EXPIRES: &str = "expires";
 
 /// A call-site's `mode` values.
-pub const MODES: &[(&str, Mode)] = &[
+pub(crate) const MODES: &[(&str, Mode)] = &[
     ("llm", Mode::Llm),
     ("runner", Mode::Runner),
     ("hybrid", Mode::Hybrid),

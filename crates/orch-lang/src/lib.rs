@@ -8,6 +8,7 @@
 //! the model. No processes, no SQL: the language server depends on this
 //! crate alone.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod analysis;
 pub mod changes;
@@ -23,7 +24,7 @@ mod hash;
 pub mod init;
 pub mod invocation;
 pub mod keyword;
-pub mod limits;
+mod limits;
 pub mod loader;
 pub mod map;
 pub mod model;

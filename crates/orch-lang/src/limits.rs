@@ -8,14 +8,14 @@ use crate::diagnostic::Finding;
 
 /// The largest pipeline file orch reads: 8 MiB. The reference pipeline is
 /// under 20 KiB.
-pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
 
 /// The deepest nesting of `{ … }` blocks orch parses. The language itself
 /// nests two levels (`call-site { llm { … } }`).
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// The finding for a text orch will not parse, if it is one.
-pub fn check(text: &str) -> Option<Finding> {
+pub(crate) fn check(text: &str) -> Option<Finding> {
     if text.len() > MAX_FILE_BYTES {
         return Some(too_large(text.len()));
     }
@@ -31,7 +31,7 @@ pub fn check(text: &str) -> Option<Finding> {
 }
 
 /// A file of `len` bytes, over the limit.
-pub fn too_large(len: usize) -> Finding {
+pub(crate) fn too_large(len: usize) -> Finding {
     Finding::new(
         Code::BadFile,
         (0, 0).into(),
@@ -46,7 +46,7 @@ pub fn too_large(len: usize) -> Finding {
 
 /// The offset of the first `{` that opens a block deeper than [`MAX_DEPTH`],
 /// skipping strings (quoted, raw, multi-line) and comments.
-pub fn too_deep(text: &str) -> Option<usize> {
+pub(crate) fn too_deep(text: &str) -> Option<usize> {
     let b = text.as_bytes();
     let mut depth = 0usize;
     let mut i = 0;

@@ -25,9 +25,9 @@ pub struct Loaded {
     pub parsed: bool,
     pub pipeline: Pipeline,
     /// Findings of the KDL parse and of the decoder's shape checks.
-    pub structural: Vec<Finding>,
+    pub(crate) structural: Vec<Finding>,
     /// Other findings the decoder made (duplicates, placeholders).
-    pub semantic: Vec<Finding>,
+    pub(crate) semantic: Vec<Finding>,
 }
 
 /// Parses and decodes `text`. Never fails: every problem is a finding.
@@ -36,7 +36,7 @@ pub fn load(path: &str, text: &str) -> Loaded {
 }
 
 /// As [`load`], for a text already in a [`SourceFile`] (not copied again).
-pub fn load_source(source: SourceFile) -> Loaded {
+pub(crate) fn load_source(source: SourceFile) -> Loaded {
     let shared = std::sync::Arc::clone(&source.text);
     let text: &str = &shared;
     if let Some(refused) = crate::limits::check(text) {
@@ -91,9 +91,9 @@ fn clamp(span: SourceSpan, len: usize) -> SourceSpan {
     (start, end - start).into()
 }
 
-pub use crate::keyword::TOP_LEVEL;
+use crate::keyword::TOP_LEVEL;
 
-pub fn value_kind(v: &KdlValue) -> &'static str {
+pub(crate) fn value_kind(v: &KdlValue) -> &'static str {
     match v {
         KdlValue::String(_) => "a string",
         KdlValue::Integer(_) => "an integer",
@@ -605,10 +605,7 @@ impl Decoder<'_> {
         if argv.is_empty() {
             return None;
         }
-        Some(Command {
-            argv,
-            span: child.span(),
-        })
+        Some(Command { argv })
     }
 
     fn env(&mut self, child: &KdlNode, out: &mut Vec<EnvVar>) {
@@ -807,10 +804,8 @@ impl Decoder<'_> {
             name: name?,
             start: start?,
             single_transport,
-            description,
             vars,
             secrets,
-            span: node.span(),
         })
     }
 
@@ -1023,11 +1018,7 @@ impl Decoder<'_> {
                 }
             };
             if let (Some(key), Some(expectation)) = (key, expectation) {
-                expects.push(Expect {
-                    key,
-                    expectation,
-                    span: child.span(),
-                });
+                expects.push(Expect { key, expectation });
             }
         }
         Some(Gate {
@@ -1175,11 +1166,7 @@ impl Decoder<'_> {
         let a = self.arg_count(child, 1, Some(1), "#true or #false");
         let on = a.first().and_then(|e| self.bool_of(e, "`enabled`"));
         let env = self.opt_text_prop(child, "env");
-        on.map(|enabled| Switch {
-            enabled,
-            env,
-            span: child.span(),
-        })
+        on.map(|enabled| Switch { enabled, env })
     }
 
     /// `scope "repo" … env="VAR"`.
@@ -1193,11 +1180,7 @@ impl Decoder<'_> {
             }
         }
         let env = self.opt_text_prop(child, "env");
-        Scope {
-            repos,
-            env,
-            span: child.span(),
-        }
+        Scope { repos, env }
     }
 
     /// `writes "ARTIFACT" field="KEY"`.
@@ -1505,9 +1488,9 @@ impl Decoder<'_> {
 }
 
 /// The most digits a number in a duration may have (`"999999999ms"`).
-pub const MAX_DURATION_DIGITS: usize = 9;
+pub(crate) const MAX_DURATION_DIGITS: usize = 9;
 
 /// SIGTERM → SIGKILL delay when a producer states no `grace`.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// How long an alert may run when it states no `timeout`.
-pub const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_ALERT_TIMEOUT: Duration = Duration::from_secs(60);

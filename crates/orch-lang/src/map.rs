@@ -28,7 +28,7 @@ pub enum Class {
 /// Who makes a control-path decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Decider {
+pub(crate) enum Decider {
     Machine,
     Llm,
     Person,
@@ -36,7 +36,7 @@ pub enum Decider {
 
 impl Decider {
     /// Who decides at a call-site; `None` off the control path.
-    pub fn of(cs: &CallSite) -> Option<Decider> {
+    pub(crate) fn of(cs: &CallSite) -> Option<Decider> {
         match (cs.axis.value, cs.mode.value) {
             (Axis::P, _) => None,
             (Axis::C, Mode::Human) => Some(Decider::Person),
@@ -46,7 +46,7 @@ impl Decider {
         }
     }
 
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Decider::Machine => "machine",
             Decider::Llm => "LLM",
@@ -94,34 +94,34 @@ pub fn verdict_name(v: VerdictKind) -> &'static str {
 }
 
 #[derive(Debug, Serialize)]
-pub struct KillSwitch {
-    pub enabled: bool,
-    pub env: Option<String>,
+pub(crate) struct KillSwitch {
+    pub(crate) enabled: bool,
+    pub(crate) env: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ScopeJson {
-    pub repos: Vec<String>,
-    pub env: Option<String>,
+pub(crate) struct ScopeJson {
+    pub(crate) repos: Vec<String>,
+    pub(crate) env: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct RunnerJson {
-    pub name: String,
-    pub argv: Vec<String>,
-    pub timeout_ms: Option<u64>,
-    pub writes: Option<String>,
-    pub kill_switch: Option<KillSwitch>,
-    pub scope: Option<ScopeJson>,
+pub(crate) struct RunnerJson {
+    pub(crate) name: String,
+    pub(crate) argv: Vec<String>,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) writes: Option<String>,
+    pub(crate) kill_switch: Option<KillSwitch>,
+    pub(crate) scope: Option<ScopeJson>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct GateJson {
-    pub stage: String,
-    pub gate: String,
-    pub artifact: String,
-    pub path: String,
-    pub verdict_field: Option<String>,
+pub(crate) struct GateJson {
+    pub(crate) stage: String,
+    pub(crate) gate: String,
+    pub(crate) artifact: String,
+    pub(crate) path: String,
+    pub(crate) verdict_field: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,54 +133,54 @@ pub struct CallSiteJson {
     pub mode: &'static str,
     pub classification: Class,
     /// Who makes the decision; absent off the control path.
-    pub decided_by: Option<Decider>,
-    pub why: Option<String>,
-    pub runner: Option<RunnerJson>,
-    pub transport: Option<String>,
-    pub prompt: Option<String>,
-    pub approval: Option<ApprovalJson>,
-    pub gates: Vec<GateJson>,
+    pub(crate) decided_by: Option<Decider>,
+    pub(crate) why: Option<String>,
+    pub(crate) runner: Option<RunnerJson>,
+    pub(crate) transport: Option<String>,
+    pub(crate) prompt: Option<String>,
+    pub(crate) approval: Option<ApprovalJson>,
+    pub(crate) gates: Vec<GateJson>,
 }
 
 /// A human call-site's approval: who may decide, and for how long.
 #[derive(Debug, Serialize)]
-pub struct ApprovalJson {
-    pub name: String,
-    pub approvers: Vec<String>,
-    pub expires_ms: Option<u64>,
-    pub show: Vec<String>,
-    pub writes: Option<String>,
+pub(crate) struct ApprovalJson {
+    pub(crate) name: String,
+    pub(crate) approvers: Vec<String>,
+    pub(crate) expires_ms: Option<u64>,
+    pub(crate) show: Vec<String>,
+    pub(crate) writes: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct TransportJson {
-    pub name: String,
-    pub argv: Vec<String>,
-    pub prompt: &'static str,
-    pub timeout_ms: Option<u64>,
-    pub cost_per_call: Option<f64>,
+pub(crate) struct TransportJson {
+    pub(crate) name: String,
+    pub(crate) argv: Vec<String>,
+    pub(crate) prompt: &'static str,
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) cost_per_call: Option<f64>,
 }
 
 /// The map as data; the JSON form is this, versioned.
 #[derive(Debug, Serialize)]
 pub struct Map {
-    pub version: u32,
-    pub pipeline: String,
+    pub(crate) version: u32,
+    pub(crate) pipeline: String,
     pub call_sites: Vec<CallSiteJson>,
-    pub transports: Vec<TransportJson>,
+    pub(crate) transports: Vec<TransportJson>,
     /// `single-transport=#true` declared, and whether it holds.
-    pub single_transport: SingleTransport,
-    pub avoidable_llm_control_paths: Vec<String>,
+    pub(crate) single_transport: SingleTransport,
+    pub(crate) avoidable_llm_control_paths: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct SingleTransport {
-    pub declared: bool,
-    pub holds: bool,
+pub(crate) struct SingleTransport {
+    pub(crate) declared: bool,
+    pub(crate) holds: bool,
 }
 
 /// The JSON map format's version; bump it when a field changes meaning.
-pub const MAP_VERSION: u32 = 1;
+pub(crate) const MAP_VERSION: u32 = 1;
 
 fn argv(c: &Option<Command>) -> Vec<String> {
     c.as_ref()

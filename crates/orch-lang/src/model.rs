@@ -12,22 +12,22 @@ use crate::template::Template;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spanned<T> {
     pub value: T,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 impl<T> Spanned<T> {
-    pub fn new(value: T, span: SourceSpan) -> Self {
+    pub(crate) fn new(value: T, span: SourceSpan) -> Self {
         Spanned { value, span }
     }
 }
 
 impl Spanned<String> {
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.value
     }
 }
 
-pub type Name = Spanned<String>;
+pub(crate) type Name = Spanned<String>;
 
 /// A whole pipeline file.
 #[derive(Debug, Clone, Default)]
@@ -35,13 +35,13 @@ pub struct Pipeline {
     pub header: Option<Header>,
     pub transports: Vec<Transport>,
     pub artifacts: Vec<Artifact>,
-    pub gates: Vec<Gate>,
+    pub(crate) gates: Vec<Gate>,
     pub runners: Vec<Runner>,
-    pub call_sites: Vec<CallSite>,
+    pub(crate) call_sites: Vec<CallSite>,
     pub stages: Vec<Stage>,
-    pub ends: Vec<End>,
-    pub alerts: Vec<Alert>,
-    pub approvals: Vec<Approval>,
+    pub(crate) ends: Vec<End>,
+    pub(crate) alerts: Vec<Alert>,
+    pub(crate) approvals: Vec<Approval>,
     /// Every named top-level node as written, in file order, including those
     /// that failed to decode: one broken node must not make each reference
     /// to it an error too.
@@ -53,12 +53,12 @@ pub struct Pipeline {
 #[derive(Debug, Clone)]
 pub struct Declaration {
     /// `stage`, `end`, `runner`, … (never `pipeline`).
-    pub keyword: &'static str,
+    pub(crate) keyword: &'static str,
     /// The first argument, when it is a string (maybe empty).
-    pub name: Name,
+    pub(crate) name: Name,
     /// The keyword of each child node: a runner whose `timeout` is
     /// malformed has one, it is not missing.
-    pub children: Vec<Name>,
+    pub(crate) children: Vec<Name>,
 }
 
 /// The `pipeline "NAME" start="STAGE"` node.
@@ -66,14 +66,11 @@ pub struct Declaration {
 pub struct Header {
     pub name: Name,
     pub start: Name,
-    pub single_transport: bool,
-    pub description: Option<String>,
+    pub(crate) single_transport: bool,
     pub vars: Vec<Var>,
     /// `secret "NAME" "var.NAME"…`: environment variables (`{env.NAME}`)
     /// and pipeline variables (`var.NAME`) whose values orch redacts.
     pub secrets: Vec<Name>,
-    /// Span of the whole node.
-    pub span: SourceSpan,
 }
 
 #[derive(Debug, Clone)]
@@ -86,17 +83,16 @@ pub struct Var {
 #[derive(Debug, Clone)]
 pub struct Command {
     pub argv: Vec<Template>,
-    pub span: SourceSpan,
 }
 
 #[derive(Debug, Clone)]
 pub struct EnvVar {
-    pub key: Name,
+    pub(crate) key: Name,
     pub value: Template,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PromptMode {
+pub(crate) enum PromptMode {
     Stdin,
     Arg,
 }
@@ -149,15 +145,15 @@ pub struct Process {
     /// `command`; `None` when missing or malformed (validation reports it).
     pub command: Option<Command>,
     /// `cwd`, beneath the worktree; the worktree itself when `None`.
-    pub cwd: Option<Template>,
+    pub(crate) cwd: Option<Template>,
     /// `env "KEY" "VALUE"`, each on top of orch's own variables.
     pub env: Vec<EnvVar>,
     /// `timeout`; `None` when missing or malformed (validation reports it).
     pub timeout: Option<Spanned<Duration>>,
     /// `idle-timeout`: how long an attempt may print nothing.
-    pub idle_timeout: Option<Spanned<Duration>>,
+    pub(crate) idle_timeout: Option<Spanned<Duration>>,
     /// `grace`: the delay between SIGTERM and SIGKILL to its process group.
-    pub grace: Duration,
+    pub(crate) grace: Duration,
     /// `retry "tool-error" …`; one attempt when not given.
     pub retry: Retry,
 }
@@ -165,7 +161,7 @@ pub struct Process {
 impl Process {
     /// Every template of the process: the command's arguments, the
     /// directory, then the environment's values.
-    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+    pub(crate) fn templates(&self) -> impl Iterator<Item = &Template> {
         self.command
             .iter()
             .flat_map(|c| c.argv.iter())
@@ -177,13 +173,13 @@ impl Process {
 /// How an LLM is invoked.
 #[derive(Debug, Clone)]
 pub struct Transport {
-    pub name: Name,
+    pub(crate) name: Name,
     pub process: Process,
-    pub prompt: PromptMode,
-    pub cost_per_call: Option<f64>,
+    pub(crate) prompt: PromptMode,
+    pub(crate) cost_per_call: Option<f64>,
     /// `labels "gpu" …`: what a service must have to run its stages.
-    pub labels: Vec<Spanned<String>>,
-    pub span: SourceSpan,
+    pub(crate) labels: Vec<Spanned<String>>,
+    pub(crate) span: SourceSpan,
 }
 
 /// One `field "KEY" "ALLOWED"…` of an artifact contract.
@@ -191,12 +187,12 @@ pub struct Transport {
 pub struct Field {
     pub key: Name,
     /// Empty: any non-empty value.
-    pub allowed: Vec<Spanned<String>>,
-    pub required: bool,
+    pub(crate) allowed: Vec<Spanned<String>>,
+    pub(crate) required: bool,
 }
 
 impl Field {
-    pub fn allows(&self, value: &str) -> bool {
+    pub(crate) fn allows(&self, value: &str) -> bool {
         if self.allowed.is_empty() {
             !value.trim().is_empty()
         } else {
@@ -210,11 +206,11 @@ pub struct Artifact {
     pub name: Name,
     pub path: Spanned<String>,
     pub fields: Vec<Field>,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 impl Artifact {
-    pub fn field(&self, key: &str) -> Option<&Field> {
+    pub(crate) fn field(&self, key: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.key.value == key)
     }
 }
@@ -229,15 +225,14 @@ pub enum Expectation {
 pub struct Expect {
     pub key: Name,
     pub expectation: Expectation,
-    pub span: SourceSpan,
 }
 
 #[derive(Debug, Clone)]
 pub struct Gate {
-    pub name: Name,
+    pub(crate) name: Name,
     pub artifact: Name,
     pub expects: Vec<Expect>,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 /// `exit-code 1 5 verdict="FAIL"`.
@@ -249,18 +244,16 @@ pub struct ExitMapping {
 
 /// `enabled #true env="VAR"`: the kill-switch.
 #[derive(Debug, Clone)]
-pub struct Switch {
-    pub enabled: bool,
-    pub env: Option<Name>,
-    pub span: SourceSpan,
+pub(crate) struct Switch {
+    pub(crate) enabled: bool,
+    pub(crate) env: Option<Name>,
 }
 
 /// `scope "repo" … env="VAR"`.
 #[derive(Debug, Clone)]
-pub struct Scope {
-    pub repos: Vec<String>,
-    pub env: Option<Name>,
-    pub span: SourceSpan,
+pub(crate) struct Scope {
+    pub(crate) repos: Vec<String>,
+    pub(crate) env: Option<Name>,
 }
 
 /// `writes "ARTIFACT" field="KEY"`.
@@ -269,7 +262,7 @@ pub struct Writes {
     pub artifact: Name,
     /// The verdict field; the artifact's first field when not given.
     pub field: Option<Name>,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 /// A deterministic producer.
@@ -280,12 +273,12 @@ pub struct Runner {
     pub exit_codes: Vec<ExitMapping>,
     pub on_timeout: Option<Spanned<String>>,
     pub otherwise: Option<Spanned<String>>,
-    pub enabled: Option<Switch>,
-    pub scope: Option<Scope>,
+    pub(crate) enabled: Option<Switch>,
+    pub(crate) scope: Option<Scope>,
     pub writes: Option<Writes>,
     /// `labels "gpu" …`: what a service must have to run its stages.
-    pub labels: Vec<Spanned<String>>,
-    pub span: SourceSpan,
+    pub(crate) labels: Vec<Spanned<String>>,
+    pub(crate) span: SourceSpan,
 }
 
 impl Runner {
@@ -308,7 +301,7 @@ impl Runner {
     }
 
     /// Every verdict this runner can give, with where it is written.
-    pub fn verdicts(&self) -> impl Iterator<Item = &Spanned<String>> {
+    pub(crate) fn verdicts(&self) -> impl Iterator<Item = &Spanned<String>> {
         self.exit_codes
             .iter()
             .map(|m| &m.verdict)
@@ -344,9 +337,9 @@ pub enum Mode {
 /// `llm transport="T" prompt="prompts/x.md"`.
 #[derive(Debug, Clone)]
 pub struct Llm {
-    pub transport: Name,
-    pub prompt: Spanned<String>,
-    pub span: SourceSpan,
+    pub(crate) transport: Name,
+    pub(crate) prompt: Spanned<String>,
+    pub(crate) span: SourceSpan,
 }
 
 #[derive(Debug, Clone)]
@@ -355,12 +348,12 @@ pub struct CallSite {
     pub axis: Spanned<Axis>,
     pub verdict: Spanned<VerdictKind>,
     pub mode: Spanned<Mode>,
-    pub runner: Option<Name>,
-    pub llm: Option<Llm>,
+    pub(crate) runner: Option<Name>,
+    pub(crate) llm: Option<Llm>,
     /// `approval "NAME"`: the request a `mode="human"` call-site makes.
-    pub approval: Option<Name>,
+    pub(crate) approval: Option<Name>,
     pub why: Option<Spanned<String>>,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 /// A `pass`, `fail` or `exhausted` edge.
@@ -369,7 +362,7 @@ pub struct Transition {
     pub target: Name,
     pub budget: Option<Spanned<u32>>,
     pub alert: Option<Name>,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 #[derive(Debug, Clone)]
@@ -381,7 +374,7 @@ pub struct Stage {
     pub fail: Option<Transition>,
     pub exhausted: Option<Transition>,
     pub serial: bool,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,9 +385,9 @@ pub enum Outcome {
 
 #[derive(Debug, Clone)]
 pub struct End {
-    pub name: Name,
+    pub(crate) name: Name,
     pub outcome: Outcome,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 /// `approval "NAME"`: a person's decision as a stage's producer.
@@ -402,21 +395,17 @@ pub struct End {
 pub struct Approval {
     pub name: Name,
     /// Who may decide; validation wants at least one, each once.
-    pub approvers: Vec<Name>,
+    pub(crate) approvers: Vec<Name>,
     /// How long the request waits; then the stage fails closed.
     pub expires: Option<Spanned<Duration>>,
     /// Artifact paths (beneath the task directory) the approver is shown.
     pub show: Vec<Spanned<String>>,
     /// The artifact orch writes from the decision.
     pub writes: Option<Name>,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 impl Approval {
-    pub fn allows(&self, who: &str) -> bool {
-        self.approvers.iter().any(|a| a.value == who)
-    }
-
     pub fn approver_names(&self) -> Vec<String> {
         self.approvers.iter().map(|a| a.value.clone()).collect()
     }
@@ -424,16 +413,16 @@ impl Approval {
 
 /// The field a decision artifact's gate reads, and its two values.
 pub const DECISION_FIELD: &str = "decision";
-pub const APPROVED: &str = "APPROVED";
-pub const REJECTED: &str = "REJECTED";
+pub(crate) const APPROVED: &str = "APPROVED";
+pub(crate) const REJECTED: &str = "REJECTED";
 
 #[derive(Debug, Clone)]
 pub struct Alert {
-    pub name: Name,
+    pub(crate) name: Name,
     pub command: Option<Command>,
     /// Its `timeout`, or the default (spanning the whole node).
-    pub timeout: Spanned<Duration>,
-    pub span: SourceSpan,
+    pub(crate) timeout: Spanned<Duration>,
+    pub(crate) span: SourceSpan,
 }
 
 impl Pipeline {

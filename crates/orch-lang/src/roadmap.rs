@@ -15,30 +15,30 @@ pub struct Entry {
     pub stages: Vec<String>,
     /// `avoidable` (C, machine, llm) or `hybrid-fallback` (a hybrid whose LLM fallback fired).
     pub kind: &'static str,
-    pub transport: Option<String>,
+    pub(crate) transport: Option<String>,
     pub llm_attempts: usize,
     pub total_ms: i64,
-    pub median_ms: Option<i64>,
+    pub(crate) median_ms: Option<i64>,
     pub cost: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Roadmap {
-    pub version: u32,
-    pub pipeline: String,
+    pub(crate) version: u32,
+    pub(crate) pipeline: String,
     /// False when the store holds no LLM attempts of these call-sites.
-    pub has_history: bool,
+    pub(crate) has_history: bool,
     pub entries: Vec<Entry>,
     /// Control-path decisions a person makes (approvals): never replaced,
     /// listed so that the roadmap shows who decides.
-    pub people: Vec<PersonDecision>,
+    pub(crate) people: Vec<PersonDecision>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct PersonDecision {
-    pub call_site: String,
-    pub stages: Vec<String>,
-    pub approvers: Vec<String>,
+pub(crate) struct PersonDecision {
+    pub(crate) call_site: String,
+    pub(crate) stages: Vec<String>,
+    pub(crate) approvers: Vec<String>,
 }
 
 /// Builds the roadmap from the pipeline and `(call-site, duration_ms)` of

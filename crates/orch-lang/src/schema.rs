@@ -36,7 +36,7 @@ fn validator() -> &'static jsonschema::Validator {
 /// the KDL parse instead of following it. [`check`] waits for that thread
 /// (or compiles the schema itself if it could not be started); the result
 /// is the same validator either way.
-pub fn prepare_in_background() {
+pub(crate) fn prepare_in_background() {
     static STARTED: Once = Once::new();
     STARTED.call_once(|| {
         let _ = std::thread::Builder::new()
@@ -50,7 +50,7 @@ pub fn prepare_in_background() {
 /// A document's JSON form, and the document it came from, which gives the
 /// span of each JSON pointer into the form.
 pub struct JsonForm<'d> {
-    pub value: Value,
+    pub(crate) value: Value,
     doc: &'d KdlDocument,
 }
 

@@ -85,7 +85,7 @@ pub struct Occurrence {
 #[derive(Debug, Clone, Default)]
 pub struct Index {
     /// Sorted by offset.
-    pub occurrences: Vec<Occurrence>,
+    pub(crate) occurrences: Vec<Occurrence>,
     /// The first definition of each name, by its position in `occurrences`.
     first_definition: HashMap<Key, usize>,
 }
@@ -346,7 +346,7 @@ fn var_span(text: &str, span: SourceSpan, name: &str) -> SourceSpan {
 /// The span of a name's own text within the span of the value (or entry)
 /// that holds it: inside `"…"` when written plainly quoted, the bare word
 /// when written as an identifier; the given span when the text is escaped.
-pub fn name_span(text: &str, span: SourceSpan, name: &str) -> SourceSpan {
+pub(crate) fn name_span(text: &str, span: SourceSpan, name: &str) -> SourceSpan {
     let start = span.offset().min(text.len());
     let Some(written) = text.get(start..(start + span.len()).min(text.len())) else {
         return span;

@@ -19,19 +19,8 @@ pub enum Placeholder {
     Env(String),
 }
 
-pub const PLACEHOLDER_NAMES: &[&str] = &[
-    "task",
-    "stage",
-    "attempt",
-    "worktree",
-    "task-dir",
-    "pipeline-dir",
-    "var.NAME",
-    "env.NAME",
-];
-
 /// The placeholders without a `.NAME`, for did-you-mean.
-pub const FIXED_PLACEHOLDERS: &[&str] = &[
+pub(crate) const FIXED_PLACEHOLDERS: &[&str] = &[
     "task",
     "stage",
     "attempt",
@@ -48,18 +37,18 @@ pub enum Part {
 
 /// A problem found while parsing a template.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TemplateError {
-    pub message: String,
-    pub span: SourceSpan,
+pub(crate) struct TemplateError {
+    pub(crate) message: String,
+    pub(crate) span: SourceSpan,
     /// The text between the braces, for did-you-mean.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     pub raw: String,
     pub parts: Vec<Part>,
-    pub span: SourceSpan,
+    pub(crate) span: SourceSpan,
 }
 
 /// Values for rendering.
@@ -80,7 +69,7 @@ impl Template {
     /// `inner_offset` the byte offset of its first character when the source
     /// text is the string verbatim between quotes (then placeholder spans are
     /// exact); otherwise every finding points at the whole value.
-    pub fn parse(
+    pub(crate) fn parse(
         raw: &str,
         span: SourceSpan,
         inner_offset: Option<usize>,
@@ -127,11 +116,11 @@ impl Template {
     }
 
     /// A template holding only literal text.
-    pub fn is_literal(&self) -> bool {
+    pub(crate) fn is_literal(&self) -> bool {
         self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 
-    pub fn placeholders(&self) -> impl Iterator<Item = (&Placeholder, SourceSpan)> {
+    pub(crate) fn placeholders(&self) -> impl Iterator<Item = (&Placeholder, SourceSpan)> {
         self.parts.iter().filter_map(|p| match p {
             Part::Placeholder(ph, span) => Some((ph, *span)),
             Part::Literal(_) => None,
@@ -141,7 +130,7 @@ impl Template {
     /// Renders the template. An `{env.NAME}` that is not set, or a `{var.NAME}`
     /// without a value, is an error: a command must not run with a silently
     /// empty argument.
-    pub fn render(&self, ctx: &Context) -> Result<String, String> {
+    pub(crate) fn render(&self, ctx: &Context) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {

@@ -14,7 +14,7 @@
 //! no backtracking beyond a one-token look-ahead (a string followed by `=`
 //! is a property key), strings copied out of the input once (escapes and
 //! multi-line dedent applied while copying). Nesting recurses once per
-//! `{ … }` level, bounded by [`MAX_DEPTH`]. It stops at the first error.
+//! `{ … }` level, bounded by `MAX_DEPTH`. It stops at the first error.
 
 mod chars;
 mod number;
@@ -29,7 +29,7 @@ pub use tree::{Document, Entry, Ident, Node, Value};
 /// The deepest `{ … }` nesting the reader follows (the loader refuses
 /// deeper files before reading them, see `limits`). Bounded so that a
 /// debug build on a 2 MiB test thread cannot overflow its stack.
-pub const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// Why a text is not KDL 2.0: where, what, and a hint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,8 +37,8 @@ pub const MAX_DEPTH: usize = 100;
 pub struct SyntaxError {
     pub span: SourceSpan,
     pub message: String,
-    pub label: String,
-    pub help: Option<String>,
+    pub(crate) label: String,
+    pub(crate) help: Option<String>,
 }
 
 /// Reads `text` as a KDL 2.0 document.
@@ -50,7 +50,7 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
 /// Reads `text` as a KDL 2.0 document, handing each top-level node to
 /// `each` as soon as it is read (children included) and keeping none. On an
 /// error, the nodes handed over so far are of a text that is not KDL.
-pub fn parse_each(text: &str, each: impl FnMut(Node)) -> Result<(), SyntaxError> {
+pub(crate) fn parse_each(text: &str, each: impl FnMut(Node)) -> Result<(), SyntaxError> {
     fits(text)?;
     parser::Parser::new(text).each_node(each)
 }

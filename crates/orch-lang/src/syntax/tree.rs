@@ -134,7 +134,7 @@ pub enum Value {
 }
 
 impl Value {
-    pub fn as_string(&self) -> Option<&str> {
+    pub(crate) fn as_string(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
             _ => None,
