@@ -355,6 +355,8 @@ fn man(dir: Option<&std::path::Path>) -> u8 {
     }
 }
 
+/// Long on purpose: one arm per command, each only moving parsed
+/// arguments into the library's call.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {

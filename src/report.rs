@@ -169,7 +169,8 @@ impl Reporter {
         s
     }
 
-    /// The plain line of every event but a finished attempt.
+    /// The plain line of every event but a finished attempt. Long on
+    /// purpose: one short arm per event kind, read side by side.
     fn line(&self, e: &Event) -> String {
         match e {
             Event::RunStarted {
