@@ -16,6 +16,8 @@ mod demo;
 mod environment;
 #[path = "run/gate.rs"]
 mod gate;
+#[path = "run/history.rs"]
+mod history;
 #[path = "run/outcome.rs"]
 mod outcome;
 #[path = "run/runner.rs"]

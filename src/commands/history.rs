@@ -1,11 +1,11 @@
-//! `orch history`: every run (of one task, or all) with its attempts, notes
-//! and logs.
+//! `orch history`: every run (of one task, or all) with its attempts, notes,
+//! logs, transitions and alerts.
 
 use serde::Serialize;
 use std::time::Duration;
 
 use orch_lang::duration::human;
-use orch_store::{Attempt, Run, RunStore, StoreLocation};
+use orch_store::{Alert, AlertStatus, Attempt, Run, RunStore, StoreLocation, Transition};
 
 use super::{describe_store, json_doc, print_or_fail, read_store, ReadError};
 use crate::report::attempts_table;
@@ -68,6 +68,75 @@ fn attempt_json(a: &Attempt) -> AttemptJson<'_> {
     }
 }
 
+#[derive(Serialize)]
+struct TransitionJson<'a> {
+    from: &'a str,
+    kind: &'a str,
+    to: &'a str,
+    reason: &'a str,
+}
+
+fn transition_json(t: &Transition) -> TransitionJson<'_> {
+    TransitionJson {
+        from: &t.from_stage,
+        kind: t.kind.as_str(),
+        to: &t.to_stage,
+        reason: &t.reason,
+    }
+}
+
+#[derive(Serialize)]
+struct AlertJson<'a> {
+    stage: &'a str,
+    alert: &'a str,
+    state: &'a str,
+    /// Why it was not delivered (a failed alert only).
+    error: Option<&'a str>,
+}
+
+/// An alert's state as the run's live output spells it.
+fn alert_state(a: &Alert) -> &'static str {
+    match a.status {
+        AlertStatus::Pending => "pending",
+        AlertStatus::Ok => "sent",
+        AlertStatus::Failed => "failed",
+    }
+}
+
+fn alert_error(a: &Alert) -> Option<&str> {
+    match a.status {
+        AlertStatus::Failed => Some(a.exit.as_deref().unwrap_or("no reason recorded")),
+        AlertStatus::Pending | AlertStatus::Ok => None,
+    }
+}
+
+fn alert_json(a: &Alert) -> AlertJson<'_> {
+    AlertJson {
+        stage: &a.stage,
+        alert: &a.alert,
+        state: alert_state(a),
+        error: alert_error(a),
+    }
+}
+
+/// A transition as the run's live output shows it: `from → to (kind: reason)`.
+fn transition_line(t: &Transition) -> String {
+    let (from, to, kind) = (&t.from_stage, &t.to_stage, t.kind);
+    if t.reason.is_empty() {
+        format!("  {from} → {to} ({kind})\n")
+    } else {
+        format!("  {from} → {to} ({kind}: {})\n", t.reason)
+    }
+}
+
+fn alert_line(a: &Alert) -> String {
+    let (alert, stage, state) = (&a.alert, &a.stage, alert_state(a));
+    match alert_error(a) {
+        Some(error) => format!("  alert {alert} for {stage}: {state} ({error})\n"),
+        None => format!("  alert {alert} for {stage}: {state}\n"),
+    }
+}
+
 fn ms(d: Option<i64>) -> String {
     d.map(|d| human(Duration::from_millis(d.max(0) as u64)))
         .unwrap_or_else(|| "-".into())
@@ -87,6 +156,8 @@ pub async fn history<S: RunStore>(
     for run in &runs {
         let attempts = store.attempts(run.id).await?;
         let notes = store.run_notes(run.id).await?;
+        let transitions = store.transitions(run.id).await?;
+        let alerts = store.alerts(run.id).await?;
         let of_run: Vec<_> = approvals
             .iter()
             .filter(|a| a.request.run_id == run.id)
@@ -109,6 +180,8 @@ pub async fn history<S: RunStore>(
                 "notes": notes.iter().map(|n| &n.text).collect::<Vec<_>>(),
                 "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>(),
                 "approvals": of_run.iter().map(|a| super::approve::approval_json(a, now)).collect::<Vec<_>>(),
+                "transitions": transitions.iter().map(transition_json).collect::<Vec<_>>(),
+                "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>(),
             }));
             continue;
         }
@@ -123,6 +196,14 @@ pub async fn history<S: RunStore>(
             out.push_str("  (no attempts)\n");
         } else {
             out.push_str(&attempts_table(&attempts, "  ", true));
+        }
+        // How the run moved (the last transition is the one into its end,
+        // with its reason) and what became of its alerts.
+        for t in &transitions {
+            out.push_str(&transition_line(t));
+        }
+        for a in &alerts {
+            out.push_str(&alert_line(a));
         }
         out.push('\n');
     }

@@ -783,12 +783,9 @@ impl<S: RunStore> Engine<S> {
             }
             let (ok, exit) = match executor::run_alert(self, &row).await? {
                 AlertEnd::Ran { ok, exit } => (ok, exit),
-                AlertEnd::Undefined => {
-                    self.store
-                        .finish_alert(row.id, false, "alert not defined")
-                        .await?;
-                    continue;
-                }
+                // Recorded and reported like any failed alert: it was not
+                // delivered, and the run says so.
+                AlertEnd::Undefined => (false, "the pipeline no longer defines it".to_string()),
                 AlertEnd::Interrupted => {
                     self.emit(Event::Note {
                         message: format!(

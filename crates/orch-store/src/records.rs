@@ -354,6 +354,9 @@ pub struct Alert {
     pub stage: String,
     pub alert: String,
     pub status: AlertStatus,
+    /// How it ended, as recorded (`exit code 3`, `alert not defined …`);
+    /// none while it is pending.
+    pub exit: Option<String>,
 }
 
 #[cfg(test)]

@@ -314,11 +314,17 @@ async fn steps_round_trip<S: RunStore>(s: &S) {
     let pending = s.pending_alerts(run).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].alert, "notify");
+    assert_eq!(pending[0].exit, None, "a pending alert has not ended");
     s.finish_alert(pending[0].id, false, "exit code 3")
         .await
         .unwrap();
     assert!(s.pending_alerts(run).await.unwrap().is_empty());
     assert_eq!(s.alerts(run).await.unwrap()[0].status, AlertStatus::Failed);
+    assert_eq!(
+        s.alerts(run).await.unwrap()[0].exit.as_deref(),
+        Some("exit code 3"),
+        "the alert keeps how it ended (`orch history` shows it)"
+    );
     assert_eq!(
         s.attempts(run)
             .await

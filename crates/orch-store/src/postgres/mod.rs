@@ -720,7 +720,7 @@ impl RunStore for PostgresStore {
 
     async fn pending_alerts(&self, run_id: i64) -> Result<Vec<Alert>> {
         self.rows(
-            "SELECT id, stage, alert, status FROM alerts WHERE run_id = $1 AND status = 'pending' ORDER BY id",
+            "SELECT id, stage, alert, status, exit FROM alerts WHERE run_id = $1 AND status = 'pending' ORDER BY id",
             &[&run_id],
             rows::alert_row,
         )
@@ -729,7 +729,7 @@ impl RunStore for PostgresStore {
 
     async fn alerts(&self, run_id: i64) -> Result<Vec<Alert>> {
         self.rows(
-            "SELECT id, stage, alert, status FROM alerts WHERE run_id = $1 ORDER BY id",
+            "SELECT id, stage, alert, status, exit FROM alerts WHERE run_id = $1 ORDER BY id",
             &[&run_id],
             rows::alert_row,
         )

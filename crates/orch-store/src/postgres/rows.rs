@@ -124,6 +124,7 @@ pub(super) fn alert_row(r: &Row) -> R<Alert> {
         stage: get(r, 1)?,
         alert: get(r, 2)?,
         status: spelled(r, 3)?,
+        exit: get(r, 4)?,
     })
 }
 

@@ -698,7 +698,7 @@ impl RunStore for SqliteStore {
 
     async fn pending_alerts(&self, run_id: i64) -> Result<Vec<Alert>> {
         self.all(
-            "SELECT id, stage, alert, status FROM alerts WHERE run_id = ?1 AND status = 'pending' ORDER BY id",
+            "SELECT id, stage, alert, status, exit FROM alerts WHERE run_id = ?1 AND status = 'pending' ORDER BY id",
             [run_id],
             rows::alert_row,
         )
@@ -706,7 +706,7 @@ impl RunStore for SqliteStore {
 
     async fn alerts(&self, run_id: i64) -> Result<Vec<Alert>> {
         self.all(
-            "SELECT id, stage, alert, status FROM alerts WHERE run_id = ?1 ORDER BY id",
+            "SELECT id, stage, alert, status, exit FROM alerts WHERE run_id = ?1 ORDER BY id",
             [run_id],
             rows::alert_row,
         )

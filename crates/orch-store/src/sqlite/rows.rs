@@ -146,6 +146,7 @@ pub(super) fn alert_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         stage: r.get(1)?,
         alert: r.get(2)?,
         status: spelled(r, 3)?,
+        exit: r.get(4)?,
     })
 }
 
