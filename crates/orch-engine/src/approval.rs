@@ -328,7 +328,6 @@ pub async fn decide_task<S: RunStore>(
     decision: orch_store::Decision,
     comment: &str,
 ) -> Result<i64, DecideError> {
-    use decide::Refusal;
     let latest = store.approvals(Some(task)).await?.pop();
     let run = store.latest_run(task).await?;
     let open = match (&latest, &run) {
@@ -338,6 +337,8 @@ pub async fn decide_task<S: RunStore>(
     let now = orch_store::now_ms();
     let request_id =
         decide::may_decide(latest.as_ref(), open, who, now).map_err(DecideError::Refused)?;
+    // The store refuses a decision at or after the request's expiry.
+    let expires_ms = latest.as_ref().map(|l| l.request.expires_ms).unwrap_or(now);
     let stage = latest.map(|l| l.request.stage).unwrap_or_default();
     failpoint::hit(Point::BeforeDecision, &stage);
     let outcome = store
@@ -351,18 +352,46 @@ pub async fn decide_task<S: RunStore>(
             },
         )
         .await?;
+    if let orch_store::DecisionOutcome::Recorded(_) = outcome {
+        failpoint::hit(Point::AfterDecision, &stage);
+    }
+    refused_by_store(outcome, expires_ms)
+}
+
+/// The store's answer to a decision: its id, or why the store refused it.
+/// `expires_ms` is the request's expiry, which an expired refusal names.
+fn refused_by_store(
+    outcome: orch_store::DecisionOutcome,
+    expires_ms: i64,
+) -> Result<i64, DecideError> {
+    use decide::Refusal;
     match outcome {
-        orch_store::DecisionOutcome::Recorded(id) => {
-            failpoint::hit(Point::AfterDecision, &stage);
-            Ok(id)
-        }
+        orch_store::DecisionOutcome::Recorded(id) => Ok(id),
         // Another decider won the race, or the clock passed the expiry.
         orch_store::DecisionOutcome::AlreadyDecided(d) => {
             Err(DecideError::Refused(Refusal::AlreadyDecided(d)))
         }
         orch_store::DecisionOutcome::Expired => {
-            Err(DecideError::Refused(Refusal::Expired { at_ms: now }))
+            Err(DecideError::Refused(Refusal::Expired { at_ms: expires_ms }))
         }
         orch_store::DecisionOutcome::NoRequest => Err(DecideError::Refused(Refusal::NoPending)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_the_store_finds_late_names_the_requests_expiry_not_the_clock() {
+        // Requested to expire at 2026-01-01T00:00:00Z; the store found the
+        // decision too late.
+        let expires_ms = 1_767_225_600_000;
+        let refused = refused_by_store(orch_store::DecisionOutcome::Expired, expires_ms)
+            .expect_err("an expired request refuses the decision");
+        assert_eq!(
+            refused.to_string(),
+            "the request expired at 2026-01-01T00:00:00Z; the stage failed closed"
+        );
     }
 }
