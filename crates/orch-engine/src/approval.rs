@@ -76,13 +76,12 @@ async fn start<S: RunStore>(
             log_path: "",
         })
         .await?;
-    if let Some(rel) = e.artifact_of_stage(name) {
-        if let Err(reason) = artifact::clear(e.dir(), &rel) {
-            e.emit(Event::Note {
-                message: format!("cannot clear the artifact of {name}: {reason}"),
-            });
-        }
-    }
+    // As for a runner: a stale artifact that cannot be cleared means the
+    // attempt cannot run, a tool-error (nobody is asked to decide).
+    let uncleared = match e.artifact_of_stage(name) {
+        Some(rel) => artifact::clear(e.dir(), &rel).err(),
+        None => None,
+    };
     e.emit(Event::AttemptStarted {
         stage: name.clone(),
         attempt: attempt_no,
@@ -94,6 +93,25 @@ async fn start<S: RunStore>(
             node.approver_names().join(" or ")
         ),
     });
+    if let Some(reason) = uncleared {
+        let exit = e.redactor.redact(&reason);
+        e.store
+            .record_exit(
+                id,
+                &ExitRecord {
+                    exit_code: None,
+                    exit: &exit,
+                    verdict: orch_lang::model::TOOL_ERROR,
+                    leaks: &[],
+                    duration: Duration::ZERO,
+                    tail: &[],
+                },
+            )
+            .await?;
+        e.emit(Event::Note {
+            message: format!("{name} cannot ask for a decision: {exit}"),
+        });
+    }
     e.store
         .attempt(id)
         .await?
@@ -227,7 +245,7 @@ async fn record_decision<S: RunStore>(
 
 /// Writes the decision artifact of an approval attempt from its recorded
 /// decision; the message says why it could not be written (the gate then
-/// finds no artifact and fails closed).
+/// fails closed without reading the path).
 pub(crate) async fn write_decision_artifact<S: RunStore>(
     e: &Engine<S>,
     row: &Attempt,
