@@ -306,11 +306,15 @@ impl<S: RunStore> Engine<S> {
     /// for by the latest attempt of any stage that writes it (stages may
     /// share one): its recorded digest must still hold; when it recorded
     /// none (it was interrupted, or found no file), the file is that
-    /// attempt's unfinished business and nothing is reported. A file that
+    /// attempt's unfinished business and nothing is reported, unless the
+    /// attempt found no file and its gate is still to come: a file there
+    /// now fails that gate closed. A file that
     /// is missing or differs is restored from the store when the store kept
     /// it (a task taken over from a service on another host), and said so
-    /// in a run note; otherwise it is reported, and the gate that reads it
-    /// fails closed as before.
+    /// in a run note; otherwise it is reported, and when its attempt was
+    /// not gated yet its gate fails closed now with that reason: orch never
+    /// gates bytes other than those it recorded. (A gate already recorded
+    /// judged the recorded bytes and stands.)
     async fn check_artifacts(&mut self, attempts: &[Attempt]) -> Result<(), RunError> {
         let mut latest: HashMap<String, &Attempt> = HashMap::new();
         for a in attempts {
@@ -322,11 +326,25 @@ impl<S: RunStore> Engine<S> {
         }
         let mut notes = Vec::new();
         let mut restored = Vec::new();
+        // Attempts whose gate fails closed: (attempt id, stage, reason).
+        let mut closed = Vec::new();
         for (rel, a) in latest {
+            let path = self.dir().show(&rel);
             let Some(sha) = a.artifact_sha256.as_deref() else {
+                // It found no file to record; one there now, before its
+                // gate, is no file orch recorded.
+                if a.step == Step::Artifact && artifact::file_sha256(self.dir(), &rel).is_ok() {
+                    let note = format!(
+                        "artifact {} appeared after attempt {} of {} found none",
+                        path.display(),
+                        a.attempt,
+                        a.stage
+                    );
+                    closed.push((a.id, a.stage.clone(), note.clone()));
+                    notes.push(note);
+                }
                 continue;
             };
-            let path = self.dir().show(&rel);
             let what = format!(
                 "artifact {} recorded by attempt {} of {}",
                 path.display(),
@@ -348,9 +366,15 @@ impl<S: RunStore> Engine<S> {
                         Found::Other(why) => why.clone(),
                     }
                 )),
-                Restore::NoCopy => notes.push(found.note(&path, a)),
-                Restore::Failed(why) => {
-                    notes.push(format!("{}; not restored: {why}", found.note(&path, a)))
+                not_restored => {
+                    let mut note = found.note(&path, a);
+                    if let Restore::Failed(why) = not_restored {
+                        note = format!("{note}; not restored: {why}");
+                    }
+                    if a.step == Step::Artifact {
+                        closed.push((a.id, a.stage.clone(), note.clone()));
+                    }
+                    notes.push(note);
                 }
             }
         }
@@ -362,6 +386,10 @@ impl<S: RunStore> Engine<S> {
         notes.sort();
         for message in notes {
             self.emit(Event::Note { message });
+        }
+        closed.sort();
+        for (attempt_id, stage, reason) in closed {
+            self.record_gate(&stage, attempt_id, false, reason).await?;
         }
         Ok(())
     }
