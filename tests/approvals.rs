@@ -157,6 +157,86 @@ fn a_rejection_takes_the_fail_transition_then_exhausts_its_budget_with_the_alert
     assert_eq!(lines(&sb, "builds").len(), 2);
 }
 
+/// Directories nested 70 deep at `rel` in the task directory: deeper than
+/// orch removes, as a hostile producer may leave them.
+fn plant_deep(sb: &Sandbox, task: &str, rel: &str) {
+    let mut d = sb.task_dir(task).join(rel);
+    for _ in 0..70 {
+        d.push("x");
+    }
+    std::fs::create_dir_all(&d).unwrap();
+}
+
+fn reason_of(r: &Run, kind: &str) -> String {
+    r.of("transition")
+        .into_iter()
+        .find(|t| t["kind"] == kind)
+        .map(|t| s(&t["reason"]).to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_decision_artifact_orch_cannot_write_fails_the_gate_unread() {
+    let sb = Sandbox::new("unwritable-decision");
+    run(&sb, "release.kdl", "t").run().expect_code(4);
+    // An approving decision file at the artifact's path, and orch's
+    // temporary file made a directory too deep to remove.
+    let artifact = sb.task_dir("t").join("release-decision.md");
+    std::fs::write(&artifact, "decision: APPROVED\n").unwrap();
+    plant_deep(&sb, "t", "release-decision.orch-tmp");
+    decide(&sb, "reject", "t", "bob", Some("no")).expect_code(0);
+
+    // The rejection stands: the gate fails closed without reading the
+    // file orch did not write, and the stage rolls back to build.
+    let r = resume(&sb, "release.kdl", "t").run();
+    r.expect_code(4);
+    let gate = r.of_stage("gate", "approve-deploy");
+    assert_eq!(gate.len(), 1, "{r}");
+    assert_eq!(gate[0]["pass"], false, "{r}");
+    assert_eq!(
+        s(&gate[0]["reason"]),
+        format!(
+            "orch could not write the artifact (cannot write artifact {}: it holds directories nested more than 64 deep); whatever was at its path is removed, never gated",
+            artifact.display()
+        ),
+        "{r}"
+    );
+    assert!(r
+        .transitions()
+        .contains(&("approve-deploy".into(), "fail".into(), "build".into())));
+    assert!(
+        std::fs::symlink_metadata(&artifact).is_err(),
+        "the file orch did not write is removed"
+    );
+    assert_eq!(lines(&sb, "builds").len(), 2);
+}
+
+#[test]
+fn a_decision_artifact_orch_cannot_clear_fails_the_stage_closed_before_anyone_is_asked() {
+    let sb = Sandbox::new("unclearable-decision");
+    // Left at the decision artifact's path before the run: a directory too
+    // deep to remove. The approval attempt cannot run (a tool-error, as for
+    // a runner): no request, the stage fails closed with its alert.
+    let artifact = sb.task_dir("t").join("release-decision.md");
+    plant_deep(&sb, "t", "release-decision.md");
+    let r = run(&sb, "release.kdl", "t").run();
+    r.expect_code(1);
+    assert_eq!(r.finished(), ("failure".into(), "failed".into()));
+    assert_eq!(
+        reason_of(&r, "exhausted"),
+        format!(
+            "tool-error on 1 attempt(s): the retry budget is spent (cannot clear the stale artifact {}: it holds directories nested more than 64 deep)",
+            artifact.display()
+        ),
+        "{r}"
+    );
+    assert!(pending(&sb).is_empty(), "nobody is asked to decide");
+    assert_eq!(
+        lines(&sb, "alerts"),
+        vec!["ops t approve-deploy".to_string()]
+    );
+}
+
 /// Waits until `cond` holds (a guard against a hang, not a speed assertion).
 fn until(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();

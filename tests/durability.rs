@@ -10,7 +10,8 @@
 //! knows exactly how often each producer ran. Files in the counter directory
 //! steer the K-th run of a producer (see `count.sh` and `agent.sh`):
 //! `hold-STAGE-K` keeps it running, `exit-STAGE-K` picks its exit code,
-//! `verdict-STAGE-K` the review's verdict.
+//! `verdict-STAGE-K` the review's verdict, `nowrite-STAGE-K` has the agent
+//! write no review.
 //!
 //! Step boundaries are hit with `ORCH_FAILPOINT=POINT@STAGE` (the engine
 //! kills itself with SIGKILL there). A named pipe no longer blocks orch (only
@@ -1290,6 +1291,97 @@ fn resume_reports_artifacts_that_changed_or_vanished() {
     assert!(
         out.stdout.contains("a-report.md") && out.stdout.contains("changed since"),
         "{out}"
+    );
+}
+
+/// The gates of a run's output, as `(stage, pass, reason)`.
+fn gates(out: &Out) -> Vec<(String, bool, String)> {
+    out.events_of("gate")
+        .iter()
+        .map(|g| {
+            (
+                g["stage"].as_str().unwrap_or_default().to_string(),
+                g["pass"] == true,
+                g["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Kills orch once it recorded the artifact of stage `stage`'s first
+/// attempt, before its gate: the usual start of a resume that gates it.
+fn crashed_before_the_gate_of(env: &Env, task: &str, stage: &str) {
+    let crashed = env
+        .spawn_failpoint(task, &["--json"], &format!("after-artifact@{stage}"))
+        .wait();
+    assert_eq!(crashed.signal(), Some(9), "{crashed}");
+    assert_eq!(env.steps(task, stage), [(1, "artifact".into())]);
+}
+
+#[test]
+fn resume_fails_the_gate_of_an_artifact_changed_or_gone_before_it_was_gated() {
+    // a's runner fails (exit 1: FAIL, which orch writes into a-report.md);
+    // orch is killed after recording the artifact, before the gate; then
+    // the report is rewritten to pass, or removed. The gate never reads
+    // what orch did not record: it fails closed, saying why.
+    for (task, tamper, said) in [
+        (
+            "changed",
+            Some("result: PASS\n"),
+            "changed since attempt 1 of a recorded it",
+        ),
+        ("gone", None, "recorded by attempt 1 of a is gone"),
+    ] {
+        let env = Env::new(&format!("ungated-{task}"));
+        env.steer("exit-a-1", "1");
+        crashed_before_the_gate_of(&env, task, "a");
+        let report = env.task_dir(task).join("a-report.md");
+        match tamper {
+            Some(text) => std::fs::write(&report, text).unwrap(),
+            None => std::fs::remove_file(&report).unwrap(),
+        }
+
+        let out = env.run(task, &["--resume", "--json"]);
+        out.expect_code(1);
+        let reason = format!("artifact {} {said}", report.display());
+        assert!(out.notes().contains(&reason), "reported:\n{out}");
+        assert_eq!(gates(&out), [("a".to_string(), false, reason)], "{out}");
+        env.assert_finished(task, "failure", &["a -exhausted-> failed"]);
+        env.assert_counts(&[1], &[], &[]);
+    }
+}
+
+#[test]
+fn resume_fails_the_gate_of_an_artifact_that_appeared_after_none_was_found() {
+    // c's agent writes no review; orch records that (no digest) and is
+    // killed before the gate; then an approving review appears.
+    let env = Env::new("ungated-appeared");
+    env.steer("nowrite-c-1", "");
+    crashed_before_the_gate_of(&env, "t", "c");
+    let review = env.task_dir("t").join("review.md");
+    std::fs::write(&review, "verdict: APPROVED\n").unwrap();
+
+    let out = env.run("t", &["--resume", "--json"]);
+    out.expect_code(0);
+    let reason = format!(
+        "artifact {} appeared after attempt 1 of c found none",
+        review.display()
+    );
+    let gates = gates(&out);
+    assert_eq!(gates[0], ("c".to_string(), false, reason), "{out}");
+    // The failed gate rolls back to b; the second review (written by the
+    // agent) passes.
+    env.assert_counts(&[1], &[1, 2], &[1, 2]);
+    env.assert_finished(
+        "t",
+        "success",
+        &[
+            "a -pass-> b",
+            "b -pass-> c",
+            "c -fail-> b",
+            "b -pass-> c",
+            "c -pass-> done",
+        ],
     );
 }
 

@@ -235,6 +235,41 @@ fn orch_never_writes_truncates_or_removes_through_a_planted_link() {
 }
 
 #[test]
+fn a_runner_artifact_orch_cannot_write_fails_its_gate_unread() {
+    let v = Victim::new("taskdir-unwritable");
+    // The runner fails (exit 1: FAIL), leaves a passing report at its
+    // artifact's path, and makes orch's temporary file a directory too deep
+    // to remove, so orch cannot write the artifact.
+    let run = run_within(
+        &v.orch("taskdir.kdl", "t")
+            .env("T_PLANT_agent", "file:a/verdict.md")
+            .env("T_PLANT_work", "file:r/report.md deep:r/report.orch-tmp")
+            .env("T_EXIT_work", "1"),
+    );
+    run.expect_code(1);
+    assert_eq!(
+        run.of_stage("attempt-finished", "work")[0]["verdict"],
+        "FAIL"
+    );
+    let report = v.sb.task_dir("t").join("r/report.md");
+    assert_eq!(
+        gate_of(&run, "work"),
+        (
+            false,
+            format!(
+                "orch could not write the artifact (cannot write artifact {}: it holds directories nested more than 64 deep); whatever was at its path is removed, never gated",
+                report.display()
+            )
+        )
+    );
+    assert_eq!(run.finished(), ("failure".into(), "rejected".into()));
+    assert!(
+        std::fs::symlink_metadata(&report).is_err(),
+        "the producer's report is removed"
+    );
+}
+
+#[test]
 fn a_newline_in_an_argument_cannot_add_a_field_to_a_runner_artifact() {
     let v = Victim::new("taskdir-inject");
     let run = run_within(

@@ -76,13 +76,12 @@ async fn start<S: RunStore>(
             log_path: "",
         })
         .await?;
-    if let Some(rel) = e.artifact_of_stage(name) {
-        if let Err(reason) = artifact::clear(e.dir(), &rel) {
-            e.emit(Event::Note {
-                message: format!("cannot clear the artifact of {name}: {reason}"),
-            });
-        }
-    }
+    // As for a runner: a stale artifact that cannot be cleared means the
+    // attempt cannot run, a tool-error (nobody is asked to decide).
+    let uncleared = match e.artifact_of_stage(name) {
+        Some(rel) => artifact::clear(e.dir(), &rel).err(),
+        None => None,
+    };
     e.emit(Event::AttemptStarted {
         stage: name.clone(),
         attempt: attempt_no,
@@ -94,6 +93,25 @@ async fn start<S: RunStore>(
             node.approver_names().join(" or ")
         ),
     });
+    if let Some(reason) = uncleared {
+        let exit = e.redactor.redact(&reason);
+        e.store
+            .record_exit(
+                id,
+                &ExitRecord {
+                    exit_code: None,
+                    exit: &exit,
+                    verdict: orch_lang::model::TOOL_ERROR,
+                    leaks: &[],
+                    duration: Duration::ZERO,
+                    tail: &[],
+                },
+            )
+            .await?;
+        e.emit(Event::Note {
+            message: format!("{name} cannot ask for a decision: {exit}"),
+        });
+    }
     e.store
         .attempt(id)
         .await?
@@ -227,7 +245,7 @@ async fn record_decision<S: RunStore>(
 
 /// Writes the decision artifact of an approval attempt from its recorded
 /// decision; the message says why it could not be written (the gate then
-/// finds no artifact and fails closed).
+/// fails closed without reading the path).
 pub(crate) async fn write_decision_artifact<S: RunStore>(
     e: &Engine<S>,
     row: &Attempt,
@@ -328,7 +346,6 @@ pub async fn decide_task<S: RunStore>(
     decision: orch_store::Decision,
     comment: &str,
 ) -> Result<i64, DecideError> {
-    use decide::Refusal;
     let latest = store.approvals(Some(task)).await?.pop();
     let run = store.latest_run(task).await?;
     let open = match (&latest, &run) {
@@ -338,6 +355,8 @@ pub async fn decide_task<S: RunStore>(
     let now = orch_store::now_ms();
     let request_id =
         decide::may_decide(latest.as_ref(), open, who, now).map_err(DecideError::Refused)?;
+    // The store refuses a decision at or after the request's expiry.
+    let expires_ms = latest.as_ref().map(|l| l.request.expires_ms).unwrap_or(now);
     let stage = latest.map(|l| l.request.stage).unwrap_or_default();
     failpoint::hit(Point::BeforeDecision, &stage);
     let outcome = store
@@ -351,18 +370,46 @@ pub async fn decide_task<S: RunStore>(
             },
         )
         .await?;
+    if let orch_store::DecisionOutcome::Recorded(_) = outcome {
+        failpoint::hit(Point::AfterDecision, &stage);
+    }
+    refused_by_store(outcome, expires_ms)
+}
+
+/// The store's answer to a decision: its id, or why the store refused it.
+/// `expires_ms` is the request's expiry, which an expired refusal names.
+fn refused_by_store(
+    outcome: orch_store::DecisionOutcome,
+    expires_ms: i64,
+) -> Result<i64, DecideError> {
+    use decide::Refusal;
     match outcome {
-        orch_store::DecisionOutcome::Recorded(id) => {
-            failpoint::hit(Point::AfterDecision, &stage);
-            Ok(id)
-        }
+        orch_store::DecisionOutcome::Recorded(id) => Ok(id),
         // Another decider won the race, or the clock passed the expiry.
         orch_store::DecisionOutcome::AlreadyDecided(d) => {
             Err(DecideError::Refused(Refusal::AlreadyDecided(d)))
         }
         orch_store::DecisionOutcome::Expired => {
-            Err(DecideError::Refused(Refusal::Expired { at_ms: now }))
+            Err(DecideError::Refused(Refusal::Expired { at_ms: expires_ms }))
         }
         orch_store::DecisionOutcome::NoRequest => Err(DecideError::Refused(Refusal::NoPending)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_the_store_finds_late_names_the_requests_expiry_not_the_clock() {
+        // Requested to expire at 2026-01-01T00:00:00Z; the store found the
+        // decision too late.
+        let expires_ms = 1_767_225_600_000;
+        let refused = refused_by_store(orch_store::DecisionOutcome::Expired, expires_ms)
+            .expect_err("an expired request refuses the decision");
+        assert_eq!(
+            refused.to_string(),
+            "the request expired at 2026-01-01T00:00:00Z; the stage failed closed"
+        );
     }
 }

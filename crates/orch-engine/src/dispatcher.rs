@@ -306,11 +306,15 @@ impl<S: RunStore> Engine<S> {
     /// for by the latest attempt of any stage that writes it (stages may
     /// share one): its recorded digest must still hold; when it recorded
     /// none (it was interrupted, or found no file), the file is that
-    /// attempt's unfinished business and nothing is reported. A file that
+    /// attempt's unfinished business and nothing is reported, unless the
+    /// attempt found no file and its gate is still to come: a file there
+    /// now fails that gate closed. A file that
     /// is missing or differs is restored from the store when the store kept
     /// it (a task taken over from a service on another host), and said so
-    /// in a run note; otherwise it is reported, and the gate that reads it
-    /// fails closed as before.
+    /// in a run note; otherwise it is reported, and when its attempt was
+    /// not gated yet its gate fails closed now with that reason: orch never
+    /// gates bytes other than those it recorded. (A gate already recorded
+    /// judged the recorded bytes and stands.)
     async fn check_artifacts(&mut self, attempts: &[Attempt]) -> Result<(), RunError> {
         let mut latest: HashMap<String, &Attempt> = HashMap::new();
         for a in attempts {
@@ -322,11 +326,25 @@ impl<S: RunStore> Engine<S> {
         }
         let mut notes = Vec::new();
         let mut restored = Vec::new();
+        // Attempts whose gate fails closed: (attempt id, stage, reason).
+        let mut closed = Vec::new();
         for (rel, a) in latest {
+            let path = self.dir().show(&rel);
             let Some(sha) = a.artifact_sha256.as_deref() else {
+                // It found no file to record; one there now, before its
+                // gate, is no file orch recorded.
+                if a.step == Step::Artifact && artifact::file_sha256(self.dir(), &rel).is_ok() {
+                    let note = format!(
+                        "artifact {} appeared after attempt {} of {} found none",
+                        path.display(),
+                        a.attempt,
+                        a.stage
+                    );
+                    closed.push((a.id, a.stage.clone(), note.clone()));
+                    notes.push(note);
+                }
                 continue;
             };
-            let path = self.dir().show(&rel);
             let what = format!(
                 "artifact {} recorded by attempt {} of {}",
                 path.display(),
@@ -348,9 +366,15 @@ impl<S: RunStore> Engine<S> {
                         Found::Other(why) => why.clone(),
                     }
                 )),
-                Restore::NoCopy => notes.push(found.note(&path, a)),
-                Restore::Failed(why) => {
-                    notes.push(format!("{}; not restored: {why}", found.note(&path, a)))
+                not_restored => {
+                    let mut note = found.note(&path, a);
+                    if let Restore::Failed(why) = not_restored {
+                        note = format!("{note}; not restored: {why}");
+                    }
+                    if a.step == Step::Artifact {
+                        closed.push((a.id, a.stage.clone(), note.clone()));
+                    }
+                    notes.push(note);
                 }
             }
         }
@@ -362,6 +386,10 @@ impl<S: RunStore> Engine<S> {
         notes.sort();
         for message in notes {
             self.emit(Event::Note { message });
+        }
+        closed.sort();
+        for (attempt_id, stage, reason) in closed {
+            self.record_gate(&stage, attempt_id, false, reason).await?;
         }
         Ok(())
     }
@@ -608,8 +636,15 @@ impl<S: RunStore> Engine<S> {
                     return Ok(Flow::Continue);
                 }
             }
-            self.record_artifact(&row, &verdict).await?;
-            row.step = Step::Artifact;
+            match self.record_artifact(&row, &verdict).await? {
+                None => row.step = Step::Artifact,
+                // orch could not write it: the gate failed closed unread.
+                Some(reason) => {
+                    row.gate_pass = Some(false);
+                    row.gate_reason = Some(reason);
+                    row.step = Step::Gated;
+                }
+            }
         }
         if row.step == Step::Artifact {
             let verdict = self.judge(stage, row.id).await?;
@@ -656,8 +691,17 @@ impl<S: RunStore> Engine<S> {
     }
 
     /// Writes a runner's verdict into its artifact (an agent wrote its own)
-    /// and records the artifact's digest.
-    async fn record_artifact(&mut self, row: &Attempt, verdict: &str) -> Result<(), RunError> {
+    /// and records the artifact's digest. When orch cannot write the
+    /// artifact it must write (a runner's, an approval's decision), whatever
+    /// is at its path is not orch's: it is removed if it can be, never
+    /// gated, and the gate fails closed at once, recorded in the same step
+    /// (a resume finds the attempt gated, not a file to judge). Returns that
+    /// gate's reason.
+    async fn record_artifact(
+        &mut self,
+        row: &Attempt,
+        verdict: &str,
+    ) -> Result<Option<String>, RunError> {
         let t = Instant::now();
         let unwritten = match row.producer {
             ProducerKind::Runner => executor::write_runner_artifact(self, row, verdict),
@@ -666,8 +710,17 @@ impl<S: RunStore> Engine<S> {
             ProducerKind::Llm => None,
         };
         if let Some(message) = unwritten {
-            // The gate will find no artifact and fail closed.
-            self.emit(Event::Note { message });
+            let removed = match self.artifact_of_stage(&row.stage) {
+                Some(rel) => match artifact::clear(self.dir(), &rel) {
+                    Ok(()) => "; whatever was at its path is removed, never gated".to_string(),
+                    Err(why) => format!("; whatever is at its path is never gated ({why})"),
+                },
+                None => String::new(),
+            };
+            self.profile.artifacts += t.elapsed();
+            let reason = format!("orch could not write the artifact ({message}){removed}");
+            let reason = self.record_gate(&row.stage, row.id, false, reason).await?;
+            return Ok(Some(reason));
         }
         // Only a regular file has a digest; anything else fails its gate.
         let bytes = self
@@ -699,7 +752,7 @@ impl<S: RunStore> Engine<S> {
             (_, sha) => self.store.record_artifact(row.id, sha.as_deref()).await?,
         }
         failpoint::hit(Point::AfterArtifact, &row.stage);
-        Ok(())
+        Ok(None)
     }
 
     /// Reads the stage's artifact for its gate and records the decision.
@@ -716,20 +769,37 @@ impl<S: RunStore> Engine<S> {
             (Some(g), Some(a)) => crate::gate::evaluate_beneath(g, a, &self.task_dir),
             _ => orch_lang::gate::Verdict::fail("the gate or its artifact is not defined"),
         };
-        // The reason quotes the artifact, which a producer wrote.
-        verdict.reason = self.redactor.redact(&verdict.reason);
         self.profile.gates += t.elapsed();
-        self.store
-            .record_gate(attempt_id, verdict.pass, &verdict.reason)
+        verdict.reason = self
+            .record_gate(name, attempt_id, verdict.pass, verdict.reason)
             .await?;
-        failpoint::hit(Point::AfterGate, name);
-        self.emit(Event::Gate {
-            stage: name.clone(),
-            gate: stage.gate.value.clone(),
-            pass: verdict.pass,
-            reason: verdict.reason.clone(),
-        });
         Ok(verdict)
+    }
+
+    /// Records an attempt's gate decision and reports it; the reason as
+    /// recorded (redacted: it may quote an artifact a producer wrote).
+    async fn record_gate(
+        &mut self,
+        stage: &str,
+        attempt_id: i64,
+        pass: bool,
+        reason: String,
+    ) -> Result<String, RunError> {
+        let reason = self.redactor.redact(&reason);
+        self.store.record_gate(attempt_id, pass, &reason).await?;
+        failpoint::hit(Point::AfterGate, stage);
+        let gate = self
+            .p
+            .stage(stage)
+            .map(|s| s.gate.value.clone())
+            .unwrap_or_default();
+        self.emit(Event::Gate {
+            stage: stage.to_string(),
+            gate,
+            pass,
+            reason: reason.clone(),
+        });
+        Ok(reason)
     }
 
     /// The stage fails closed: `exhausted`, and its alert.
