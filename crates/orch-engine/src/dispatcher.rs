@@ -404,9 +404,6 @@ impl<S: RunStore> Engine<S> {
         }
         self.run_pending_alerts().await?;
         loop {
-            if self.cancelled() {
-                return self.interrupted().await;
-            }
             let position = self.store.position(self.run_id).await?;
             let current = match position.last_to {
                 Some(to) => to,
@@ -417,8 +414,14 @@ impl<S: RunStore> Engine<S> {
                     .map(|h| h.start.value.clone())
                     .unwrap_or_default(),
             };
+            // A run whose transition to an end is recorded has ended, even
+            // if a cancel or a signal came meanwhile: it finishes with that
+            // end's outcome, not relabelled interrupted or cancelled.
             if let Some(end) = self.p.end(&current).map(|e| e.outcome) {
                 return self.reach_end(&current, end, started).await;
+            }
+            if self.cancelled() {
+                return self.interrupted().await;
             }
             let Some(stage) = self.p.stage(&current).cloned() else {
                 return Err(RunError::Usage(format!(
@@ -459,6 +462,9 @@ impl<S: RunStore> Engine<S> {
             EndOutcome::Failure => Outcome::Failure,
         };
         self.serial = None;
+        // Nothing runs a finished run's alerts later: those still queued
+        // (a cancel came before they started) are sent now.
+        self.send_alerts(true).await?;
         self.store.finish_run(self.run_id, outcome, end).await?;
         self.print_profile(started.elapsed());
         self.stopped(Some(outcome)).await?;
@@ -774,11 +780,20 @@ impl<S: RunStore> Engine<S> {
     }
 
     /// Runs every queued alert once; an alert's failure is reported and does
-    /// not change the task's outcome. An alert cut off by an interruption
-    /// was not delivered: it stays pending, and the resume runs it again.
+    /// not change the task's outcome.
     async fn run_pending_alerts(&mut self) -> Result<(), RunError> {
+        self.send_alerts(false).await
+    }
+
+    /// Runs the queued alerts. An alert that has started runs to its end
+    /// (within its own timeout) whatever stops the run: alerts are how
+    /// people learn that a stage failed closed. Once the run is cancelled
+    /// or interrupted no further alert starts, unless `even_if_cancelled`
+    /// (the run is at its end); those left stay pending for the resume (a
+    /// cancelled run's are recorded as not sent by whoever cancelled it).
+    async fn send_alerts(&mut self, even_if_cancelled: bool) -> Result<(), RunError> {
         for row in self.store.pending_alerts(self.run_id).await? {
-            if self.cancelled() {
+            if self.cancelled() && !even_if_cancelled {
                 break;
             }
             let (ok, exit) = match executor::run_alert(self, &row).await? {
@@ -788,15 +803,6 @@ impl<S: RunStore> Engine<S> {
                         .finish_alert(row.id, false, "alert not defined")
                         .await?;
                     continue;
-                }
-                AlertEnd::Interrupted => {
-                    self.emit(Event::Note {
-                        message: format!(
-                            "alert {} for {} was interrupted; it runs again on resume",
-                            row.alert, row.stage
-                        ),
-                    });
-                    break;
                 }
             };
             self.store.finish_alert(row.id, ok, &exit).await?;

@@ -326,9 +326,6 @@ pub(crate) fn write_runner_artifact<S: RunStore>(
 pub(crate) enum AlertEnd {
     /// It ran to its end: whether it succeeded, and how it ended.
     Ran { ok: bool, exit: String },
-    /// `orch` was interrupted while it ran: it was not delivered, and stays
-    /// pending for the resume.
-    Interrupted,
     /// The pipeline no longer defines it.
     Undefined,
 }
@@ -353,13 +350,14 @@ pub(crate) async fn run_alert<S: RunStore>(
                 log: log.path,
                 redactor: e.redactor.clone(),
             };
-            let o = process::run_with_log(&spec, file, |_| {}, e.cancel.clone()).await;
-            match o.exit {
-                Exit::Interrupted => AlertEnd::Interrupted,
-                exit => AlertEnd::Ran {
-                    ok: exit == Exit::Code(0),
-                    exit: e.redactor.redact(&exit.describe()),
-                },
+            // A started alert is not cut off by a cancel or a signal: it
+            // runs to its end or its own timeout (a receiver whose sender
+            // is gone never fires).
+            let never = tokio::sync::watch::channel(false).1;
+            let o = process::run_with_log(&spec, file, |_| {}, never).await;
+            AlertEnd::Ran {
+                ok: o.exit == Exit::Code(0),
+                exit: e.redactor.redact(&o.exit.describe()),
             }
         }
         Err(exit) => AlertEnd::Ran {

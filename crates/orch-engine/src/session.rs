@@ -538,7 +538,11 @@ async fn abandon<S: RunStore>(
                 }
             }
         }
-        store.set_run_status(run.id, RunStatus::Abandoned).await?;
+        // A run already over keeps how it ended: a cancelled run stays
+        // cancelled (only a run left unfinished is given up).
+        if !matches!(run.status, RunStatus::Cancelled | RunStatus::Abandoned) {
+            store.set_run_status(run.id, RunStatus::Abandoned).await?;
+        }
     }
     let task_dir = prepared.state_dir.join("tasks").join(task);
     if task_dir.exists() {

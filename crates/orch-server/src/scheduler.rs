@@ -263,7 +263,7 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
         }
         // A run that reached its end before the cancel took effect stays
         // finished.
-        Ok(f) if f.exit_code == exit::INTERRUPTED => mark_cancelled(&*app.store, task).await,
+        Ok(f) if f.exit_code == exit::INTERRUPTED => mark_cancelled(&*app.store, task, None).await,
         // Waiting for a person: the worker is free; the approval clock
         // queues the task again once it is decided or expired.
         Ok(f) if f.exit_code == exit::WAITING => {
@@ -273,7 +273,12 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
                 .await
                 .map(drop)
         }
-        Err(_) if cancel_requested => mark_cancelled(&*app.store, task).await,
+        // Cancelled, and the run stopped on an error meanwhile: the cancel
+        // is recorded, and the error kept where the queue shows it.
+        Err(e) if cancel_requested => {
+            tracing::warn!(task, error = %e, "task failed while being cancelled");
+            mark_cancelled(&*app.store, task, Some(&e.to_string())).await
+        }
         Ok(f) => {
             tracing::info!(task, exit_code = f.exit_code, "task finished");
             app.store
@@ -364,17 +369,45 @@ pub(crate) async fn requeue_decided<S: Store>(app: &App<S>) -> orch_store::Resul
     Ok(())
 }
 
-/// The task's run (if it has one) and its queue entry are cancelled.
-async fn mark_cancelled<S: Store>(store: &S, task: &str) -> orch_store::Result<()> {
-    if let Some(run) = store.latest_run(task).await? {
-        if run.status != RunStatus::Finished {
-            store.set_run_status(run.id, RunStatus::Cancelled).await?;
-        }
-    }
+/// The task's run (if it has one) and its queue entry are cancelled;
+/// `error`, when the run stopped on an error as the cancel came, is kept
+/// with the queue entry.
+async fn mark_cancelled<S: Store>(
+    store: &S,
+    task: &str,
+    error: Option<&str>,
+) -> orch_store::Result<()> {
+    cancel_run(store, task).await?;
     store
-        .move_queued(task, QueueState::Running, QueueState::Cancelled, None)
+        .move_queued(task, QueueState::Running, QueueState::Cancelled, error)
         .await?;
     tracing::info!(task, "task cancelled");
+    Ok(())
+}
+
+/// Records the task's latest run cancelled, unless it is already over. A
+/// cancelled run is never resumed, so the alerts it still had queued are
+/// recorded as not sent (`cancelled`) rather than left pending for ever.
+pub(crate) async fn cancel_run<S: Store>(store: &S, task: &str) -> orch_store::Result<()> {
+    let Some(run) = store.latest_run(task).await? else {
+        return Ok(());
+    };
+    if matches!(
+        run.status,
+        RunStatus::Finished | RunStatus::Cancelled | RunStatus::Abandoned
+    ) {
+        return Ok(());
+    }
+    store.set_run_status(run.id, RunStatus::Cancelled).await?;
+    for alert in store.pending_alerts(run.id).await? {
+        store.finish_alert(alert.id, false, "cancelled").await?;
+        tracing::warn!(
+            task,
+            alert = alert.alert,
+            stage = alert.stage,
+            "alert not sent: the run was cancelled before it started"
+        );
+    }
     Ok(())
 }
 
