@@ -1682,3 +1682,28 @@ fn an_error_the_run_stops_on_while_cancelled_is_kept_with_the_cancel() {
     assert!(error.contains("injected failure"), "{t}");
     assert!(s.log().contains("injected failure"), "{}", s.log());
 }
+
+#[test]
+fn a_cancelled_runs_alerts_that_never_started_are_recorded_not_sent() {
+    let sb = Sandbox::new("cancel-pending-alert");
+    let s = Serve::start(&sb, 1, &[]);
+    sb.hold("p1-b");
+    s.submit("p1");
+    wait_until("p1 to run stage b", Duration::from_secs(30), || {
+        sb.lines("starts").len() == 2
+    });
+    // An alert queued with the transition a → b and not started yet (as a
+    // run killed between the two leaves it).
+    store_sql(
+        &sb,
+        "INSERT INTO alerts (run_id, transition_id, stage, alert, status, at_ms) \
+         SELECT run_id, id, 'a', 'ops', 'pending', 0 FROM transitions",
+    );
+    let (st, v) = s.post("/api/v1/tasks/p1/cancel", &json!({}));
+    assert_eq!((st, &v["state"]), (200, &json!("cancelled")), "{v}");
+    // A cancelled run is never resumed: the alert is not left pending.
+    assert_eq!(
+        alert_rows(&sb, "p1"),
+        vec![("ops".into(), "failed".into(), Some("cancelled".into()))]
+    );
+}
