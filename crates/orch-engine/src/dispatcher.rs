@@ -289,6 +289,10 @@ impl<S: RunStore> Engine<S> {
                         "left process group {} of attempt {} of {} alone: {reason}",
                         group.pgid, a.attempt, a.stage
                     ),
+                    Cleanup::Survived(reason) => format!(
+                        "could not terminate the producer group {} left running by the interrupted attempt {} of {}: {reason}",
+                        group.pgid, a.attempt, a.stage
+                    ),
                 };
                 if !message.is_empty() {
                     self.emit(Event::Note { message });

@@ -535,6 +535,10 @@ async fn abandon<S: RunStore>(
                         "left process group {} of run #{} alone: {reason}",
                         group.pgid, run.id
                     )),
+                    Cleanup::Survived(reason) => notes.push(format!(
+                        "could not terminate the producer group {} left running by run #{}: {reason}",
+                        group.pgid, run.id
+                    )),
                 }
             }
         }
