@@ -1631,6 +1631,10 @@ fn a_cancelled_run_stays_cancelled_when_the_task_is_restarted() {
     });
     let (st, v) = s.post("/api/v1/tasks/r1/cancel", &json!({}));
     assert_eq!((st, &v["state"]), (200, &json!("cancelled")), "{v}");
+    // No note promises a resume a cancelled run never gets.
+    let log = s.log();
+    assert!(log.contains("cancelled; the run is over"), "{log}");
+    assert!(!log.contains("resume with"), "{log}");
     sb.release("r1-a");
     let out = Command::new(ORCH)
         .current_dir(&sb.root)

@@ -326,6 +326,9 @@ pub(crate) fn write_runner_artifact<S: RunStore>(
 pub(crate) enum AlertEnd {
     /// It ran to its end: whether it succeeded, and how it ended.
     Ran { ok: bool, exit: String },
+    /// `orch` was interrupted while it ran: it was not delivered, and stays
+    /// pending for the resume.
+    Interrupted,
     /// The pipeline no longer defines it.
     Undefined,
 }
@@ -350,14 +353,29 @@ pub(crate) async fn run_alert<S: RunStore>(
                 log: log.path,
                 redactor: e.redactor.clone(),
             };
-            // A started alert is not cut off by a cancel or a signal: it
-            // runs to its end or its own timeout (a receiver whose sender
-            // is gone never fires).
-            let never = tokio::sync::watch::channel(false).1;
-            let o = process::run_with_log(&spec, file, |_| {}, never).await;
-            AlertEnd::Ran {
-                ok: o.exit == Exit::Code(0),
-                exit: e.redactor.redact(&o.exit.describe()),
+            // An interruption cuts the alert off (the resume sends it); a
+            // cancel does not: the alert runs to its end or its own timeout.
+            let (tx, interrupt) = tokio::sync::watch::channel(false);
+            let mut stop = e.cancel.clone();
+            let for_good = e.cancel_for_good.clone();
+            let forward = tokio::spawn(async move {
+                if stop.wait_for(|c| *c).await.is_ok()
+                    && !for_good.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    let _ = tx.send(true);
+                    // Held until the alert ends: a dropped sender reads as
+                    // "nobody can interrupt any more".
+                    std::future::pending::<()>().await;
+                }
+            });
+            let o = process::run_with_log(&spec, file, |_| {}, interrupt).await;
+            forward.abort();
+            match o.exit {
+                Exit::Interrupted => AlertEnd::Interrupted,
+                exit => AlertEnd::Ran {
+                    ok: exit == Exit::Code(0),
+                    exit: e.redactor.redact(&exit.describe()),
+                },
             }
         }
         Err(exit) => AlertEnd::Ran {

@@ -476,8 +476,7 @@ pub(crate) async fn cancel<S: Store>(
         let mut b = app.board.lock();
         match b.running.get_mut(&task) {
             Some(live) => {
-                live.cancel_requested = true;
-                let _ = live.cancel.send(true);
+                live.cancel_for_good();
                 true
             }
             None => {

@@ -131,6 +131,7 @@ pub(crate) async fn schedule<S: Store>(app: Arc<App<S>>, mut recovered: VecDeque
 fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
     let task = entry.task.clone();
     let (tx, rx) = watch::channel(false);
+    let for_good = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let mut b = app.board.lock();
         if b.draining {
@@ -140,6 +141,7 @@ fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
         // the engine (a resumed run's stale producers are terminated), which
         // stops at once.
         let cancel_requested = b.cancel_before_start.remove(&task);
+        for_good.store(cancel_requested, std::sync::atomic::Ordering::SeqCst);
         if cancel_requested {
             let _ = tx.send(true);
         }
@@ -152,11 +154,16 @@ fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
                 waiting: None,
                 cancel: tx,
                 cancel_requested,
+                for_good: for_good.clone(),
             },
         );
     }
     tracing::info!(task, "task taken");
-    let inner = tokio::spawn(run_task(app.clone(), entry, rx));
+    let stop = orch_engine::Stop {
+        signal: rx,
+        for_good,
+    };
+    let inner = tokio::spawn(run_task(app.clone(), entry, stop));
     let app = app.clone();
     tokio::spawn(async move {
         if let Err(e) = inner.await {
@@ -169,7 +176,7 @@ fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
 
 /// Runs a taken task to its end (or until it is cancelled or drained) and
 /// records how it ended in the queue.
-async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::Receiver<bool>) {
+async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, stop: orch_engine::Stop) {
     let task = entry.task.clone();
     let result = match app.store.latest_run(&task).await {
         Ok(run) => {
@@ -216,7 +223,9 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
                 feed: app.feed.clone(),
             });
             match orch_engine::prepare_text(opts, served.text.clone()) {
-                Ok(prepared) => orch_engine::run(prepared, app.store.clone(), sink, cancel).await,
+                Ok(prepared) => {
+                    orch_engine::run_until(prepared, app.store.clone(), sink, stop).await
+                }
                 Err(e) => Err(e),
             }
         }
@@ -331,8 +340,7 @@ pub(crate) async fn cancel_requested<S: Store>(app: &App<S>) -> orch_store::Resu
         let mut b = app.board.lock();
         match b.running.get_mut(&task) {
             Some(live) if !live.cancel_requested => {
-                live.cancel_requested = true;
-                let _ = live.cancel.send(true);
+                live.cancel_for_good();
                 tracing::info!(task, "cancelling, as asked through another service");
             }
             Some(_) => {}
