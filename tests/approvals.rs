@@ -757,3 +757,31 @@ fn a_task_waiting_for_a_decision_is_cancelled_and_its_request_can_no_longer_be_d
     );
     assert_eq!(st, 409, "cancelled already");
 }
+
+#[test]
+fn a_recorded_decision_is_answered_201_even_if_queueing_the_task_again_fails_at_once() {
+    let sb = Sandbox::new("api-requeue-error");
+    let svc = Service::start(&sb, "release.kdl", &[]);
+    submit(&svc, "t");
+    until("t to wait", || svc.queue_state("t") == "waiting");
+    // The store refuses to move the task out of `waiting` for now (as a
+    // full disk would), after the decision is committed.
+    let db = rusqlite::Connection::open(sb.state().join("orch.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER no_requeue BEFORE UPDATE OF state ON queue \
+         WHEN OLD.state = 'waiting' AND NEW.state = 'queued' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    let approve = serde_json::json!({ "decision": "approve" });
+    let (st, v) = svc.decide("t", Some(ALICE), approve.clone());
+    assert_eq!(st, 201, "the decision was recorded: {v}");
+    let (st, v) = svc.decide("t", Some(ALICE), approve);
+    assert_eq!(st, 409, "and only once: {v}");
+    // Once the store takes writes again, the clock queues the decided task.
+    db.execute_batch("DROP TRIGGER no_requeue;").unwrap();
+    until("t to finish", || svc.queue_state("t") == "finished");
+    let (_, task) = svc.http("GET", "/api/v1/tasks/t", None, None);
+    assert_eq!(s(&task["runs"][0]["outcome"]), "success", "{task}");
+}

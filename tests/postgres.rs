@@ -1556,3 +1556,25 @@ fn verify_ca_checks_the_chain_and_verify_full_the_name_too() {
         assert!(out.contains("not valid for name"), "{out}");
     }
 }
+
+#[test]
+fn status_names_the_postgres_store_without_its_password() {
+    let Some(pg) = PgSchema::new("status") else {
+        return;
+    };
+    let sb = Sandbox::new("status");
+    // The test server takes any password for the user; the service must
+    // never show it.
+    let (scheme, rest) = pg.base.split_once("://").expect("a URL");
+    let (userinfo, host) = rest.split_once('@').expect("a user in the URL");
+    let user = userinfo.split(':').next().unwrap_or(userinfo);
+    let url = pg.url_on(&format!("{scheme}://{user}:hunter2-pw@{host}"));
+    let s = Serve::start(&sb, "s1", &url, 1, "5s");
+    let (st, v) = s.get("/status");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["store"],
+        url.replace(":hunter2-pw@", ":***@"),
+        "the store opened, its password hidden: {v}"
+    );
+}

@@ -1516,3 +1516,198 @@ fn the_services_worktree_template_places_each_task() {
     assert_eq!(cwd("w4", "a"), format!("{root}/hosts/h1/w4"));
     assert_eq!(cwd("w4", "c"), format!("{root}/hosts/h2/w4"));
 }
+
+/// A runner that exits 5 (a tool-error, no retries): the stage fails closed
+/// to the end `failed`, and the alert `pager` runs; it says when it starts
+/// and, 2 s later, that it was sent.
+const FAILING_WITH_ALERT: &str = r#"
+pipeline "alerting" start="build"
+
+artifact "rep" path="rep.md" {
+    field "result" "PASS" "FAIL"
+}
+gate "ok" artifact="rep" {
+    expect "result" "PASS"
+}
+runner "r" {
+    command "sh" "-c" "exit 5"
+    timeout "10s"
+    grace "1s"
+    exit-code 0 verdict="PASS"
+    exit-code 1 verdict="FAIL"
+    otherwise verdict="tool-error"
+    writes "rep"
+}
+call-site "cs" axis="C" verdict="machine" mode="runner" {
+    runner "r"
+}
+stage "build" call-site="cs" gate="ok" {
+    pass "done"
+    exhausted "failed" alert="pager"
+}
+end "done" outcome="success"
+end "failed" outcome="failure"
+alert "pager" {
+    command "sh" "-c" "touch \"$OUT/alert.started\"; sleep 2; touch \"$OUT/alert.sent\""
+    timeout "30s"
+}
+"#;
+
+/// The alerts of a task's runs in the store: (alert, status, exit).
+fn alert_rows(sb: &Sandbox, task: &str) -> Vec<(String, String, Option<String>)> {
+    let db = rusqlite::Connection::open_with_flags(
+        sb.state().join("orch.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut q = db
+        .prepare(
+            "SELECT a.alert, a.status, a.exit FROM alerts a JOIN runs r ON r.id = a.run_id \
+             WHERE r.task = ?1 ORDER BY a.id",
+        )
+        .unwrap();
+    q.query_map([task], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+#[test]
+fn a_cancel_during_the_alert_of_a_failed_run_leaves_it_failed_and_the_alert_sent() {
+    let sb = Sandbox::new("cancel-alert");
+    std::fs::write(sb.root.join("pipeline.kdl"), FAILING_WITH_ALERT).unwrap();
+    let s = Serve::start(&sb, 1, &[]);
+    s.submit("x1");
+    wait_until("the alert to start", Duration::from_secs(30), || {
+        sb.out().join("alert.started").exists()
+    });
+    // The run reached its end (`failed`) before the cancel: it is not
+    // relabelled, and the answer says how it ended.
+    let (st, v) = s.post("/api/v1/tasks/x1/cancel", &json!({}));
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(
+        v["error"], "task x1 ended before it could be cancelled: failed",
+        "{v}"
+    );
+    let t = s.task("x1");
+    assert_eq!(t["queue"]["state"], "finished", "{t}");
+    let run = &t["runs"][0];
+    assert_eq!(
+        (&run["status"], &run["outcome"], &run["end"]),
+        (&json!("finished"), &json!("failure"), &json!("failed")),
+        "{t}"
+    );
+    // The alert that had started was let finish: people learn of the failure.
+    assert!(sb.out().join("alert.sent").exists());
+    assert_eq!(
+        alert_rows(&sb, "x1"),
+        vec![("pager".into(), "ok".into(), Some("exit code 0".into()))]
+    );
+    let log = s.log();
+    assert!(!log.contains("runs again on resume"), "{log}");
+    assert!(!log.contains("--resume"), "{log}");
+}
+
+#[test]
+fn status_names_the_store_the_service_opened() {
+    let sb = Sandbox::new("status-store");
+    let s = Serve::start(&sb, 1, &["--store", "custom.db"]);
+    let (st, v) = s.get("/status");
+    assert_eq!(st, 200, "{v}");
+    let custom = sb.root.join("custom.db");
+    assert_eq!(v["store"], custom.display().to_string(), "{v}");
+    assert!(custom.exists(), "the store named is the one opened");
+    assert_eq!(v["state_dir"], sb.state().display().to_string(), "{v}");
+}
+
+#[test]
+fn a_cancelled_run_stays_cancelled_when_the_task_is_restarted() {
+    let sb = Sandbox::new("restart-cancelled");
+    let s = Serve::start(&sb, 1, &[]);
+    sb.hold("r1-a");
+    s.submit("r1");
+    wait_until("r1 to run", Duration::from_secs(30), || {
+        sb.lines("starts").len() == 1
+    });
+    let (st, v) = s.post("/api/v1/tasks/r1/cancel", &json!({}));
+    assert_eq!((st, &v["state"]), (200, &json!("cancelled")), "{v}");
+    // No note promises a resume a cancelled run never gets.
+    let log = s.log();
+    assert!(log.contains("cancelled; the run is over"), "{log}");
+    assert!(!log.contains("resume with"), "{log}");
+    sb.release("r1-a");
+    let out = Command::new(ORCH)
+        .current_dir(&sb.root)
+        .args(["run", "r1", "-p", "pipeline.kdl", "--state-dir", "state"])
+        .arg("--restart")
+        .env("OUT", sb.out())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let runs = s.task("r1")["runs"].clone();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["cancelled", "finished"], "{runs}");
+}
+
+/// Runs SQL on the service's SQLite store from outside (to make one of its
+/// writes fail, as a full disk would).
+fn store_sql(sb: &Sandbox, sql: &str) {
+    let db = rusqlite::Connection::open(sb.state().join("orch.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(sql).unwrap();
+}
+
+#[test]
+fn an_error_the_run_stops_on_while_cancelled_is_kept_with_the_cancel() {
+    let sb = Sandbox::new("cancel-error");
+    let s = Serve::start(&sb, 1, &[]);
+    sb.hold("e1-a");
+    s.submit("e1");
+    wait_until("e1 to run", Duration::from_secs(30), || {
+        sb.lines("starts").len() == 1
+    });
+    // The engine cannot record its run interrupted: it stops on that error.
+    store_sql(
+        &sb,
+        "CREATE TRIGGER no_interrupt BEFORE UPDATE OF status ON runs \
+         WHEN NEW.status = 'interrupted' BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    );
+    let (st, v) = s.post("/api/v1/tasks/e1/cancel", &json!({}));
+    assert_eq!((st, &v["state"]), (200, &json!("cancelled")), "{v}");
+    let t = s.task("e1");
+    assert_eq!(t["queue"]["state"], "cancelled", "{t}");
+    assert_eq!(t["runs"][0]["status"], "cancelled", "{t}");
+    let error = t["queue"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("injected failure"), "{t}");
+    assert!(s.log().contains("injected failure"), "{}", s.log());
+}
+
+#[test]
+fn a_cancelled_runs_alerts_that_never_started_are_recorded_not_sent() {
+    let sb = Sandbox::new("cancel-pending-alert");
+    let s = Serve::start(&sb, 1, &[]);
+    sb.hold("p1-b");
+    s.submit("p1");
+    wait_until("p1 to run stage b", Duration::from_secs(30), || {
+        sb.lines("starts").len() == 2
+    });
+    // An alert queued with the transition a → b and not started yet (as a
+    // run killed between the two leaves it).
+    store_sql(
+        &sb,
+        "INSERT INTO alerts (run_id, transition_id, stage, alert, status, at_ms) \
+         SELECT run_id, id, 'a', 'ops', 'pending', 0 FROM transitions",
+    );
+    let (st, v) = s.post("/api/v1/tasks/p1/cancel", &json!({}));
+    assert_eq!((st, &v["state"]), (200, &json!("cancelled")), "{v}");
+    // A cancelled run is never resumed: the alert is not left pending.
+    assert_eq!(
+        alert_rows(&sb, "p1"),
+        vec![("ops".into(), "failed".into(), Some("cancelled".into()))]
+    );
+}

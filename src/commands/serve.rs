@@ -100,6 +100,20 @@ pub fn command(a: ServeArgs) -> u8 {
     }
 }
 
+/// The store the service opens, as `GET /status` shows it: the SQLite
+/// file (absolute), or the PostgreSQL URL without its password.
+fn shown_store(at: &orch_store::StoreLocation) -> String {
+    use orch_store::StoreLocation;
+    match at {
+        StoreLocation::StateDir(dir) => dir.join("orch.db").display().to_string(),
+        StoreLocation::SqliteFile(p) => std::path::absolute(p)
+            .unwrap_or_else(|_| p.clone())
+            .display()
+            .to_string(),
+        StoreLocation::Postgres(url) => orch_store::postgres::shown_url(url),
+    }
+}
+
 fn serve(a: ServeArgs) -> Result<(), ServeError> {
     let served = orch_server::config::load_pipeline(&a.pipeline)?;
     std::fs::create_dir_all(&a.state_dir).map_err(|e| {
@@ -127,6 +141,7 @@ fn serve(a: ServeArgs) -> Result<(), ServeError> {
         token_file: a.token_file,
         token_env: std::env::var("ORCH_TOKEN").ok(),
         tokens_file: a.tokens_file,
+        store: shown_store(&at),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

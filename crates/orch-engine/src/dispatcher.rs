@@ -82,6 +82,9 @@ pub(crate) struct Engine<S: RunStore> {
     pub(crate) redactor: crate::redact::Redactor,
     sink: Box<dyn Sink>,
     pub(crate) cancel: watch::Receiver<bool>,
+    /// Set before `cancel` turns when the stop is a cancel (the run is
+    /// over), not an interruption ([`crate::Stop`]).
+    pub(crate) cancel_for_good: Arc<std::sync::atomic::AtomicBool>,
     /// `--wait`: at an approval stage, wait for the decision.
     pub(crate) wait: bool,
     /// The labels this process holds; `None`: it runs every stage.
@@ -145,6 +148,7 @@ impl<S: RunStore> Engine<S> {
             repo: prepared.bindings.repo,
             sink,
             cancel,
+            cancel_for_good: Arc::default(),
             wait,
             labels,
             serial: None,
@@ -171,6 +175,14 @@ impl<S: RunStore> Engine<S> {
 
     pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    /// Stopped by a cancel: the run is over, never resumed.
+    pub(crate) fn cancelled_for_good(&self) -> bool {
+        self.cancelled()
+            && self
+                .cancel_for_good
+                .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn context(&self, stage: &str, attempt: i64) -> Context {
@@ -231,9 +243,17 @@ impl<S: RunStore> Engine<S> {
             .set_run_status(self.run_id, RunStatus::Interrupted)
             .await?;
         self.stopped(None).await?;
-        self.emit(Event::Note {
-            message: format!("interrupted; resume with `orch run {} --resume`", self.task),
-        });
+        // A cancelled run is never resumed: no note promises it (whoever
+        // cancelled it records it cancelled).
+        let message = if self.cancelled_for_good() {
+            format!(
+                "cancelled; the run is over (`orch run {} --restart` runs the task anew)",
+                self.task
+            )
+        } else {
+            format!("interrupted; resume with `orch run {} --resume`", self.task)
+        };
+        self.emit(Event::Note { message });
         Ok(Finished {
             exit_code: exit::INTERRUPTED,
             released: None,
@@ -287,6 +307,10 @@ impl<S: RunStore> Engine<S> {
                     Cleanup::Gone => String::new(),
                     Cleanup::LeftAlone(reason) => format!(
                         "left process group {} of attempt {} of {} alone: {reason}",
+                        group.pgid, a.attempt, a.stage
+                    ),
+                    Cleanup::Survived(reason) => format!(
+                        "could not terminate the producer group {} left running by the interrupted attempt {} of {}: {reason}",
                         group.pgid, a.attempt, a.stage
                     ),
                 };
@@ -432,7 +456,10 @@ impl<S: RunStore> Engine<S> {
         }
         self.run_pending_alerts().await?;
         loop {
-            if self.cancelled() {
+            // An interruption leaves the run resumable where it is (its
+            // alerts not yet sent are sent by the resume).
+            let stopped = self.cancelled();
+            if stopped && !self.cancelled_for_good() {
                 return self.interrupted().await;
             }
             let position = self.store.position(self.run_id).await?;
@@ -445,8 +472,14 @@ impl<S: RunStore> Engine<S> {
                     .map(|h| h.start.value.clone())
                     .unwrap_or_default(),
             };
+            // A run whose transition to an end is recorded has ended, even
+            // if a cancel came meanwhile: it finishes with that end's
+            // outcome, not relabelled cancelled.
             if let Some(end) = self.p.end(&current).map(|e| e.outcome) {
                 return self.reach_end(&current, end, started).await;
+            }
+            if stopped {
+                return self.interrupted().await;
             }
             let Some(stage) = self.p.stage(&current).cloned() else {
                 return Err(RunError::Usage(format!(
@@ -487,6 +520,9 @@ impl<S: RunStore> Engine<S> {
             EndOutcome::Failure => Outcome::Failure,
         };
         self.serial = None;
+        // Nothing runs a finished run's alerts later: those still queued
+        // (a cancel came before they started) are sent now.
+        self.send_alerts(self.cancelled_for_good()).await?;
         self.store.finish_run(self.run_id, outcome, end).await?;
         self.print_profile(started.elapsed());
         self.stopped(Some(outcome)).await?;
@@ -844,11 +880,22 @@ impl<S: RunStore> Engine<S> {
     }
 
     /// Runs every queued alert once; an alert's failure is reported and does
-    /// not change the task's outcome. An alert cut off by an interruption
-    /// was not delivered: it stays pending, and the resume runs it again.
+    /// not change the task's outcome.
     async fn run_pending_alerts(&mut self) -> Result<(), RunError> {
+        self.send_alerts(false).await
+    }
+
+    /// Runs the queued alerts. An alert cut off by an interruption was not
+    /// delivered: it stays pending, and the resume runs it again. A cancel
+    /// does not cut off an alert that has started: it runs to its end
+    /// within its own timeout (alerts are how people learn that a stage
+    /// failed closed). Once the run is stopped no further alert starts,
+    /// unless `even_if_cancelled` (a cancelled run at its end); those left
+    /// stay pending (a cancelled run's are recorded as not sent by whoever
+    /// cancelled it).
+    async fn send_alerts(&mut self, even_if_cancelled: bool) -> Result<(), RunError> {
         for row in self.store.pending_alerts(self.run_id).await? {
-            if self.cancelled() {
+            if self.cancelled() && !even_if_cancelled {
                 break;
             }
             let (ok, exit) = match executor::run_alert(self, &row).await? {

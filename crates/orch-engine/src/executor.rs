@@ -353,7 +353,23 @@ pub(crate) async fn run_alert<S: RunStore>(
                 log: log.path,
                 redactor: e.redactor.clone(),
             };
-            let o = process::run_with_log(&spec, file, |_| {}, e.cancel.clone()).await;
+            // An interruption cuts the alert off (the resume sends it); a
+            // cancel does not: the alert runs to its end or its own timeout.
+            let (tx, interrupt) = tokio::sync::watch::channel(false);
+            let mut stop = e.cancel.clone();
+            let for_good = e.cancel_for_good.clone();
+            let forward = tokio::spawn(async move {
+                if stop.wait_for(|c| *c).await.is_ok()
+                    && !for_good.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    let _ = tx.send(true);
+                    // Held until the alert ends: a dropped sender reads as
+                    // "nobody can interrupt any more".
+                    std::future::pending::<()>().await;
+                }
+            });
+            let o = process::run_with_log(&spec, file, |_| {}, interrupt).await;
+            forward.abort();
             match o.exit {
                 Exit::Interrupted => AlertEnd::Interrupted,
                 exit => AlertEnd::Ran {

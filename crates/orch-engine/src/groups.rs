@@ -36,6 +36,8 @@ pub(crate) enum Cleanup {
     Gone,
     /// Left alone: the id may name someone else's processes now.
     LeftAlone(String),
+    /// Signalled, but some of it is still running: why.
+    Survived(String),
 }
 
 /// Terminates a group recorded by an earlier `orch`, if it is still ours.
@@ -45,6 +47,7 @@ pub(crate) async fn terminate_recorded(g: &GroupRecord, grace: Duration) -> Clea
             StaleGroup::Terminated => Cleanup::Terminated,
             StaleGroup::Gone => Cleanup::Gone,
             StaleGroup::NotOurs(reason) => Cleanup::LeftAlone(reason),
+            StaleGroup::Survived(reason) => Cleanup::Survived(reason),
         },
         // Recorded by an orch that kept only the number (store version 1).
         None => match u32::try_from(g.pgid) {

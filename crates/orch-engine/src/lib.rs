@@ -28,6 +28,6 @@ mod taskdir;
 pub use dispatcher::{Finished, Released};
 pub use error::{exit, RunError};
 pub use session::{
-    bind, check_task_name, pipeline_digest, prepare, prepare_text, run, Bindings, Prepared,
-    RunOptions,
+    bind, check_task_name, pipeline_digest, prepare, prepare_text, run, run_until, Bindings,
+    Prepared, RunOptions, Stop,
 };

@@ -223,15 +223,43 @@ pub fn prepare_text(opts: RunOptions, text: String) -> Result<Prepared, RunError
     })
 }
 
+/// How a caller stops a run: `signal` turning true stops it. `for_good`,
+/// set before `signal` turns, says the stop is a cancel: the run is over,
+/// never resumed. Otherwise it is an interruption (a signal, a service
+/// draining), and the run is left resumable.
+#[derive(Clone)]
+pub struct Stop {
+    pub signal: watch::Receiver<bool>,
+    pub for_good: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// Runs (or resumes) a prepared task on `store`. `cancel` turning true
 /// interrupts the run (the caller decides when: a signal, a service
 /// draining); events go to `sink`. Errors come back for the caller to print.
 pub async fn run<S: RunStore>(
     prepared: Prepared,
     store: Arc<S>,
-    mut sink: Box<dyn Sink>,
+    sink: Box<dyn Sink>,
     cancel: watch::Receiver<bool>,
 ) -> Result<Finished, RunError> {
+    let stop = Stop {
+        signal: cancel,
+        for_good: Arc::default(),
+    };
+    run_until(prepared, store, sink, stop).await
+}
+
+/// As [`run`], stopped by `stop`: an interruption leaves the run resumable
+/// (as `run`'s cancel does); a cancel ([`Stop::for_good`]) does not cut
+/// off an alert that has started, and a run that reached its end before
+/// the cancel took effect finishes there.
+pub async fn run_until<S: RunStore>(
+    prepared: Prepared,
+    store: Arc<S>,
+    mut sink: Box<dyn Sink>,
+    stop: Stop,
+) -> Result<Finished, RunError> {
+    let cancel = stop.signal;
     let task = prepared.opts.task.clone();
     let task_lock = match store
         .try_lock(&LockKey::Task(task.clone()), &holder_line())
@@ -276,6 +304,7 @@ pub async fn run<S: RunStore>(
     };
     let (run_id, resumed, started_ms) = begun;
     let mut engine = Engine::new(prepared, store, run_id, started_ms, sink, cancel)?;
+    engine.cancel_for_good = stop.for_good;
     engine.started(resumed, notes);
     let result = engine.drive(resumed).await;
     drop(task_lock);
@@ -535,10 +564,18 @@ async fn abandon<S: RunStore>(
                         "left process group {} of run #{} alone: {reason}",
                         group.pgid, run.id
                     )),
+                    Cleanup::Survived(reason) => notes.push(format!(
+                        "could not terminate the producer group {} left running by run #{}: {reason}",
+                        group.pgid, run.id
+                    )),
                 }
             }
         }
-        store.set_run_status(run.id, RunStatus::Abandoned).await?;
+        // A run already over keeps how it ended: a cancelled run stays
+        // cancelled (only a run left unfinished is given up).
+        if !matches!(run.status, RunStatus::Cancelled | RunStatus::Abandoned) {
+            store.set_run_status(run.id, RunStatus::Abandoned).await?;
+        }
     }
     let task_dir = prepared.state_dir.join("tasks").join(task);
     if task_dir.exists() {

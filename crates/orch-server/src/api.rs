@@ -17,7 +17,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use orch_store::{Attempt, QueueState, Run, RunStatus};
+use orch_store::{Attempt, QueueState, Run};
 
 use crate::approvals::decide as approval;
 use crate::config::MAX_BODY;
@@ -126,7 +126,7 @@ async fn status<S: Store>(State(app): Shared<S>) -> Result<Response, ApiError> {
             "waiting": waiting,
             "queue_length": queued,
             "uptime_s": app.started.elapsed().as_secs(),
-            "store": app.state_dir.join("orch.db").display().to_string(),
+            "store": app.config.store,
             "state_dir": app.state_dir.display().to_string(),
             "pipeline": app.served().path.display().to_string(),
             "draining": draining,
@@ -476,8 +476,7 @@ pub(crate) async fn cancel<S: Store>(
         let mut b = app.board.lock();
         match b.running.get_mut(&task) {
             Some(live) => {
-                live.cancel_requested = true;
-                let _ = live.cancel.send(true);
+                live.cancel_for_good();
                 true
             }
             None => {
@@ -513,13 +512,7 @@ async fn drop_unstarted<S: Store>(
     // A queued task may have a run already (released at a stage needing
     // labels, or queued again after an approval), a waiting one has one:
     // it is over too.
-    if let Some(run) = app.store.latest_run(task).await? {
-        if !matches!(run.status, RunStatus::Finished | RunStatus::Cancelled) {
-            app.store
-                .set_run_status(run.id, RunStatus::Cancelled)
-                .await?;
-        }
-    }
+    crate::scheduler::cancel_run(&*app.store, task).await?;
     crate::dashboard::queue_event(app, task, QueueState::Cancelled);
     tracing::info!(task, from = from.as_str(), "cancelled before it ran again");
     Ok(true)
@@ -550,11 +543,31 @@ async fn await_cancelled<S: Store>(app: &App<S>, task: &str) -> Result<Response,
             other => {
                 return Err(ApiError::conflict(format!(
                     "task {task} ended before it could be cancelled: {}",
-                    other.map(|s| s.as_str()).unwrap_or("gone")
+                    ended_as(app, task, other).await?
                 )))
             }
         }
     }
+}
+
+/// How a task ended, in a word: a finished task by its run's outcome
+/// (`succeeded`, `failed`), anything else by its queue state.
+async fn ended_as<S: Store>(
+    app: &App<S>,
+    task: &str,
+    state: Option<QueueState>,
+) -> Result<&'static str, ApiError> {
+    Ok(match state {
+        Some(QueueState::Finished) => {
+            match app.store.latest_run(task).await?.and_then(|r| r.outcome) {
+                Some(orch_store::Outcome::Success) => "succeeded",
+                Some(orch_store::Outcome::Failure) => "failed",
+                None => QueueState::Finished.as_str(),
+            }
+        }
+        Some(s) => s.as_str(),
+        None => "gone",
+    })
 }
 
 /// `?tail=N`.

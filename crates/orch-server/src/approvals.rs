@@ -108,12 +108,21 @@ pub(crate) async fn decide_as<S: Store>(
         "approval decided"
     );
     // Committed: the waiting task resumes now rather than at the next tick.
-    if app
+    // The decision stands whatever happens next, so the answer says so: a
+    // failed move is logged, and the clock (`requeue_decided`) queues the
+    // decided task again on one of its next ticks.
+    match app
         .store
         .move_queued(task, QueueState::Waiting, QueueState::Queued, None)
-        .await?
+        .await
     {
-        app.board.wake();
+        Ok(true) => app.board.wake(),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            task,
+            error = %e,
+            "the decision is recorded but the task could not be queued again now; the clock retries"
+        ),
     }
     Ok((decision, id))
 }

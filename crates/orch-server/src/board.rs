@@ -22,6 +22,20 @@ pub(crate) struct Live {
     pub(crate) cancel: watch::Sender<bool>,
     /// Cancelled through the API (not by a drain).
     pub(crate) cancel_requested: bool,
+    /// Tells the engine a stop is a cancel, not an interruption: set
+    /// (through [`Live::cancel_for_good`]) before `cancel` turns.
+    pub(crate) for_good: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Live {
+    /// Cancels the task for good (the API, or another service's request):
+    /// the engine is told it is a cancel before it is stopped.
+    pub(crate) fn cancel_for_good(&mut self) {
+        self.cancel_requested = true;
+        self.for_good
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.cancel.send(true);
+    }
 }
 
 #[derive(Default)]

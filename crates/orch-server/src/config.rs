@@ -33,6 +33,9 @@ pub struct Config {
     pub labels: Vec<String>,
     /// `--worktree`: where this service's tasks work on its host.
     pub worktree: Option<WorktreeTemplate>,
+    /// The store the service opened, for `GET /status`: an SQLite file's
+    /// path, or a PostgreSQL URL without its password.
+    pub store: String,
 }
 
 /// `orch serve --worktree TEMPLATE`: the directory a task works in on this

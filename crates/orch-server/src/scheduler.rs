@@ -131,6 +131,7 @@ pub(crate) async fn schedule<S: Store>(app: Arc<App<S>>, mut recovered: VecDeque
 fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
     let task = entry.task.clone();
     let (tx, rx) = watch::channel(false);
+    let for_good = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let mut b = app.board.lock();
         if b.draining {
@@ -140,6 +141,7 @@ fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
         // the engine (a resumed run's stale producers are terminated), which
         // stops at once.
         let cancel_requested = b.cancel_before_start.remove(&task);
+        for_good.store(cancel_requested, std::sync::atomic::Ordering::SeqCst);
         if cancel_requested {
             let _ = tx.send(true);
         }
@@ -152,11 +154,16 @@ fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
                 waiting: None,
                 cancel: tx,
                 cancel_requested,
+                for_good: for_good.clone(),
             },
         );
     }
     tracing::info!(task, "task taken");
-    let inner = tokio::spawn(run_task(app.clone(), entry, rx));
+    let stop = orch_engine::Stop {
+        signal: rx,
+        for_good,
+    };
+    let inner = tokio::spawn(run_task(app.clone(), entry, stop));
     let app = app.clone();
     tokio::spawn(async move {
         if let Err(e) = inner.await {
@@ -169,7 +176,7 @@ fn start<S: Store>(app: &Arc<App<S>>, entry: QueuedTask) {
 
 /// Runs a taken task to its end (or until it is cancelled or drained) and
 /// records how it ended in the queue.
-async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::Receiver<bool>) {
+async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, stop: orch_engine::Stop) {
     let task = entry.task.clone();
     let result = match app.store.latest_run(&task).await {
         Ok(run) => {
@@ -216,7 +223,9 @@ async fn run_task<S: Store>(app: Arc<App<S>>, entry: QueuedTask, cancel: watch::
                 feed: app.feed.clone(),
             });
             match orch_engine::prepare_text(opts, served.text.clone()) {
-                Ok(prepared) => orch_engine::run(prepared, app.store.clone(), sink, cancel).await,
+                Ok(prepared) => {
+                    orch_engine::run_until(prepared, app.store.clone(), sink, stop).await
+                }
                 Err(e) => Err(e),
             }
         }
@@ -263,7 +272,7 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
         }
         // A run that reached its end before the cancel took effect stays
         // finished.
-        Ok(f) if f.exit_code == exit::INTERRUPTED => mark_cancelled(&*app.store, task).await,
+        Ok(f) if f.exit_code == exit::INTERRUPTED => mark_cancelled(&*app.store, task, None).await,
         // Waiting for a person: the worker is free; the approval clock
         // queues the task again once it is decided or expired.
         Ok(f) if f.exit_code == exit::WAITING => {
@@ -273,7 +282,12 @@ async fn settle<S: Store>(app: &App<S>, task: &str, result: Result<Finished, Run
                 .await
                 .map(drop)
         }
-        Err(_) if cancel_requested => mark_cancelled(&*app.store, task).await,
+        // Cancelled, and the run stopped on an error meanwhile: the cancel
+        // is recorded, and the error kept where the queue shows it.
+        Err(e) if cancel_requested => {
+            tracing::warn!(task, error = %e, "task failed while being cancelled");
+            mark_cancelled(&*app.store, task, Some(&e.to_string())).await
+        }
         Ok(f) => {
             tracing::info!(task, exit_code = f.exit_code, "task finished");
             app.store
@@ -326,8 +340,7 @@ pub(crate) async fn cancel_requested<S: Store>(app: &App<S>) -> orch_store::Resu
         let mut b = app.board.lock();
         match b.running.get_mut(&task) {
             Some(live) if !live.cancel_requested => {
-                live.cancel_requested = true;
-                let _ = live.cancel.send(true);
+                live.cancel_for_good();
                 tracing::info!(task, "cancelling, as asked through another service");
             }
             Some(_) => {}
@@ -364,17 +377,45 @@ pub(crate) async fn requeue_decided<S: Store>(app: &App<S>) -> orch_store::Resul
     Ok(())
 }
 
-/// The task's run (if it has one) and its queue entry are cancelled.
-async fn mark_cancelled<S: Store>(store: &S, task: &str) -> orch_store::Result<()> {
-    if let Some(run) = store.latest_run(task).await? {
-        if run.status != RunStatus::Finished {
-            store.set_run_status(run.id, RunStatus::Cancelled).await?;
-        }
-    }
+/// The task's run (if it has one) and its queue entry are cancelled;
+/// `error`, when the run stopped on an error as the cancel came, is kept
+/// with the queue entry.
+async fn mark_cancelled<S: Store>(
+    store: &S,
+    task: &str,
+    error: Option<&str>,
+) -> orch_store::Result<()> {
+    cancel_run(store, task).await?;
     store
-        .move_queued(task, QueueState::Running, QueueState::Cancelled, None)
+        .move_queued(task, QueueState::Running, QueueState::Cancelled, error)
         .await?;
     tracing::info!(task, "task cancelled");
+    Ok(())
+}
+
+/// Records the task's latest run cancelled, unless it is already over. A
+/// cancelled run is never resumed, so the alerts it still had queued are
+/// recorded as not sent (`cancelled`) rather than left pending for ever.
+pub(crate) async fn cancel_run<S: Store>(store: &S, task: &str) -> orch_store::Result<()> {
+    let Some(run) = store.latest_run(task).await? else {
+        return Ok(());
+    };
+    if matches!(
+        run.status,
+        RunStatus::Finished | RunStatus::Cancelled | RunStatus::Abandoned
+    ) {
+        return Ok(());
+    }
+    store.set_run_status(run.id, RunStatus::Cancelled).await?;
+    for alert in store.pending_alerts(run.id).await? {
+        store.finish_alert(alert.id, false, "cancelled").await?;
+        tracing::warn!(
+            task,
+            alert = alert.alert,
+            stage = alert.stage,
+            "alert not sent: the run was cancelled before it started"
+        );
+    }
     Ok(())
 }
 

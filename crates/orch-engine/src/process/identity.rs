@@ -38,6 +38,8 @@ pub enum StaleGroup {
     Gone,
     /// The id may name someone else's processes: nothing was signalled.
     NotOurs(String),
+    /// Signalled, but members of the group are still running: why.
+    Survived(String),
 }
 
 /// Reads the identity of the group `pid` leads (just spawned, not reaped).
@@ -149,16 +151,53 @@ pub async fn terminate_recorded_group(id: &GroupIdentity, grace: Duration) -> St
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The group may have ended during the grace, and its id been reused.
-    if let Verdict::Ours = verify(id) {
-        unix::signal_group(pgid, Signal::SIGKILL);
-        for _ in 0..50 {
-            if !unix::group_exists(pgid) {
-                break;
+    match verify(id) {
+        Verdict::Ours => {
+            unix::signal_group(pgid, Signal::SIGKILL);
+            for _ in 0..50 {
+                if live_members(pgid).is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let left = live_members(pgid);
+            if !left.is_empty() {
+                return StaleGroup::Survived(format!(
+                    "its members {} are still running after SIGKILL",
+                    pids(&left)
+                ));
+            }
+        }
+        Verdict::Gone => {}
+        // Members are left that cannot be shown to be the group's (the
+        // leader gone, none carrying the token): no SIGKILL for them.
+        Verdict::NotOurs(reason) => {
+            let left = live_members(pgid);
+            if !left.is_empty() {
+                return StaleGroup::Survived(format!(
+                    "its members {} are still running after SIGTERM and were not sent SIGKILL: {reason}",
+                    pids(&left)
+                ));
+            }
         }
     }
     StaleGroup::Terminated
+}
+
+/// The members of group `pgid` that are not zombies.
+fn live_members(pgid: i32) -> Vec<i32> {
+    unix::group_members(pgid)
+        .into_iter()
+        .filter(|(_, s)| !s.is_zombie())
+        .map(|(p, _)| p)
+        .collect()
+}
+
+fn pids(pids: &[i32]) -> String {
+    pids.iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Transitional, for an attempt recorded with a bare pgid (before the

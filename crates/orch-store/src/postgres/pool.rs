@@ -108,8 +108,25 @@ pub(crate) fn parse_url(url: &str) -> std::result::Result<Target, String> {
     })
 }
 
-/// The URL with any password replaced by `***`.
+/// The URL with any password replaced by `***`: the one in the user
+/// information and a `password=` parameter (the client takes both).
 pub(crate) fn redact(url: &str) -> String {
+    // The user information first: a `?` in a password is not a query.
+    let url = redact_userinfo(url);
+    let Some((base, query)) = url.split_once('?') else {
+        return url;
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some(("password", _)) => "password=***",
+            _ => pair,
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -342,6 +359,18 @@ mod tests {
         assert_eq!(t.schema.as_deref(), Some("t_1"));
         assert_eq!(t.config.get_dbname(), Some("test"));
         assert!(!t.shown.contains("secret"), "{}", t.shown);
+        assert_eq!(
+            redact("postgres://me@127.0.0.1/test?password=secret&schema=t_1"),
+            "postgres://me@127.0.0.1/test?password=***&schema=t_1"
+        );
+        assert_eq!(
+            redact("postgres://me:secret@127.0.0.1/test?schema=t_1"),
+            "postgres://me:***@127.0.0.1/test?schema=t_1"
+        );
+        assert_eq!(
+            redact("postgres://me:se?cret@127.0.0.1/test"),
+            "postgres://me:***@127.0.0.1/test"
+        );
         let bad = parse_url("postgres://me@h/db?schema=a;drop").err();
         assert!(bad.is_some_and(|e| e.contains("schema")));
     }
