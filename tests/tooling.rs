@@ -632,3 +632,30 @@ fn junit_an_orch_killed_mid_run_leaves_an_error_not_an_earlier_report() {
     assert_eq!(files_in(&d), ["report.xml", "state"]);
     std::fs::remove_dir_all(&d).ok();
 }
+
+#[test]
+fn junit_arguments_orch_run_refuses_replace_an_earlier_report() {
+    let d = temp("junit-refused");
+    let xml = d.join("report.xml");
+    std::fs::write(
+        &xml,
+        r#"<testsuites name="orch" tests="1" failures="0" errors="0"><testsuite name="old"><testcase name="ok"/></testsuite></testsuites>"#,
+    )
+    .unwrap();
+    let junit = format!("--junit={}", xml.display());
+    let (code, out) = orch_env(&["run", "t1", &junit, "--no-such-flag"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    let report = junit_report(&xml);
+    assert!(
+        report.starts_with(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="orch" tests="1" failures="0" errors="1" skipped="0" time="T">
+  <testsuite name="orch run" tests="1" failures="0" errors="1" skipped="0" time="T">
+    <testcase classname="orch" name="orch run" time="T">
+      <error type="orch" message="error: unexpected argument &apos;--no-such-flag&apos; found">"#
+        ),
+        "{report}"
+    );
+    assert_eq!(files_in(&d), ["report.xml"]);
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -220,3 +220,34 @@ fn cancel_on_signals() -> Result<tokio::sync::watch::Receiver<bool>, orch_engine
     });
     Ok(rx)
 }
+
+/// Arguments clap refused (`args` without the program name; `error` as
+/// printed): when they are `orch run`'s and name a `--junit FILE`, FILE
+/// gets a report of the refusal instead of keeping an earlier one.
+pub fn refused(args: &[std::ffi::OsString], error: &str) {
+    if args.first().and_then(|a| a.to_str()) != Some("run") {
+        return;
+    }
+    let mut junit = None;
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.to_str() {
+            Some("--") => break,
+            Some("--junit") => junit = rest.next().map(PathBuf::from),
+            Some(s) => {
+                if let Some(v) = s.strip_prefix("--junit=") {
+                    junit = Some(PathBuf::from(v));
+                }
+            }
+            None => {}
+        }
+    }
+    let Some(path) = junit else {
+        return;
+    };
+    let report = crate::junit::Report::error("orch run", error.trim_end());
+    if let Err(e) = crate::junit::JUnitFile::start("orch run", path).and_then(|f| f.write(&report))
+    {
+        eprintln!("error: {e}");
+    }
+}
