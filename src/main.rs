@@ -358,7 +358,18 @@ fn man(dir: Option<&std::path::Path>) -> u8 {
 /// Long on purpose: one arm per command, each only moving parsed
 /// arguments into the library's call.
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // An error, not `--help` or `--version`: `orch run --junit
+            // FILE` must not leave an earlier report in FILE.
+            if e.use_stderr() {
+                let args: Vec<_> = std::env::args_os().skip(1).collect();
+                cli::run::refused(&args, &e.render().to_string());
+            }
+            e.exit()
+        }
+    };
     let code = match cli.command {
         Command::Validate {
             paths,

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orch_engine::events::{Event, Sink};
+use orch_engine::events::{Event, Sink, Stop};
 use orch_lang::duration::human;
 use orch_store::Attempt;
 
@@ -367,9 +367,9 @@ impl Sink for Reporter {
         self.render(e);
     }
 
-    fn stopped(&mut self, attempts: &[Attempt], outcome: Option<&str>) -> std::io::Result<()> {
-        if outcome.is_some() {
-            self.summary(attempts);
+    fn stopped(&mut self, stop: &Stop<'_>) -> std::io::Result<()> {
+        if stop.outcome().is_some() {
+            self.summary(stop.attempts);
         }
         Ok(())
     }

@@ -160,8 +160,12 @@ fn junit_report_has_a_case_per_attempt_and_the_gate_reason() {
     assert_eq!(code, 1, "{err}");
     let report = std::fs::read_to_string(&xml).unwrap();
     assert!(
-        report.contains("tests=\"1\" failures=\"1\" errors=\"0\""),
+        report.contains("tests=\"2\" failures=\"2\" errors=\"0\" skipped=\"0\""),
         "{report}"
+    );
+    assert!(
+        report.contains("<testcase classname=\"orch\" name=\"j1\" time=\"0.000\">\n      <failure type=\"outcome\" message=\"the run reached end `failed`, outcome failure: test exhausted → failed: `result` is FAIL, expected PASS; the stage has no `fail` transition\"/>"),
+        "the run's own case fails with the reason it ended: {report}"
     );
     assert!(
         report.contains("<testcase classname=\"test\" name=\"test attempt 1 (runner:failing)\""),
@@ -400,4 +404,258 @@ fn the_language_guides_complete_example_validates_as_shown() {
     for f in doc["findings"].as_array().into_iter().flatten() {
         assert_eq!(f["code"], "orch::executable-not-found", "{f}");
     }
+}
+
+/// `orch` in the repository with `env` added, and its exit status
+/// (`None` when a signal ended it).
+fn orch_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("orch runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// A JUnit report with every `time="S.mmm"` read as `time="T"` (durations
+/// vary); a negative time is kept, to fail the comparison.
+fn junit_report(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find(" time=\"") {
+        let (head, tail) = rest.split_at(i + 7);
+        out.push_str(head);
+        let end = tail.find('"').unwrap();
+        let value = &tail[..end];
+        let plain = !value.starts_with('-')
+            && value.split_once('.').is_some_and(|(s, ms)| {
+                !s.is_empty()
+                    && ms.len() == 3
+                    && s.bytes().chain(ms.bytes()).all(|b| b.is_ascii_digit())
+            });
+        out.push_str(if plain { "T" } else { value });
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Files left beside a report (a temporary file renamed over it must not
+/// stay behind).
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn junit_a_run_waiting_for_an_approval_is_not_green() {
+    let d = temp("junit-waiting");
+    let xml = d.join("report.xml");
+    let state = d.join("state");
+    let (code, out) = orch_env(
+        &[
+            "run",
+            "w1",
+            "-p",
+            "tests/fixtures/tooling/approval-waits.kdl",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(4), "{out}");
+    assert_eq!(
+        junit_report(&xml),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="orch" tests="3" failures="0" errors="1" skipped="1" time="T">
+  <testsuite name="w1" tests="3" failures="0" errors="1" skipped="1" time="T">
+    <testcase classname="build" name="build attempt 1 (runner:builder)" time="T"/>
+    <testcase classname="release" name="release attempt 1 (approval:release)" time="T">
+      <skipped message="approval `release` is waiting for a decision"/>
+    </testcase>
+    <testcase classname="orch" name="w1" time="T">
+      <error type="waiting" message="the run stopped at approval stage `release`, waiting for a decision: `orch approve w1 --as NAME` or `orch reject w1 --as NAME --comment TEXT`, then `orch run w1 --resume`"/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"#
+    );
+    assert_eq!(files_in(&d), ["report.xml", "state"]);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn junit_a_run_that_failed_closed_before_any_attempt_has_a_failing_case() {
+    let d = temp("junit-closed");
+    let xml = d.join("report.xml");
+    let state = d.join("state");
+    let (code, out) = orch_env(
+        &[
+            "run",
+            "c1",
+            "-p",
+            "tests/fixtures/tooling/switchable.kdl",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+        ],
+        &[("JUNIT_RUNNER_ON", "0")],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let report = std::fs::read_to_string(&xml).unwrap();
+    assert!(!report.contains("time=\"-"), "no negative time: {report}");
+    assert_eq!(
+        junit_report(&xml),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="orch" tests="1" failures="1" errors="0" skipped="0" time="T">
+  <testsuite name="c1" tests="1" failures="1" errors="0" skipped="0" time="T">
+    <properties><property name="outcome" value="failure"/></properties>
+    <testcase classname="orch" name="c1" time="T">
+      <failure type="outcome" message="the run reached end `failed`, outcome failure: build exhausted → failed: runner `builder` is switched off (environment variable JUNIT_RUNNER_ON=0), and mode=&quot;runner&quot; has no fallback"/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"#
+    );
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn junit_an_invocation_that_runs_nothing_replaces_an_earlier_report() {
+    let d = temp("junit-stale");
+    let xml = d.join("report.xml");
+    let state = d.join("state");
+    let run = |task: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            task,
+            "-p",
+            "tests/fixtures/tooling/switchable.kdl",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        orch_env(&args, &[])
+    };
+    // j1 passes: its report is green.
+    let (code, out) = run("j1", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        junit_report(&xml).contains(r#"failures="0" errors="0""#),
+        "{}",
+        junit_report(&xml)
+    );
+    // j2 has nothing to resume (exit 2): the report is j2's error, not j1's pass.
+    let (code, out) = run("j2", &["--resume"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert_eq!(
+        junit_report(&xml),
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="orch" tests="1" failures="0" errors="1" skipped="0" time="T">
+  <testsuite name="j2" tests="1" failures="0" errors="1" skipped="0" time="T">
+    <testcase classname="orch" name="j2" time="T">
+      <error type="orch" message="task j2 has no run to resume in {}"/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"#,
+            std::fs::canonicalize(&state).unwrap().display()
+        )
+    );
+    // A bad task name, refused before anything else, is reported too.
+    let (code, out) = run("bad/name", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    let report = junit_report(&xml);
+    assert!(
+        report.contains(r#"<testcase classname="orch" name="bad/name" time="T">"#)
+            && report.contains(r#"<error type="orch" message="invalid task name"#),
+        "{report}"
+    );
+    assert_eq!(files_in(&d), ["report.xml", "state"]);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn junit_an_orch_killed_mid_run_leaves_an_error_not_an_earlier_report() {
+    let d = temp("junit-killed");
+    let xml = d.join("report.xml");
+    let state = d.join("state");
+    std::fs::write(
+        &xml,
+        r#"<testsuites name="orch" tests="1" failures="0" errors="0"><testsuite name="old"><testcase name="ok"/></testsuite></testsuites>"#,
+    )
+    .unwrap();
+    let (code, out) = orch_env(
+        &[
+            "run",
+            "k1",
+            "-p",
+            "tests/fixtures/tooling/kills-orch.kdl",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--junit",
+            xml.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, None, "SIGKILL ended orch: {out}");
+    assert_eq!(
+        junit_report(&xml),
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="orch" tests="1" failures="0" errors="1" skipped="0" time="T">
+  <testsuite name="k1" tests="1" failures="0" errors="1" skipped="0" time="T">
+    <testcase classname="orch" name="k1" time="T">
+      <error type="unfinished" message="orch run did not finish: it was killed, or is still running"/>
+    </testcase>
+  </testsuite>
+</testsuites>
+"#
+    );
+    assert_eq!(files_in(&d), ["report.xml", "state"]);
+    std::fs::remove_dir_all(&d).ok();
+}
+
+#[test]
+fn junit_arguments_orch_run_refuses_replace_an_earlier_report() {
+    let d = temp("junit-refused");
+    let xml = d.join("report.xml");
+    std::fs::write(
+        &xml,
+        r#"<testsuites name="orch" tests="1" failures="0" errors="0"><testsuite name="old"><testcase name="ok"/></testsuite></testsuites>"#,
+    )
+    .unwrap();
+    let junit = format!("--junit={}", xml.display());
+    let (code, out) = orch_env(&["run", "t1", &junit, "--no-such-flag"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    let report = junit_report(&xml);
+    assert!(
+        report.starts_with(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="orch" tests="1" failures="0" errors="1" skipped="0" time="T">
+  <testsuite name="orch run" tests="1" failures="0" errors="1" skipped="0" time="T">
+    <testcase classname="orch" name="orch run" time="T">
+      <error type="orch" message="error: unexpected argument &apos;--no-such-flag&apos; found">"#
+        ),
+        "{report}"
+    );
+    assert_eq!(files_in(&d), ["report.xml"]);
+    std::fs::remove_dir_all(&d).ok();
 }

@@ -47,16 +47,12 @@ fn init_tracing(verbose: bool) {
 /// `orch run`.
 pub fn command(a: RunArgs) -> u8 {
     init_tracing(a.verbose);
-    // Refuse a bad task name before anything is created.
-    if let Err(e) = orch_engine::check_task_name(&a.task) {
-        eprintln!("error: {e}");
-        return e.exit_code();
-    }
-    // The JUnit report's file is opened before anything runs: a path that
-    // cannot be written is found now, not after the task ran.
-    let junit = match a.junit {
-        Some(path) => match crate::junit::JUnitSink::open(&a.task, path) {
-            Ok(sink) => Some(sink),
+    // The JUnit report is replaced before anything else: a path that cannot
+    // be written is found now, not after the task ran, and a report an
+    // earlier invocation left never stands for this one.
+    let junit = match &a.junit {
+        Some(path) => match crate::junit::JUnitFile::start(&a.task, path.clone()) {
+            Ok(file) => Some((file, crate::junit::Slot::default())),
             Err(e) => {
                 eprintln!("error: {e}; nothing was run");
                 return exit::USAGE;
@@ -64,8 +60,66 @@ pub fn command(a: RunArgs) -> u8 {
         },
         None => None,
     };
+    let task = a.task.clone();
+    let (code, error) = match execute(a, junit.as_ref().map(|(_, slot)| slot.clone())) {
+        Ok(code) => (code, None),
+        Err(f) => {
+            eprintln!("error: {}", f.shown);
+            (f.code, Some(f.plain))
+        }
+    };
+    let Some((file, slot)) = junit else {
+        return code;
+    };
+    // This invocation's report: the run's, or the error it stopped with.
+    let report = match (crate::junit::take(&slot), error) {
+        (Some(report), None) => report,
+        (Some(mut report), Some(error)) => {
+            report.failed_after(&error);
+            report
+        }
+        (None, Some(error)) => crate::junit::Report::error(&task, &error),
+        (None, None) => crate::junit::Report::error(
+            &task,
+            &format!("orch run exited with status {code} without a report of the run"),
+        ),
+    };
+    match file.write(&report) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+/// Why an invocation stopped without a run's exit status: its exit status,
+/// the error as printed, and as plain text (for the JUnit report).
+struct Failed {
+    code: u8,
+    shown: String,
+    plain: String,
+}
+
+impl Failed {
+    fn plain(code: u8, message: String) -> Failed {
+        Failed {
+            code,
+            shown: message.clone(),
+            plain: message,
+        }
+    }
+}
+
+/// Runs the task; the run's exit status, or why there is none.
+fn execute(a: RunArgs, junit: Option<crate::junit::Slot>) -> Result<u8, Failed> {
+    // Refuse a bad task name before anything is created.
+    if let Err(e) = orch_engine::check_task_name(&a.task) {
+        return Err(Failed::plain(e.exit_code(), e.to_string()));
+    }
     let tty = std::io::stdout().is_terminal();
     let color = use_color(tty) && !a.json;
+    let junit = junit.map(|slot| crate::junit::JUnitSink::new(&a.task, slot));
     let sink = sinks(a.json, tty, color, junit);
     let opts = orch_engine::RunOptions {
         task: a.task,
@@ -82,13 +136,7 @@ pub fn command(a: RunArgs) -> u8 {
         labels: None,
     };
     let store_given = a.store;
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
+    let runtime = runtime().map_err(|e| Failed::plain(exit::USAGE, e))?;
     let result = runtime.block_on(async {
         orch_engine::process::become_subreaper();
         let cancel = cancel_on_signals()?;
@@ -103,16 +151,23 @@ pub fn command(a: RunArgs) -> u8 {
         result
     });
     match result {
-        Ok(f) => f.exit_code,
+        Ok(f) => Ok(f.exit_code),
         Err(orch_engine::RunError::Invalid(report)) => {
-            let rendered = diagnostic::render(&[*report], Format::Human, color);
-            eprintln!("error: {rendered}the pipeline is invalid; nothing was run");
-            exit::USAGE
+            let report = [*report];
+            let rendered = |color| diagnostic::render(&report, Format::Human, color);
+            Err(Failed {
+                code: exit::USAGE,
+                shown: format!(
+                    "{}the pipeline is invalid; nothing was run",
+                    rendered(color)
+                ),
+                plain: format!(
+                    "the pipeline is invalid; nothing was run\n{}",
+                    rendered(false)
+                ),
+            })
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            e.exit_code()
-        }
+        Err(e) => Err(Failed::plain(e.exit_code(), e.to_string())),
     }
 }
 
@@ -164,4 +219,35 @@ fn cancel_on_signals() -> Result<tokio::sync::watch::Receiver<bool>, orch_engine
         let _ = tx.send(true);
     });
     Ok(rx)
+}
+
+/// Arguments clap refused (`args` without the program name; `error` as
+/// printed): when they are `orch run`'s and name a `--junit FILE`, FILE
+/// gets a report of the refusal instead of keeping an earlier one.
+pub fn refused(args: &[std::ffi::OsString], error: &str) {
+    if args.first().and_then(|a| a.to_str()) != Some("run") {
+        return;
+    }
+    let mut junit = None;
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.to_str() {
+            Some("--") => break,
+            Some("--junit") => junit = rest.next().map(PathBuf::from),
+            Some(s) => {
+                if let Some(v) = s.strip_prefix("--junit=") {
+                    junit = Some(PathBuf::from(v));
+                }
+            }
+            None => {}
+        }
+    }
+    let Some(path) = junit else {
+        return;
+    };
+    let report = crate::junit::Report::error("orch run", error.trim_end());
+    if let Err(e) = crate::junit::JUnitFile::start("orch run", path).and_then(|f| f.write(&report))
+    {
+        eprintln!("error: {e}");
+    }
 }

@@ -20,7 +20,7 @@ use orch_store::{
 
 use crate::decide::{self, AfterExit, Next, Take};
 use crate::error::{exit, RunError};
-use crate::events::{Event, Sink};
+use crate::events::{Event, Sink, Stop, Why};
 use crate::executor::AlertEnd;
 use crate::failpoint::{self, Point};
 use crate::groups::{self, Cleanup};
@@ -211,21 +211,26 @@ impl<S: RunStore> Engine<S> {
         TaskDir::new(&self.task_dir)
     }
 
-    /// Tells the sink the run stopped, with its attempts.
-    async fn stopped(&mut self, outcome: Option<Outcome>) -> Result<(), RunError> {
+    /// Tells the sink the run stopped, with its attempts and transitions.
+    async fn stopped(&mut self, why: Why<'_>) -> Result<(), RunError> {
         let attempts = self.store.attempts(self.run_id).await?;
+        let transitions = self.store.transitions(self.run_id).await?;
         self.sink
-            .stopped(&attempts, outcome.map(Outcome::as_str))
+            .stopped(&Stop {
+                attempts: &attempts,
+                transitions: &transitions,
+                why,
+            })
             .map_err(|e| RunError::Io(e.to_string()))
     }
 
-    /// Stops at an approval stage whose request is pending.
-    async fn waiting(&mut self) -> Result<Finished, RunError> {
+    /// Stops at approval stage `stage`, whose request is pending.
+    async fn waiting(&mut self, stage: &str) -> Result<Finished, RunError> {
         self.serial = None;
         self.store
             .set_run_status(self.run_id, RunStatus::Waiting)
             .await?;
-        self.stopped(None).await?;
+        self.stopped(Why::Waiting { stage }).await?;
         self.emit(Event::Note {
             message: format!(
                 "waiting for a decision: `orch approve {0} --as NAME` or `orch reject {0} --as NAME --comment TEXT`, then `orch run {0} --resume`",
@@ -242,7 +247,6 @@ impl<S: RunStore> Engine<S> {
         self.store
             .set_run_status(self.run_id, RunStatus::Interrupted)
             .await?;
-        self.stopped(None).await?;
         // A cancelled run is never resumed: no note promises it (whoever
         // cancelled it records it cancelled).
         let message = if self.cancelled_for_good() {
@@ -253,6 +257,7 @@ impl<S: RunStore> Engine<S> {
         } else {
             format!("interrupted; resume with `orch run {} --resume`", self.task)
         };
+        self.stopped(Why::Interrupted { reason: &message }).await?;
         self.emit(Event::Note { message });
         Ok(Finished {
             exit_code: exit::INTERRUPTED,
@@ -267,20 +272,19 @@ impl<S: RunStore> Engine<S> {
         self.store
             .set_run_status(self.run_id, RunStatus::Interrupted)
             .await?;
-        self.stopped(None).await?;
         let held = self.labels.as_deref().unwrap_or_default();
         let missing: Vec<&str> = needs
             .iter()
             .filter(|n| !held.contains(n))
             .map(String::as_str)
             .collect();
-        self.emit(Event::Note {
-            message: format!(
-                "released before stage {stage}: it needs the labels {}, and this service lacks {}; a service with them takes the task",
-                needs.join(", "),
-                missing.join(", ")
-            ),
-        });
+        let message = format!(
+            "released before stage {stage}: it needs the labels {}, and this service lacks {}; a service with them takes the task",
+            needs.join(", "),
+            missing.join(", ")
+        );
+        self.stopped(Why::Interrupted { reason: &message }).await?;
+        self.emit(Event::Note { message });
         Ok(Finished {
             exit_code: exit::INTERRUPTED,
             released: Some(Released {
@@ -504,7 +508,7 @@ impl<S: RunStore> Engine<S> {
             match self.step_stage(&stage, position.transitions).await? {
                 Flow::Continue => {}
                 Flow::Interrupted => return self.interrupted().await,
-                Flow::Waiting => return self.waiting().await,
+                Flow::Waiting => return self.waiting(&stage.name.value).await,
             }
         }
     }
@@ -525,7 +529,7 @@ impl<S: RunStore> Engine<S> {
         self.send_alerts(self.cancelled_for_good()).await?;
         self.store.finish_run(self.run_id, outcome, end).await?;
         self.print_profile(started.elapsed());
-        self.stopped(Some(outcome)).await?;
+        self.stopped(Why::End { end, outcome }).await?;
         self.emit(Event::RunFinished {
             task: self.task.clone(),
             outcome: outcome.as_str().into(),

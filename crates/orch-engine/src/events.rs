@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use orch_store::Attempt;
+use orch_store::{Attempt, Outcome, Transition};
 
 /// One thing that happened in a run. `--json` prints these, one per line.
 #[derive(Debug, Clone, Serialize)]
@@ -95,11 +95,44 @@ pub enum Event {
 pub trait Sink: Send + Sync {
     fn event(&mut self, event: &Event);
 
-    /// The run stopped, at an end (`outcome` is `Some`) or interrupted; its
-    /// attempts as recorded. Called before `RunFinished`.
-    fn stopped(&mut self, attempts: &[Attempt], outcome: Option<&str>) -> std::io::Result<()> {
-        let _ = (attempts, outcome);
+    /// The run stopped: at an end, waiting for a decision, or interrupted.
+    /// Called before `RunFinished`.
+    fn stopped(&mut self, stop: &Stop<'_>) -> std::io::Result<()> {
+        let _ = stop;
         Ok(())
+    }
+}
+
+/// A run that stopped, as [`Sink::stopped`] is told of it: its attempts and
+/// transitions as recorded (across resumes), and why it stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct Stop<'a> {
+    pub attempts: &'a [Attempt],
+    pub transitions: &'a [Transition],
+    pub why: Why<'a>,
+}
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why<'a> {
+    /// It reached `end`, whose outcome is `outcome`.
+    End { end: &'a str, outcome: Outcome },
+    /// It stopped at approval stage `stage`, whose request has no decision
+    /// yet; `--resume` continues it once one exists.
+    Waiting { stage: &'a str },
+    /// It stopped before reaching an end and may be resumed: a signal, a
+    /// cancel, or a stage needing labels this process lacks. `reason` says
+    /// which.
+    Interrupted { reason: &'a str },
+}
+
+impl Stop<'_> {
+    /// The outcome of the end it reached, if it reached one.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.why {
+            Why::End { outcome, .. } => Some(outcome),
+            _ => None,
+        }
     }
 }
 
@@ -113,9 +146,9 @@ impl Sink for Tee {
         }
     }
 
-    fn stopped(&mut self, attempts: &[Attempt], outcome: Option<&str>) -> std::io::Result<()> {
+    fn stopped(&mut self, stop: &Stop<'_>) -> std::io::Result<()> {
         for s in &mut self.0 {
-            s.stopped(attempts, outcome)?;
+            s.stopped(stop)?;
         }
         Ok(())
     }
