@@ -448,6 +448,31 @@ fn blank_verdict_is_not_an_allowed_value() {
     assert_eq!(codes(&checked), ["orch::verdict-not-allowed"]);
 }
 
+/// A pattern is compiled once however many gates use it; each use of a bad
+/// one is still reported where it is.
+#[test]
+fn a_bad_regex_used_by_two_gates_is_reported_at_each() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/bad-regex.kdl"),
+    )
+    .expect("bad-regex.kdl")
+    .replacen(
+        "gate \"passed\"",
+        "gate \"again\" artifact=\"report\" {\n    expect \"result\" matches=\"(PASS\"\n}\n\ngate \"passed\"",
+        1,
+    );
+    let checked = analyze_text("x.kdl", &text, &Options { offline: true });
+    let bad: Vec<_> = checked
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.code.as_str() == "orch::bad-regex")
+        .collect();
+    assert_eq!(bad.len(), 2, "{:?}", codes(&checked));
+    assert_ne!(bad[0].span, bad[1].span);
+    assert_eq!(bad[0].message, bad[1].message);
+}
+
 /// A malformed setting is reported as malformed, not also as missing.
 #[test]
 fn malformed_settings_are_not_also_missing() {

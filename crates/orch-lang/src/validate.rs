@@ -425,6 +425,9 @@ impl<'a> Checker<'a> {
     }
 
     fn gates(&mut self) {
+        // A pattern is compiled once however many gates use it (compiling
+        // is most of what checking a gate costs).
+        let mut compiled: HashMap<&str, Option<String>> = HashMap::default();
         for g in &self.p.gates {
             if !self.reference(kw::ARTIFACT, Code::UnknownArtifact, &g.artifact, "artifact") {
                 continue;
@@ -432,15 +435,17 @@ impl<'a> Checker<'a> {
             let artifact = self.ix.artifacts.get(g.artifact.value.as_str()).copied();
             for e in &g.expects {
                 if let Expectation::Matches(re) = &e.expectation {
-                    if let Err(err) = regex::Regex::new(&re.value) {
+                    let error = compiled.entry(re.value.as_str()).or_insert_with(|| {
+                        regex::Regex::new(&re.value)
+                            .err()
+                            .map(|err| first_line(&err.to_string()))
+                    });
+                    if let Some(error) = error {
                         self.push(
                             Finding::new(
                                 Code::BadRegex,
                                 re.span,
-                                format!(
-                                    "the regex does not compile: {}",
-                                    first_line(&err.to_string())
-                                ),
+                                format!("the regex does not compile: {error}"),
                             )
                             .label("invalid regex"),
                         );
