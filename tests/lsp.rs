@@ -772,6 +772,57 @@ fn bad_input_and_a_deleted_file_never_stop_the_server() {
     c.shutdown();
 }
 
+/// LSP framing of JSON-RPC messages, as one buffer.
+fn frames(msgs: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in msgs {
+        let body = m.to_string();
+        out.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    }
+    out
+}
+
+#[test]
+fn shutdown_and_exit_in_one_write_end_with_status_0() {
+    // A client may send everything at once: the server read `exit` along
+    // with `shutdown` and then waited for another (status 2). A request
+    // between the two is refused (InvalidRequest), as the protocol says.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orch"))
+        .arg("lsp")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start orch lsp");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(&frames(&[
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}),
+            json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "textDocument/hover", "params": {"textDocument": {"uri": "file:///x.kdl"}, "position": {"line": 0, "character": 0}}}),
+            json!({"jsonrpc": "2.0", "method": "exit"}),
+        ]))
+        .expect("write");
+    stdin.flush().expect("flush");
+    // stdin stays open: the server must end on `exit`, not on end of input.
+    let run = common::finish(child, std::time::Duration::from_secs(20));
+    drop(stdin);
+    assert!(run.status.success(), "{:?}: {}", run.status, run.stderr);
+    let mut r = BufReader::new(run.stdout.as_bytes());
+    let mut answers = Vec::new();
+    while let Some(m) = read_message(&mut r) {
+        answers.push(m);
+    }
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(
+        answers[1],
+        json!({"jsonrpc": "2.0", "id": 2, "result": null})
+    );
+    assert_eq!(answers[2]["id"], 3, "{answers:?}");
+    assert_eq!(answers[2]["error"]["code"], -32600, "{answers:?}");
+}
+
 /// One random edit: replace `len` bytes at a relative position by `insert`.
 fn apply(text: &str, at: f64, len: usize, insert: &str) -> String {
     let mut a = ((text.len() as f64) * at) as usize;

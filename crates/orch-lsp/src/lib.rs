@@ -26,6 +26,8 @@ pub enum LspError {
     Protocol(#[from] lsp_server::ProtocolError),
     #[error("cannot describe the server's capabilities: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("protocol error: no exit notification within {0} s of shutdown")]
+    NoExit(u64),
     #[error("stdio: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -4,12 +4,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
 use lsp_types::*;
 use serde_json::Value;
 
 use crate::document::Document;
+use crate::LspError;
 use crate::{complete, diagnostics, hover, navigate, outline};
 
 /// What the server offers.
@@ -65,7 +67,7 @@ pub(crate) struct Server {
 
 impl Server {
     /// Serves until `shutdown` and `exit`, or until the client goes away.
-    pub(crate) fn run(&mut self, conn: &Connection) -> Result<(), lsp_server::ProtocolError> {
+    pub(crate) fn run(&mut self, conn: &Connection) -> Result<(), LspError> {
         let mut backlog: VecDeque<Message> = VecDeque::new();
         loop {
             let msg = match backlog.pop_front() {
@@ -78,8 +80,9 @@ impl Server {
             backlog.extend(conn.receiver.try_iter());
             match msg {
                 Message::Request(req) => {
-                    if conn.handle_shutdown(&req)? {
-                        return Ok(());
+                    if req.method == "shutdown" {
+                        send(conn, Response::new_ok(req.id, ()).into());
+                        return await_exit(conn, backlog);
                     }
                     let resp = self.answer(req);
                     send(conn, resp.into());
@@ -246,6 +249,40 @@ impl Server {
         publish(uri, diags, Some(version))
     }
 }
+
+/// After `shutdown`: waits for `exit`, first among the messages already
+/// read (a client may send `shutdown` and `exit` in one write), then from
+/// the connection. Requests in between are refused, as the specification
+/// says; notifications are ignored. The client going away counts as its
+/// `exit`; no `exit` within [`EXIT_WAIT`] is a protocol error.
+fn await_exit(conn: &Connection, mut backlog: VecDeque<Message>) -> Result<(), LspError> {
+    loop {
+        let msg = match backlog.pop_front() {
+            Some(m) => m,
+            None => match conn.receiver.recv_timeout(EXIT_WAIT) {
+                Ok(m) => m,
+                Err(e) if e.is_timeout() => return Err(LspError::NoExit(EXIT_WAIT.as_secs())),
+                Err(_) => return Ok(()),
+            },
+        };
+        match msg {
+            Message::Notification(n) if n.method == "exit" => return Ok(()),
+            Message::Request(req) => send(
+                conn,
+                Response::new_err(
+                    req.id,
+                    ErrorCode::InvalidRequest as i32,
+                    format!("{}: the server is shutting down", req.method),
+                )
+                .into(),
+            ),
+            Message::Notification(_) | Message::Response(_) => {}
+        }
+    }
+}
+
+/// How long the server waits for `exit` after `shutdown`.
+const EXIT_WAIT: Duration = Duration::from_secs(30);
 
 /// Whether a `didChange` is already replaced by a later one of the same
 /// document waiting in the backlog, with no request in between (which must
