@@ -339,6 +339,46 @@ fn diagnostics_are_orch_validates_findings_on_open_and_change() {
 }
 
 #[test]
+fn cr_and_crlf_end_lines_in_the_server_and_in_orch_validate() {
+    // `bogus` is on the second line whichever line break precedes it: the
+    // server and `orch validate` counted `\n` only (line 1, column 24).
+    for nl in ["\r", "\r\n", "\n"] {
+        let text = format!("pipeline \"p\" start=\"s\"{nl}bogus 1{nl}");
+        let file = TempPipeline::new("newlines", &text);
+        let uri = uri_of(&file.path);
+        let mut c = Client::start();
+        let diags = c.open(&uri, &text);
+        let bogus = diags
+            .iter()
+            .find(|d| d["code"] == "orch::unknown-node")
+            .unwrap_or_else(|| panic!("{nl:?}: {diags:?}"));
+        assert_eq!(
+            bogus["range"],
+            json!({"start": {"line": 1, "character": 0}, "end": {"line": 1, "character": 5}}),
+            "{nl:?}"
+        );
+        assert_same_as_validate(&diags, &file.path);
+        c.shutdown();
+    }
+    // `orch validate` counts lines as the KDL reader does, so the other
+    // KDL 2.0 newlines (FF, VT, NEL, LS, PS) end lines too.
+    for nl in ["\u{c}", "\u{b}", "\u{85}", "\u{2028}", "\u{2029}"] {
+        let text = format!("pipeline \"p\" start=\"s\"{nl}bogus 1{nl}");
+        let file = TempPipeline::new("newlines", &text);
+        let findings = validate_json(&file.path);
+        let bogus = findings
+            .iter()
+            .find(|f| f["code"] == "orch::unknown-node")
+            .unwrap_or_else(|| panic!("{nl:?}: {findings:?}"));
+        assert_eq!(
+            (&bogus["line"], &bogus["column"]),
+            (&json!(2), &json!(1)),
+            "{nl:?}"
+        );
+    }
+}
+
+#[test]
 fn the_did_you_mean_help_is_a_quick_fix() {
     let text = broken_gate();
     let file = TempPipeline::new("fix", &text);

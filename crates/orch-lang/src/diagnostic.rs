@@ -76,8 +76,20 @@ pub struct SourceFile {
 impl SourceFile {
     pub(crate) fn new(path: impl Into<String>, text: impl Into<String>) -> Self {
         let text: String = text.into();
+        // Lines end where the reader's do: at any KDL 2.0 newline (CRLF,
+        // CR, LF, NEL, VT, FF, LS, PS).
         let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match crate::syntax::newline_len(b, i) {
+                0 => i += 1,
+                n => {
+                    i += n;
+                    line_starts.push(i);
+                }
+            }
+        }
         SourceFile {
             path: path.into(),
             text: Arc::new(text),

@@ -1,5 +1,7 @@
 //! Byte offsets (orch's spans) ↔ LSP positions (line and UTF-16 code unit,
-//! the protocol's default and only mandatory encoding).
+//! the protocol's default and only mandatory encoding). Lines end at `\n`,
+//! `\r\n` or `\r`: the protocol's end-of-line sequences, which clients count
+//! lines by.
 
 use lsp_types::{Position, Range};
 use miette::SourceSpan;
@@ -13,8 +15,22 @@ pub(crate) struct LineIndex {
 impl LineIndex {
     pub(crate) fn new(text: &str) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let b = text.as_bytes();
+        starts.extend(b.iter().enumerate().filter_map(|(i, &c)| match c {
+            b'\n' => Some(i + 1),
+            b'\r' if b.get(i + 1) != Some(&b'\n') => Some(i + 1),
+            _ => None,
+        }));
         LineIndex { starts }
+    }
+
+    /// Where line `line` ends: the start of its line break (or the text's end).
+    fn line_end(&self, text: &str, line: usize) -> usize {
+        match self.starts.get(line + 1) {
+            Some(&next) if text[..next].ends_with("\r\n") => next - 2,
+            Some(&next) => next - 1,
+            None => text.len(),
+        }
     }
 
     /// The position of a byte offset (clamped to the text; an offset inside
@@ -36,11 +52,7 @@ impl LineIndex {
         let Some(&start) = self.starts.get(pos.line as usize) else {
             return text.len();
         };
-        let end = self
-            .starts
-            .get(pos.line as usize + 1)
-            .map(|e| e - 1)
-            .unwrap_or(text.len());
+        let end = self.line_end(text, pos.line as usize);
         let mut units = 0usize;
         for (i, c) in text[start..end].char_indices() {
             if units >= pos.character as usize {
@@ -89,5 +101,24 @@ mod tests {
         assert_eq!(ix.offset(text, Position::new(7, 0)), text.len());
         // Inside a character: its start.
         assert_eq!(ix.position(text, 5), Position::new(0, 2));
+    }
+
+    #[test]
+    fn lines_end_at_lf_crlf_and_cr() {
+        let text = "ab\r\ncd\ref\ngh";
+        let ix = LineIndex::new(text);
+        assert_eq!(ix.position(text, 4), Position::new(1, 0));
+        assert_eq!(ix.position(text, 7), Position::new(2, 0));
+        assert_eq!(ix.position(text, 10), Position::new(3, 0));
+        assert_eq!(ix.position(text, 11), Position::new(3, 1));
+        // A character past a line's end is its end, before the line break.
+        assert_eq!(ix.offset(text, Position::new(0, 99)), 2);
+        assert_eq!(ix.offset(text, Position::new(1, 99)), 6);
+        assert_eq!(ix.offset(text, Position::new(2, 99)), 9);
+        assert_eq!(ix.offset(text, Position::new(3, 99)), text.len());
+        // A lone `\r` at the end starts an empty last line.
+        let text = "a\r";
+        let ix = LineIndex::new(text);
+        assert_eq!(ix.position(text, 2), Position::new(1, 0));
     }
 }

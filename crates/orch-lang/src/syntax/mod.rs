@@ -24,6 +24,7 @@ mod tree;
 
 use miette::SourceSpan;
 
+pub(crate) use chars::newline_len;
 pub use tree::{Document, Entry, Ident, Node, Value};
 
 /// The deepest `{ … }` nesting the reader follows (the loader refuses
