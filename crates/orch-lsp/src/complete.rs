@@ -28,7 +28,12 @@ pub(crate) fn complete(doc: &mut Document, pos: Position) -> Vec<CompletionItem>
     let cursor = doc.lines.offset(&doc.text, pos);
     let cx = lexical::context(&doc.text, cursor);
     let (slot, from) = slot(&cx, cursor);
-    let range = Range::new(doc.lines.position(&doc.text, from), pos);
+    // The cursor as a position in the text: the client's may lie past a
+    // line's end or the last line, and the edit must not echo it.
+    let range = Range::new(
+        doc.lines.position(&doc.text, from),
+        doc.lines.position(&doc.text, cursor),
+    );
     let mut path: Vec<&str> = cx.frames.iter().map(|f| f.node.as_str()).collect();
     let node = lexical::first_word(&cx.statement).to_string();
     let items: Vec<(String, CompletionItemKind, String)> = match &slot {
@@ -180,5 +185,37 @@ fn argument_names(
             .map(|(n, k, d)| (format!("var.{n}"), k, d))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every completion's edit range, as ((line, character), (line, character)).
+    fn ranges(doc: &mut Document, pos: Position) -> Vec<((u32, u32), (u32, u32))> {
+        complete(doc, pos)
+            .into_iter()
+            .map(|item| match item.text_edit {
+                Some(CompletionTextEdit::Edit(e)) => (
+                    (e.range.start.line, e.range.start.character),
+                    (e.range.end.line, e.range.end.character),
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_position_past_the_text_is_clamped_to_it() {
+        let mut doc = Document::new("file:///x.kdl", "stage \"a\"\nst".to_string());
+        // Past the first line's end: its end.
+        let r = ranges(&mut doc, Position::new(0, u32::MAX));
+        assert!(!r.is_empty());
+        assert!(r.iter().all(|&(_, end)| end == (0, 9)), "{r:?}");
+        // Past the last line: the end of the text (`st` typed, replaced).
+        let r = ranges(&mut doc, Position::new(u32::MAX, u32::MAX));
+        assert!(!r.is_empty());
+        assert!(r.iter().all(|&r| r == ((1, 0), (1, 2))), "{r:?}");
     }
 }
