@@ -1711,3 +1711,116 @@ fn a_cancelled_runs_alerts_that_never_started_are_recorded_not_sent() {
         vec![("ops".into(), "failed".into(), Some("cancelled".into()))]
     );
 }
+
+/// The service's peak resident set so far (`VmHWM`), in kB.
+fn peak_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// `tail=N`, a whole log, the dashboard's log page and an artifact on the
+/// task page read only what they show: a 20 MB log and a 20 MB artifact
+/// leave the service's peak memory far below their size.
+#[test]
+fn large_logs_and_artifacts_are_read_only_as_far_as_they_are_shown() {
+    const BIG: usize = 20_000_000;
+    let sb = Sandbox::new("big-log");
+    let big = format!("yes 'padding line of the big log' | head -c {BIG}\necho\n");
+    std::fs::write(sb.root.join("step.sh"), format!("{big}{STEP}")).unwrap();
+    let s = Serve::start(&sb, 1, &[]);
+    s.submit("t1");
+    wait_until("t1 finished", Duration::from_secs(60), || {
+        finished_ok(&s, "t1")
+    });
+    let task_dir = sb.state().join("tasks").join("t1");
+    let mut artifact = b"result: PASS\n".to_vec();
+    artifact.resize(BIG, b'x');
+    std::fs::write(task_dir.join("a.md"), &artifact).unwrap();
+    let before = peak_kb(s.pid());
+    let path = "/api/v1/tasks/t1/logs/a/1";
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = s.addr.clone();
+            std::thread::spawn(move || http(&addr, "GET", &format!("{path}?tail=1"), None, None))
+        })
+        .collect();
+    for r in requests {
+        let (st, body) = r.join().unwrap();
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body, "log line 3 of t1 a 1\n");
+    }
+    let (st, body) = http(&s.addr, "GET", &format!("{path}?tail=3"), None, None);
+    assert_eq!(st, 200);
+    assert_eq!(
+        body,
+        "log line 1 of t1 a 1\nlog line 2 of t1 a 1\nlog line 3 of t1 a 1\n"
+    );
+    let grown = peak_kb(s.pid()).saturating_sub(before);
+    assert!(
+        grown < 8_000,
+        "the peak grew by {grown} kB reading a {BIG} byte log's last lines"
+    );
+    for _ in 0..3 {
+        let (st, page) = http(&s.addr, "GET", "/tasks/t1", None, None);
+        assert_eq!(st, 200, "{page}");
+        assert!(
+            page.contains("its fields are read from its first 64 KiB"),
+            "{page}"
+        );
+        assert!(page.contains("PASS"), "{page}");
+    }
+    let grown = peak_kb(s.pid()).saturating_sub(before);
+    assert!(
+        grown < 8_000,
+        "the peak grew by {grown} kB reading a {BIG} byte log's last lines and artifact"
+    );
+    // The whole log: at most 8 MiB of it, and said so.
+    let (st, head, body) = http_head(&s.addr, path);
+    assert_eq!(st, 200);
+    assert!(body.len() < 8 * 1024 * 1024 + 1024, "{}", body.len());
+    assert!(body.starts_with("padding line of the big log\n"));
+    assert!(
+        body.contains("… cut: only the first 8388608 bytes of the "),
+        "{}",
+        &body[body.len() - 300..]
+    );
+    assert!(head.contains("x-orch-log-truncated: 8388608"), "{head}");
+    assert!(head.contains("x-orch-log-size: "), "{head}");
+    let (st, page) = http(&s.addr, "GET", "/tasks/t1/logs/a/1", None, None);
+    assert_eq!(st, 200);
+    assert!(
+        page.contains("more bytes not shown"),
+        "{}",
+        &page[page.len() - 500..]
+    );
+}
+
+/// A GET and its answer's head, status line and headers (lower case).
+fn http_head(addr: &str, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, head.to_ascii_lowercase(), body)
+}

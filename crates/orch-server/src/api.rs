@@ -22,6 +22,7 @@ use orch_store::{Attempt, QueueState, Run};
 use crate::approvals::decide as approval;
 use crate::config::MAX_BODY;
 use crate::error::{self, ApiError};
+use crate::files::MAX_LOG;
 use crate::scheduler::App;
 use crate::Store;
 
@@ -632,12 +633,19 @@ async fn log<S: Store>(
             "the recorded log lies outside the state directory",
         ));
     }
-    let bytes = std::fs::read(&path).map_err(|_| missing())?;
-    let text = String::from_utf8_lossy(&bytes);
-    let body = match tail {
-        Some(n) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let mut s = lines[lines.len().saturating_sub(n)..].join("\n");
+    // Only what is answered is read, off the executor: the last lines
+    // backwards from the end, or the first MAX_LOG bytes.
+    let part = crate::files::blocking(move || match tail {
+        Some(n) => crate::files::tail(&path, n, MAX_LOG),
+        None => crate::files::head(&path, MAX_LOG),
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .map_err(|_| missing())?;
+    let text = String::from_utf8_lossy(&part.bytes);
+    let mut body = match tail {
+        Some(_) => {
+            let mut s = text.lines().collect::<Vec<_>>().join("\n");
             if !s.is_empty() {
                 s.push('\n');
             }
@@ -645,12 +653,47 @@ async fn log<S: Store>(
         }
         None => text.into_owned(),
     };
-    Ok((
+    if part.cut {
+        // Where the cut is: before a tail, after a head.
+        let marker = cut_marker(&part, tail.is_some());
+        match tail {
+            Some(_) => body.insert_str(0, &marker),
+            None => body.push_str(&marker),
+        }
+    }
+    let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         body,
     )
-        .into_response())
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(LOG_SIZE, header::HeaderValue::from(part.size));
+    if part.cut {
+        headers.insert(LOG_CUT, header::HeaderValue::from(MAX_LOG));
+    }
+    Ok(response)
+}
+
+/// The log file's size in bytes, on every log answer.
+const LOG_SIZE: &str = "x-orch-log-size";
+/// On an answer that holds only part of what was asked: the cap, in bytes.
+const LOG_CUT: &str = "x-orch-log-truncated";
+
+/// The line that says a log answer was cut at [`MAX_LOG`].
+fn cut_marker(part: &crate::files::Part, tail: bool) -> String {
+    let shown = part.bytes.len();
+    if tail {
+        format!(
+            "… cut: only the last {shown} bytes of the {} byte log are shown (at most {MAX_LOG})\n",
+            part.size
+        )
+    } else {
+        format!(
+            "\n… cut: only the first {shown} bytes of the {} byte log are shown (at most {MAX_LOG})\n",
+            part.size
+        )
+    }
 }
 
 /// `GET /api/v1/events`: every task's engine events as Server-Sent Events,

@@ -21,6 +21,7 @@ mod dashboard;
 mod deciders;
 mod error;
 mod events;
+mod files;
 mod scheduler;
 
 use std::future::Future;
