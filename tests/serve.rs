@@ -1824,3 +1824,69 @@ fn http_head(addr: &str, path: &str) -> (u16, String, String) {
     };
     (status, head.to_ascii_lowercase(), body)
 }
+
+/// A GET with the given `Host` header (and token): the status and body.
+fn get_as_host(addr: &str, path: &str, host: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    (status, rest.to_string())
+}
+
+/// On loopback, a read without a token is answered only to a request for a
+/// loopback host: a DNS-rebinding page (its own name pointed at 127.0.0.1)
+/// sends its own name and is refused, with the reason.
+#[test]
+fn loopback_reads_without_a_token_need_a_loopback_host() {
+    let sb = Sandbox::new("host");
+    let s = Serve::start(&sb, 1, &[]);
+    let port = s.addr.rsplit_once(':').unwrap().1;
+    for path in ["/status", "/queue", "/api/v1/tasks", "/", "/pipeline"] {
+        for host in [
+            "evil.example",
+            &format!("evil.example:{port}"),
+            "localhost.evil.example",
+        ] {
+            let (st, body) = get_as_host(&s.addr, path, host, None);
+            assert_eq!(st, 403, "{path} for Host {host}: {body}");
+            assert!(
+                body.contains("Host header names no loopback host"),
+                "{body}"
+            );
+            assert!(!body.contains(&sb.root.display().to_string()), "{body}");
+        }
+        if path.starts_with("/api") || path == "/status" || path == "/queue" {
+            let (_, body) = get_as_host(&s.addr, path, "evil.example", None);
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert!(v["error"].as_str().unwrap().contains("Host"), "{v}");
+        }
+        for host in [
+            "localhost".to_string(),
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            "[::1]".to_string(),
+        ] {
+            let (st, body) = get_as_host(&s.addr, path, &host, None);
+            assert_eq!(st, 200, "{path} for Host {host}: {body}");
+        }
+        // The token admits whatever the Host.
+        let (st, body) = get_as_host(&s.addr, path, "evil.example", Some(TOKEN));
+        assert_eq!(st, 200, "{path} with the token: {body}");
+    }
+    let (st, _) = get_as_host(&s.addr, "/health", "evil.example", None);
+    assert_eq!(st, 200);
+}

@@ -72,9 +72,20 @@ async fn guard<S: Store>(State(app): Shared<S>, req: Request, next: Next) -> Res
     // handler takes the decider's name from it.
     let decider =
         method == Method::POST && path.ends_with("/approval") && app.deciders.who(auth).is_some();
-    if !open && !decider && !app.token.admits(auth) {
+    let admitted = app.token.admits(auth);
+    if !open && !decider && !admitted {
         tracing::warn!(%method, path, "refused: no or wrong token");
         return ApiError::unauthorized().into_response();
+    }
+    // A read let in without a token for listening on loopback must be
+    // meant for this machine, not for a name a web page rebound to it.
+    if open
+        && !admitted
+        && path != "/health"
+        && !crate::auth::loopback_host(crate::auth::host_of(&req).as_deref(), app.listen)
+    {
+        tracing::warn!(%method, path, "refused: a read without a token for a foreign Host");
+        return ApiError::new(StatusCode::FORBIDDEN, crate::auth::FOREIGN_HOST).into_response();
     }
     let response = next.run(req).await;
     tracing::info!(%method, path, status = response.status().as_u16(), "request");

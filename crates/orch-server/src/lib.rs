@@ -81,6 +81,7 @@ impl<S: Store> Service<S> {
         let app = Arc::new(App {
             store,
             open_reads: addr.ip().is_loopback(),
+            listen: addr,
             feed: tokio::sync::broadcast::channel(events::EVENT_BUFFER).0,
             closing: tokio::sync::watch::channel(false).0,
             config,
