@@ -1890,3 +1890,49 @@ fn loopback_reads_without_a_token_need_a_loopback_host() {
     let (st, _) = get_as_host(&s.addr, "/health", "evil.example", None);
     assert_eq!(st, 200);
 }
+
+/// The log URL a task advertises stays readable after its stage is renamed
+/// in the served pipeline: the attempt is found in the store, not in the
+/// pipeline; a traversal in the stage still finds nothing.
+#[test]
+fn an_advertised_log_answers_after_its_stage_is_renamed() {
+    let sb = Sandbox::new("renamed");
+    let s = Serve::start(&sb, 1, &[]);
+    s.submit("r1");
+    wait_until("r1 finished", Duration::from_secs(60), || {
+        finished_ok(&s, "r1")
+    });
+    let renamed = PIPELINE
+        .replace("stage \"c\"", "stage \"c2\"")
+        .replace("pass \"c\"", "pass \"c2\"");
+    std::fs::write(sb.root.join("pipeline.kdl"), renamed).unwrap();
+    // A submission takes the edit (the service reads the pipeline again).
+    s.submit("r2");
+    wait_until("r2 finished", Duration::from_secs(60), || {
+        finished_ok(&s, "r2")
+    });
+    assert!(
+        attempts(&s, "r2").iter().any(|a| a["stage"] == "c2"),
+        "the rename is served"
+    );
+    let c = attempts(&s, "r1")
+        .into_iter()
+        .find(|a| a["stage"] == "c")
+        .expect("r1 ran stage c");
+    let url = c["log"].as_str().unwrap().to_string();
+    assert_eq!(url, "/api/v1/tasks/r1/logs/c/1");
+    let (st, body) = http(&s.addr, "GET", &url, None, None);
+    assert_eq!(st, 200, "{url}: {body}");
+    assert!(body.contains("log line 3 of r1 c 1"), "{body}");
+    let (st, body) = http(&s.addr, "GET", &format!("{url}?tail=1"), None, None);
+    assert_eq!((st, body.as_str()), (200, "log line 3 of r1 c 1\n"));
+    for bad in [
+        "/api/v1/tasks/r1/logs/c2/1",
+        "/api/v1/tasks/r1/logs/..%2Fc/1",
+        "/api/v1/tasks/r1/logs/..%2F..%2Forch.db/1",
+        "/api/v1/tasks/r1/logs/%2E%2E/1",
+    ] {
+        let (st, body) = http(&s.addr, "GET", bad, None, None);
+        assert_eq!(st, 404, "{bad}: {body}");
+    }
+}
