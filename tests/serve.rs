@@ -1936,3 +1936,47 @@ fn an_advertised_log_answers_after_its_stage_is_renamed() {
         assert_eq!(st, 404, "{bad}: {body}");
     }
 }
+
+/// The task page's notices after a form (`?cancel=…`, `?approval=…`) say
+/// only what is true of the task now: a crafted link cannot make a task
+/// that had neither look cancelled or approved.
+#[test]
+fn the_task_pages_notices_say_only_what_is_true_of_the_task() {
+    let sb = Sandbox::new("notices");
+    let s = Serve::start(&sb, 1, &[]);
+    s.submit("n1");
+    wait_until("n1 finished", Duration::from_secs(60), || {
+        finished_ok(&s, "n1")
+    });
+    for query in [
+        "?approval=approved&cancel=x",
+        "?approval=rejected",
+        "?cancel=done",
+        "?cancel=stopping",
+    ] {
+        let (st, page) = http(&s.addr, "GET", &format!("/tasks/n1{query}"), None, None);
+        assert_eq!(st, 200, "{page}");
+        for claim in ["Cancelled.", "Approved.", "Rejected.", "Cancel requested"] {
+            assert!(!page.contains(claim), "{query}: the page says {claim:?}");
+        }
+        assert!(!page.contains("class=\"notice\""), "{query}: {page}");
+    }
+    sb.hold("n2-a");
+    s.submit("n2");
+    wait_until("n2 to start", Duration::from_secs(60), || {
+        sb.lines("starts").iter().any(|l| l.starts_with("n2 a "))
+    });
+    let (st, v) = s.post("/api/v1/tasks/n2/cancel", &json!({}));
+    assert_eq!(st, 200, "{v}");
+    let (st, page) = http(
+        &s.addr,
+        "GET",
+        "/tasks/n2?cancel=done&approval=approved",
+        None,
+        None,
+    );
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("Cancelled."), "{page}");
+    assert!(!page.contains("Approved."), "{page}");
+    sb.release("n2-a");
+}

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 
 use orch_lang::model::Pipeline;
-use orch_store::{rfc3339, Attempt, Run, Transition, TransitionKind};
+use orch_store::{rfc3339, Attempt, Decision, QueueState, Run, Transition, TransitionKind};
 
 use crate::scheduler::App;
 use crate::Store;
@@ -85,16 +85,34 @@ async fn render<S: Store>(
         Some(run) => kept_artifacts(app, &pipeline, run, &reads).await?,
         None => HashMap::new(),
     };
-    let notice = layout::param(query, "cancel");
-    let decided = layout::param(query, "approval");
+    // A form sends the browser back here saying what it did; the page
+    // repeats that only while it is still true of the task (a link with
+    // `?cancel=…&approval=…` must not say so of a task that had neither).
+    let state = entry.as_ref().map(|e| e.state);
+    let notice = layout::param(query, "cancel").and_then(|n| match state {
+        Some(QueueState::Cancelled) => Some("Cancelled."),
+        Some(QueueState::Running) if n == "stopping" => {
+            Some("Cancel requested: the task is still stopping.")
+        }
+        _ => None,
+    });
+    let latest_decision = app
+        .store
+        .approvals(Some(task))
+        .await?
+        .into_iter()
+        .max_by_key(|a| a.request.id)
+        .and_then(|a| a.decision)
+        .map(|d| d.decision);
+    let decided = layout::param(query, "approval").and_then(|d| match latest_decision {
+        Some(Decision::Approved) if d == "approved" => Some("Approved. The task goes on."),
+        Some(Decision::Rejected) if d == "rejected" => Some("Rejected. The task goes on."),
+        _ => None,
+    });
     let body = html! {
         h1 { "Task " (task) " " span class={ "badge " (row.state.as_str()) } { (row.state.as_str()) } }
-        @if let Some(n) = notice {
-            p.notice role="status" { @if n == "stopping" { "Cancel requested: the task is still stopping." } @else { "Cancelled." } }
-        }
-        @if let Some(d) = decided {
-            p.notice role="status" { @if d == "approved" { "Approved." } @else { "Rejected." } " The task goes on." }
-        }
+        @if let Some(n) = notice { p.notice role="status" { (n) } }
+        @if let Some(d) = decided { p.notice role="status" { (d) } }
         @if let Some((a, left)) = &pending { (approval_section(task, a, *left, &shown_files)) }
         dl.facts {
             @if let Some((stage, reason)) = &row.waiting { dt { "waits for" } dd { (stage) ", " (reason) } }
