@@ -1711,3 +1711,272 @@ fn a_cancelled_runs_alerts_that_never_started_are_recorded_not_sent() {
         vec![("ops".into(), "failed".into(), Some("cancelled".into()))]
     );
 }
+
+/// The service's peak resident set so far (`VmHWM`), in kB.
+fn peak_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// `tail=N`, a whole log, the dashboard's log page and an artifact on the
+/// task page read only what they show: a 20 MB log and a 20 MB artifact
+/// leave the service's peak memory far below their size.
+#[test]
+fn large_logs_and_artifacts_are_read_only_as_far_as_they_are_shown() {
+    const BIG: usize = 20_000_000;
+    let sb = Sandbox::new("big-log");
+    let big = format!("yes 'padding line of the big log' | head -c {BIG}\necho\n");
+    std::fs::write(sb.root.join("step.sh"), format!("{big}{STEP}")).unwrap();
+    let s = Serve::start(&sb, 1, &[]);
+    s.submit("t1");
+    wait_until("t1 finished", Duration::from_secs(60), || {
+        finished_ok(&s, "t1")
+    });
+    let task_dir = sb.state().join("tasks").join("t1");
+    let mut artifact = b"result: PASS\n".to_vec();
+    artifact.resize(BIG, b'x');
+    std::fs::write(task_dir.join("a.md"), &artifact).unwrap();
+    let before = peak_kb(s.pid());
+    let path = "/api/v1/tasks/t1/logs/a/1";
+    let requests: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = s.addr.clone();
+            std::thread::spawn(move || http(&addr, "GET", &format!("{path}?tail=1"), None, None))
+        })
+        .collect();
+    for r in requests {
+        let (st, body) = r.join().unwrap();
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body, "log line 3 of t1 a 1\n");
+    }
+    let (st, body) = http(&s.addr, "GET", &format!("{path}?tail=3"), None, None);
+    assert_eq!(st, 200);
+    assert_eq!(
+        body,
+        "log line 1 of t1 a 1\nlog line 2 of t1 a 1\nlog line 3 of t1 a 1\n"
+    );
+    let grown = peak_kb(s.pid()).saturating_sub(before);
+    assert!(
+        grown < 8_000,
+        "the peak grew by {grown} kB reading a {BIG} byte log's last lines"
+    );
+    for _ in 0..3 {
+        let (st, page) = http(&s.addr, "GET", "/tasks/t1", None, None);
+        assert_eq!(st, 200, "{page}");
+        assert!(
+            page.contains("its fields are read from its first 64 KiB"),
+            "{page}"
+        );
+        assert!(page.contains("PASS"), "{page}");
+    }
+    let grown = peak_kb(s.pid()).saturating_sub(before);
+    assert!(
+        grown < 8_000,
+        "the peak grew by {grown} kB reading a {BIG} byte log's last lines and artifact"
+    );
+    // The whole log: at most 8 MiB of it, and said so.
+    let (st, head, body) = http_head(&s.addr, path);
+    assert_eq!(st, 200);
+    assert!(body.len() < 8 * 1024 * 1024 + 1024, "{}", body.len());
+    assert!(body.starts_with("padding line of the big log\n"));
+    assert!(
+        body.contains("… cut: only the first 8388608 bytes of the "),
+        "{}",
+        &body[body.len() - 300..]
+    );
+    assert!(head.contains("x-orch-log-truncated: 8388608"), "{head}");
+    assert!(head.contains("x-orch-log-size: "), "{head}");
+    let (st, page) = http(&s.addr, "GET", "/tasks/t1/logs/a/1", None, None);
+    assert_eq!(st, 200);
+    assert!(
+        page.contains("more bytes not shown"),
+        "{}",
+        &page[page.len() - 500..]
+    );
+}
+
+/// A GET and its answer's head, status line and headers (lower case).
+fn http_head(addr: &str, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, head.to_ascii_lowercase(), body)
+}
+
+/// A GET with the given `Host` header (and token): the status and body.
+fn get_as_host(addr: &str, path: &str, host: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status");
+    (status, rest.to_string())
+}
+
+/// On loopback, a read without a token is answered only to a request for a
+/// loopback host: a DNS-rebinding page (its own name pointed at 127.0.0.1)
+/// sends its own name and is refused, with the reason.
+#[test]
+fn loopback_reads_without_a_token_need_a_loopback_host() {
+    let sb = Sandbox::new("host");
+    let s = Serve::start(&sb, 1, &[]);
+    let port = s.addr.rsplit_once(':').unwrap().1;
+    for path in ["/status", "/queue", "/api/v1/tasks", "/", "/pipeline"] {
+        for host in [
+            "evil.example",
+            &format!("evil.example:{port}"),
+            "localhost.evil.example",
+        ] {
+            let (st, body) = get_as_host(&s.addr, path, host, None);
+            assert_eq!(st, 403, "{path} for Host {host}: {body}");
+            assert!(
+                body.contains("Host header names no loopback host"),
+                "{body}"
+            );
+            assert!(!body.contains(&sb.root.display().to_string()), "{body}");
+        }
+        if path.starts_with("/api") || path == "/status" || path == "/queue" {
+            let (_, body) = get_as_host(&s.addr, path, "evil.example", None);
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert!(v["error"].as_str().unwrap().contains("Host"), "{v}");
+        }
+        for host in [
+            "localhost".to_string(),
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            "[::1]".to_string(),
+        ] {
+            let (st, body) = get_as_host(&s.addr, path, &host, None);
+            assert_eq!(st, 200, "{path} for Host {host}: {body}");
+        }
+        // The token admits whatever the Host.
+        let (st, body) = get_as_host(&s.addr, path, "evil.example", Some(TOKEN));
+        assert_eq!(st, 200, "{path} with the token: {body}");
+    }
+    let (st, _) = get_as_host(&s.addr, "/health", "evil.example", None);
+    assert_eq!(st, 200);
+}
+
+/// The log URL a task advertises stays readable after its stage is renamed
+/// in the served pipeline: the attempt is found in the store, not in the
+/// pipeline; a traversal in the stage still finds nothing.
+#[test]
+fn an_advertised_log_answers_after_its_stage_is_renamed() {
+    let sb = Sandbox::new("renamed");
+    let s = Serve::start(&sb, 1, &[]);
+    s.submit("r1");
+    wait_until("r1 finished", Duration::from_secs(60), || {
+        finished_ok(&s, "r1")
+    });
+    let renamed = PIPELINE
+        .replace("stage \"c\"", "stage \"c2\"")
+        .replace("pass \"c\"", "pass \"c2\"");
+    std::fs::write(sb.root.join("pipeline.kdl"), renamed).unwrap();
+    // A submission takes the edit (the service reads the pipeline again).
+    s.submit("r2");
+    wait_until("r2 finished", Duration::from_secs(60), || {
+        finished_ok(&s, "r2")
+    });
+    assert!(
+        attempts(&s, "r2").iter().any(|a| a["stage"] == "c2"),
+        "the rename is served"
+    );
+    let c = attempts(&s, "r1")
+        .into_iter()
+        .find(|a| a["stage"] == "c")
+        .expect("r1 ran stage c");
+    let url = c["log"].as_str().unwrap().to_string();
+    assert_eq!(url, "/api/v1/tasks/r1/logs/c/1");
+    let (st, body) = http(&s.addr, "GET", &url, None, None);
+    assert_eq!(st, 200, "{url}: {body}");
+    assert!(body.contains("log line 3 of r1 c 1"), "{body}");
+    let (st, body) = http(&s.addr, "GET", &format!("{url}?tail=1"), None, None);
+    assert_eq!((st, body.as_str()), (200, "log line 3 of r1 c 1\n"));
+    for bad in [
+        "/api/v1/tasks/r1/logs/c2/1",
+        "/api/v1/tasks/r1/logs/..%2Fc/1",
+        "/api/v1/tasks/r1/logs/..%2F..%2Forch.db/1",
+        "/api/v1/tasks/r1/logs/%2E%2E/1",
+    ] {
+        let (st, body) = http(&s.addr, "GET", bad, None, None);
+        assert_eq!(st, 404, "{bad}: {body}");
+    }
+}
+
+/// The task page's notices after a form (`?cancel=…`, `?approval=…`) say
+/// only what is true of the task now: a crafted link cannot make a task
+/// that had neither look cancelled or approved.
+#[test]
+fn the_task_pages_notices_say_only_what_is_true_of_the_task() {
+    let sb = Sandbox::new("notices");
+    let s = Serve::start(&sb, 1, &[]);
+    s.submit("n1");
+    wait_until("n1 finished", Duration::from_secs(60), || {
+        finished_ok(&s, "n1")
+    });
+    for query in [
+        "?approval=approved&cancel=x",
+        "?approval=rejected",
+        "?cancel=done",
+        "?cancel=stopping",
+    ] {
+        let (st, page) = http(&s.addr, "GET", &format!("/tasks/n1{query}"), None, None);
+        assert_eq!(st, 200, "{page}");
+        for claim in ["Cancelled.", "Approved.", "Rejected.", "Cancel requested"] {
+            assert!(!page.contains(claim), "{query}: the page says {claim:?}");
+        }
+        assert!(!page.contains("class=\"notice\""), "{query}: {page}");
+    }
+    sb.hold("n2-a");
+    s.submit("n2");
+    wait_until("n2 to start", Duration::from_secs(60), || {
+        sb.lines("starts").iter().any(|l| l.starts_with("n2 a "))
+    });
+    let (st, v) = s.post("/api/v1/tasks/n2/cancel", &json!({}));
+    assert_eq!(st, 200, "{v}");
+    let (st, page) = http(
+        &s.addr,
+        "GET",
+        "/tasks/n2?cancel=done&approval=approved",
+        None,
+        None,
+    );
+    assert_eq!(st, 200, "{page}");
+    assert!(page.contains("Cancelled."), "{page}");
+    assert!(!page.contains("Approved."), "{page}");
+    sb.release("n2-a");
+}

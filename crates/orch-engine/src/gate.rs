@@ -34,3 +34,27 @@ pub fn read_path_beneath(path: &str, task_dir: &Path) -> Result<String, String> 
         .map_err(|e| format!("artifact {path} {}", e.describe()))?;
     String::from_utf8(bytes).map_err(|_| format!("artifact {path} is not UTF-8 text"))
 }
+
+/// At most the first `cap` bytes of a file's text beneath `task_dir`, read
+/// as [`read_path_beneath`] reads it, and the file's size in bytes: what a
+/// page shows of a file it must not load whole. A cut in the middle of a
+/// character drops that character.
+pub fn read_path_beneath_at_most(
+    path: &str,
+    task_dir: &Path,
+    cap: usize,
+) -> Result<(String, u64), String> {
+    let (mut bytes, size) = TaskDir::new(task_dir)
+        .read_at_most(path, cap)
+        .map_err(|e| format!("artifact {path} {}", e.describe()))?;
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        // Only a character the cap split is forgiven.
+        if e.error_len().is_some() || (bytes.len() as u64) == size {
+            return Err(format!("artifact {path} is not UTF-8 text"));
+        }
+        bytes.truncate(e.valid_up_to());
+    }
+    String::from_utf8(bytes)
+        .map(|text| (text, size))
+        .map_err(|_| format!("artifact {path} is not UTF-8 text"))
+}

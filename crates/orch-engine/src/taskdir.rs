@@ -187,6 +187,28 @@ impl<'a> TaskDir<'a> {
 
     /// The bytes of the regular file `rel`.
     pub(crate) fn read(&self, rel: &str) -> Result<Vec<u8>, Error> {
+        let mut bytes = Vec::new();
+        self.open_regular(rel)?
+            .read_to_end(&mut bytes)
+            .map_err(Error::Io)?;
+        Ok(bytes)
+    }
+
+    /// At most the first `cap` bytes of the regular file `rel`, and the
+    /// file's size: no more than `cap` bytes are ever held, however large
+    /// the file.
+    pub(crate) fn read_at_most(&self, rel: &str, cap: usize) -> Result<(Vec<u8>, u64), Error> {
+        let file = self.open_regular(rel)?;
+        let size = file.metadata().map_err(Error::Io)?.len();
+        let mut bytes = Vec::with_capacity(cap.min(size as usize));
+        file.take(cap as u64)
+            .read_to_end(&mut bytes)
+            .map_err(Error::Io)?;
+        Ok((bytes, size))
+    }
+
+    /// The regular file `rel`, opened for reading.
+    fn open_regular(&self, rel: &str) -> Result<File, Error> {
         let (dir, name) = self.parent(rel, Parents::Existing)?;
         // Looked at before it is opened: opening a device can do things.
         let st =
@@ -212,9 +234,7 @@ impl<'a> TaskDir<'a> {
         })?;
         // What was opened is what is read: it may have been swapped since.
         regular(&fstat(&fd).map_err(io)?)?;
-        let mut bytes = Vec::new();
-        File::from(fd).read_to_end(&mut bytes).map_err(Error::Io)?;
-        Ok(bytes)
+        Ok(File::from(fd))
     }
 
     /// Writes `body` to `rel` through a temporary file (`NAME.orch-tmp`,

@@ -22,6 +22,7 @@ use orch_store::{Attempt, QueueState, Run};
 use crate::approvals::decide as approval;
 use crate::config::MAX_BODY;
 use crate::error::{self, ApiError};
+use crate::files::MAX_LOG;
 use crate::scheduler::App;
 use crate::Store;
 
@@ -71,9 +72,20 @@ async fn guard<S: Store>(State(app): Shared<S>, req: Request, next: Next) -> Res
     // handler takes the decider's name from it.
     let decider =
         method == Method::POST && path.ends_with("/approval") && app.deciders.who(auth).is_some();
-    if !open && !decider && !app.token.admits(auth) {
+    let admitted = app.token.admits(auth);
+    if !open && !decider && !admitted {
         tracing::warn!(%method, path, "refused: no or wrong token");
         return ApiError::unauthorized().into_response();
+    }
+    // A read let in without a token for listening on loopback must be
+    // meant for this machine, not for a name a web page rebound to it.
+    if open
+        && !admitted
+        && path != "/health"
+        && !crate::auth::loopback_host(crate::auth::host_of(&req).as_deref(), app.listen)
+    {
+        tracing::warn!(%method, path, "refused: a read without a token for a foreign Host");
+        return ApiError::new(StatusCode::FORBIDDEN, crate::auth::FOREIGN_HOST).into_response();
     }
     let response = next.run(req).await;
     tracing::info!(%method, path, status = response.status().as_u16(), "request");
@@ -600,9 +612,14 @@ async fn log<S: Store>(
 ) -> Result<Response, ApiError> {
     let Path((task, stage, attempt)) = p.map_err(|e| ApiError::bad_request(e.body_text()))?;
     orch_engine::check_task_name(&task).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if app.served().pipeline.stage(&stage).is_none() {
+    // The stage is untrusted: it is only compared with the stages the
+    // store recorded for the task's attempts (a stage renamed or removed
+    // since still has its logs), never joined to a path: the path is the
+    // one the store recorded, and must lie in the state directory. A name
+    // no stage can have is not looked up.
+    if stage.is_empty() || stage.len() > 1024 || stage.chars().any(|c| c == '/' || c.is_control()) {
         return Err(ApiError::not_found(format!(
-            "the pipeline has no stage {stage:?}"
+            "no log of {task} at stage {stage:?}"
         )));
     }
     let attempt: i64 =
@@ -632,12 +649,19 @@ async fn log<S: Store>(
             "the recorded log lies outside the state directory",
         ));
     }
-    let bytes = std::fs::read(&path).map_err(|_| missing())?;
-    let text = String::from_utf8_lossy(&bytes);
-    let body = match tail {
-        Some(n) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let mut s = lines[lines.len().saturating_sub(n)..].join("\n");
+    // Only what is answered is read, off the executor: the last lines
+    // backwards from the end, or the first MAX_LOG bytes.
+    let part = crate::files::blocking(move || match tail {
+        Some(n) => crate::files::tail(&path, n, MAX_LOG),
+        None => crate::files::head(&path, MAX_LOG),
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+    .map_err(|_| missing())?;
+    let text = String::from_utf8_lossy(&part.bytes);
+    let mut body = match tail {
+        Some(_) => {
+            let mut s = text.lines().collect::<Vec<_>>().join("\n");
             if !s.is_empty() {
                 s.push('\n');
             }
@@ -645,12 +669,47 @@ async fn log<S: Store>(
         }
         None => text.into_owned(),
     };
-    Ok((
+    if part.cut {
+        // Where the cut is: before a tail, after a head.
+        let marker = cut_marker(&part, tail.is_some());
+        match tail {
+            Some(_) => body.insert_str(0, &marker),
+            None => body.push_str(&marker),
+        }
+    }
+    let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         body,
     )
-        .into_response())
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(LOG_SIZE, header::HeaderValue::from(part.size));
+    if part.cut {
+        headers.insert(LOG_CUT, header::HeaderValue::from(MAX_LOG));
+    }
+    Ok(response)
+}
+
+/// The log file's size in bytes, on every log answer.
+const LOG_SIZE: &str = "x-orch-log-size";
+/// On an answer that holds only part of what was asked: the cap, in bytes.
+const LOG_CUT: &str = "x-orch-log-truncated";
+
+/// The line that says a log answer was cut at [`MAX_LOG`].
+fn cut_marker(part: &crate::files::Part, tail: bool) -> String {
+    let shown = part.bytes.len();
+    if tail {
+        format!(
+            "… cut: only the last {shown} bytes of the {} byte log are shown (at most {MAX_LOG})\n",
+            part.size
+        )
+    } else {
+        format!(
+            "\n… cut: only the first {shown} bytes of the {} byte log are shown (at most {MAX_LOG})\n",
+            part.size
+        )
+    }
 }
 
 /// `GET /api/v1/events`: every task's engine events as Server-Sent Events,

@@ -64,6 +64,61 @@ impl Token {
     }
 }
 
+/// Whether a request's `Host` (or HTTP/2 authority) names this service on
+/// loopback: `localhost`, a loopback address (`127.0.0.1`, `[::1]`) or the
+/// address it listens on, with or without a port. A read is answered
+/// without a token only then: a page a browser loaded from another name
+/// (a DNS-rebinding page whose name now points at 127.0.0.1) sends its own
+/// name, and is refused. No `Host` at all is refused too.
+pub(crate) fn loopback_host(host: Option<&[u8]>, listen: std::net::SocketAddr) -> bool {
+    use std::net::{IpAddr, Ipv6Addr};
+    let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return false;
+    };
+    let port_ok = |p: &str| p.is_empty() || p.strip_prefix(':').is_some_and(is_port);
+    let ip_ok = |ip: IpAddr| ip.is_loopback() || ip == listen.ip();
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((inside, port)) = rest.split_once(']') else {
+            return false;
+        };
+        return port_ok(port)
+            && inside
+                .parse::<Ipv6Addr>()
+                .is_ok_and(|ip| ip_ok(IpAddr::V6(ip)));
+    }
+    let name = match host.split_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return false,
+        None => host,
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip_ok(IpAddr::V4(ip)))
+}
+
+fn is_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The refusal of a read admitted only for listening on loopback, whose
+/// `Host` names another host.
+pub(crate) const FOREIGN_HOST: &str = "the Host header names no loopback host: this service \
+    answers reads without a token only to requests for localhost, 127.0.0.1, [::1] or the \
+    address it listens on (a page from another name, as a DNS-rebinding page is, is refused); \
+    send the token to read from elsewhere";
+
+/// The `Host` header of a request, else its URI's authority (HTTP/2).
+pub(crate) fn host_of(req: &axum::extract::Request) -> Option<Vec<u8>> {
+    match req.headers().get(axum::http::header::HOST) {
+        Some(h) => Some(h.as_bytes().to_vec()),
+        None => req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().as_bytes().to_vec()),
+    }
+}
+
 /// `STATE/token`.
 pub(crate) fn token_path(state_dir: &Path) -> PathBuf {
     state_dir.join("token")
@@ -139,6 +194,43 @@ mod tests {
         assert!(!t.admits(Some(b"s3cret")));
         assert!(!t.admits(Some(b"Basic s3cret")));
         assert!(!t.admits(None));
+    }
+
+    #[test]
+    fn only_a_loopback_host_or_the_listening_address_is_a_loopback_host() {
+        let listen: std::net::SocketAddr = "127.0.0.1:7700".parse().unwrap();
+        for ok in [
+            "localhost",
+            "LOCALHOST:7700",
+            "localhost:1",
+            "127.0.0.1",
+            "127.0.0.1:7700",
+            "[::1]",
+            "[::1]:7700",
+            "127.0.0.2:80",
+        ] {
+            assert!(loopback_host(Some(ok.as_bytes()), listen), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:7700",
+            "localhost.evil.example",
+            "localhost:",
+            "localhost:77x",
+            "localhost:7700:1",
+            "127.0.0.1.evil.example",
+            "10.0.0.1",
+            "[::2]",
+            "[::1",
+            "[::1]x",
+            "",
+        ] {
+            assert!(!loopback_host(Some(bad.as_bytes()), listen), "{bad}");
+        }
+        assert!(!loopback_host(None, listen));
+        assert!(!loopback_host(Some(b"\xffhost"), listen));
+        let v6: std::net::SocketAddr = "[::1]:7700".parse().unwrap();
+        assert!(loopback_host(Some(b"[::1]:7700"), v6));
     }
 
     #[test]

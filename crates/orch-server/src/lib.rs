@@ -21,6 +21,7 @@ mod dashboard;
 mod deciders;
 mod error;
 mod events;
+mod files;
 mod scheduler;
 
 use std::future::Future;
@@ -80,6 +81,7 @@ impl<S: Store> Service<S> {
         let app = Arc::new(App {
             store,
             open_reads: addr.ip().is_loopback(),
+            listen: addr,
             feed: tokio::sync::broadcast::channel(events::EVENT_BUFFER).0,
             closing: tokio::sync::watch::channel(false).0,
             config,

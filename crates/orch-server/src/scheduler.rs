@@ -37,6 +37,9 @@ pub(crate) struct App<S: Store> {
     pub(crate) state_dir: PathBuf,
     /// Reads need the token too when the service listens beyond loopback.
     pub(crate) open_reads: bool,
+    /// The address the service listens on: a read admitted without a token
+    /// must name it, or a loopback host, in its `Host` header.
+    pub(crate) listen: std::net::SocketAddr,
     /// Every task's engine events, for `GET /api/v1/events`.
     pub(crate) feed: crate::events::Feed,
     /// Set once the service has drained: event streams end.

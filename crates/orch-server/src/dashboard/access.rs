@@ -24,12 +24,20 @@ pub(crate) async fn guard<S: Store>(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let read = method == Method::GET || method == Method::HEAD;
-    let admitted = app.open_reads
-        || app.token.admits(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-        );
+    let token = app.token.admits(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+    );
+    // Open reads only for a request meant for this machine (see the API's
+    // guard): a DNS-rebinding page names its own host.
+    let local = app.open_reads
+        && crate::auth::loopback_host(crate::auth::host_of(&req).as_deref(), app.listen);
+    if read && !token && app.open_reads && !local {
+        tracing::warn!(%method, path, "refused: a read without a token for a foreign Host");
+        return layout::refusal(StatusCode::FORBIDDEN, crate::auth::FOREIGN_HOST);
+    }
+    let admitted = token || local;
     if read && !admitted {
         tracing::warn!(%method, path, "refused: no or wrong token");
         return layout::refusal(

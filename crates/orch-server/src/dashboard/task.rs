@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 
 use orch_lang::model::Pipeline;
-use orch_store::{rfc3339, Attempt, Run, Transition, TransitionKind};
+use orch_store::{rfc3339, Attempt, Decision, QueueState, Run, Transition, TransitionKind};
 
 use crate::scheduler::App;
 use crate::Store;
@@ -24,8 +24,7 @@ use super::access;
 use super::layout::{self, elapsed, segment, Nav};
 use super::queue::{self, RowState};
 
-/// The most of a log the whole-log page shows.
-const MAX_LOG: usize = 8 * 1024 * 1024;
+use crate::files::MAX_LOG;
 
 /// The refusal of an invalid task name, if it is one.
 fn refused_name(task: &str) -> Option<Response> {
@@ -76,22 +75,45 @@ async fn render<S: Store>(
         None => app.served().pipeline.clone(),
     };
     let task_dir = app.state_dir.join("tasks").join(task);
+    let pending = crate::approvals::pending_of(app, task).await?;
+    let shows = pending
+        .as_ref()
+        .map(|(a, _)| a.request.show.clone())
+        .unwrap_or_default();
+    let (reads, shown_files) = read_files(&pipeline, shows, task_dir).await;
     let kept = match runs.last() {
-        Some(run) => kept_artifacts(app, &pipeline, run, &task_dir).await?,
+        Some(run) => kept_artifacts(app, &pipeline, run, &reads).await?,
         None => HashMap::new(),
     };
-    let notice = layout::param(query, "cancel");
-    let decided = layout::param(query, "approval");
-    let pending = crate::approvals::pending_of(app, task).await?;
+    // A form sends the browser back here saying what it did; the page
+    // repeats that only while it is still true of the task (a link with
+    // `?cancel=…&approval=…` must not say so of a task that had neither).
+    let state = entry.as_ref().map(|e| e.state);
+    let notice = layout::param(query, "cancel").and_then(|n| match state {
+        Some(QueueState::Cancelled) => Some("Cancelled."),
+        Some(QueueState::Running) if n == "stopping" => {
+            Some("Cancel requested: the task is still stopping.")
+        }
+        _ => None,
+    });
+    let latest_decision = app
+        .store
+        .approvals(Some(task))
+        .await?
+        .into_iter()
+        .max_by_key(|a| a.request.id)
+        .and_then(|a| a.decision)
+        .map(|d| d.decision);
+    let decided = layout::param(query, "approval").and_then(|d| match latest_decision {
+        Some(Decision::Approved) if d == "approved" => Some("Approved. The task goes on."),
+        Some(Decision::Rejected) if d == "rejected" => Some("Rejected. The task goes on."),
+        _ => None,
+    });
     let body = html! {
         h1 { "Task " (task) " " span class={ "badge " (row.state.as_str()) } { (row.state.as_str()) } }
-        @if let Some(n) = notice {
-            p.notice role="status" { @if n == "stopping" { "Cancel requested: the task is still stopping." } @else { "Cancelled." } }
-        }
-        @if let Some(d) = decided {
-            p.notice role="status" { @if d == "approved" { "Approved." } @else { "Rejected." } " The task goes on." }
-        }
-        @if let Some((a, left)) = &pending { (approval_section(task, a, *left, &task_dir)) }
+        @if let Some(n) = notice { p.notice role="status" { (n) } }
+        @if let Some(d) = decided { p.notice role="status" { (d) } }
+        @if let Some((a, left)) = &pending { (approval_section(task, a, *left, &shown_files)) }
         dl.facts {
             @if let Some((stage, reason)) = &row.waiting { dt { "waits for" } dd { (stage) ", " (reason) } }
             @if let Some(e) = &entry {
@@ -109,7 +131,7 @@ async fn render<S: Store>(
         }
         @if runs.is_empty() { p { "No run yet: the task waits for a worker." } }
         @for s in sections { (s) }
-        (artifacts(&pipeline, &task_dir, &kept))
+        (artifacts(&pipeline, &reads, &kept))
     };
     Ok(Some(layout::page(
         &format!("Task {task}"),
@@ -129,8 +151,59 @@ fn cancel_form(task: &str) -> Markup {
     }
 }
 
-/// The most of a shown artifact the page holds.
+/// The most of a shown artifact the page holds, and the most of an
+/// artifact it reads for its fields: no file is read whole.
 const MAX_SHOWN: usize = 64 * 1024;
+
+/// A file of the task directory as the page read it: at most
+/// [`MAX_SHOWN`] bytes of its text and its size, or why not.
+type Read = Result<(String, u64), String>;
+
+/// The pipeline's artifacts (by name) and an approval's `show` files (by
+/// path), each read beneath the task directory as a gate reads it (no
+/// link followed) and at most [`MAX_SHOWN`] bytes of it, off the executor.
+async fn read_files(
+    p: &Pipeline,
+    shows: Vec<String>,
+    task_dir: std::path::PathBuf,
+) -> (HashMap<String, Read>, HashMap<String, Read>) {
+    let arts: Vec<(String, String)> = p
+        .artifacts
+        .iter()
+        .map(|a| (a.name.value.clone(), a.path.value.clone()))
+        .collect();
+    let names: Vec<String> = arts.iter().map(|(n, _)| n.clone()).collect();
+    let show_paths = shows.clone();
+    let read = move || {
+        let one =
+            |path: &str| orch_engine::gate::read_path_beneath_at_most(path, &task_dir, MAX_SHOWN);
+        let arts: HashMap<String, Read> = arts
+            .into_iter()
+            .map(|(name, path)| {
+                let r = one(&path);
+                (name, r)
+            })
+            .collect();
+        let shows: HashMap<String, Read> = shows
+            .into_iter()
+            .map(|path| {
+                let r = one(&path);
+                (path, r)
+            })
+            .collect();
+        (arts, shows)
+    };
+    match crate::files::blocking(read).await {
+        Ok(reads) => reads,
+        Err(why) => (
+            names.into_iter().map(|n| (n, Err(why.clone()))).collect(),
+            show_paths
+                .into_iter()
+                .map(|p| (p, Err(why.clone())))
+                .collect(),
+        ),
+    }
+}
 
 /// A pending approval: who may decide, the time left, the artifacts the
 /// approver is shown (read as a gate reads them: no link followed), and
@@ -140,7 +213,7 @@ fn approval_section(
     task: &str,
     a: &orch_store::Approval,
     left: std::time::Duration,
-    task_dir: &std::path::Path,
+    shown_files: &HashMap<String, Read>,
 ) -> Markup {
     let r = &a.request;
     html! {
@@ -153,9 +226,10 @@ fn approval_section(
             }
             @for path in &r.show {
                 h3 { "Shown: " code { (path) } }
-                @match orch_engine::gate::read_path_beneath(path, task_dir) {
-                    Err(why) => p.muted { (why) },
-                    Ok(text) => pre.shown data-show=(path) { (shown(&text)) },
+                @match shown_files.get(path) {
+                    None => p.muted { "artifact " (path) " was not read" },
+                    Some(Err(why)) => p.muted { (why) },
+                    Some(Ok((text, size))) => pre.shown data-show=(path) { (shown(text, *size)) },
                 }
             }
             form.approval method="post" action={ "/tasks/" (task) "/approval" } {
@@ -172,16 +246,13 @@ fn approval_section(
     }
 }
 
-/// At most [`MAX_SHOWN`] bytes of a shown artifact, cut at a character.
-fn shown(text: &str) -> String {
-    if text.len() <= MAX_SHOWN {
+/// A shown artifact as read (at most [`MAX_SHOWN`] bytes, cut at a
+/// character), and its size when that is not all of it.
+fn shown(text: &str, size: u64) -> String {
+    if text.len() as u64 >= size {
         return text.to_string();
     }
-    let mut end = MAX_SHOWN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n… ({} bytes in all)", &text[..end], text.len())
+    format!("{text}\n… ({size} bytes in all)")
 }
 
 /// How many rollbacks each `fail` transition left, by the transition's id.
@@ -327,7 +398,7 @@ async fn kept_artifacts<S: Store>(
     app: &App<S>,
     p: &Pipeline,
     run: &Run,
-    task_dir: &std::path::Path,
+    reads: &HashMap<String, Read>,
 ) -> orch_store::Result<HashMap<String, Kept>> {
     let mut kept = HashMap::new();
     if !app.store.keeps_artifacts() {
@@ -339,7 +410,7 @@ async fn kept_artifacts<S: Store>(
         Some(p.artifact(&g.artifact.value)?.path.value.clone())
     };
     for art in &p.artifacts {
-        if orch_engine::gate::read_beneath(art, task_dir).is_ok() {
+        if reads.get(&art.name.value).is_some_and(|r| r.is_ok()) {
             continue;
         }
         let owner = attempts
@@ -369,20 +440,26 @@ async fn kept_artifacts<S: Store>(
     Ok(kept)
 }
 
-fn artifacts(p: &Pipeline, task_dir: &std::path::Path, kept: &HashMap<String, Kept>) -> Markup {
+fn artifacts(p: &Pipeline, reads: &HashMap<String, Read>, kept: &HashMap<String, Kept>) -> Markup {
     html! {
         section.artifacts aria-label="artifacts" {
             h2 { "Artifacts" }
             @if p.artifacts.is_empty() { p { "The pipeline declares none." } }
             @for art in &p.artifacts {
                 h3 { (art.name.value) " " small { code { (art.path.value) } } }
-                @match (orch_engine::gate::read_beneath(art, task_dir), kept.get(&art.name.value)) {
-                    (Ok(text), _) => (fields_table(art, &text)),
-                    (Err(_), Some(k)) => {
+                @match (reads.get(&art.name.value), kept.get(&art.name.value)) {
+                    (Some(Ok((text, size))), _) => {
+                        @if (text.len() as u64) < *size {
+                            p.muted.cut { "The artifact is " (size) " bytes: its fields are read from its first " (MAX_SHOWN / 1024) " KiB." }
+                        }
+                        (fields_table(art, text))
+                    },
+                    (_, Some(k)) => {
                         p.muted.kept { "Not in this service's task directory: as the store kept it (" (k.owner) ")." }
                         (fields_table(art, &k.text))
                     },
-                    (Err(why), None) => p.muted { (why) },
+                    (Some(Err(why)), None) => p.muted { (why) },
+                    (None, None) => p.muted { "artifact " (art.path.value) " was not read" },
                 }
             }
         }
@@ -566,12 +643,17 @@ async fn read_log<S: Store>(
             "the recorded log lies outside the state directory".into(),
         ));
     }
-    let bytes = std::fs::read(&path).map_err(|_| missing())?;
-    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG)]).into_owned();
-    if bytes.len() > MAX_LOG {
+    // At most MAX_LOG bytes are read, off the executor.
+    let part = crate::files::blocking(move || crate::files::head(&path, MAX_LOG))
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e))?
+        .map_err(|_| missing())?;
+    let mut text = String::from_utf8_lossy(&part.bytes).into_owned();
+    if part.cut {
         text.push_str(&format!(
-            "\n… {} more bytes not shown\n",
-            bytes.len() - MAX_LOG
+            "\n… {} more bytes not shown ({} bytes in all)\n",
+            part.size - part.bytes.len() as u64,
+            part.size
         ));
     }
     Ok(text)
