@@ -715,3 +715,44 @@ fn the_rule_table_in_language_md_is_generated_from_the_code() {
         "docs/language.md's rule table differs from the code (rerun with UPDATE_DOCS=1 to rewrite it):\n{diff}"
     );
 }
+
+/// A prompt file over the limit is refused at its `prompt=`, without being
+/// read whole (a sparse 1 GiB file: reading it would take seconds and a GiB).
+#[test]
+fn a_prompt_over_8_mib_is_a_bad_file_finding_at_its_reference() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(INVALID)
+            .join("prompt-not-found.kdl"),
+    )
+    .expect("prompt-not-found.kdl");
+    let dir = std::env::temp_dir().join(format!("orch-big-prompt-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("prompts")).expect("temp dir");
+    let prompt = std::fs::File::create(dir.join("prompts/missing.md")).expect("prompt");
+    prompt.set_len(1 << 30).expect("sparse prompt");
+    let path = dir.join("pipeline.kdl");
+    std::fs::write(&path, &text).expect("pipeline");
+    let checked = orch_lang::analysis::analyze_file(&path, &Options::default()).expect("analysed");
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
+    let found: Vec<_> = checked
+        .report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.code.as_str(),
+                f.message.as_str(),
+                &text[f.span.offset()..][..f.span.len()],
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "orch::bad-file",
+            "prompt file `prompts/missing.md` is 1073741824 bytes; orch reads prompt files of at most 8 MiB (8388608 bytes)",
+            "prompt=\"prompts/missing.md\""
+        )]
+    );
+    assert!(checked.has_errors());
+}

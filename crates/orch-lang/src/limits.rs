@@ -10,6 +10,38 @@ use crate::diagnostic::Finding;
 /// under 20 KiB.
 pub(crate) const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
 
+/// The largest prompt file orch reads, at validation and at run time: the
+/// pipeline file's limit, 8 MiB. A prompt is rendered, then given to the
+/// transport on its stdin or as an argument; one this large is a mistake.
+pub(crate) const MAX_PROMPT_BYTES: usize = MAX_FILE_BYTES;
+
+/// A prompt file's text, read without ever holding more than
+/// [`MAX_PROMPT_BYTES`] + 1 bytes of it: `Ok(Err(len))` when it is larger
+/// (`len` is at least [`MAX_PROMPT_BYTES`] + 1), an error when it cannot be
+/// read or is not UTF-8 (as `read_to_string`).
+pub(crate) fn read_prompt(path: &std::path::Path) -> std::io::Result<Result<String, u64>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::new();
+    file.take(MAX_PROMPT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_PROMPT_BYTES {
+        return Ok(Err(size.max(bytes.len() as u64)));
+    }
+    String::from_utf8(bytes)
+        .map(Ok)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Why a prompt of `len` bytes is refused.
+pub(crate) fn prompt_too_large(prompt: &str, len: u64) -> String {
+    format!(
+        "prompt file `{prompt}` is {len} bytes; orch reads prompt files of at most {} MiB ({MAX_PROMPT_BYTES} bytes)",
+        MAX_PROMPT_BYTES / (1024 * 1024)
+    )
+}
+
 /// The deepest nesting of `{ … }` blocks orch parses. The language itself
 /// nests two levels (`call-site { llm { … } }`).
 pub(crate) const MAX_DEPTH: usize = 64;
@@ -140,6 +172,28 @@ mod tests {
 
     fn nested(n: usize) -> String {
         format!("{}{}", "a {\n".repeat(n), "}\n".repeat(n))
+    }
+
+    #[test]
+    fn a_prompt_over_the_limit_is_refused_reading_at_most_one_byte_more() {
+        let dir = std::env::temp_dir().join(format!("orch-prompt-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.md");
+        // Sparse: 1 GiB on disk costs nothing, and reading it whole would
+        // take a second and a GiB of memory.
+        let f = std::fs::File::create(&big).unwrap();
+        f.set_len(1 << 30).unwrap();
+        assert_eq!(read_prompt(&big).unwrap(), Err(1 << 30));
+        let at_limit = dir.join("at-limit.md");
+        std::fs::write(&at_limit, "a".repeat(MAX_PROMPT_BYTES)).unwrap();
+        assert_eq!(
+            read_prompt(&at_limit).unwrap().map(|t| t.len()),
+            Ok(MAX_PROMPT_BYTES)
+        );
+        let latin1 = dir.join("latin1.md");
+        std::fs::write(&latin1, b"caf\xe9").unwrap();
+        assert!(read_prompt(&latin1).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1117,17 +1117,31 @@ impl<'a> Checker<'a> {
             .collect();
         // One stat and read per prompt file, however many call-sites share it:
         // `None` when it does not exist; an empty text when it cannot be read
-        // as text (which is reported at run time).
-        let mut texts: HashMap<&str, Option<String>> = HashMap::default();
+        // as text (which is reported at run time); its length when it is
+        // over the limit (of which no more than one byte past it is read).
+        let mut texts: HashMap<&str, Option<Result<String, u64>>> = HashMap::default();
         let mut found = Vec::new();
         for c in &self.p.call_sites {
             let Some(l) = &c.llm else { continue };
             let text = texts.entry(l.prompt.value.as_str()).or_insert_with(|| {
                 let path = self.dir.join(&l.prompt.value);
-                path.is_file()
-                    .then(|| std::fs::read_to_string(&path).unwrap_or_default())
+                path.is_file().then(|| {
+                    crate::limits::read_prompt(&path).unwrap_or_else(|_| Ok(String::new()))
+                })
             });
-            let Some(text) = text else {
+            if let Some(Err(len)) = text {
+                found.push(
+                    Finding::new(
+                        Code::BadFile,
+                        l.prompt.span,
+                        crate::limits::prompt_too_large(&l.prompt.value, *len),
+                    )
+                    .label("too large")
+                    .help("a prompt is a few kilobytes; is this the right file?"),
+                );
+                continue;
+            }
+            let Some(Ok(text)) = text else {
                 found.push(
                     Finding::new(
                         Code::PromptNotFound,
