@@ -756,3 +756,80 @@ fn a_prompt_over_8_mib_is_a_bad_file_finding_at_its_reference() {
     );
     assert!(checked.has_errors());
 }
+
+/// The valid pipeline of docs/language.md §11.
+const BASE: &str = r#"pipeline "p" start="build"
+
+artifact "report" path="report.md" {
+    field "result" "PASS" "FAIL"
+}
+
+gate "green" artifact="report" {
+    expect "result" "PASS"
+}
+
+runner "make" {
+    command "make" "test"
+    timeout "10m"
+    exit-code 0 verdict="PASS"
+    exit-code 1 verdict="FAIL"
+    writes "report"
+}
+
+call-site "builder" axis="C" verdict="machine" mode="runner" {
+    runner "make"
+}
+
+stage "build" call-site="builder" gate="green" {
+    pass "done"
+    exhausted "failed"
+}
+
+end "done" outcome="success"
+end "failed" outcome="failure"
+"#;
+
+/// Each undefined name was compared with every defined one, so validation
+/// was quadratic in them: the look-ups of a close name are bounded per
+/// file, and every finding is still reported.
+#[test]
+fn close_names_are_looked_up_for_at_most_100_references() {
+    let mut text = BASE.to_string();
+    for i in 0..1_000 {
+        text.push_str(&format!("end \"stage-number-{i}\" outcome=\"success\"\n"));
+    }
+    for i in 0..150 {
+        text.push_str(&format!(
+            "stage \"s{i}\" call-site=\"builder\" gate=\"green\" {{\n    pass \"stagx-numbxr-{i}\"\n    exhausted \"failed\"\n}}\n"
+        ));
+    }
+    let loaded = orch_lang::loader::load("p.kdl", &text);
+    let found = orch_lang::validate::check(
+        &loaded.pipeline,
+        Path::new("."),
+        false,
+        &Options { offline: true },
+    );
+    let unknown: Vec<_> = found
+        .iter()
+        .filter(|f| f.code == Code::UnknownStage)
+        .collect();
+    assert_eq!(unknown.len(), 150, "{found:?}");
+    let suggested: Vec<bool> = unknown
+        .iter()
+        .map(|f| {
+            f.help
+                .as_deref()
+                .is_some_and(|h| h.starts_with("did you mean"))
+        })
+        .collect();
+    assert_eq!(
+        suggested,
+        [vec![true; 100], vec![false; 50]].concat(),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        unknown[0].help.as_deref(),
+        Some("did you mean `stage-number-0`?")
+    );
+}

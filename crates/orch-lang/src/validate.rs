@@ -6,7 +6,7 @@ use miette::SourceSpan;
 use std::path::Path;
 
 use crate::code::Code;
-use crate::diagnostic::{did_you_mean, Finding};
+use crate::diagnostic::{Finding, Suggestions};
 use crate::keyword as kw;
 use crate::model::*;
 use crate::template::{Placeholder, Template};
@@ -57,11 +57,13 @@ impl<'p> Declared<'p> {
         self.names.get(kind).is_some_and(|s| s.contains(name))
     }
 
-    fn candidates(&self, kind: &str) -> impl Iterator<Item = &str> {
+    /// The names of a kind; their number is known (see [`Suggestions`]).
+    fn candidates(&self, kind: &str) -> impl ExactSizeIterator<Item = &str> {
         self.names
             .get(kind)
-            .into_iter()
-            .flat_map(|s| s.iter().copied())
+            .map(|s| s.iter())
+            .unwrap_or_default()
+            .copied()
     }
 }
 
@@ -150,6 +152,7 @@ struct Checker<'a> {
     declared: &'a Declared<'a>,
     dir: &'a Path,
     out: Vec<Finding>,
+    suggest: Suggestions,
 }
 
 /// Runs every semantic check. `structural_ok` says the file's shape is sound,
@@ -167,6 +170,7 @@ pub fn check(
         declared: &declared,
         dir: pipeline_dir,
         out: Vec::new(),
+        suggest: Suggestions::new(),
     };
     c.duplicate_names();
     c.path_names();
@@ -232,7 +236,9 @@ impl<'a> Checker<'a> {
         if self.declared.has(kind, &r.value) {
             return true;
         }
-        let help = did_you_mean(&r.value, self.declared.candidates(kind));
+        let help = self
+            .suggest
+            .did_you_mean(&r.value, self.declared.candidates(kind));
         self.push(
             Finding::new(code, r.span, format!("{what} `{}` is not defined", r.value))
                 .label(format!("no {what} of this name"))
@@ -359,12 +365,15 @@ impl<'a> Checker<'a> {
         } else {
             self.reference(kw::STAGE, Code::UnknownStage, &h.start, "stage");
         }
+        // A set, not a scan of the list per secret: many secrets among
+        // many variables made this quadratic.
+        let declared: HashSet<&str> = h.vars.iter().map(|v| v.name.value.as_str()).collect();
         for s in &h.secrets {
             let Some(name) = s.value.strip_prefix("var.") else {
                 continue;
             };
-            let declared = h.vars.iter().map(|v| v.name.value.as_str());
-            if name != "repo" && !h.vars.iter().any(|v| v.name.value == name) {
+            if name != "repo" && !declared.contains(name) {
+                let suggestion = self.suggest.did_you_mean(name, declared.iter().copied());
                 self.push(
                     Finding::new(
                         Code::UnknownVariable,
@@ -373,7 +382,7 @@ impl<'a> Checker<'a> {
                     )
                     .label("unknown variable")
                     .maybe_help(
-                        did_you_mean(name, declared).or_else(|| {
+                        suggestion.or_else(|| {
                                 Some(format!(
                                     "declare it in the pipeline: `var \"{name}\" \"DEFAULT\"`, or name an environment variable without `var.`"
                                 ))
@@ -453,6 +462,9 @@ impl<'a> Checker<'a> {
                 }
                 let Some(a) = artifact else { continue };
                 let Some(field) = a.field(&e.key.value) else {
+                    let suggestion = self
+                        .suggest
+                        .did_you_mean(&e.key.value, a.fields.iter().map(|f| f.key.value.as_str()));
                     self.push(
                         Finding::new(
                             Code::UnknownField,
@@ -460,15 +472,15 @@ impl<'a> Checker<'a> {
                             format!("artifact `{}` has no field `{}`", a.name.value, e.key.value),
                         )
                         .label("not a field of the artifact")
-                        .maybe_help(did_you_mean(
-                            &e.key.value,
-                            a.fields.iter().map(|f| f.key.value.as_str()),
-                        )),
+                        .maybe_help(suggestion),
                     );
                     continue;
                 };
                 if let Expectation::Equals(v) = &e.expectation {
                     if !field.allowed.is_empty() && !field.allows(&v.value) {
+                        let suggestion = self
+                            .suggest
+                            .did_you_mean(&v.value, field.allowed.iter().map(|a| a.value.as_str()));
                         self.push(
                             Finding::new(
                                 Code::ExpectNeverHolds,
@@ -481,10 +493,7 @@ impl<'a> Checker<'a> {
                                 ),
                             )
                             .label("not an allowed value")
-                            .maybe_help(did_you_mean(
-                                &v.value,
-                                field.allowed.iter().map(|a| a.value.as_str()),
-                            )),
+                            .maybe_help(suggestion),
                         );
                     }
                 }
@@ -553,6 +562,9 @@ impl<'a> Checker<'a> {
         let a = self.ix.artifacts.get(w.artifact.value.as_str()).copied()?;
         let field = match &w.field {
             Some(f) => a.field(&f.value).or_else(|| {
+                let suggestion = self
+                    .suggest
+                    .did_you_mean(&f.value, a.fields.iter().map(|f| f.key.value.as_str()));
                 self.push(
                     Finding::new(
                         Code::UnknownField,
@@ -560,10 +572,7 @@ impl<'a> Checker<'a> {
                         format!("artifact `{}` has no field `{}`", a.name.value, f.value),
                     )
                     .label("not a field of the artifact")
-                    .maybe_help(did_you_mean(
-                        &f.value,
-                        a.fields.iter().map(|f| f.key.value.as_str()),
-                    )),
+                    .maybe_help(suggestion),
                 );
                 None
             })?,
@@ -590,6 +599,14 @@ impl<'a> Checker<'a> {
     fn runner_verdicts(&mut self, r: &Runner, a: &Artifact, field: &Field) {
         for v in r.verdicts() {
             if v.value != TOOL_ERROR && !field.allows(&v.value) {
+                let suggestion = self.suggest.did_you_mean(
+                    &v.value,
+                    field
+                        .allowed
+                        .iter()
+                        .map(|a| a.value.as_str())
+                        .chain(std::iter::once(TOOL_ERROR)),
+                );
                 self.push(
                     Finding::new(
                         Code::VerdictNotAllowed,
@@ -603,14 +620,7 @@ impl<'a> Checker<'a> {
                         ),
                     )
                     .label("not an allowed value")
-                    .maybe_help(did_you_mean(
-                        &v.value,
-                        field
-                            .allowed
-                            .iter()
-                            .map(|a| a.value.as_str())
-                            .chain(std::iter::once(TOOL_ERROR)),
-                    )),
+                    .maybe_help(suggestion),
                 );
             }
         }
@@ -992,6 +1002,7 @@ impl<'a> Checker<'a> {
             for (ph, span) in t.placeholders() {
                 if let Placeholder::Var(name) = ph {
                     if !vars.contains(name.as_str()) {
+                        let suggestion = self.suggest.did_you_mean(name, vars.iter().copied());
                         self.push(
                             Finding::new(
                                 Code::UnknownVariable,
@@ -999,13 +1010,11 @@ impl<'a> Checker<'a> {
                                 format!("variable `{name}` is not declared"),
                             )
                             .label("unknown variable")
-                            .maybe_help(
-                                did_you_mean(name, vars.iter().copied()).or_else(|| {
-                                    Some(format!(
-                                        "declare it in the pipeline: `var \"{name}\" \"DEFAULT\"`"
-                                    ))
-                                }),
-                            ),
+                            .maybe_help(suggestion.or_else(|| {
+                                Some(format!(
+                                    "declare it in the pipeline: `var \"{name}\" \"DEFAULT\"`"
+                                ))
+                            })),
                         );
                     }
                 }
