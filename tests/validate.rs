@@ -93,6 +93,7 @@ const WARNINGS: &[&str] = &[
     "orch::prompt-not-found",
     "orch::ignored-producer",
     "orch::ineffective-setting",
+    "orch::too-many-findings",
 ];
 
 #[test]

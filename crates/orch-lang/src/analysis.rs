@@ -75,6 +75,8 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
         pipeline,
         structural,
         semantic,
+        dropped,
+        complete,
     } = loader::load_source(source);
     // `pipeline.kdl` has the parent "", which is the current directory.
     let dir = Path::new(&path)
@@ -86,6 +88,12 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
     let mut schema_findings = Vec::new();
     if !parsed {
         findings.extend(structural.iter().cloned());
+    } else if !complete {
+        // The loader stopped at its fill of findings: the pipeline is the
+        // part before, which the schema and the checks would misjudge (every
+        // reference to a later stage undefined), and which has errors.
+        findings.extend(structural.iter().cloned());
+        findings.extend(semantic);
     } else {
         if mode == SchemaCheck::Always || !structural.is_empty() {
             // The loader keeps no tree: read again for the schema, which
@@ -115,6 +123,9 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
         ))
     });
     findings.dedup();
+    let mut findings = limits::cap(findings, dropped);
+    // The note on what is left out goes where the first of it was.
+    findings.sort_by_key(|f| f.span.offset());
     Analysis {
         report: FileReport { source, findings },
         pipeline,

@@ -42,6 +42,84 @@ pub(crate) fn prompt_too_large(prompt: &str, len: u64) -> String {
     )
 }
 
+/// The most findings reported for one file (javac's default, too). A file
+/// with more is broken throughout; reporting them all cost time and memory
+/// in proportion (a 2 MB file of `a` lines made 1,000,001 findings, 1.7 GB
+/// and a 91 MB message to the editor). The loader stops reading a file once
+/// it has this many, and the rest are summed up in one
+/// `orch::too-many-findings`.
+pub(crate) const MAX_FINDINGS: usize = 100;
+
+/// The finding where the loader stopped reading, at `offset`.
+pub(crate) fn stopped_reading(offset: usize) -> Finding {
+    Finding::new(
+        Code::TooManyFindings,
+        (offset, 0).into(),
+        format!(
+            "checking stopped after {MAX_FINDINGS} findings: the rest of the file is not checked"
+        ),
+    )
+    .label("checked up to here")
+    .help("fix the findings above and validate again")
+}
+
+/// At most [`MAX_FINDINGS`] of `findings` (errors first, so that an error
+/// is never hidden behind warnings), in their order, and one
+/// `orch::too-many-findings` for the rest, placed where the first of them
+/// is, if any is left out. `dropped` more were never collected.
+pub(crate) fn cap(findings: Vec<Finding>, dropped: usize) -> Vec<Finding> {
+    use crate::code::Severity;
+    let (notes, mut rest): (Vec<Finding>, Vec<Finding>) = findings
+        .into_iter()
+        .partition(|f| f.code == Code::TooManyFindings);
+    if rest.len() <= MAX_FINDINGS && dropped == 0 {
+        rest.extend(notes);
+        return rest;
+    }
+    let errors = rest
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let mut warnings_kept = MAX_FINDINGS.saturating_sub(errors);
+    let mut errors_kept = MAX_FINDINGS;
+    let mut first_left_out: Option<usize> = None;
+    let mut kept = Vec::with_capacity(MAX_FINDINGS + notes.len() + 1);
+    let total = rest.len();
+    for f in rest {
+        let room = match f.severity {
+            Severity::Error => &mut errors_kept,
+            Severity::Warning => &mut warnings_kept,
+        };
+        if *room > 0 {
+            *room -= 1;
+            kept.push(f);
+        } else if first_left_out.is_none() {
+            first_left_out = Some(f.span.offset());
+        }
+    }
+    let left_out = total - kept.len() + dropped;
+    kept.extend(notes);
+    if left_out > 0 {
+        let at = first_left_out
+            .or_else(|| kept.last().map(|f| f.span.offset()))
+            .unwrap_or(0);
+        let n = match left_out {
+            1 => "1 more finding is".to_string(),
+            n => format!("{n} more findings are"),
+        };
+        kept.push(
+            Finding::new(
+                Code::TooManyFindings,
+                (at, 0).into(),
+                format!("{n} not shown: orch reports at most {MAX_FINDINGS} per file"),
+            )
+            .label("the first of them is here or after")
+            .help("fix the findings above and validate again"),
+        );
+    }
+    kept
+}
+
 /// The deepest nesting of `{ … }` blocks orch parses. The language itself
 /// nests two levels (`call-site { llm { … } }`).
 pub(crate) const MAX_DEPTH: usize = 64;
@@ -194,6 +272,51 @@ mod tests {
         std::fs::write(&latin1, b"caf\xe9").unwrap();
         assert!(read_prompt(&latin1).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn finding(code: Code, offset: usize) -> Finding {
+        Finding::new(code, (offset, 1).into(), format!("at {offset}"))
+    }
+
+    #[test]
+    fn a_cap_keeps_errors_before_warnings_and_counts_the_rest() {
+        // 150 warnings, then 120 errors: the errors shown are the first
+        // 100, and no warning hides one.
+        let mut all: Vec<Finding> = (0..150).map(|i| finding(Code::Unused, i)).collect();
+        all.extend((150..270).map(|i| finding(Code::UnknownStage, i)));
+        let kept = cap(all, 3);
+        assert_eq!(kept.len(), MAX_FINDINGS + 1);
+        assert!(kept[..MAX_FINDINGS]
+            .iter()
+            .all(|f| f.code == Code::UnknownStage));
+        let note = &kept[MAX_FINDINGS];
+        assert_eq!(note.code, Code::TooManyFindings);
+        assert_eq!(
+            note.message,
+            "173 more findings are not shown: orch reports at most 100 per file"
+        );
+        assert_eq!(note.span.offset(), 0);
+        // At most the limit: nothing changes.
+        let few: Vec<Finding> = (0..MAX_FINDINGS)
+            .map(|i| finding(Code::Unused, i))
+            .collect();
+        assert_eq!(cap(few.clone(), 0), few);
+    }
+
+    #[test]
+    fn the_loader_stops_reading_a_file_at_its_fill_of_findings() {
+        // 1,000,000 unknown nodes were 1,000,001 findings, 1.7 GB.
+        let text = format!("{}pipeline \"p\" start=\"s\"\n", "a\n".repeat(1_000_000));
+        let loaded = crate::loader::load("p.kdl", &text);
+        assert!(!loaded.complete);
+        assert_eq!(loaded.structural.len(), MAX_FINDINGS + 1);
+        let last = &loaded.structural[MAX_FINDINGS];
+        assert_eq!(last.code, Code::TooManyFindings);
+        assert_eq!(last.span.offset(), 2 * MAX_FINDINGS - 1);
+        assert!(loaded.pipeline.header.is_none());
+        let a = crate::analysis::analyze_text("p.kdl", &text, &Default::default());
+        assert_eq!(a.report.findings.len(), MAX_FINDINGS + 1);
+        assert!(a.has_errors());
     }
 
     #[test]
