@@ -791,15 +791,15 @@ end "failed" outcome="failure"
 "#;
 
 /// Each undefined name was compared with every defined one, so validation
-/// was quadratic in them: the look-ups of a close name are bounded per
-/// file, and every finding is still reported.
+/// was quadratic in them: the comparisons for a close name are bounded per
+/// file (250,000), and every finding is still reported.
 #[test]
-fn close_names_are_looked_up_for_at_most_100_references() {
+fn close_names_are_looked_up_within_a_budget_of_comparisons() {
     let mut text = BASE.to_string();
-    for i in 0..1_000 {
+    for i in 0..5_000 {
         text.push_str(&format!("end \"stage-number-{i}\" outcome=\"success\"\n"));
     }
-    for i in 0..150 {
+    for i in 0..60 {
         text.push_str(&format!(
             "stage \"s{i}\" call-site=\"builder\" gate=\"green\" {{\n    pass \"stagx-numbxr-{i}\"\n    exhausted \"failed\"\n}}\n"
         ));
@@ -815,7 +815,7 @@ fn close_names_are_looked_up_for_at_most_100_references() {
         .iter()
         .filter(|f| f.code == Code::UnknownStage)
         .collect();
-    assert_eq!(unknown.len(), 150, "{found:?}");
+    assert_eq!(unknown.len(), 60, "{found:?}");
     let suggested: Vec<bool> = unknown
         .iter()
         .map(|f| {
@@ -824,13 +824,50 @@ fn close_names_are_looked_up_for_at_most_100_references() {
                 .is_some_and(|h| h.starts_with("did you mean"))
         })
         .collect();
+    // 5,063 stages and ends (5,000 + `build`, `done`, `failed` and the 60):
+    // 49 look-ups fit in 250,000 comparisons.
     assert_eq!(
         suggested,
-        [vec![true; 100], vec![false; 50]].concat(),
+        [vec![true; 49], vec![false; 11]].concat(),
         "{unknown:?}"
     );
     assert_eq!(
         unknown[0].help.as_deref(),
         Some("did you mean `stage-number-0`?")
     );
+}
+
+/// The checks keep at most 100 findings (errors first) and count the rest.
+#[test]
+fn the_checks_report_at_most_100_findings_and_count_the_rest() {
+    let mut text = BASE.to_string();
+    for i in 0..250 {
+        text.push_str(&format!(
+            "stage \"s{i}\" call-site=\"builder\" gate=\"nope\" {{\n    pass \"done\"\n    exhausted \"failed\"\n}}\n"
+        ));
+    }
+    let c = analyze_text("p.kdl", &text, &Options { offline: true });
+    let found = &c.report.findings;
+    // 250 unknown gates and 250 stages that cannot be reached.
+    assert_eq!(found.len(), 101);
+    let gates = found.iter().filter(|f| f.code == Code::UnknownGate).count();
+    assert_eq!(gates, 100);
+    let notes: Vec<_> = found
+        .iter()
+        .filter(|f| f.code == Code::TooManyFindings)
+        .collect();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        notes[0].message,
+        "400 more findings are not shown: orch reports at most 100 per file"
+    );
+    // Where the first left out is: the first stage cannot be reached.
+    assert_eq!(
+        notes[0].span.offset(),
+        text.find("stage \"s0\"")
+            .map(|i| i + "stage ".len())
+            .unwrap_or(0)
+    );
+    assert!(found.is_sorted_by_key(|f| f.span.offset()));
+    assert!(c.has_errors());
 }

@@ -75,7 +75,7 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
         pipeline,
         structural,
         semantic,
-        dropped,
+        mut dropped,
         complete,
     } = loader::load_source(source);
     // `pipeline.kdl` has the parent "", which is the current directory.
@@ -111,7 +111,9 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
         }
         let structural_ok = findings.is_empty();
         findings.extend(semantic);
-        findings.extend(validate::check(&pipeline, &dir, structural_ok, opts));
+        let (checked, more) = validate::check_counted(&pipeline, &dir, structural_ok, opts);
+        findings.extend(checked);
+        dropped.merge(more);
     }
     findings.sort_by(|a, b| {
         // By the code's text, as when codes were strings: output order is stable.

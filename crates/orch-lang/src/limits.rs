@@ -50,6 +50,28 @@ pub(crate) fn prompt_too_large(prompt: &str, len: u64) -> String {
 /// `orch::too-many-findings`.
 pub(crate) const MAX_FINDINGS: usize = 100;
 
+/// Findings counted but not kept: how many, and where the first of them is.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(crate) struct Dropped {
+    pub(crate) count: usize,
+    pub(crate) first: Option<usize>,
+}
+
+impl Dropped {
+    /// One more, at `offset`.
+    pub(crate) fn add(&mut self, offset: usize) {
+        self.count += 1;
+        self.first = Some(self.first.map_or(offset, |f| f.min(offset)));
+    }
+
+    pub(crate) fn merge(&mut self, other: Dropped) {
+        self.count += other.count;
+        if let Some(o) = other.first {
+            self.first = Some(self.first.map_or(o, |f| f.min(o)));
+        }
+    }
+}
+
 /// The finding where the loader stopped reading, at `offset`.
 pub(crate) fn stopped_reading(offset: usize) -> Finding {
     Finding::new(
@@ -67,12 +89,12 @@ pub(crate) fn stopped_reading(offset: usize) -> Finding {
 /// is never hidden behind warnings), in their order, and one
 /// `orch::too-many-findings` for the rest, placed where the first of them
 /// is, if any is left out. `dropped` more were never collected.
-pub(crate) fn cap(findings: Vec<Finding>, dropped: usize) -> Vec<Finding> {
+pub(crate) fn cap(findings: Vec<Finding>, dropped: Dropped) -> Vec<Finding> {
     use crate::code::Severity;
     let (notes, mut rest): (Vec<Finding>, Vec<Finding>) = findings
         .into_iter()
         .partition(|f| f.code == Code::TooManyFindings);
-    if rest.len() <= MAX_FINDINGS && dropped == 0 {
+    if rest.len() <= MAX_FINDINGS && dropped.count == 0 {
         rest.extend(notes);
         return rest;
     }
@@ -82,7 +104,7 @@ pub(crate) fn cap(findings: Vec<Finding>, dropped: usize) -> Vec<Finding> {
         .count();
     let mut warnings_kept = MAX_FINDINGS.saturating_sub(errors);
     let mut errors_kept = MAX_FINDINGS;
-    let mut first_left_out: Option<usize> = None;
+    let mut first_left_out: Option<usize> = dropped.first;
     let mut kept = Vec::with_capacity(MAX_FINDINGS + notes.len() + 1);
     let total = rest.len();
     for f in rest {
@@ -93,11 +115,12 @@ pub(crate) fn cap(findings: Vec<Finding>, dropped: usize) -> Vec<Finding> {
         if *room > 0 {
             *room -= 1;
             kept.push(f);
-        } else if first_left_out.is_none() {
-            first_left_out = Some(f.span.offset());
+        } else {
+            let at = f.span.offset();
+            first_left_out = Some(first_left_out.map_or(at, |f| f.min(at)));
         }
     }
-    let left_out = total - kept.len() + dropped;
+    let left_out = total - kept.len() + dropped.count;
     kept.extend(notes);
     if left_out > 0 {
         let at = first_left_out
@@ -284,7 +307,13 @@ mod tests {
         // 100, and no warning hides one.
         let mut all: Vec<Finding> = (0..150).map(|i| finding(Code::Unused, i)).collect();
         all.extend((150..270).map(|i| finding(Code::UnknownStage, i)));
-        let kept = cap(all, 3);
+        let kept = cap(
+            all,
+            Dropped {
+                count: 3,
+                first: Some(500),
+            },
+        );
         assert_eq!(kept.len(), MAX_FINDINGS + 1);
         assert!(kept[..MAX_FINDINGS]
             .iter()
@@ -300,7 +329,7 @@ mod tests {
         let few: Vec<Finding> = (0..MAX_FINDINGS)
             .map(|i| finding(Code::Unused, i))
             .collect();
-        assert_eq!(cap(few.clone(), 0), few);
+        assert_eq!(cap(few.clone(), Dropped::default()), few);
     }
 
     #[test]

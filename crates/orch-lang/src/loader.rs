@@ -30,7 +30,7 @@ pub struct Loaded {
     pub(crate) semantic: Vec<Finding>,
     /// Findings the decoder made past [`crate::limits::MAX_FINDINGS`] and
     /// did not keep.
-    pub(crate) dropped: usize,
+    pub(crate) dropped: crate::limits::Dropped,
     /// Whether every node was decoded: the decoder stops reading a file
     /// once it has [`crate::limits::MAX_FINDINGS`] findings, and then the
     /// pipeline is only the part before (`structural` ends with an
@@ -54,7 +54,7 @@ pub(crate) fn load_source(source: SourceFile) -> Loaded {
             pipeline: Pipeline::default(),
             structural: vec![refused],
             semantic: Vec::new(),
-            dropped: 0,
+            dropped: Default::default(),
             complete: true,
         };
     }
@@ -62,7 +62,7 @@ pub(crate) fn load_source(source: SourceFile) -> Loaded {
         text,
         structural: Vec::new(),
         semantic: Vec::new(),
-        dropped: 0,
+        dropped: Default::default(),
         stopped: false,
     };
     let mut top = TopLevel::default();
@@ -93,7 +93,7 @@ pub(crate) fn load_source(source: SourceFile) -> Loaded {
                 pipeline: Pipeline::default(),
                 structural,
                 semantic: Vec::new(),
-                dropped: 0,
+                dropped: Default::default(),
                 complete: true,
             }
         }
@@ -212,7 +212,7 @@ struct Decoder<'t> {
     semantic: Vec<Finding>,
     /// Findings past [`crate::limits::MAX_FINDINGS`], counted, not kept
     /// (one node can hold many).
-    dropped: usize,
+    dropped: crate::limits::Dropped,
     /// Whether it stopped reading before the end of the file.
     stopped: bool,
 }
@@ -250,26 +250,26 @@ fn args(node: &KdlNode) -> impl Iterator<Item = &KdlEntry> {
 impl Decoder<'_> {
     /// How many findings the decoder has made so far, kept or not.
     fn findings(&self) -> usize {
-        self.structural.len() + self.semantic.len() + self.dropped
+        self.structural.len() + self.semantic.len() + self.dropped.count
     }
 
     /// Whether there is room for one more finding; if not, it is counted.
-    fn room(&mut self) -> bool {
+    fn room(&mut self, f: &Finding) -> bool {
         if self.structural.len() + self.semantic.len() < crate::limits::MAX_FINDINGS {
             return true;
         }
-        self.dropped += 1;
+        self.dropped.add(f.span.offset());
         false
     }
 
     fn err(&mut self, f: Finding) {
-        if self.room() {
+        if self.room(&f) {
             self.structural.push(f);
         }
     }
 
     fn note(&mut self, f: Finding) {
-        if self.room() {
+        if self.room(&f) {
             self.semantic.push(f);
         }
     }

@@ -5,9 +5,10 @@ use crate::hash::{HashMap, HashSet};
 use miette::SourceSpan;
 use std::path::Path;
 
-use crate::code::Code;
+use crate::code::{Code, Severity};
 use crate::diagnostic::{Finding, Suggestions};
 use crate::keyword as kw;
+use crate::limits;
 use crate::model::*;
 use crate::template::{Placeholder, Template};
 
@@ -152,17 +153,38 @@ struct Checker<'a> {
     declared: &'a Declared<'a>,
     dir: &'a Path,
     out: Vec<Finding>,
+    /// Findings kept, by severity: at most [`limits::MAX_FINDINGS`] of each
+    /// (so that the report can still put every error it shows before the
+    /// warnings); the others are only counted in `dropped`.
+    kept: [usize; 2],
+    dropped: limits::Dropped,
     suggest: Suggestions,
 }
 
 /// Runs every semantic check. `structural_ok` says the file's shape is sound,
-/// which the graph checks need to say anything true.
+/// which the graph checks need to say anything true. At most
+/// [`limits::MAX_FINDINGS`] errors and as many warnings are returned, then
+/// one `orch::too-many-findings` for the rest.
 pub fn check(
     p: &Pipeline,
     pipeline_dir: &Path,
     structural_ok: bool,
     opts: &Options,
 ) -> Vec<Finding> {
+    let (found, dropped) = check_counted(p, pipeline_dir, structural_ok, opts);
+    if dropped.count == 0 {
+        return found;
+    }
+    limits::cap(found, dropped)
+}
+
+/// As [`check`], with the findings past the limit counted, not summed up.
+pub(crate) fn check_counted(
+    p: &Pipeline,
+    pipeline_dir: &Path,
+    structural_ok: bool,
+    opts: &Options,
+) -> (Vec<Finding>, limits::Dropped) {
     let declared = Declared::from_pipeline(p);
     let mut c = Checker {
         p,
@@ -170,6 +192,8 @@ pub fn check(
         declared: &declared,
         dir: pipeline_dir,
         out: Vec::new(),
+        kept: [0; 2],
+        dropped: Default::default(),
         suggest: Suggestions::new(),
     };
     c.duplicate_names();
@@ -186,13 +210,15 @@ pub fn check(
     c.alerts();
     c.placeholders();
     if structural_ok {
-        c.out.extend(graph::check(p));
+        for f in graph::check(p) {
+            c.push(f);
+        }
         c.unused();
         if !opts.offline {
             c.machine();
         }
     }
-    c.out
+    (c.out, c.dropped)
 }
 
 /// The pipeline's declarations by name, so that the checks look a name up
@@ -229,12 +255,23 @@ impl<'a> Index<'a> {
 
 impl<'a> Checker<'a> {
     fn push(&mut self, f: Finding) {
-        self.out.push(f);
+        let kept = &mut self.kept[usize::from(f.severity == Severity::Error)];
+        if *kept < limits::MAX_FINDINGS {
+            *kept += 1;
+            self.out.push(f);
+        } else {
+            self.dropped.add(f.span.offset());
+        }
     }
 
     fn reference(&mut self, kind: &'static str, code: Code, r: &Name, what: &str) -> bool {
         if self.declared.has(kind, &r.value) {
             return true;
+        }
+        if self.kept[usize::from(code.severity() == Severity::Error)] >= limits::MAX_FINDINGS {
+            // Not kept: no need to look for a close name.
+            self.dropped.add(r.span.offset());
+            return false;
         }
         let help = self
             .suggest
@@ -1027,7 +1064,7 @@ impl<'a> Checker<'a> {
         let used = Used::of(p);
         let mut unused = |what: &str, name: &Name, used: &HashSet<&str>| {
             if !used.contains(name.value.as_str()) {
-                self.out.push(
+                self.push(
                     Finding::new(
                         Code::Unused,
                         name.span,
@@ -1111,7 +1148,9 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        self.out.extend(found);
+        for f in found {
+            self.push(f);
+        }
         self.prompts();
     }
 
@@ -1168,7 +1207,9 @@ impl<'a> Checker<'a> {
             };
             found.extend(prompt_placeholders(&l.prompt, text, &vars));
         }
-        self.out.extend(found);
+        for f in found {
+            self.push(f);
+        }
     }
 }
 
