@@ -93,6 +93,7 @@ const WARNINGS: &[&str] = &[
     "orch::prompt-not-found",
     "orch::ignored-producer",
     "orch::ineffective-setting",
+    "orch::too-many-findings",
 ];
 
 #[test]
@@ -714,4 +715,159 @@ fn the_rule_table_in_language_md_is_generated_from_the_code() {
     panic!(
         "docs/language.md's rule table differs from the code (rerun with UPDATE_DOCS=1 to rewrite it):\n{diff}"
     );
+}
+
+/// A prompt file over the limit is refused at its `prompt=`, without being
+/// read whole (a sparse 1 GiB file: reading it would take seconds and a GiB).
+#[test]
+fn a_prompt_over_8_mib_is_a_bad_file_finding_at_its_reference() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(INVALID)
+            .join("prompt-not-found.kdl"),
+    )
+    .expect("prompt-not-found.kdl");
+    let dir = std::env::temp_dir().join(format!("orch-big-prompt-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("prompts")).expect("temp dir");
+    let prompt = std::fs::File::create(dir.join("prompts/missing.md")).expect("prompt");
+    prompt.set_len(1 << 30).expect("sparse prompt");
+    let path = dir.join("pipeline.kdl");
+    std::fs::write(&path, &text).expect("pipeline");
+    let checked = orch_lang::analysis::analyze_file(&path, &Options::default()).expect("analysed");
+    std::fs::remove_dir_all(&dir).expect("cleaned up");
+    let found: Vec<_> = checked
+        .report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.code.as_str(),
+                f.message.as_str(),
+                &text[f.span.offset()..][..f.span.len()],
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "orch::bad-file",
+            "prompt file `prompts/missing.md` is 1073741824 bytes; orch reads prompt files of at most 8 MiB (8388608 bytes)",
+            "prompt=\"prompts/missing.md\""
+        )]
+    );
+    assert!(checked.has_errors());
+}
+
+/// The valid pipeline of docs/language.md §11.
+const BASE: &str = r#"pipeline "p" start="build"
+
+artifact "report" path="report.md" {
+    field "result" "PASS" "FAIL"
+}
+
+gate "green" artifact="report" {
+    expect "result" "PASS"
+}
+
+runner "make" {
+    command "make" "test"
+    timeout "10m"
+    exit-code 0 verdict="PASS"
+    exit-code 1 verdict="FAIL"
+    writes "report"
+}
+
+call-site "builder" axis="C" verdict="machine" mode="runner" {
+    runner "make"
+}
+
+stage "build" call-site="builder" gate="green" {
+    pass "done"
+    exhausted "failed"
+}
+
+end "done" outcome="success"
+end "failed" outcome="failure"
+"#;
+
+/// Each undefined name was compared with every defined one, so validation
+/// was quadratic in them: the comparisons for a close name are bounded per
+/// file (250,000), and every finding is still reported.
+#[test]
+fn close_names_are_looked_up_within_a_budget_of_comparisons() {
+    let mut text = BASE.to_string();
+    for i in 0..5_000 {
+        text.push_str(&format!("end \"stage-number-{i}\" outcome=\"success\"\n"));
+    }
+    for i in 0..60 {
+        text.push_str(&format!(
+            "stage \"s{i}\" call-site=\"builder\" gate=\"green\" {{\n    pass \"stagx-numbxr-{i}\"\n    exhausted \"failed\"\n}}\n"
+        ));
+    }
+    let loaded = orch_lang::loader::load("p.kdl", &text);
+    let found = orch_lang::validate::check(
+        &loaded.pipeline,
+        Path::new("."),
+        false,
+        &Options { offline: true },
+    );
+    let unknown: Vec<_> = found
+        .iter()
+        .filter(|f| f.code == Code::UnknownStage)
+        .collect();
+    assert_eq!(unknown.len(), 60, "{found:?}");
+    let suggested: Vec<bool> = unknown
+        .iter()
+        .map(|f| {
+            f.help
+                .as_deref()
+                .is_some_and(|h| h.starts_with("did you mean"))
+        })
+        .collect();
+    // 5,063 stages and ends (5,000 + `build`, `done`, `failed` and the 60):
+    // 49 look-ups fit in 250,000 comparisons.
+    assert_eq!(
+        suggested,
+        [vec![true; 49], vec![false; 11]].concat(),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        unknown[0].help.as_deref(),
+        Some("did you mean `stage-number-0`?")
+    );
+}
+
+/// The checks keep at most 100 findings (errors first) and count the rest.
+#[test]
+fn the_checks_report_at_most_100_findings_and_count_the_rest() {
+    let mut text = BASE.to_string();
+    for i in 0..250 {
+        text.push_str(&format!(
+            "stage \"s{i}\" call-site=\"builder\" gate=\"nope\" {{\n    pass \"done\"\n    exhausted \"failed\"\n}}\n"
+        ));
+    }
+    let c = analyze_text("p.kdl", &text, &Options { offline: true });
+    let found = &c.report.findings;
+    // 250 unknown gates and 250 stages that cannot be reached.
+    assert_eq!(found.len(), 101);
+    let gates = found.iter().filter(|f| f.code == Code::UnknownGate).count();
+    assert_eq!(gates, 100);
+    let notes: Vec<_> = found
+        .iter()
+        .filter(|f| f.code == Code::TooManyFindings)
+        .collect();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(
+        notes[0].message,
+        "400 more findings are not shown: orch reports at most 100 per file"
+    );
+    // Where the first left out is: the first stage cannot be reached.
+    assert_eq!(
+        notes[0].span.offset(),
+        text.find("stage \"s0\"")
+            .map(|i| i + "stage ".len())
+            .unwrap_or(0)
+    );
+    assert!(found.is_sorted_by_key(|f| f.span.offset()));
+    assert!(c.has_errors());
 }

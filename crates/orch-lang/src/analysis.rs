@@ -75,6 +75,8 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
         pipeline,
         structural,
         semantic,
+        mut dropped,
+        complete,
     } = loader::load_source(source);
     // `pipeline.kdl` has the parent "", which is the current directory.
     let dir = Path::new(&path)
@@ -86,6 +88,12 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
     let mut schema_findings = Vec::new();
     if !parsed {
         findings.extend(structural.iter().cloned());
+    } else if !complete {
+        // The loader stopped at its fill of findings: the pipeline is the
+        // part before, which the schema and the checks would misjudge (every
+        // reference to a later stage undefined), and which has errors.
+        findings.extend(structural.iter().cloned());
+        findings.extend(semantic);
     } else {
         if mode == SchemaCheck::Always || !structural.is_empty() {
             // The loader keeps no tree: read again for the schema, which
@@ -103,7 +111,9 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
         }
         let structural_ok = findings.is_empty();
         findings.extend(semantic);
-        findings.extend(validate::check(&pipeline, &dir, structural_ok, opts));
+        let (checked, more) = validate::check_counted(&pipeline, &dir, structural_ok, opts);
+        findings.extend(checked);
+        dropped.merge(more);
     }
     findings.sort_by(|a, b| {
         // By the code's text, as when codes were strings: output order is stable.
@@ -115,6 +125,9 @@ fn analyze(source: SourceFile, opts: &Options, mode: SchemaCheck) -> Analysis {
         ))
     });
     findings.dedup();
+    let mut findings = limits::cap(findings, dropped);
+    // The note on what is left out goes where the first of it was.
+    findings.sort_by_key(|f| f.span.offset());
     Analysis {
         report: FileReport { source, findings },
         pipeline,

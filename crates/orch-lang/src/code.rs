@@ -110,6 +110,8 @@ codes! {
     BadDecisionField = "orch::bad-decision-field", Error;
     // Placement: labels a service must have.
     DuplicateLabel = "orch::duplicate-label", Error;
+    // Output: a file with more findings than are reported.
+    TooManyFindings = "orch::too-many-findings", Warning;
 }
 
 impl fmt::Display for Code {

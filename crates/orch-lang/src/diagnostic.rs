@@ -65,6 +65,52 @@ pub fn did_you_mean<'a>(
     best.map(|(_, c)| format!("did you mean `{c}`?"))
 }
 
+/// How many names of one file get a `did you mean` look-up.
+pub(crate) const MAX_SUGGESTED: usize = 100;
+
+/// How many names one file's look-ups may compare, in all.
+pub(crate) const MAX_COMPARED: usize = 250_000;
+
+/// [`did_you_mean`] for the checks of one file, with a bound on the work:
+/// each look-up compares the name with every candidate, so a file with many
+/// references to undefined names among many defined ones made validation
+/// quadratic (20,000 stages naming an undefined stage: over a minute). The
+/// first [`MAX_SUGGESTED`] look-ups run, while their candidates add up to at
+/// most [`MAX_COMPARED`]; after that a finding has no suggestion (the
+/// finding itself is still reported). The order of the checks is fixed, so
+/// which findings get one is too.
+#[derive(Debug)]
+pub(crate) struct Suggestions {
+    looked_up: usize,
+    compared: usize,
+}
+
+impl Suggestions {
+    pub(crate) fn new() -> Self {
+        Suggestions {
+            looked_up: 0,
+            compared: 0,
+        }
+    }
+
+    /// [`did_you_mean`], if the budget allows comparing `wanted` with every
+    /// candidate (a candidate list of unknown length never is).
+    pub(crate) fn did_you_mean<'a>(
+        &mut self,
+        wanted: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> Option<String> {
+        let candidates = candidates.into_iter();
+        let n = candidates.size_hint().1?;
+        if self.looked_up >= MAX_SUGGESTED || n > MAX_COMPARED - self.compared {
+            return None;
+        }
+        self.looked_up += 1;
+        self.compared += n;
+        did_you_mean(wanted, candidates)
+    }
+}
+
 /// A pipeline file's text with its line starts, for line:column look-ups.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -411,6 +457,42 @@ mod tests {
         assert_eq!(s.line_col(3), (2, 1));
         assert_eq!(s.line_col(5), (2, 2));
         assert_eq!(s.line_col(100), (3, 1));
+    }
+
+    #[test]
+    fn suggestions_stop_after_a_number_of_look_ups() {
+        let mut s = Suggestions::new();
+        for _ in 0..MAX_SUGGESTED {
+            assert_eq!(
+                s.did_you_mean("testng", ["testing"]).as_deref(),
+                Some("did you mean `testing`?")
+            );
+        }
+        assert_eq!(s.did_you_mean("testng", ["testing"]), None);
+    }
+
+    #[test]
+    fn suggestions_stop_when_the_comparisons_run_out() {
+        let names: Vec<String> = (0..MAX_COMPARED / 2)
+            .map(|i| format!("stage-{i}"))
+            .collect();
+        let mut s = Suggestions::new();
+        // Two look-ups of half the budget each are all it allows.
+        for _ in 0..2 {
+            assert!(s
+                .did_you_mean("stage-1x", names.iter().map(String::as_str))
+                .is_some());
+        }
+        assert_eq!(s.did_you_mean("stage-1x", ["stage-1"]), None);
+        // A list whose length is not known is never compared.
+        let mut s = Suggestions::new();
+        let mut all = names.iter().map(String::as_str);
+        let unknown = std::iter::from_fn(move || all.next());
+        assert_eq!(s.did_you_mean("stage-1x", unknown), None);
+        assert_eq!(
+            s.did_you_mean("stage-1x", ["stage-1"]).as_deref(),
+            Some("did you mean `stage-1`?")
+        );
     }
 
     #[test]

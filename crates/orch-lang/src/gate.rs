@@ -1,5 +1,6 @@
 //! Gates: a fail-closed reading of an artifact against its contract.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::model::{Artifact, Expectation, Gate};
@@ -17,6 +18,22 @@ impl Verdict {
             pass: false,
             reason: reason.into(),
         }
+    }
+}
+
+/// The most characters of a producer's value a reason quotes. A reason is
+/// stored per attempt and per transition, streamed to every event client and
+/// shown by the API and the dashboard, so a value the producer made huge
+/// must not be copied into it whole.
+pub const MAX_QUOTED_CHARS: usize = 200;
+
+/// A producer's value as a reason quotes it: whole if it is at most
+/// [`MAX_QUOTED_CHARS`] characters, else its first that many characters
+/// (cut on a character boundary) and `… (N bytes)`.
+pub fn quoted(value: &str) -> Cow<'_, str> {
+    match value.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => Cow::Borrowed(value),
+        Some((cut, _)) => Cow::Owned(format!("{}… ({} bytes)", &value[..cut], value.len())),
     }
 }
 
@@ -63,8 +80,10 @@ pub fn judge(gate: &Gate, artifact: &Artifact, text: &str) -> Verdict {
                         .join(", ")
                 };
                 return Verdict::fail(format!(
-                    "`{}: {v}` in {} is not allowed (expected {allowed})",
-                    f.key.value, artifact.path.value
+                    "`{}: {}` in {} is not allowed (expected {allowed})",
+                    f.key.value,
+                    quoted(v),
+                    artifact.path.value
                 ));
             }
             Some(_) => {}
@@ -80,13 +99,18 @@ pub fn judge(gate: &Gate, artifact: &Artifact, text: &str) -> Verdict {
         };
         match &e.expectation {
             Expectation::Equals(want) if value != &want.value => {
-                return Verdict::fail(format!("`{key}` is {value}, expected {}", want.value))
+                return Verdict::fail(format!(
+                    "`{key}` is {}, expected {}",
+                    quoted(value),
+                    want.value
+                ))
             }
             Expectation::Matches(re) => match regex::Regex::new(&re.value) {
                 Ok(r) if r.is_match(value) => {}
                 Ok(_) => {
                     return Verdict::fail(format!(
-                        "`{key}` is {value}, which does not match /{}/",
+                        "`{key}` is {}, which does not match /{}/",
+                        quoted(value),
                         re.value
                     ))
                 }
@@ -102,7 +126,7 @@ pub fn judge(gate: &Gate, artifact: &Artifact, text: &str) -> Verdict {
             format!(
                 "{}: {}",
                 e.key.value,
-                fields.get(&e.key.value).map(String::as_str).unwrap_or("")
+                quoted(fields.get(&e.key.value).map(String::as_str).unwrap_or(""))
             )
         })
         .collect::<Vec<_>>()
@@ -126,5 +150,71 @@ mod tests {
         let f = parse_fields("result: PASS\n  result: FAIL\nresult: FAIL\nnote - x: y\n");
         assert_eq!(f.get("result").map(String::as_str), Some("PASS"));
         assert!(!f.contains_key("note - x"));
+    }
+
+    const PIPELINE: &str = r#"
+artifact "rep" path="r.md" {
+    field "result" "PASS" "FAIL"
+    field "note"
+}
+gate "eq" artifact="rep" {
+    expect "note" "short"
+}
+gate "re" artifact="rep" {
+    expect "note" matches="^x+$"
+}
+gate "any" artifact="rep" {
+    expect "note" matches="."
+}
+"#;
+
+    fn judged(gate: &str, text: &str) -> Verdict {
+        let p = crate::loader::load("p.kdl", PIPELINE).pipeline;
+        let g = p.gates.iter().find(|g| g.name.value == gate).unwrap();
+        judge(g, &p.artifacts[0], text)
+    }
+
+    /// The reason of every verdict that quotes the producer's value, with
+    /// a value of `n` bytes.
+    fn reasons(value: &str) -> Vec<Verdict> {
+        vec![
+            judged("eq", &format!("result: {value}\nnote: x\n")),
+            judged("eq", &format!("result: PASS\nnote: {value}\n")),
+            judged("re", &format!("result: PASS\nnote: {value}\n")),
+            judged("any", &format!("result: PASS\nnote: {value}\n")),
+        ]
+    }
+
+    #[test]
+    fn a_reason_quotes_a_long_value_only_in_part() {
+        // Multi-byte characters: the cut falls on a character boundary.
+        let value = format!("{}{}", "é".repeat(150), "y".repeat(1_000_000));
+        let verdicts = reasons(&value);
+        let passes: Vec<bool> = verdicts.iter().map(|v| v.pass).collect();
+        // The verdicts are those of the whole value.
+        assert_eq!(passes, [false, false, false, true]);
+        let prefix = format!("{}{}", "é".repeat(150), "y".repeat(50));
+        for v in &verdicts {
+            assert!(v.reason.len() < 600, "{} bytes", v.reason.len());
+            assert!(
+                v.reason
+                    .contains(&format!("{prefix}… ({} bytes)", value.len())),
+                "{}",
+                &v.reason[..v.reason.len().min(600)]
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_value_is_quoted_whole() {
+        let value = "z".repeat(MAX_QUOTED_CHARS);
+        for v in reasons(&value) {
+            assert!(v.reason.contains(&value), "{}", v.reason);
+            assert!(!v.reason.contains('…'), "{}", v.reason);
+        }
+        assert_eq!(
+            judged("eq", "result: PASS\nnote: long\n").reason,
+            "`note` is long, expected short"
+        );
     }
 }

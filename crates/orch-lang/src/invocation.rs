@@ -126,8 +126,9 @@ pub(crate) fn llm(
 fn prompt(l: &Llm, ctx: &Context, pipeline_path: &Path) -> Result<String, String> {
     let dir = pipeline_path.parent().unwrap_or(Path::new("."));
     let prompt_path = dir.join(&l.prompt.value);
-    let text = std::fs::read_to_string(&prompt_path)
-        .map_err(|e| format!("cannot read prompt {}: {e}", prompt_path.display()))?;
+    let text = crate::limits::read_prompt(&prompt_path)
+        .map_err(|e| format!("cannot read prompt {}: {e}", prompt_path.display()))?
+        .map_err(|len| crate::limits::prompt_too_large(&prompt_path.display().to_string(), len))?;
     let (template, errors) = Template::parse(&text, (0, 0).into(), None);
     if let Some(e) = errors.first() {
         return Err(format!("prompt {}: {}", prompt_path.display(), e.message));
@@ -183,6 +184,10 @@ transport "bare" {
 runner "untimed" {
     command "check"
 }
+transport "agent" {
+    command "agent"
+    timeout "1m"
+}
 "#;
 
     fn context() -> Context {
@@ -230,5 +235,34 @@ runner "untimed" {
         assert_eq!(err, Some(Some("transport has no command".into())));
         let untimed = p.runner("untimed").map(|r| runner(r, &ctx, path).err());
         assert_eq!(untimed, Some(Some("runner has no timeout".into())));
+    }
+
+    #[test]
+    fn a_prompt_over_the_limit_is_refused_with_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("orch-llm-prompt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Sparse: reading 1 GiB would take seconds and a GiB of memory.
+        let f = std::fs::File::create(dir.join("big.md")).unwrap();
+        f.set_len(1 << 30).unwrap();
+        let p = loader::load("p.kdl", TEXT).pipeline;
+        let t = p
+            .transports
+            .iter()
+            .find(|t| t.name.value == "agent")
+            .unwrap();
+        let l = Llm {
+            transport: Spanned::new("agent".into(), (0, 0).into()),
+            prompt: Spanned::new("big.md".into(), (0, 0).into()),
+            span: (0, 0).into(),
+        };
+        let err = llm(t, &l, &context(), &dir.join("p.kdl")).err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            err,
+            Some(format!(
+                "prompt file `{}` is 1073741824 bytes; orch reads prompt files of at most 8 MiB (8388608 bytes)",
+                dir.join("big.md").display()
+            ))
+        );
     }
 }

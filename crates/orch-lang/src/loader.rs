@@ -28,6 +28,14 @@ pub struct Loaded {
     pub(crate) structural: Vec<Finding>,
     /// Other findings the decoder made (duplicates, placeholders).
     pub(crate) semantic: Vec<Finding>,
+    /// Findings the decoder made past [`crate::limits::MAX_FINDINGS`] and
+    /// did not keep.
+    pub(crate) dropped: crate::limits::Dropped,
+    /// Whether every node was decoded: the decoder stops reading a file
+    /// once it has [`crate::limits::MAX_FINDINGS`] findings, and then the
+    /// pipeline is only the part before (`structural` ends with an
+    /// `orch::too-many-findings` saying where).
+    pub(crate) complete: bool,
 }
 
 /// Parses and decodes `text`. Never fails: every problem is a finding.
@@ -46,17 +54,32 @@ pub(crate) fn load_source(source: SourceFile) -> Loaded {
             pipeline: Pipeline::default(),
             structural: vec![refused],
             semantic: Vec::new(),
+            dropped: Default::default(),
+            complete: true,
         };
     }
     let mut d = Decoder {
         text,
         structural: Vec::new(),
         semantic: Vec::new(),
+        dropped: Default::default(),
+        stopped: false,
     };
     let mut top = TopLevel::default();
     // Each top-level node is decoded as it is read, then dropped: the tree
-    // of a large file is never whole in memory.
-    match crate::syntax::parse_each(text, |node| d.top_node(&mut top, &node)) {
+    // of a large file is never whole in memory. Once the file has its
+    // fill of findings, the rest is not read.
+    let each = |node: crate::syntax::Node| {
+        d.top_node(&mut top, &node);
+        if d.findings() < crate::limits::MAX_FINDINGS {
+            return std::ops::ControlFlow::Continue(());
+        }
+        let end = node.span().offset() + node.span().len();
+        d.structural.push(crate::limits::stopped_reading(end));
+        d.stopped = true;
+        std::ops::ControlFlow::Break(())
+    };
+    match crate::syntax::parse_each(text, each) {
         Err(err) => {
             let structural =
                 vec![
@@ -70,6 +93,8 @@ pub(crate) fn load_source(source: SourceFile) -> Loaded {
                 pipeline: Pipeline::default(),
                 structural,
                 semantic: Vec::new(),
+                dropped: Default::default(),
+                complete: true,
             }
         }
         Ok(()) => {
@@ -80,6 +105,8 @@ pub(crate) fn load_source(source: SourceFile) -> Loaded {
                 pipeline,
                 structural: d.structural,
                 semantic: d.semantic,
+                dropped: d.dropped,
+                complete: !d.stopped,
             }
         }
     }
@@ -183,6 +210,11 @@ struct Decoder<'t> {
     text: &'t str,
     structural: Vec<Finding>,
     semantic: Vec<Finding>,
+    /// Findings past [`crate::limits::MAX_FINDINGS`], counted, not kept
+    /// (one node can hold many).
+    dropped: crate::limits::Dropped,
+    /// Whether it stopped reading before the end of the file.
+    stopped: bool,
 }
 
 /// What a named top-level node declares, read before (and regardless of)
@@ -216,8 +248,30 @@ fn args(node: &KdlNode) -> impl Iterator<Item = &KdlEntry> {
 }
 
 impl Decoder<'_> {
+    /// How many findings the decoder has made so far, kept or not.
+    fn findings(&self) -> usize {
+        self.structural.len() + self.semantic.len() + self.dropped.count
+    }
+
+    /// Whether there is room for one more finding; if not, it is counted.
+    fn room(&mut self, f: &Finding) -> bool {
+        if self.structural.len() + self.semantic.len() < crate::limits::MAX_FINDINGS {
+            return true;
+        }
+        self.dropped.add(f.span.offset());
+        false
+    }
+
     fn err(&mut self, f: Finding) {
-        self.structural.push(f);
+        if self.room(&f) {
+            self.structural.push(f);
+        }
+    }
+
+    fn note(&mut self, f: Finding) {
+        if self.room(&f) {
+            self.semantic.push(f);
+        }
     }
 
     /// Reports properties not in `allowed` and duplicated ones; returns the
@@ -243,7 +297,7 @@ impl Decoder<'_> {
                 }));
                 self.err(f);
             } else if seen.contains(&key) {
-                self.semantic.push(
+                self.note(
                     Finding::new(
                         Code::DuplicateProperty,
                         e.span(),
@@ -494,7 +548,7 @@ impl Decoder<'_> {
     /// Records a second occurrence of a child that may appear once.
     fn once<T>(&mut self, slot: &Option<T>, child: &KdlNode) -> bool {
         if slot.is_some() {
-            self.semantic.push(
+            self.note(
                 Finding::new(
                     Code::DuplicateSetting,
                     name_span(child),
@@ -519,7 +573,7 @@ impl Decoder<'_> {
         match duration::parse(&s.value) {
             Ok(d) if !too_long => {
                 if d > duration::MAX {
-                    self.semantic.push(
+                    self.note(
                         Finding::new(
                             Code::DurationTooLong,
                             s.span,
@@ -583,7 +637,7 @@ impl Decoder<'_> {
                 .unwrap_or_else(|| {
                     "placeholders are {task}, {stage}, {attempt}, {worktree}, {task-dir}, {pipeline-dir}, {var.NAME} and {env.NAME}".to_string()
                 });
-            self.semantic.push(
+            self.note(
                 Finding::new(Code::UnknownPlaceholder, span, message)
                     .label("unknown placeholder")
                     .help(help),
@@ -738,7 +792,8 @@ impl Decoder<'_> {
         p.ends.shrink_to_fit();
         p.alerts.shrink_to_fit();
         p.approvals.shrink_to_fit();
-        if top.pipeline_nodes == 0 {
+        // A file read only in part may have its `pipeline` in the rest.
+        if top.pipeline_nodes == 0 && !self.stopped {
             self.err(
                 Finding::new(
                     Code::MissingPipeline,

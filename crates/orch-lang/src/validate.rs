@@ -5,9 +5,10 @@ use crate::hash::{HashMap, HashSet};
 use miette::SourceSpan;
 use std::path::Path;
 
-use crate::code::Code;
-use crate::diagnostic::{did_you_mean, Finding};
+use crate::code::{Code, Severity};
+use crate::diagnostic::{Finding, Suggestions};
 use crate::keyword as kw;
+use crate::limits;
 use crate::model::*;
 use crate::template::{Placeholder, Template};
 
@@ -57,11 +58,13 @@ impl<'p> Declared<'p> {
         self.names.get(kind).is_some_and(|s| s.contains(name))
     }
 
-    fn candidates(&self, kind: &str) -> impl Iterator<Item = &str> {
+    /// The names of a kind; their number is known (see [`Suggestions`]).
+    fn candidates(&self, kind: &str) -> impl ExactSizeIterator<Item = &str> {
         self.names
             .get(kind)
-            .into_iter()
-            .flat_map(|s| s.iter().copied())
+            .map(|s| s.iter())
+            .unwrap_or_default()
+            .copied()
     }
 }
 
@@ -150,16 +153,38 @@ struct Checker<'a> {
     declared: &'a Declared<'a>,
     dir: &'a Path,
     out: Vec<Finding>,
+    /// Findings kept, by severity: at most [`limits::MAX_FINDINGS`] of each
+    /// (so that the report can still put every error it shows before the
+    /// warnings); the others are only counted in `dropped`.
+    kept: [usize; 2],
+    dropped: limits::Dropped,
+    suggest: Suggestions,
 }
 
 /// Runs every semantic check. `structural_ok` says the file's shape is sound,
-/// which the graph checks need to say anything true.
+/// which the graph checks need to say anything true. At most
+/// [`limits::MAX_FINDINGS`] errors and as many warnings are returned, then
+/// one `orch::too-many-findings` for the rest.
 pub fn check(
     p: &Pipeline,
     pipeline_dir: &Path,
     structural_ok: bool,
     opts: &Options,
 ) -> Vec<Finding> {
+    let (found, dropped) = check_counted(p, pipeline_dir, structural_ok, opts);
+    if dropped.count == 0 {
+        return found;
+    }
+    limits::cap(found, dropped)
+}
+
+/// As [`check`], with the findings past the limit counted, not summed up.
+pub(crate) fn check_counted(
+    p: &Pipeline,
+    pipeline_dir: &Path,
+    structural_ok: bool,
+    opts: &Options,
+) -> (Vec<Finding>, limits::Dropped) {
     let declared = Declared::from_pipeline(p);
     let mut c = Checker {
         p,
@@ -167,6 +192,9 @@ pub fn check(
         declared: &declared,
         dir: pipeline_dir,
         out: Vec::new(),
+        kept: [0; 2],
+        dropped: Default::default(),
+        suggest: Suggestions::new(),
     };
     c.duplicate_names();
     c.path_names();
@@ -182,13 +210,15 @@ pub fn check(
     c.alerts();
     c.placeholders();
     if structural_ok {
-        c.out.extend(graph::check(p));
+        for f in graph::check(p) {
+            c.push(f);
+        }
         c.unused();
         if !opts.offline {
             c.machine();
         }
     }
-    c.out
+    (c.out, c.dropped)
 }
 
 /// The pipeline's declarations by name, so that the checks look a name up
@@ -225,14 +255,27 @@ impl<'a> Index<'a> {
 
 impl<'a> Checker<'a> {
     fn push(&mut self, f: Finding) {
-        self.out.push(f);
+        let kept = &mut self.kept[usize::from(f.severity == Severity::Error)];
+        if *kept < limits::MAX_FINDINGS {
+            *kept += 1;
+            self.out.push(f);
+        } else {
+            self.dropped.add(f.span.offset());
+        }
     }
 
     fn reference(&mut self, kind: &'static str, code: Code, r: &Name, what: &str) -> bool {
         if self.declared.has(kind, &r.value) {
             return true;
         }
-        let help = did_you_mean(&r.value, self.declared.candidates(kind));
+        if self.kept[usize::from(code.severity() == Severity::Error)] >= limits::MAX_FINDINGS {
+            // Not kept: no need to look for a close name.
+            self.dropped.add(r.span.offset());
+            return false;
+        }
+        let help = self
+            .suggest
+            .did_you_mean(&r.value, self.declared.candidates(kind));
         self.push(
             Finding::new(code, r.span, format!("{what} `{}` is not defined", r.value))
                 .label(format!("no {what} of this name"))
@@ -359,12 +402,15 @@ impl<'a> Checker<'a> {
         } else {
             self.reference(kw::STAGE, Code::UnknownStage, &h.start, "stage");
         }
+        // A set, not a scan of the list per secret: many secrets among
+        // many variables made this quadratic.
+        let declared: HashSet<&str> = h.vars.iter().map(|v| v.name.value.as_str()).collect();
         for s in &h.secrets {
             let Some(name) = s.value.strip_prefix("var.") else {
                 continue;
             };
-            let declared = h.vars.iter().map(|v| v.name.value.as_str());
-            if name != "repo" && !h.vars.iter().any(|v| v.name.value == name) {
+            if name != "repo" && !declared.contains(name) {
+                let suggestion = self.suggest.did_you_mean(name, declared.iter().copied());
                 self.push(
                     Finding::new(
                         Code::UnknownVariable,
@@ -373,7 +419,7 @@ impl<'a> Checker<'a> {
                     )
                     .label("unknown variable")
                     .maybe_help(
-                        did_you_mean(name, declared).or_else(|| {
+                        suggestion.or_else(|| {
                                 Some(format!(
                                     "declare it in the pipeline: `var \"{name}\" \"DEFAULT\"`, or name an environment variable without `var.`"
                                 ))
@@ -453,6 +499,9 @@ impl<'a> Checker<'a> {
                 }
                 let Some(a) = artifact else { continue };
                 let Some(field) = a.field(&e.key.value) else {
+                    let suggestion = self
+                        .suggest
+                        .did_you_mean(&e.key.value, a.fields.iter().map(|f| f.key.value.as_str()));
                     self.push(
                         Finding::new(
                             Code::UnknownField,
@@ -460,15 +509,15 @@ impl<'a> Checker<'a> {
                             format!("artifact `{}` has no field `{}`", a.name.value, e.key.value),
                         )
                         .label("not a field of the artifact")
-                        .maybe_help(did_you_mean(
-                            &e.key.value,
-                            a.fields.iter().map(|f| f.key.value.as_str()),
-                        )),
+                        .maybe_help(suggestion),
                     );
                     continue;
                 };
                 if let Expectation::Equals(v) = &e.expectation {
                     if !field.allowed.is_empty() && !field.allows(&v.value) {
+                        let suggestion = self
+                            .suggest
+                            .did_you_mean(&v.value, field.allowed.iter().map(|a| a.value.as_str()));
                         self.push(
                             Finding::new(
                                 Code::ExpectNeverHolds,
@@ -481,10 +530,7 @@ impl<'a> Checker<'a> {
                                 ),
                             )
                             .label("not an allowed value")
-                            .maybe_help(did_you_mean(
-                                &v.value,
-                                field.allowed.iter().map(|a| a.value.as_str()),
-                            )),
+                            .maybe_help(suggestion),
                         );
                     }
                 }
@@ -553,6 +599,9 @@ impl<'a> Checker<'a> {
         let a = self.ix.artifacts.get(w.artifact.value.as_str()).copied()?;
         let field = match &w.field {
             Some(f) => a.field(&f.value).or_else(|| {
+                let suggestion = self
+                    .suggest
+                    .did_you_mean(&f.value, a.fields.iter().map(|f| f.key.value.as_str()));
                 self.push(
                     Finding::new(
                         Code::UnknownField,
@@ -560,10 +609,7 @@ impl<'a> Checker<'a> {
                         format!("artifact `{}` has no field `{}`", a.name.value, f.value),
                     )
                     .label("not a field of the artifact")
-                    .maybe_help(did_you_mean(
-                        &f.value,
-                        a.fields.iter().map(|f| f.key.value.as_str()),
-                    )),
+                    .maybe_help(suggestion),
                 );
                 None
             })?,
@@ -590,6 +636,14 @@ impl<'a> Checker<'a> {
     fn runner_verdicts(&mut self, r: &Runner, a: &Artifact, field: &Field) {
         for v in r.verdicts() {
             if v.value != TOOL_ERROR && !field.allows(&v.value) {
+                let suggestion = self.suggest.did_you_mean(
+                    &v.value,
+                    field
+                        .allowed
+                        .iter()
+                        .map(|a| a.value.as_str())
+                        .chain(std::iter::once(TOOL_ERROR)),
+                );
                 self.push(
                     Finding::new(
                         Code::VerdictNotAllowed,
@@ -603,14 +657,7 @@ impl<'a> Checker<'a> {
                         ),
                     )
                     .label("not an allowed value")
-                    .maybe_help(did_you_mean(
-                        &v.value,
-                        field
-                            .allowed
-                            .iter()
-                            .map(|a| a.value.as_str())
-                            .chain(std::iter::once(TOOL_ERROR)),
-                    )),
+                    .maybe_help(suggestion),
                 );
             }
         }
@@ -992,6 +1039,7 @@ impl<'a> Checker<'a> {
             for (ph, span) in t.placeholders() {
                 if let Placeholder::Var(name) = ph {
                     if !vars.contains(name.as_str()) {
+                        let suggestion = self.suggest.did_you_mean(name, vars.iter().copied());
                         self.push(
                             Finding::new(
                                 Code::UnknownVariable,
@@ -999,13 +1047,11 @@ impl<'a> Checker<'a> {
                                 format!("variable `{name}` is not declared"),
                             )
                             .label("unknown variable")
-                            .maybe_help(
-                                did_you_mean(name, vars.iter().copied()).or_else(|| {
-                                    Some(format!(
-                                        "declare it in the pipeline: `var \"{name}\" \"DEFAULT\"`"
-                                    ))
-                                }),
-                            ),
+                            .maybe_help(suggestion.or_else(|| {
+                                Some(format!(
+                                    "declare it in the pipeline: `var \"{name}\" \"DEFAULT\"`"
+                                ))
+                            })),
                         );
                     }
                 }
@@ -1018,7 +1064,7 @@ impl<'a> Checker<'a> {
         let used = Used::of(p);
         let mut unused = |what: &str, name: &Name, used: &HashSet<&str>| {
             if !used.contains(name.value.as_str()) {
-                self.out.push(
+                self.push(
                     Finding::new(
                         Code::Unused,
                         name.span,
@@ -1102,7 +1148,9 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        self.out.extend(found);
+        for f in found {
+            self.push(f);
+        }
         self.prompts();
     }
 
@@ -1117,17 +1165,31 @@ impl<'a> Checker<'a> {
             .collect();
         // One stat and read per prompt file, however many call-sites share it:
         // `None` when it does not exist; an empty text when it cannot be read
-        // as text (which is reported at run time).
-        let mut texts: HashMap<&str, Option<String>> = HashMap::default();
+        // as text (which is reported at run time); its length when it is
+        // over the limit (of which no more than one byte past it is read).
+        let mut texts: HashMap<&str, Option<Result<String, u64>>> = HashMap::default();
         let mut found = Vec::new();
         for c in &self.p.call_sites {
             let Some(l) = &c.llm else { continue };
             let text = texts.entry(l.prompt.value.as_str()).or_insert_with(|| {
                 let path = self.dir.join(&l.prompt.value);
-                path.is_file()
-                    .then(|| std::fs::read_to_string(&path).unwrap_or_default())
+                path.is_file().then(|| {
+                    crate::limits::read_prompt(&path).unwrap_or_else(|_| Ok(String::new()))
+                })
             });
-            let Some(text) = text else {
+            if let Some(Err(len)) = text {
+                found.push(
+                    Finding::new(
+                        Code::BadFile,
+                        l.prompt.span,
+                        crate::limits::prompt_too_large(&l.prompt.value, *len),
+                    )
+                    .label("too large")
+                    .help("a prompt is a few kilobytes; is this the right file?"),
+                );
+                continue;
+            }
+            let Some(Ok(text)) = text else {
                 found.push(
                     Finding::new(
                         Code::PromptNotFound,
@@ -1145,7 +1207,9 @@ impl<'a> Checker<'a> {
             };
             found.extend(prompt_placeholders(&l.prompt, text, &vars));
         }
-        self.out.extend(found);
+        for f in found {
+            self.push(f);
+        }
     }
 }
 

@@ -50,8 +50,12 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
 
 /// Reads `text` as a KDL 2.0 document, handing each top-level node to
 /// `each` as soon as it is read (children included) and keeping none. On an
-/// error, the nodes handed over so far are of a text that is not KDL.
-pub(crate) fn parse_each(text: &str, each: impl FnMut(Node)) -> Result<(), SyntaxError> {
+/// error, the nodes handed over so far are of a text that is not KDL. When
+/// `each` breaks, the rest of the text is not read (nor known to be KDL).
+pub(crate) fn parse_each(
+    text: &str,
+    each: impl FnMut(Node) -> std::ops::ControlFlow<()>,
+) -> Result<(), SyntaxError> {
     fits(text)?;
     parser::Parser::new(text).each_node(each)
 }

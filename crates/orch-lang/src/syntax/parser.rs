@@ -73,8 +73,12 @@ impl<'a> Parser<'a> {
 
     /// As [`Self::document`], handing each top-level node to `each` as soon
     /// as it is read and keeping none: a large file is decoded without its
-    /// whole tree in memory.
-    pub(crate) fn each_node(mut self, mut each: impl FnMut(Node)) -> PResult<()> {
+    /// whole tree in memory. Reading stops, with no error, when `each` says
+    /// [`ControlFlow::Break`](std::ops::ControlFlow::Break).
+    pub(crate) fn each_node(
+        mut self,
+        mut each: impl FnMut(Node) -> std::ops::ControlFlow<()>,
+    ) -> PResult<()> {
         if self.at("\u{FEFF}".as_bytes()) {
             self.pos += 3;
         }
@@ -85,7 +89,9 @@ impl<'a> Parser<'a> {
             }
             let node = self.base_node()?;
             self.node_terminator(false)?;
-            each(node);
+            if each(node).is_break() {
+                return Ok(());
+            }
         }
     }
 
