@@ -381,8 +381,6 @@ fn http_raw(
     authorization: Option<String>,
     body: Option<&[u8]>,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the service");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.unwrap_or(b"");
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -395,7 +393,16 @@ fn http_raw(
         req.push_str(&format!("Authorization: {a}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
+    let (status, _, body) = exchange(addr, &req, body);
+    (status, body)
+}
+
+/// Sends a request (its head, then `body`) and reads the whole answer: the
+/// status, the head in lower case, and the body (unchunked).
+fn exchange(addr: &str, head: &str, body: &[u8]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to the service");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
     // A server may answer (413) before reading a large body.
     let _ = s.write_all(body);
     let mut raw = Vec::new();
@@ -407,15 +414,13 @@ fn http_raw(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("a status");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         unchunk(rest)
     } else {
         rest.to_string()
     };
-    (status, body)
+    (status, head, body)
 }
 
 fn unchunk(mut s: &str) -> String {
@@ -1801,50 +1806,19 @@ fn large_logs_and_artifacts_are_read_only_as_far_as_they_are_shown() {
 
 /// A GET and its answer's head, status line and headers (lower case).
 fn http_head(addr: &str, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the service");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        unchunk(rest)
-    } else {
-        rest.to_string()
-    };
-    (status, head.to_ascii_lowercase(), body)
+    exchange(addr, &req, b"")
 }
 
 /// A GET with the given `Host` header (and token): the status and body.
 fn get_as_host(addr: &str, path: &str, host: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the service");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status");
-    (status, rest.to_string())
+    let (status, _, body) = exchange(addr, &req, b"");
+    (status, body)
 }
 
 /// On loopback, a read without a token is answered only to a request for a
