@@ -22,7 +22,6 @@
 //! - an approval attempt that has no decision is `<skipped>`: nothing
 //!   failed yet, and the run case carries the error.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -82,33 +81,10 @@ impl JUnitFile {
     }
 }
 
-/// Writes `text` to a new file beside `target`, syncs it and renames it
-/// over `target`: a reader (or a crash) sees the old file or the new one,
-/// never part of one. The temporary file's name (hidden, not ending in
-/// `.xml`) is not one a CI glob for reports picks up.
+/// Replaces the report file whole (its temporary name, hidden and not
+/// ending in `.xml`, is not one a CI glob for reports picks up).
 fn replace(target: &Path, text: &str) -> std::io::Result<()> {
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.orch-junit.{}", std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, target));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    crate::replace::replace_file(target, text, "junit", None)
 }
 
 /// Where the sink leaves the report of the run it saw, for `orch run` to

@@ -5,4 +5,5 @@
 
 pub mod commands;
 mod junit;
+mod replace;
 mod report;

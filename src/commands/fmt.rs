@@ -1,6 +1,5 @@
 //! `orch fmt`: the canonical layout of pipeline files.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use std::io::IsTerminal;
@@ -108,25 +107,6 @@ fn report(report: FileReport) {
 /// are kept.
 fn replace(path: &Path, text: &str) -> std::io::Result<()> {
     let target = std::fs::canonicalize(path)?;
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let permissions = std::fs::metadata(&target)?.permissions();
-    let tmp = dir.join(format!(".{name}.orch-fmt.{}", std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.write_all(text.as_bytes())?;
-            f.set_permissions(permissions)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, &target));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    crate::replace::replace_file(&target, text, "fmt", Some(permissions))
 }
