@@ -350,20 +350,22 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
+/// One finding of the JSON document. Fields in alphabetical order: the
+/// order the document has always had (it was built as a sorted map).
 #[derive(Serialize)]
 struct JsonFinding<'a> {
     code: &'a str,
-    severity: Severity,
-    message: &'a str,
-    label: &'a str,
-    help: Option<&'a str>,
-    path: &'a str,
-    line: usize,
     column: usize,
-    end_line: usize,
     end_column: usize,
-    offset: usize,
+    end_line: usize,
+    help: Option<&'a str>,
+    label: &'a str,
     length: usize,
+    line: usize,
+    message: &'a str,
+    offset: usize,
+    path: &'a str,
+    severity: Severity,
 }
 
 fn render_json(reports: &[FileReport]) -> String {
@@ -392,16 +394,30 @@ fn render_json(reports: &[FileReport]) -> String {
         .iter()
         .filter(|f| f.severity == Severity::Error)
         .count();
-    let doc = serde_json::json!({
-        "version": 1,
-        "files": reports.iter().map(|r| r.source.path.as_str()).collect::<Vec<_>>(),
-        "errors": errors,
-        "warnings": findings.len() - errors,
-        "findings": findings,
-    });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    let doc = JsonReport {
+        version: 1,
+        files: reports.iter().map(|r| r.source.path.as_str()).collect(),
+        errors,
+        warnings: findings.len() - errors,
+        findings,
+    };
+    // Strings, numbers and a derived enum into a String: serde_json fails
+    // only on a map with non-string keys or a failing `Serialize`, neither
+    // of which these types have. (It printed an empty document "on error".)
+    let mut s = serde_json::to_string_pretty(&doc).expect("JSON of plain records");
     s.push('\n');
     s
+}
+
+/// `orch validate --format json`'s document (fields in alphabetical order,
+/// as [`JsonFinding`]'s).
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    errors: usize,
+    files: Vec<&'a str>,
+    findings: Vec<JsonFinding<'a>>,
+    version: u32,
+    warnings: usize,
 }
 
 /// Escapes for a workflow command's message (`%`, CR, LF) and, with
