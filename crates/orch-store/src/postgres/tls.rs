@@ -108,23 +108,32 @@ pub(crate) fn connector(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?;
-    let builder = match mode {
-        TlsMode::Disable => return Ok(None),
-        TlsMode::Prefer | TlsMode::Require => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider))),
-        TlsMode::VerifyCa => {
-            let roots = Arc::new(roots(root_cert)?);
-            let chain =
-                rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|e| format!("cannot set up TLS: {e}"))?;
-            builder
+    let builder =
+        match mode {
+            TlsMode::Disable => return Ok(None),
+            TlsMode::Prefer | TlsMode::Require => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(chain)))
-        }
-        TlsMode::VerifyFull => builder.with_root_certificates(roots(root_cert)?),
-    };
+                .with_custom_certificate_verifier(Arc::new(Lenient {
+                    provider,
+                    chain: None,
+                })),
+            TlsMode::VerifyCa => {
+                let roots = Arc::new(roots(root_cert)?);
+                let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    roots,
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| format!("cannot set up TLS: {e}"))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(Lenient {
+                        provider,
+                        chain: Some(chain),
+                    }))
+            }
+            TlsMode::VerifyFull => builder.with_root_certificates(roots(root_cert)?),
+        };
     let config = match client {
         None => builder.with_no_client_auth(),
         Some(c) => {
@@ -207,64 +216,20 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     out
 }
 
-/// `prefer` and `require`: the handshake's signatures are checked, the
-/// certificate's issuer and name are not (libpq's meaning of the modes).
-#[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the certificate chain is verified as for `verify-full`
-/// (trusted root, validity, signatures); only a name that does not match
-/// the URL's host is accepted. The webpki verifier checks the name last,
+/// The verifier of the modes that do not check everything (libpq's
+/// meanings): `prefer` and `require` (`chain: None`) check the handshake's
+/// signatures, not the certificate's issuer or name; `verify-ca` (the
+/// webpki verifier of its roots) checks the chain as `verify-full` does
+/// (trusted root, validity, signatures) and accepts only a name that does
+/// not match the URL's host. The webpki verifier checks the name last,
 /// after the chain, so its name error means the chain was good.
 #[derive(Debug)]
-struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+struct Lenient {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<rustls::client::WebPkiServerVerifier>>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -274,10 +239,10 @@ impl ServerCertVerifier for ChainOnly {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 NotValidForName | NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -291,7 +256,12 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -300,10 +270,17 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
