@@ -44,6 +44,12 @@ fn relative(root: &Path, p: &Path) -> String {
 }
 
 /// Bytes, not text: the `orch::bad-file` fixture is not UTF-8.
+/// The text of the fixture `name` in `dir` (VALID or INVALID).
+fn fixture_text(dir: &str, name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 fn check(path: &str, opts: &Options) -> Analysis {
     let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
         .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
@@ -286,12 +292,7 @@ fn schema_and_decoder_agree_on_every_pipeline_file() {
 /// disagreed, each with the code both must now report (None: both accept).
 #[test]
 fn schema_and_decoder_agree_on_edge_cases() {
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(VALID)
-            .join("minimal.kdl"),
-    )
-    .expect("minimal.kdl");
+    let base = fixture_text(VALID, "minimal.kdl");
     let cases: &[(&str, &str, Option<&str>)] = &[
         // Empty names and references (the schema's `minLength: 1`).
         ("start=\"build\"", "start=\"\"", Some("orch::invalid-value")),
@@ -438,13 +439,7 @@ fn schema_and_decoder_agree_on_edge_cases() {
 /// A blank verdict is caught by the validator, against the written field.
 #[test]
 fn blank_verdict_is_not_an_allowed_value() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(VALID)
-            .join("minimal.kdl"),
-    )
-    .expect("minimal.kdl")
-    .replacen("verdict=\"FAIL\"", "verdict=\" \"", 1);
+    let text = fixture_text(VALID, "minimal.kdl").replacen("verdict=\"FAIL\"", "verdict=\" \"", 1);
     let checked = analyze_text("x.kdl", &text, &Options { offline: true });
     assert_eq!(codes(&checked), ["orch::verdict-not-allowed"]);
 }
@@ -453,10 +448,7 @@ fn blank_verdict_is_not_an_allowed_value() {
 /// one is still reported where it is.
 #[test]
 fn a_bad_regex_used_by_two_gates_is_reported_at_each() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/bad-regex.kdl"),
-    )
-    .expect("bad-regex.kdl")
+    let text = fixture_text(INVALID, "bad-regex.kdl")
     .replacen(
         "gate \"passed\"",
         "gate \"again\" artifact=\"report\" {\n    expect \"result\" matches=\"(PASS\"\n}\n\ngate \"passed\"",
@@ -477,12 +469,7 @@ fn a_bad_regex_used_by_two_gates_is_reported_at_each() {
 /// A malformed setting is reported as malformed, not also as missing.
 #[test]
 fn malformed_settings_are_not_also_missing() {
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(VALID)
-            .join("minimal.kdl"),
-    )
-    .expect("minimal.kdl");
+    let base = fixture_text(VALID, "minimal.kdl");
     for (old, new) in [
         ("timeout \"1m\"", "timeout 60"),
         ("command \"true\"", "command 1"),
@@ -505,12 +492,7 @@ fn malformed_settings_are_not_also_missing() {
 /// bare value whose length happens to fit does not slice inside a character.
 #[test]
 fn placeholder_spans_in_properties() {
-    let base = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(VALID)
-            .join("minimal.kdl"),
-    )
-    .expect("minimal.kdl");
+    let base = fixture_text(VALID, "minimal.kdl");
     let text = base.replacen(
         "command \"true\"",
         "command \"true\"\n    env A=é B=\"x{tsk}\" C=\"{var.nope}\"",
@@ -606,12 +588,7 @@ fn binary_exit_statuses_and_formats() {
 /// A pipeline path without a directory looks for prompts in `.`, and says so.
 #[test]
 fn prompt_look_up_next_to_a_bare_file_name() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(INVALID)
-            .join("prompt-not-found.kdl"),
-    )
-    .expect("prompt-not-found.kdl");
+    let text = fixture_text(INVALID, "prompt-not-found.kdl");
     let checked = analyze_text("pipeline.kdl", &text, &Options::default());
     let messages: Vec<_> = checked
         .report
@@ -721,12 +698,7 @@ fn the_rule_table_in_language_md_is_generated_from_the_code() {
 /// read whole (a sparse 1 GiB file: reading it would take seconds and a GiB).
 #[test]
 fn a_prompt_over_8_mib_is_a_bad_file_finding_at_its_reference() {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(INVALID)
-            .join("prompt-not-found.kdl"),
-    )
-    .expect("prompt-not-found.kdl");
+    let text = fixture_text(INVALID, "prompt-not-found.kdl");
     let dir = std::env::temp_dir().join(format!("orch-big-prompt-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("prompts")).expect("temp dir");
     let prompt = std::fs::File::create(dir.join("prompts/missing.md")).expect("prompt");
