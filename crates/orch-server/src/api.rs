@@ -497,11 +497,13 @@ pub(crate) async fn cancel<S: Store>(
             }
         }
     };
-    // Not on this service's board: taken by its scheduler a moment ago, or
-    // held by another service sharing the store, which finds the request
-    // on its next tick (`scheduler::clock`).
-    if !held_here {
-        app.store.request_cancel(&task).await?;
+    // Not on this service's board: taken by its scheduler a moment ago (the
+    // mark above stops it as it starts), or held by another service sharing
+    // the store. A store that takes the request routes it to the holder's
+    // next tick (`scheduler::clock`, which marks it here again if the holder
+    // is this service), so the mark is not kept for a task held elsewhere.
+    if !held_here && app.store.request_cancel(&task).await? {
+        app.board.lock().cancel_before_start.remove(&task);
     }
     tracing::info!(task, "cancelling");
     await_cancelled(&app, &task).await
